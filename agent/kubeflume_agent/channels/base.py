@@ -1,0 +1,139 @@
+"""What every channel offers: transactions, as in Flume, plus wake-ups for the sink runner.
+
+    tx = channel.transaction()
+    tx.put_all(events)          # or tx.take(n) on the sink side
+    await tx.commit()           # all-or-nothing; ChannelFull when there is no room
+    # on any error instead: tx.rollback()
+
+`async with channel.transaction() as tx:` commits on success and rolls back on an exception.
+Puts and takes are synchronous (they only touch the transaction's own lists); commit is a
+coroutine because it may wait for room (memory channel, `keep-alive`) or for a disk (file channel).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar
+
+from kubeflume_agent.config.keys import Key, Settings
+from kubeflume_agent.errors import ChannelError
+from kubeflume_agent.event import Event
+from kubeflume_agent.runtime.counters import ChannelCounters
+from kubeflume_agent.runtime.signal import Signal
+
+
+class Transaction:
+    """One channel transaction. Subclasses implement `_commit()` and `_rollback()`."""
+
+    __slots__ = ("_done", "channel", "puts", "takes")
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.puts: list[Event] = []
+        self.takes: list[Event] = []
+        self._done = False
+
+    def put(self, event: Event) -> None:
+        self.put_all((event,))
+
+    def put_all(self, events: Iterable[Event]) -> None:
+        events = events if isinstance(events, list | tuple) else list(events)
+        self.channel.counters.put_attempt += len(events)
+        if len(self.puts) + len(events) > self.channel.transaction_capacity:
+            raise ChannelError(
+                f"Put queue for transaction of capacity {self.channel.transaction_capacity} full, "
+                "consider committing more frequently or increasing transactionCapacity"
+            )
+        self.puts.extend(events)
+
+    def take(self, max_events: int) -> list[Event]:
+        """Up to `max_events` events (fewer if the channel holds fewer); never waits."""
+        room = self.channel.transaction_capacity - len(self.takes)
+        if room <= 0:
+            raise ChannelError(
+                f"Take list for transaction of capacity {self.channel.transaction_capacity} full, "
+                "consider committing more frequently or increasing transactionCapacity"
+            )
+        events = self._take(min(max_events, room))
+        self.channel.counters.take_attempt += 1
+        self.takes.extend(events)
+        return events
+
+    async def commit(self) -> None:
+        self._check_open()
+        await self._commit()
+        self._done = True
+        self.channel.counters.put_success += len(self.puts)
+        self.channel.counters.take_success += len(self.takes)
+        if self.puts:
+            self.channel.data_available.notify()
+        if self.takes:
+            self.channel.space_available.notify()
+
+    def rollback(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._rollback()
+        if self.takes:
+            self.channel.data_available.notify()
+
+    async def __aenter__(self) -> Transaction:
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            await self.commit()
+        else:
+            self.rollback()
+
+    def _check_open(self) -> None:
+        if self._done:
+            raise ChannelError("transaction already committed or rolled back")
+
+    def _take(self, count: int) -> list[Event]:
+        raise NotImplementedError
+
+    async def _commit(self) -> None:
+        raise NotImplementedError
+
+    def _rollback(self) -> None:
+        raise NotImplementedError
+
+
+class Channel:
+    """Base of all channels. `keys` declares the config keys (see config.keys)."""
+
+    keys: ClassVar[tuple[Key, ...]] = ()
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        self.name = name
+        self.settings = settings
+        self.transaction_capacity: int = settings.get("transactionCapacity") or 100
+        self.counters = ChannelCounters(settings.get("capacity") or 0)
+        self.data_available = Signal()
+        self.space_available = Signal()
+
+    def transaction(self) -> Transaction:
+        raise NotImplementedError
+
+    @property
+    def size(self) -> int:
+        return self.counters.size
+
+    async def start(self) -> None:
+        self.counters.started()
+
+    async def stop(self) -> None:
+        self.counters.stopped()
+
+    async def wait_for_events(self, timeout: float) -> bool:
+        """Wait until the channel holds events (True) or `timeout` seconds pass (False)."""
+        if self.size:
+            return True
+        return await self.data_available.wait(timeout)
+
+    @classmethod
+    def storage_paths(cls, settings: Settings) -> list[str]:
+        """Directories this channel keeps data in (the operator gives them persistent storage)."""
+        return []

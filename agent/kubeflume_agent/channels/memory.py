@@ -1,0 +1,114 @@
+"""The memory channel: fast, bounded, and lost on process death (as in Flume).
+
+Capacity is checked at commit, as Flume does: a commit that needs more room than is free waits up
+to `keep-alive` seconds for sinks to make room, then raises ChannelFull and stores nothing.
+Taken events keep their slot until the take commits, so a rollback always has room to put them back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from kubeflume_agent.channels.base import Channel, Transaction
+from kubeflume_agent.config.keys import Key, Settings, non_negative_integer, number, positive_integer
+from kubeflume_agent.errors import ChannelFull
+from kubeflume_agent.event import Event
+
+SLOT_BYTES = 100  # Flume counts byteCapacity in 100-byte slots of body bytes
+
+
+def byte_slots(events: list[Event]) -> int:
+    return sum(-(-len(event.body) // SLOT_BYTES) or 1 for event in events)
+
+
+class MemoryTransaction(Transaction):
+    __slots__ = ()
+
+    channel: MemoryChannel
+
+    def _take(self, count: int) -> list[Event]:
+        return self.channel._pop(count)
+
+    async def _commit(self) -> None:
+        await self.channel._commit(self.puts, self.takes)
+
+    def _rollback(self) -> None:
+        self.channel._restore(self.takes)
+
+
+class MemoryChannel(Channel):
+    keys = (
+        Key("capacity", positive_integer, 100, doc="most events the channel holds"),
+        Key("transactionCapacity", positive_integer, 100, doc="most events one transaction puts or takes"),
+        Key("keep-alive", number, 3.0, doc="seconds a commit waits for room before failing"),
+        Key("byteCapacity", non_negative_integer, 0, doc="most body bytes held; 0 means no byte limit"),
+        Key("byteCapacityBufferPercentage", non_negative_integer, 20,
+            doc="share of byteCapacity kept free for header overhead"),
+    )
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        super().__init__(name, settings)
+        self.capacity: int = settings["capacity"]
+        self.keep_alive: float = settings["keep-alive"]
+        byte_capacity = settings["byteCapacity"]
+        buffer = settings["byteCapacityBufferPercentage"]
+        self.byte_slot_capacity = int(byte_capacity * (1 - buffer / 100) / SLOT_BYTES) if byte_capacity else 0
+        self._queue: deque[Event] = deque()
+        self._in_flight_takes = 0  # taken, not yet committed: they still hold their slots
+        self._byte_slots_used = 0
+
+    @classmethod
+    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
+        if settings["transactionCapacity"] > settings["capacity"]:
+            return [("transactionCapacity", "must not exceed capacity")]
+        return []
+
+    def transaction(self) -> MemoryTransaction:
+        return MemoryTransaction(self)
+
+    def _pop(self, count: int) -> list[Event]:
+        queue = self._queue
+        count = min(count, len(queue))
+        taken = [queue.popleft() for _ in range(count)]
+        self._in_flight_takes += count
+        self.counters.size = len(queue)
+        return taken
+
+    def _restore(self, taken: list[Event]) -> None:
+        """Roll back takes: the events go back to the head, in their original order."""
+        self._queue.extendleft(reversed(taken))
+        self._in_flight_takes -= len(taken)
+        self.counters.size = len(self._queue)
+
+    async def _commit(self, puts: list[Event], takes: list[Event]) -> None:
+        needed = len(puts) - len(takes)
+        put_slots = byte_slots(puts) if self.byte_slot_capacity and puts else 0
+        take_slots = byte_slots(takes) if self.byte_slot_capacity and takes else 0
+        if needed > 0 or put_slots > take_slots:
+            await self._wait_for_room(needed, put_slots - take_slots)
+        self._queue.extend(puts)
+        self._in_flight_takes -= len(takes)
+        self._byte_slots_used += put_slots - take_slots
+        self.counters.size = len(self._queue)
+
+    async def _wait_for_room(self, events: int, slots: int) -> None:
+        deadline = asyncio.get_running_loop().time() + self.keep_alive
+        while True:
+            occupied = len(self._queue) + self._in_flight_takes
+            if occupied + events <= self.capacity and (
+                not self.byte_slot_capacity or self._byte_slots_used + slots <= self.byte_slot_capacity
+            ):
+                return
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0 or not await self.space_available.wait(remaining):
+                if occupied + events > self.capacity:
+                    raise ChannelFull(
+                        f"Space for commit to queue couldn't be acquired (channel {self.name}, capacity "
+                        f"{self.capacity}). Sinks are likely not keeping up with sources, or the buffer "
+                        "size is too tight"
+                    )
+                raise ChannelFull(
+                    f"Cannot commit transaction. Byte capacity allocated to store event body "
+                    f"{self.byte_slot_capacity * SLOT_BYTES} reached (channel {self.name})"
+                )

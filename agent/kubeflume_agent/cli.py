@@ -1,0 +1,163 @@
+"""`kubeflume-agent`: run one agent from a flume.conf, with the same flags as `flume-ng agent`.
+
+    kubeflume-agent -n a1 -f flume.conf [--metrics-port 41414] [--no-reload-conf]
+
+SIGTERM and SIGINT stop the agent gracefully (sources first, sinks drain) and exit 0. The config
+file is polled for changes (like Flume, every 30 s by default); a changed config is applied by
+restarting only the components that changed, and a config with errors is refused while the
+running one keeps serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from kubeflume_agent.config.model import AgentConfig, ConfigError
+from kubeflume_agent.config.properties import ConfigParseError, parse_properties
+from kubeflume_agent.runtime.agent import Agent, InvalidConfig
+
+log = logging.getLogger("kubeflume")
+
+DEFAULT_METRICS_PORT = 41414  # Flume's HTTP monitoring default
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+
+def report_problems(problems: list[ConfigError], out=sys.stderr) -> bool:
+    """Print every problem; True if any of them is an error."""
+    for problem in problems:
+        print(problem, file=out)
+    return any(problem.is_error for problem in problems)
+
+
+def run_event_loop(main) -> int:
+    """Run `main()` on uvloop when it is installed (much faster sockets), else on asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main())
+    return uvloop.run(main())
+
+
+def _file_signature(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+async def watch_config(path: Path, load: Callable[[], AgentConfig], agent: Agent, interval: float) -> None:
+    """Poll `path`; apply a changed config, refuse one with errors (the running one stays)."""
+    signature = _file_signature(path)
+    while True:
+        await asyncio.sleep(interval)
+        current = _file_signature(path)
+        if current is None or current == signature:
+            continue
+        signature = current
+        try:
+            await agent.reload(load())
+        except (ConfigParseError, InvalidConfig, OSError, ValueError) as error:
+            log.error("config %s changed but cannot be applied; the running config stays:\n%s", path, error)
+        else:
+            log.info("config %s reloaded", path)
+
+
+async def serve(agent: Agent, describe: bool = True, watch: Callable[[], object] | None = None) -> int:
+    """Start `agent`, serve until SIGTERM/SIGINT, stop it gracefully. Returns the exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await agent.start()
+    except InvalidConfig as error:
+        report_problems(error.problems)
+        return 1
+    except OSError as error:
+        log.error("agent %s could not start: %s", agent.config.name, error)
+        await agent.stop()
+        return 1
+    if describe:
+        print_endpoints(agent)
+    watcher = loop.create_task(watch()) if watch else None
+    await stop.wait()
+    log.info("stopping (signal received)")
+    if watcher is not None:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    await agent.stop()
+    return 0
+
+
+def print_endpoints(agent: Agent, out=sys.stdout) -> None:
+    """Tell a person where the agent listens and where it writes."""
+    print(f"agent {agent.config.name} is running", file=out)
+    for name, source in agent.sources.items():
+        print(f"  source {name}: {source.describe()}", file=out)
+    for name, sink in agent.sinks.items():
+        print(f"  sink {name}: {sink.describe()}", file=out)
+    if agent.metrics_server is not None:
+        print(f"  metrics: http://{agent.metrics_server.host}:{agent.metrics_server.port}/metrics", file=out)
+    out.flush()
+
+
+def _parse_system_properties(values: list[str]) -> dict[str, str]:
+    """`-Dflume.monitoring.port=34545` style flags, so flume-ng command lines keep working."""
+    return dict(value.partition("=")[::2] for value in values)
+
+
+def agent_arguments() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubeflume-agent", description="Run a Flume agent from a flume.conf.")
+    parser.add_argument("-n", "--name", required=True, help="the agent to run (the prefix of its keys)")
+    parser.add_argument("-f", "--conf-file", required=True, type=Path, help="the flume.conf (properties) file")
+    parser.add_argument("-c", "--conf", help="accepted for flume-ng compatibility; not used")
+    parser.add_argument("--metrics-port", type=int, help=f"serve /metrics here (default {DEFAULT_METRICS_PORT})")
+    parser.add_argument("--metrics-bind", default="0.0.0.0", help="address of the metrics server")
+    parser.add_argument("--no-metrics", action="store_true", help="do not serve metrics")
+    parser.add_argument("--no-reload-conf", action="store_true", help="do not watch the config file")
+    parser.add_argument("--reload-interval", type=float, default=30.0, help="seconds between config checks")
+    parser.add_argument("--drain-timeout", type=float, default=5.0,
+                        help="seconds sinks may take to empty memory channels when stopping")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument("-D", dest="system_properties", action="append", default=[], metavar="KEY=VALUE",
+                        help="flume-ng style properties; flume.monitoring.port sets the metrics port")
+    return parser
+
+
+def agent_main(argv: list[str] | None = None) -> int:
+    args = agent_arguments().parse_args(argv)
+    setup_logging(args.log_level)
+    properties = _parse_system_properties(args.system_properties)
+    metrics_port = args.metrics_port or int(properties.get("flume.monitoring.port", DEFAULT_METRICS_PORT))
+
+    def load() -> AgentConfig:
+        return parse_properties(args.conf_file.read_text(), args.name)
+
+    try:
+        config = load()
+    except (OSError, ConfigParseError) as error:
+        print(f"error: {args.conf_file}: {error}", file=sys.stderr)
+        return 1
+    if report_problems(config.validate()):
+        return 1
+    agent = Agent(config, metrics_host=args.metrics_bind, metrics_port=None if args.no_metrics else metrics_port,
+                  drain_timeout=args.drain_timeout)
+    watch = None if args.no_reload_conf else (lambda: watch_config(args.conf_file, load, agent, args.reload_interval))
+    return run_event_loop(lambda: serve(agent, watch=watch))
+
+
+if __name__ == "__main__":
+    sys.exit(agent_main())

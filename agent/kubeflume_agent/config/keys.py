@@ -1,0 +1,154 @@
+"""Typed configuration keys: each component declares the keys it reads, with Flume's defaults.
+
+A component lists its keys once (`keys = (Key("port", integer, required=True), ...)`); the same
+declaration validates a config (every problem at once), fills in defaults at start-up, and documents
+the component. Values arrive as strings, exactly as in a flume.conf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+class InvalidValue(ValueError):
+    """A value that does not parse; its message is shown to the user as is."""
+
+
+def integer(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise InvalidValue(f"expected a whole number, got {text!r}") from None
+
+
+def positive_integer(text: str) -> int:
+    value = integer(text)
+    if value <= 0:
+        raise InvalidValue(f"expected a number above 0, got {text!r}")
+    return value
+
+
+def non_negative_integer(text: str) -> int:
+    value = integer(text)
+    if value < 0:
+        raise InvalidValue(f"expected 0 or more, got {text!r}")
+    return value
+
+
+def port_number(text: str) -> int:
+    value = integer(text)
+    if not 0 <= value <= 65535:
+        raise InvalidValue(f"expected a port number from 0 to 65535, got {text!r}")
+    return value
+
+
+def number(text: str) -> float:
+    try:
+        return float(text.strip())
+    except ValueError:
+        raise InvalidValue(f"expected a number, got {text!r}") from None
+
+
+def boolean(text: str) -> bool:
+    """Flume reads booleans with Boolean.parseBoolean, but a typo there silently means false;
+    we accept the usual spellings and reject the rest."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise InvalidValue(f"expected true or false, got {text!r}")
+
+
+def word_list(text: str) -> list[str]:
+    """A whitespace-separated list, as Flume's `channels`, `sinks`, `interceptors`..."""
+    return text.split()
+
+
+def comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def one_of(*choices: str, case_sensitive: bool = False) -> Callable[[str], str]:
+    """A value from a fixed set; returned lower-cased unless `case_sensitive`."""
+
+    def parse(text: str) -> str:
+        value = text.strip() if case_sensitive else text.strip().lower()
+        allowed = choices if case_sensitive else tuple(c.lower() for c in choices)
+        if value not in allowed:
+            raise InvalidValue(f"expected one of {', '.join(choices)}, got {text!r}")
+        return value
+
+    parse.__name__ = "one of " + "|".join(choices)
+    return parse
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key of a component.
+
+    `prefix=True` declares a family of keys (`mapping.` covers `mapping.CA`, `mapping.NY`...);
+    its value in the resolved settings is a dict of suffix -> parsed value.
+    """
+
+    name: str
+    parse: Callable[[str], Any] = str
+    default: Any = None
+    required: bool = False
+    prefix: bool = False
+    doc: str = ""
+
+    def matches(self, key: str) -> bool:
+        return key.startswith(self.name) if self.prefix else key == self.name
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A problem found while resolving keys; the config model turns it into a ConfigError."""
+
+    key: str
+    message: str
+    severity: str = "error"
+
+
+class Settings(dict):
+    """Resolved settings of one component: every declared key with its parsed value or default.
+
+    Attribute access is not offered on purpose: keys keep Flume's spelling (`max-line-length`),
+    so `settings["max-line-length"]` reads like the flume.conf it came from.
+    """
+
+
+def resolve(keys: Iterable[Key], params: Mapping[str, str]) -> tuple[Settings, list[Problem]]:
+    """Parse `params` against `keys`: (settings with defaults filled in, every problem found)."""
+    keys = tuple(keys)
+    settings = Settings()
+    problems: list[Problem] = []
+    for key in keys:
+        if key.prefix:
+            settings[key.name] = {}
+        else:
+            settings[key.name] = key.default
+            if key.required and key.name not in params:
+                problems.append(Problem(key.name, "is required"))
+    for name, raw in params.items():
+        key = next((k for k in keys if k.matches(name)), None)
+        if key is None:
+            problems.append(Problem(name, "unknown key (ignored, as Flume does)", "warning"))
+            continue
+        if "${" in raw:
+            problems.append(Problem(name, f"{raw!r} is resolved from the environment when the agent starts",
+                                    "warning"))
+            continue
+        try:
+            value = key.parse(raw)
+        except InvalidValue as error:
+            problems.append(Problem(name, str(error)))
+            continue
+        if key.prefix:
+            settings[key.name][name[len(key.name):]] = value
+        else:
+            settings[name] = value
+    return settings, problems

@@ -1,0 +1,145 @@
+"""AgentConfig.validate(): every problem of a config at once, each located and explained.
+
+Checks the structure (what Flume's FlumeConfiguration checks: listed channels, a channel for every
+source and sink, groups) and each component's keys against the `keys` its class declares.
+Flume drops broken components one by one and runs the rest; we refuse the whole config instead,
+because a half-started pipeline silently loses the data of the dropped part.
+"""
+
+from __future__ import annotations
+
+from kubeflume_agent.config.model import (
+    SEVERITY_WARNING,
+    AgentConfig,
+    ComponentConfig,
+    ConfigError,
+    component_problems,
+    resolve_component,
+)
+from kubeflume_agent.runtime.registry import UnknownType, lookup
+
+
+def validate(config: AgentConfig) -> list[ConfigError]:
+    problems = list(config.notes)
+    if not config.channels:
+        problems.append(ConfigError("agent", "channels", f"agent {config.name} lists no channels"))
+    if not config.sources and not config.sinks:
+        problems.append(ConfigError("agent", "", f"agent {config.name} has neither sources nor sinks"))
+    capacities = {}
+    for name, channel in config.channels.items():
+        settings, found = _check_component("channel", f"channels.{name}", channel)
+        problems += found
+        if settings is not None:
+            capacities[name] = settings.get("transactionCapacity")
+    for name, source in config.sources.items():
+        problems += _check_source(config, name, source, capacities)
+    for name, sink in config.sinks.items():
+        problems += _check_sink(config, name, sink, capacities)
+    problems += _check_groups(config)
+    return problems
+
+
+def _check_component(kind: str, where: str, component: ComponentConfig, prefix: str = "",
+                     context: tuple = ()):
+    """(settings or None, problems) for one component's type and keys.
+
+    `context` goes to the class's `validate_settings` (a processor gets its group's sink names).
+    """
+    if not component.type:
+        return None, [ConfigError(where, prefix + "type", f"no type given for this {kind}")]
+    try:
+        component_class = lookup(kind, component.type)
+    except UnknownType as error:
+        return None, [ConfigError(where, prefix + "type", str(error))]
+    settings, found = resolve_component(component_class, component.params)
+    problems = component_problems(where, found, prefix)
+    if not any(p.is_error for p in problems):
+        extra = getattr(component_class, "validate_settings", None)
+        if extra is not None:
+            problems += [ConfigError(where, prefix + key, message) for key, message in extra(settings, *context)]
+    return settings, problems
+
+
+def _batch_size_problem(where: str, component_class: type, settings, channel: str, capacities) -> list:
+    key = getattr(component_class, "batch_size_key", None)
+    capacity = capacities.get(channel)
+    batch = settings.get(key) if key else None
+    if isinstance(batch, int) and isinstance(capacity, int) and batch > capacity:
+        return [ConfigError(where, key, f"{batch} exceeds the transactionCapacity ({capacity}) of channel "
+                                        f"{channel}; lower it or raise the channel's transactionCapacity")]
+    return []
+
+
+def _check_source(config: AgentConfig, name: str, source, capacities) -> list[ConfigError]:
+    where = f"sources.{name}"
+    settings, problems = _check_component("source", where, source)
+    if not source.channels:
+        problems.append(ConfigError(where, "channels", "this source has no channel to write to"))
+    for channel in source.channels:
+        if channel not in config.channels:
+            problems.append(ConfigError(where, "channels", f"channel {channel!r} is not defined in "
+                                                           f"{config.name}.channels"))
+        elif settings is not None:
+            problems += _batch_size_problem(where, lookup("source", source.type), settings, channel, capacities)
+    problems += _check_selector(where, source)
+    for interceptor in source.interceptors:
+        problems += _check_component("interceptor", where, interceptor,
+                                     prefix=f"interceptors.{interceptor.name}.")[1]
+    return problems
+
+
+def _check_selector(where: str, source) -> list[ConfigError]:
+    params = dict(source.selector)
+    selector = ComponentConfig("selector", params.pop("type", "replicating"), params)
+    settings, problems = _check_component("selector", where, selector, prefix="selector.")
+    if settings is None:
+        return problems
+    for key, names in lookup("selector", selector.type).channel_references(settings):
+        for channel in names:
+            if channel not in source.channels:
+                message = f"channel {channel!r} is not one of this source's channels ({' '.join(source.channels)})"
+                problems.append(ConfigError(where, f"selector.{key}", message))
+    return problems
+
+
+def _check_sink(config: AgentConfig, name: str, sink, capacities) -> list[ConfigError]:
+    where = f"sinks.{name}"
+    settings, problems = _check_component("sink", where, sink)
+    channels = sink.channel.split()
+    if not channels:
+        problems.append(ConfigError(where, "channel", "this sink has no channel to read from"))
+    elif len(channels) > 1:
+        problems.append(ConfigError(where, "channel", f"a sink reads from exactly one channel, got "
+                                                      f"{len(channels)}: {sink.channel}"))
+    elif channels[0] not in config.channels:
+        problems.append(ConfigError(where, "channel", f"channel {channels[0]!r} is not defined in "
+                                                      f"{config.name}.channels"))
+    elif settings is not None:
+        problems += _batch_size_problem(where, lookup("sink", sink.type), settings, channels[0], capacities)
+    return problems
+
+
+def _check_groups(config: AgentConfig) -> list[ConfigError]:
+    problems: list[ConfigError] = []
+    owner: dict[str, str] = {}
+    for name, group in config.sinkgroups.items():
+        where = f"sinkgroups.{name}"
+        if not group.sinks:
+            problems.append(ConfigError(where, "sinks", "this sink group lists no sinks"))
+        for sink in group.sinks:
+            if sink not in config.sinks:
+                problems.append(ConfigError(where, "sinks", f"sink {sink!r} is not defined in {config.name}.sinks"))
+            elif sink in owner:
+                problems.append(ConfigError(where, "sinks", f"sink {sink!r} already belongs to sink group "
+                                                            f"{owner[sink]}; a sink may be in one group only"))
+            else:
+                owner[sink] = name
+        params = dict(group.processor)
+        processor = ComponentConfig(name, params.pop("type", "default"), params)
+        problems += _check_component("processor", where, processor, prefix="processor.",
+                                     context=(group.sinks,))[1]
+        if processor.type.lower() == "default" and len(group.sinks) > 1:
+            problems.append(ConfigError(where, "processor.type", "the default processor drives one sink; use "
+                                                                  "failover or load_balance for several",
+                                        SEVERITY_WARNING))
+    return problems

@@ -1,0 +1,191 @@
+"""Flume's event serializers: how a file sink (hdfs, file_roll) turns events into file bytes.
+
+A serializer works on whole batches so the hot path stays in C (`bytes.join`, fastavro):
+`begin()` gives the bytes that open a new file, `encode(events)` the bytes of one batch, `end()`
+the bytes that finish the file. Sinks name a serializer as Flume does (`serializer = text`,
+`serializer.appendNewline = false`) and pass the `serializer.*` keys with the prefix removed.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+import fastavro
+from fastavro.write import Writer
+
+from kubeflume_agent.config.keys import Key, Settings, boolean, one_of, positive_integer, resolve
+from kubeflume_agent.event import Event
+from kubeflume_agent.runtime.registry import UnknownType, lookup
+
+NEWLINE = b"\n"
+
+# Flume's FlumeEventAvroEventSerializer writes records of this schema (flume-ng-core, Event.avsc).
+FLUME_EVENT_SCHEMA = fastavro.parse_schema({
+    "type": "record",
+    "name": "Event",
+    "fields": [
+        {"name": "headers", "type": {"type": "map", "values": "string"}},
+        {"name": "body", "type": "bytes"},
+    ],
+})
+
+
+class EventSerializer:
+    """Base of all serializers. Stateless text serializers only override `encode`."""
+
+    keys: ClassVar[tuple[Key, ...]] = ()
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def begin(self) -> bytes:
+        """Bytes that open a new file."""
+        return b""
+
+    def encode(self, events: Sequence[Event]) -> bytes:
+        """The bytes of a whole batch; a sink appends them to the open file."""
+        raise NotImplementedError
+
+    def end(self) -> bytes:
+        """Bytes that finish the file."""
+        return b""
+
+
+class TextSerializer(EventSerializer):
+    """Flume's `text` (BodyTextEventSerializer): the body, then a newline; headers are dropped."""
+
+    keys = (Key("appendNewline", boolean, True, doc="write a newline after each event body"),)
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.append_newline: bool = settings["appendNewline"]
+
+    def encode(self, events: Sequence[Event]) -> bytes:
+        if not events:
+            return b""
+        bodies = [event.body for event in events]
+        if self.append_newline:
+            return NEWLINE.join(bodies) + NEWLINE
+        return b"".join(bodies)
+
+
+def java_map_string(headers: Mapping[str, str]) -> str:
+    """Headers rendered as Java's `Map.toString()`: `{k1=v1, k2=v2}`.
+
+    Java prints a HashMap in hash order; we print insertion order, which is what a reader sees
+    as "the headers of the event" and is stable across runs.
+    """
+    return "{" + ", ".join(f"{key}={value}" for key, value in headers.items()) + "}"
+
+
+class HeaderAndTextSerializer(TextSerializer):
+    """Flume's `header_and_text` (HeaderAndBodyTextEventSerializer): `{k=v, ...} body`, newline."""
+
+    def encode(self, events: Sequence[Event]) -> bytes:
+        if not events:
+            return b""
+        lines = [java_map_string(event.headers).encode() + b" " + event.body for event in events]
+        if self.append_newline:
+            return NEWLINE.join(lines) + NEWLINE
+        return b"".join(lines)
+
+
+def _avro_codecs() -> tuple[str, ...]:
+    """Codecs fastavro can write here: snappy needs the optional cramjam package."""
+    codecs = ["null", "deflate"]
+    try:
+        import cramjam  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        codecs.append("snappy")
+    return tuple(codecs)
+
+
+AVRO_CODECS = _avro_codecs()
+
+
+class AvroEventSerializer(EventSerializer):
+    """Flume's `avro_event`: an Avro container file of Flume Event records.
+
+    Like Flume (which flushes its DataFileWriter on every sink batch), each batch ends an Avro
+    block, so everything a sink has written is a readable container file; `syncIntervalBytes`
+    additionally cuts a block inside a batch that is larger than that.
+    """
+
+    keys = (
+        Key("syncIntervalBytes", positive_integer, 2048000, doc="approximate size of one Avro block"),
+        Key("compressionCodec", one_of(*AVRO_CODECS), "null",
+            doc="Avro block codec: " + ", ".join(AVRO_CODECS) + " (snappy needs the cramjam package)"),
+    )
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._buffer = io.BytesIO()
+        self._writer: Writer | None = None
+
+    def begin(self) -> bytes:
+        self._buffer = io.BytesIO()
+        self._writer = Writer(
+            self._buffer,
+            FLUME_EVENT_SCHEMA,
+            codec=self.settings["compressionCodec"],
+            sync_interval=self.settings["syncIntervalBytes"],
+        )
+        return self._drain()
+
+    def encode(self, events: Sequence[Event]) -> bytes:
+        if self._writer is None:
+            raise RuntimeError("avro_event serializer: encode() called before begin()")
+        write = self._writer.write
+        for event in events:
+            write({"headers": event.headers, "body": event.body})
+        self._writer.flush()
+        return self._drain()
+
+    def end(self) -> bytes:
+        if self._writer is not None:
+            self._writer.flush()
+            self._writer = None
+        return self._drain()
+
+    def _drain(self) -> bytes:
+        data = self._buffer.getvalue()
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        return data
+
+
+def _serializer_class(type_name: str) -> type[EventSerializer]:
+    try:
+        cls = lookup("serializer", type_name)
+    except UnknownType as error:
+        raise ValueError(str(error)) from None
+    if not (isinstance(cls, type) and issubclass(cls, EventSerializer)):
+        raise ValueError(f"serializer {type_name!r} is not an EventSerializer")
+    return cls
+
+
+def serializer_problems(type_name: str, params: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Problems with a serializer's type and `serializer.*` keys, as (key, message) for validation."""
+    try:
+        cls = _serializer_class(type_name)
+    except ValueError as error:
+        return [("serializer", str(error))]
+    _, problems = resolve(cls.keys, params)
+    return [("serializer." + p.key, p.message) for p in problems if p.severity == "error"]
+
+
+def create_serializer(type_name: str, params: Mapping[str, str]) -> EventSerializer:
+    """A serializer by Flume type name (`text`, `avro_event`...) with its keys resolved.
+
+    Raises ValueError naming every bad key.
+    """
+    cls = _serializer_class(type_name)
+    settings, problems = resolve(cls.keys, params)
+    errors = [f"serializer.{p.key}: {p.message}" for p in problems if p.severity == "error"]
+    if errors:
+        raise ValueError(f"bad {type_name} serializer settings: " + "; ".join(errors))
+    return cls(settings)

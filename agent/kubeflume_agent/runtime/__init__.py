@@ -1,0 +1,1 @@
+"""The runtime: builds components from an AgentConfig, moves events, counts them."""

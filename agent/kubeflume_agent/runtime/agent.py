@@ -1,0 +1,206 @@
+"""The agent: builds components from an AgentConfig, starts and stops them, reloads on change.
+
+Start order is channels, sinks, sources (so nothing is accepted before it can be stored and
+drained); stop order is the reverse, and sinks get `drain_timeout` seconds to empty memory
+channels before they stop, because a memory channel's content dies with the process.
+A reload replaces only what changed: a source or sink restarts when its own settings changed or
+a channel it uses was replaced; a channel whose settings are unchanged keeps its events.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from kubeflume_agent.channels.base import Channel
+from kubeflume_agent.config.model import AgentConfig, ConfigError, resolve_component
+from kubeflume_agent.runtime.channel_processor import ChannelProcessor
+from kubeflume_agent.runtime.counters import Counters
+from kubeflume_agent.runtime.registry import lookup
+from kubeflume_agent.runtime.runners import PollableSourceRunner, SinkRunner
+from kubeflume_agent.sinks.base import Sink
+from kubeflume_agent.sources.base import PollableSource, Source
+
+log = logging.getLogger(__name__)
+
+
+class InvalidConfig(ValueError):
+    """A config with errors: the agent does not start it (or keeps the running one on reload)."""
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def _settings(kind: str, type_name: str, params: dict[str, str]):
+    component_class = lookup(kind, type_name)
+    return component_class, resolve_component(component_class, params)[0]
+
+
+@dataclass
+class _Group:
+    """One sink runner: a sink group, or a lone sink with the default processor."""
+
+    name: str
+    sinks: list[str]
+    runner: SinkRunner
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, *, metrics_host: str = "0.0.0.0", metrics_port: int | None = None,
+                 drain_timeout: float = 5.0) -> None:
+        self.config = config
+        self.drain_timeout = drain_timeout
+        self.channels: dict[str, Channel] = {}
+        self.sources: dict[str, Source] = {}
+        self.sinks: dict[str, Sink] = {}
+        self._source_runners: dict[str, PollableSourceRunner] = {}
+        self._groups: dict[str, _Group] = {}
+        self._metrics_host = metrics_host
+        self._metrics_port = metrics_port
+        self.metrics_server = None
+        self.ready = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        errors = self.config.errors()
+        if errors:
+            raise InvalidConfig(errors)
+        if self._metrics_port is not None:
+            from kubeflume_agent.runtime.metrics import MetricsServer
+
+            self.metrics_server = MetricsServer(self.counters, lambda: self.ready, self.config.name,
+                                                self._metrics_host, self._metrics_port)
+            await self.metrics_server.start()
+        await self._start_components(self.config, set(self.config.channels), set(self.config.sinks),
+                                     set(self.config.sources))
+        self.ready = True
+        log.info("agent %s started: %d sources, %d channels, %d sinks", self.config.name,
+                 len(self.sources), len(self.channels), len(self.sinks))
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self._stop_components(set(self.sources), set(self.sinks), set(self.channels), drain=True)
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
+        log.info("agent %s stopped", self.config.name)
+
+    async def reload(self, new: AgentConfig) -> None:
+        """Switch to `new`, restarting only what changed. Raises InvalidConfig and changes nothing
+        if `new` has errors."""
+        errors = new.errors()
+        if errors:
+            raise InvalidConfig(errors)
+        old = self.config
+        channels = {n for n in old.channels | new.channels.keys()
+                    if old.channels.get(n) != new.channels.get(n)}
+        sinks = {n for n in old.sinks | new.sinks.keys()
+                 if old.sinks.get(n) != new.sinks.get(n) or (n in new.sinks and new.sinks[n].channel in channels)}
+        sinks |= {s for group in old.sinkgroups | new.sinkgroups.keys()
+                  if old.sinkgroups.get(group) != new.sinkgroups.get(group)
+                  for s in _group_sinks(old, group) | _group_sinks(new, group)}
+        sinks |= {s for group in self._groups.values() if set(group.sinks) & sinks for s in group.sinks}
+        sources = {n for n in old.sources | new.sources.keys()
+                   if old.sources.get(n) != new.sources.get(n)
+                   or (n in new.sources and set(new.sources[n].channels) & channels)}
+        log.info("reloading agent %s: restarting sources %s, sinks %s, channels %s", new.name,
+                 sorted(sources) or "-", sorted(sinks) or "-", sorted(channels) or "-")
+        self.ready = False
+        await self._stop_components(sources & self.sources.keys(), sinks & self.sinks.keys(),
+                                    channels & self.channels.keys(), drain=False)
+        self.config = new
+        await self._start_components(new, channels & new.channels.keys(), sinks & new.sinks.keys(),
+                                     sources & new.sources.keys())
+        self.ready = True
+
+    def counters(self) -> dict[str, Counters]:
+        """Every component's counters under Flume's metric names (`SOURCE.r1`, `CHANNEL.c1`...)."""
+        found: dict[str, Counters] = {}
+        for components in (self.sources, self.channels, self.sinks):
+            for name, component in components.items():
+                found[f"{component.counters.TYPE}.{name}"] = component.counters
+        return found
+
+    # --- building ----------------------------------------------------------------------------
+
+    async def _start_components(self, config: AgentConfig, channels: set[str], sinks: set[str],
+                                sources: set[str]) -> None:
+        for name in channels:
+            spec = config.channels[name]
+            channel_class, settings = _settings("channel", spec.type, spec.params)
+            channel = channel_class(name, settings)
+            await channel.start()
+            self.channels[name] = channel
+        for name in sinks:
+            spec = config.sinks[name]
+            sink_class, settings = _settings("sink", spec.type, spec.params)
+            self.sinks[name] = sink_class(name, settings, self.channels[spec.channel.strip()])
+        await self._start_sink_runners(config, sinks)
+        for name in sources:
+            await self._start_source(config, name)
+
+    async def _start_sink_runners(self, config: AgentConfig, sinks: set[str]) -> None:
+        grouped = {sink for group in config.sinkgroups.values() for sink in group.sinks}
+        plans = [(group.name, group.sinks, group.processor) for group in config.sinkgroups.values()
+                 if set(group.sinks) & sinks]
+        plans += [(sink, [sink], {}) for sink in config.sinks if sink in sinks and sink not in grouped]
+        for name, members, processor_params in plans:
+            params = dict(processor_params)
+            processor_class, settings = _settings("processor", params.pop("type", "default"), params)
+            members = [self.sinks[s] for s in members]
+            processor = processor_class(settings, members)
+            await processor.start()
+            runner = SinkRunner(processor, list({id(s.channel): s.channel for s in members}.values()))
+            runner.start()
+            self._groups[name] = _Group(name, [s.name for s in members], runner)
+
+    async def _start_source(self, config: AgentConfig, name: str) -> None:
+        spec = config.sources[name]
+        selector_params = dict(spec.selector)
+        selector_class, selector_settings = _settings("selector", selector_params.pop("type", "replicating"),
+                                                      selector_params)
+        selector = selector_class(selector_settings, {c: self.channels[c] for c in spec.channels})
+        interceptors = []
+        for interceptor in spec.interceptors:
+            interceptor_class, settings = _settings("interceptor", interceptor.type, interceptor.params)
+            interceptors.append(interceptor_class(settings))
+        source_class, settings = _settings("source", spec.type, spec.params)
+        source = source_class(name, settings, ChannelProcessor(selector, interceptors))
+        await source.start()
+        self.sources[name] = source
+        if isinstance(source, PollableSource):
+            runner = PollableSourceRunner(source)
+            runner.start()
+            self._source_runners[name] = runner
+
+    async def _stop_components(self, sources: set[str], sinks: set[str], channels: set[str], *,
+                               drain: bool) -> None:
+        """Stop sources, then sink runners, then channels. With `drain`, and for every channel
+        being replaced, sinks first get `drain_timeout` seconds to empty their channels."""
+        for name in sources:
+            runner = self._source_runners.pop(name, None)
+            if runner is not None:
+                await runner.stop()
+            await self.sources.pop(name).stop()
+        for group_name, group in list(self._groups.items()):
+            if not set(group.sinks) & sinks:
+                continue
+            must_drain = drain or any(c.name in channels for c in group.runner.channels)
+            if must_drain and not await group.runner.drain(self.drain_timeout):
+                log.warning("sink runner %s stopped before its channel drained", group_name)
+            await group.runner.stop()
+            await group.runner.processor.stop()
+            for sink in group.sinks:
+                self.sinks.pop(sink, None)
+            del self._groups[group_name]
+        for name in channels:
+            channel = self.channels.pop(name)
+            if channel.size:
+                log.warning("channel %s stops holding %d events", name, channel.size)
+            await channel.stop()
+
+
+def _group_sinks(config: AgentConfig, group: str) -> set[str]:
+    found = config.sinkgroups.get(group)
+    return set(found.sinks) if found else set()

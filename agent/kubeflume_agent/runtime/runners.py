@@ -1,0 +1,115 @@
+"""The loops that drive pollable sources and sink processors, with Flume's backoff.
+
+A runner calls `process()` until it is stopped. READY: call again at once (after yielding to the
+event loop, so one busy pipeline cannot starve the others). BACKOFF or an error: wait
+min(n x 1 s, 5 s) for the n-th consecutive time, as Flume's runners do, except that a sink runner
+waiting on an empty channel wakes up as soon as events arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from kubeflume_agent.channels.base import Channel
+from kubeflume_agent.runtime.sink_processors import SinkProcessor
+from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.sources.base import PollableSource
+
+log = logging.getLogger(__name__)
+
+BACKOFF_INCREMENT = 1.0
+MAX_BACKOFF = 5.0
+
+
+class Runner:
+    """Owns one task calling `_step()`; stops only between steps, so no transaction is cut."""
+
+    name = "runner"
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task | None = None
+        self._stopping = asyncio.Event()
+        self._failures = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                status = await self._step()
+            except Exception as error:  # a component's failure must not end the runner
+                self._failures += 1
+                if self._failures == 1 or self._failures % 10 == 0:
+                    log.warning("%s failed (%d in a row): %s", self.name, self._failures, error)
+                await self._pause(self._backoff())
+                continue
+            if status is Status.READY:
+                self._failures = 0
+                await asyncio.sleep(0)
+            else:
+                self._failures += 1
+                await self._idle()
+
+    def _backoff(self) -> float:
+        return min(self._failures * BACKOFF_INCREMENT, MAX_BACKOFF)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _step(self) -> Status:
+        raise NotImplementedError
+
+    async def _idle(self) -> None:
+        await self._pause(self._backoff())
+
+
+class PollableSourceRunner(Runner):
+    def __init__(self, source: PollableSource) -> None:
+        super().__init__()
+        self.source = source
+        self.name = f"source {source.name}"
+
+    async def _step(self) -> Status:
+        return await self.source.process()
+
+
+class SinkRunner(Runner):
+    def __init__(self, processor: SinkProcessor, channels: list[Channel]) -> None:
+        super().__init__()
+        self.processor = processor
+        self.channels = channels
+        self.name = "sink " + ",".join(sink.name for sink in processor.sinks)
+
+    async def _step(self) -> Status:
+        return await self.processor.process()
+
+    async def _idle(self) -> None:
+        """An empty channel: sleep until events arrive (or the backoff ends); otherwise back off."""
+        if any(channel.size for channel in self.channels):
+            await self._pause(self._backoff())
+            return
+        waits = [asyncio.ensure_future(channel.wait_for_events(MAX_BACKOFF)) for channel in self.channels]
+        waits.append(asyncio.ensure_future(self._stopping.wait()))
+        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        self._failures = 0
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until the channels are empty (True) or `timeout` seconds pass (False)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(channel.size for channel in self.channels):
+            if loop.time() >= deadline or self._task is None or self._task.done():
+                return False
+            await asyncio.sleep(0.02)
+        return True

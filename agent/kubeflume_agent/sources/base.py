@@ -1,0 +1,82 @@
+"""What every source is: something that turns input into events and hands them, in batches, to
+its channel processor. Event-driven sources own servers on the event loop; pollable sources are
+called by a runner (`process()`), which backs off while they return BACKOFF.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+from kubeflume_agent.config.keys import Key, Settings
+from kubeflume_agent.errors import ChannelError
+from kubeflume_agent.event import Event
+from kubeflume_agent.runtime.counters import SourceCounters
+from kubeflume_agent.runtime.status import Status
+
+if TYPE_CHECKING:
+    from kubeflume_agent.runtime.channel_processor import ChannelProcessor
+
+
+class Source:
+    keys: ClassVar[tuple[Key, ...]] = ()
+    # The key holding this source's batch size, checked against its channels' transactionCapacity.
+    batch_size_key: ClassVar[str | None] = None
+
+    def __init__(self, name: str, settings: Settings, processor: ChannelProcessor) -> None:
+        self.name = name
+        self.settings = settings
+        self.processor = processor
+        self.counters = SourceCounters()
+
+    async def start(self) -> None:
+        self.counters.started()
+
+    async def stop(self) -> None:
+        self.counters.stopped()
+
+    async def deliver(self, events: Sequence[Event]) -> None:
+        """Hand one batch to the channels as one transaction per channel, keeping the counters.
+
+        Raises ChannelError (ChannelFull when there is no room): nothing of the batch may then be
+        acknowledged to the client.
+        """
+        counters = self.counters
+        counters.events_received += len(events)
+        counters.append_batch_received += 1
+        try:
+            await self.processor.process_batch(events)
+        except ChannelError:
+            counters.channel_write_fail += 1
+            raise
+        counters.events_accepted += len(events)
+        counters.append_batch_accepted += 1
+
+    def describe(self) -> str:
+        """One line for people: what this source is and where it listens."""
+        ports = getattr(self, "bound_ports", None)
+        host = self.settings.get("bind") or self.settings.get("host") or "0.0.0.0"
+        where = " ".join(f"{host}:{port}" for port in ports) if ports else ""
+        return f"{type(self).__name__} {where}".strip()
+
+    @classmethod
+    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
+        """Checks across keys, beyond what each key's parser sees: [(key, message)]."""
+        return []
+
+    @classmethod
+    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
+        """The (port, "TCP" | "UDP") pairs this source listens on; the operator builds a Service."""
+        return []
+
+    @classmethod
+    def storage_paths(cls, settings: Settings) -> list[str]:
+        """Directories this source keeps state in (the operator gives them persistent storage)."""
+        return []
+
+
+class PollableSource(Source):
+    """A source the runtime polls. `process()` does one batch of work and reports READY/BACKOFF."""
+
+    async def process(self) -> Status:
+        raise NotImplementedError
