@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from repo_paths import CHART, REPO
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "kubeflume"
 HELM_VENV = REPO / ".tools" / "helm"
 HELM_TOOL = Path(__file__).with_name("helm_tool.py")
 # helm-sdkpy runs `helm lint`; helm-python-sdk renders offline (helm-sdkpy has no template action).
@@ -48,11 +47,8 @@ def helm_python() -> Path:
     return _build_helm_venv()
 
 
-HelmRun = Callable[..., dict[str, Any]]
-
-
 @pytest.fixture(scope="session")
-def helm(helm_python: Path) -> HelmRun:
+def helm(helm_python: Path) -> Callable[..., dict[str, Any]]:
     """`helm(chart, values)` -> {"lint": ..., "manifests": ..., "render_error": ...} (see helm_tool.py)."""
 
     def run(chart: Path = CHART, values: dict[str, Any] | None = None, **request: Any) -> dict[str, Any]:

@@ -37,7 +37,7 @@ PIPELINE_FIELDS = ("sources", "channels", "sinks", "sinkGroups")
 
 def spec_of(doc: Mapping[str, Any]) -> Mapping[str, Any]:
     """The spec of a FlumeAgent object, or `doc` itself when it already is a spec."""
-    if "kind" in doc or "apiVersion" in doc:
+    if "kind" in doc or "apiVersion" in doc or isinstance(doc.get("spec"), Mapping):
         spec = doc.get("spec")
         return spec if isinstance(spec, Mapping) else {}
     return doc

@@ -104,8 +104,8 @@ class PathTemplate:
         self.parts: list[str | tuple[str, str]] = []  # literals, or (kind, name) with kind "header"/"time"
         self.needs_time = False
         self._parse(template)
-        self.static: str | None = self.parts[0] if len(self.parts) == 1 and isinstance(self.parts[0], str) \
-            else ("" if not self.parts else None)
+        has_escapes = any(not isinstance(part, str) for part in self.parts)
+        self.static: str | None = None if has_escapes else "".join(self.parts)  # type: ignore[arg-type]
 
     def _parse(self, template: str) -> None:
         hosts: dict[str, str] | None = None
@@ -156,8 +156,7 @@ class PathTemplate:
             elif name == "s":
                 out.append(str(ts // 1000))
             else:
-                moment = moment or datetime.fromtimestamp(ts / 1000, self.time_zone or None).astimezone(
-                    self.time_zone)
+                moment = moment or self._moment(ts)
                 out.append(DATE_FIELDS[name](moment))
         return "".join(out)
 
@@ -176,9 +175,14 @@ class PathTemplate:
                 raise MissingTimestamp(f"cannot read the event's timestamp header {raw!r} as epoch ms") from None
         return self.round_down(ts) if self.round_unit else ts
 
+    def _moment(self, ts: int) -> datetime:
+        if self.time_zone is None:
+            return datetime.fromtimestamp(ts / 1000).astimezone()
+        return datetime.fromtimestamp(ts / 1000, self.time_zone)
+
     def round_down(self, ts: int) -> int:
         """Round down to a multiple of `round_value` units of the wall clock in the path's zone."""
-        moment = datetime.fromtimestamp(ts / 1000, self.time_zone).astimezone(self.time_zone)
+        moment = self._moment(ts)
         step = self.round_value
         if self.round_unit == "second":
             moment = moment.replace(second=moment.second - moment.second % step, microsecond=0)

@@ -1,0 +1,424 @@
+"""The file channel: events survive a crash once `commit()` returns.
+
+How it stays durable and fast:
+- A commit encodes its puts and takes as records (see `file_log` for the byte format and
+  docs/file-channel-format.md) and hands them to a writer thread. Commits that arrive while the
+  writer is busy wait and go together in the next group: one `write` and one `fdatasync` for all
+  of them (group commit). `commit()` returns only after the fdatasync of its group.
+- Takes come from an in-memory queue of record pointers (8 bytes per event). The events of recent
+  puts are also kept in memory up to `eventCacheBytes`, so a channel whose sinks keep up never
+  reads the disk; older events are read back from the data files, CRC-checked.
+- Every `checkpointInterval` the pointer queue is written as a checkpoint (atomically; also to
+  `backupCheckpointDir` with `useDualCheckpoints`). A restart loads it and replays only the log
+  after it; a missing or damaged checkpoint means a full replay of the data files, which still
+  yields the same queue. Damaged records are skipped, counted and logged; start-up never refuses.
+- Data files that hold no queued event any more are deleted after a checkpoint, oldest first.
+- Below `minimumRequiredSpace` free bytes a commit with puts fails (ChannelError, counted in
+  `EventPutErrorCount`) without writing anything; take-only commits still go through so sinks can
+  drain the channel. A failed write is cut off the file again, so stored data stays sound.
+
+Capacity is checked at commit (as the memory channel does), waiting up to `keep-alive` seconds.
+Paths default to Flume's `~/.flume/file-channel/...`; in Kubernetes the operator mounts volumes there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from kubeflume_agent.channels import checkpoint as checkpoints
+from kubeflume_agent.channels.base import Channel, Transaction
+from kubeflume_agent.channels.file_log import (
+    EncodedTransaction,
+    LogReader,
+    LogWriter,
+    encode_transaction,
+    list_log_files,
+    split_pointer,
+)
+from kubeflume_agent.channels.file_replay import ReplayResult, replay
+from kubeflume_agent.channels.pointer_queue import PointerQueue
+from kubeflume_agent.config.keys import (
+    Key,
+    Settings,
+    boolean,
+    comma_list,
+    non_negative_integer,
+    number,
+    positive_integer,
+)
+from kubeflume_agent.errors import ChannelError, ChannelFull
+from kubeflume_agent.event import Event
+from kubeflume_agent.runtime.counters import ChannelCounters
+
+log = logging.getLogger(__name__)
+
+MAX_FILE_SIZE = 2146435071  # Flume's default and ceiling: offsets stay below 2**31
+MIN_REQUIRED_SPACE = 1024 * 1024  # Flume's floor for minimumRequiredSpace
+EVENT_OVERHEAD = 200  # rough bytes of Python objects around a cached event's body
+
+
+class FileChannelCounters(ChannelCounters):
+    FLUME_NAMES = {
+        **ChannelCounters.FLUME_NAMES,
+        "checkpoint_write_error": "CheckpointWriteErrorCount",
+        "checkpoint_backup_write_error": "CheckpointBackupWriteErrorCount",
+        "unhealthy": "Unhealthy",
+        "open": "Open",
+        "corrupt_records_skipped": "CorruptRecordSkipCount",
+    }
+
+
+def _max_file_size(text: str) -> int:
+    return min(positive_integer(text), MAX_FILE_SIZE)
+
+
+def _required_space(text: str) -> int:
+    return max(non_negative_integer(text), MIN_REQUIRED_SPACE)
+
+
+class FileTransaction(Transaction):
+    __slots__ = ("take_pointers",)
+
+    channel: FileChannel
+
+    def __init__(self, channel: FileChannel) -> None:
+        super().__init__(channel)
+        self.take_pointers: list[int] = []
+
+    def _take(self, count: int) -> list[Event]:
+        events, pointers = self.channel._pop(count)
+        self.take_pointers += pointers
+        return events
+
+    async def _commit(self) -> None:
+        await self.channel._commit(self.puts, self.take_pointers)
+
+    def _rollback(self) -> None:
+        self.channel._restore(self.take_pointers, self.takes)
+
+
+class FileChannel(Channel):
+    keys = (
+        Key("checkpointDir", str, "~/.flume/file-channel/checkpoint", doc="where checkpoints are written"),
+        Key("dataDirs", comma_list, ["~/.flume/file-channel/data"],
+            doc="comma-separated directories for data files; files rotate over them"),
+        Key("useDualCheckpoints", boolean, False, doc="also keep a backup of each checkpoint"),
+        Key("backupCheckpointDir", str, None, doc="where backup checkpoints go (with useDualCheckpoints)"),
+        Key("capacity", positive_integer, 1000000, doc="most events the channel holds"),
+        Key("transactionCapacity", positive_integer, 10000, doc="most events one transaction puts or takes"),
+        Key("checkpointInterval", positive_integer, 30000, doc="milliseconds between checkpoints"),
+        Key("maxFileSize", _max_file_size, MAX_FILE_SIZE, doc="bytes after which a data file rolls"),
+        Key("minimumRequiredSpace", _required_space, 524288000,
+            doc="free bytes below which puts fail (at least 1 MiB)"),
+        Key("keep-alive", number, 3.0, doc="seconds a commit waits for room before failing"),
+        Key("checkpointOnClose", boolean, True, doc="write a checkpoint when the channel stops"),
+        Key("eventCacheBytes", non_negative_integer, 64 * 1024 * 1024,
+            doc="bytes of recently put events kept in memory so takes need not read the disk"),
+        Key("compressBackupCheckpoint", boolean, False, doc="accepted for compatibility; backups are plain"),
+        Key("use-fast-replay", boolean, False, doc="accepted for compatibility; replay is always fast"),
+        Key("use-log-replay-v1", boolean, False, doc="accepted for compatibility; no effect"),
+    )
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        super().__init__(name, settings)
+        self.counters = FileChannelCounters(settings["capacity"])
+        self.capacity: int = settings["capacity"]
+        self.keep_alive: float = settings["keep-alive"]
+        self.checkpoint_dir, self.data_dirs, self.backup_dir = self.directories(settings)
+        self.last_replay: ReplayResult | None = None
+        self._queue = PointerQueue()
+        self._cache: dict[int, Event] = {}
+        self._cache_bytes = 0
+        self._in_flight_takes = 0
+        self._reserved_puts = 0
+        self._next_txid = 1
+        self._applied_position = 0  # log pointer up to which the queue reflects every commit
+        self._locks: list[int] = []
+        self._writer: LogWriter | None = None
+        self._reader: LogReader | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._waiting: list[tuple[EncodedTransaction, list[Event], Sequence[int], asyncio.Future]] = []
+        self._flusher: asyncio.Task | None = None
+        self._checkpointer: asyncio.Task | None = None
+        self._checkpoint_lock = asyncio.Lock()
+
+    @staticmethod
+    def directories(settings: Settings) -> tuple[str, list[str], str | None]:
+        def expand(path: str) -> str:
+            return os.path.abspath(os.path.expanduser(path))
+
+        backup = settings["backupCheckpointDir"] if settings["useDualCheckpoints"] else None
+        return (expand(settings["checkpointDir"]), [expand(d) for d in settings["dataDirs"]],
+                expand(backup) if backup else None)
+
+    @classmethod
+    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
+        problems = []
+        if settings["transactionCapacity"] > settings["capacity"]:
+            problems.append(("transactionCapacity", "must not exceed capacity"))
+        if not settings["dataDirs"]:
+            problems.append(("dataDirs", "needs at least one directory"))
+        checkpoint_dir, data_dirs, _ = cls.directories(settings)
+        if settings["useDualCheckpoints"]:
+            backup = settings["backupCheckpointDir"]
+            if not backup:
+                problems.append(("backupCheckpointDir", "is required with useDualCheckpoints"))
+            elif cls.directories(settings)[2] in (checkpoint_dir, *data_dirs):
+                problems.append(("backupCheckpointDir", "must differ from checkpointDir and dataDirs"))
+        if checkpoint_dir in data_dirs:
+            problems.append(("checkpointDir", "must differ from every dataDirs entry"))
+        return problems
+
+    @classmethod
+    def storage_paths(cls, settings: Settings) -> list[str]:
+        checkpoint_dir, data_dirs, backup_dir = cls.directories(settings)
+        return [checkpoint_dir, *data_dirs, *([backup_dir] if backup_dir else [])]
+
+    def transaction(self) -> FileTransaction:
+        return FileTransaction(self)
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        directories = self.storage_paths(self.settings)
+        for directory in directories:
+            os.makedirs(directory, exist_ok=True)
+        self._locks = [self._lock(directory) for directory in directories]
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"file-channel-{self.name}")
+        log_files = list_log_files(self.data_dirs)
+        result = await asyncio.to_thread(
+            replay, [self.checkpoint_dir, *([self.backup_dir] if self.backup_dir else [])], log_files)
+        self._report_replay(result)
+        self._queue = PointerQueue(result.pointers)
+        self._next_txid = result.next_txid
+        self.counters.size = len(self._queue)
+        self.counters.corrupt_records_skipped = result.skipped
+        self._writer = await self._in_writer(
+            LogWriter, self.data_dirs, max(log_files, default=0) + 1,
+            self.settings["maxFileSize"], self.settings["minimumRequiredSpace"])
+        self._reader = LogReader({**log_files, self._writer.file_id: self._writer.path_of(self._writer.file_id)})
+        self._applied_position = self._writer_position()
+        await self.checkpoint()
+        self._checkpointer = asyncio.create_task(self._checkpoint_periodically())
+        self.counters.open = 1
+        await super().start()
+
+    async def stop(self) -> None:
+        if self._checkpointer:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+        if self._flusher:
+            await asyncio.shield(self._flusher)
+        if self._writer and self.settings["checkpointOnClose"]:
+            await self.checkpoint()
+        if self._writer:
+            await self._in_writer(self._writer.close)
+        if self._reader:
+            self._reader.close()
+        if self._executor:
+            self._executor.shutdown()
+        for fd in self._locks:
+            os.close(fd)
+        self._locks = []
+        self.counters.open = 0
+        await super().stop()
+
+    def _lock(self, directory: str) -> int:
+        fd = os.open(os.path.join(directory, "in_use.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            for held in self._locks:
+                os.close(held)
+            raise ChannelError(
+                f"channel {self.name}: {directory} is in use by another file channel (lock held on "
+                "in_use.lock); give each file channel its own checkpointDir and dataDirs"
+            ) from None
+        return fd
+
+    def _report_replay(self, result: ReplayResult) -> None:
+        self.last_replay = result
+        log.info("channel %s: %d events restored from %s in %.2f s (%d log records read)",
+                 self.name, len(result.pointers), result.source, result.seconds, result.records)
+        scan = result.scan
+        if result.skipped:
+            log.error(
+                "channel %s: skipped %d damaged records (%d bytes) in %s; %d events lost to damage, "
+                "%d transactions kept without their commit record (their takes may be delivered again)",
+                self.name, scan.corrupt_records, scan.corrupt_bytes, ", ".join(scan.damaged_files) or "-",
+                result.lost_puts, result.commits_unreadable)
+        if result.incomplete_transactions or scan.torn_tail_bytes:
+            log.info("channel %s: dropped %d unacknowledged transactions cut short by a crash (%d bytes)",
+                     self.name, result.incomplete_transactions, scan.torn_tail_bytes)
+
+    # -- takes --------------------------------------------------------------------------------
+
+    def _pop(self, count: int) -> tuple[list[Event], list[int]]:
+        pointers = self._queue.pop_front(count)
+        self._in_flight_takes += len(pointers)
+        self.counters.size = len(self._queue)
+        cache = self._cache
+        events: list[Event | None] = [cache.pop(value, None) for value in pointers]
+        missing = [index for index, event in enumerate(events) if event is None]
+        for index, event in zip(missing, self._reader.read([pointers[i] for i in missing]), strict=True):
+            if event is None:
+                self._skip_unreadable(pointers[index])
+            events[index] = event
+        self._cache_bytes -= sum(_cost(event) for event in events if event is not None) - sum(
+            _cost(events[index]) for index in missing if events[index] is not None)
+        return [event for event in events if event is not None], pointers
+
+    def _skip_unreadable(self, value: int) -> None:
+        file_id, offset = split_pointer(value)
+        self.counters.take_error += 1
+        self.counters.corrupt_records_skipped += 1
+        log.error("channel %s: event record at log-%d offset %d is damaged; skipping it", self.name, file_id, offset)
+
+    def _restore(self, pointers: list[int], events: list[Event]) -> None:
+        """Roll back takes: pointers go back to the head; their events return to the cache."""
+        self._queue.push_front(pointers)
+        self._in_flight_takes -= len(pointers)
+        self.counters.size = len(self._queue)
+        if len(events) == len(pointers):
+            self._cache_events(pointers, events)
+
+    def _cache_events(self, pointers: Sequence[int], events: Sequence[Event]) -> None:
+        budget = self.settings["eventCacheBytes"]
+        for value, event in zip(pointers, events, strict=True):
+            cost = _cost(event)
+            if self._cache_bytes + cost > budget:
+                return
+            self._cache[value] = event
+            self._cache_bytes += cost
+
+    # -- commits ------------------------------------------------------------------------------
+
+    async def _commit(self, puts: list[Event], take_pointers: list[int]) -> None:
+        if not puts and not take_pointers:
+            return
+        needed = len(puts) - len(take_pointers)
+        if needed > 0:
+            await self._wait_for_room(needed)
+        txid = self._next_txid
+        self._next_txid += 1
+        self._reserved_puts += len(puts)
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((encode_transaction(txid, puts, take_pointers), puts, take_pointers, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        try:
+            await future
+        except OSError as error:
+            if puts:
+                self.counters.put_error += len(puts)
+            if take_pointers:
+                self.counters.take_error += len(take_pointers)
+            raise ChannelError(f"channel {self.name}: commit failed: {error}") from error
+
+    async def _flush(self) -> None:
+        """Write waiting transactions, one group (one fdatasync) at a time, until none wait."""
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            try:
+                results, end = await self._in_writer(self._writer.append_group, [item[0] for item in group])
+            except Exception as error:  # the writer thread itself failed: fail the whole group
+                results, end = [error] * len(group), self._applied_position
+                log.exception("channel %s: writing to the data log failed", self.name)
+            self._apply(group, results, end)
+
+    def _apply(self, group, results: list[int | Exception], end: int) -> None:
+        """Runs on the loop right after a group is durable: queue and checkpoint position move together."""
+        for (encoded, puts, take_pointers, future), result in zip(group, results, strict=True):
+            self._reserved_puts -= len(puts)
+            if isinstance(result, Exception):
+                future.set_exception(result if isinstance(result, OSError) else OSError(str(result)))
+                continue
+            file_id, base = split_pointer(result)
+            if file_id not in self._reader.paths:
+                self._reader.paths[file_id] = self._writer.path_of(file_id)
+            pointers = [result + offset for offset in encoded.put_offsets]
+            self._queue.extend(pointers)
+            self._cache_events(pointers, puts)
+            self._in_flight_takes -= len(take_pointers)
+            future.set_result(None)
+        self._applied_position = end
+        self.counters.size = len(self._queue)
+
+    async def _wait_for_room(self, needed: int) -> None:
+        deadline = asyncio.get_running_loop().time() + self.keep_alive
+        while len(self._queue) + self._in_flight_takes + self._reserved_puts + needed > self.capacity:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0 or not await self.space_available.wait(remaining):
+                raise ChannelFull(
+                    f"The channel {self.name} has reached its capacity ({self.capacity}); sinks are likely "
+                    "not keeping up with sources, or the channel is too small"
+                )
+
+    def _in_writer(self, function, *args):
+        return asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    def _writer_position(self) -> int:
+        return (self._writer.file_id << 32) | self._writer.offset
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    async def _checkpoint_periodically(self) -> None:
+        interval = self.settings["checkpointInterval"] / 1000
+        while True:
+            await asyncio.sleep(interval)
+            await self.checkpoint()
+
+    async def checkpoint(self) -> None:
+        """Write the queue as of the last durable group, then reclaim data files nothing points into."""
+        async with self._checkpoint_lock:
+            in_flight = [value for value in self._in_flight_pointers()]
+            pointers = self._queue.snapshot()
+            if in_flight:
+                pointers[0:0] = type(pointers)("q", in_flight)
+            file_id, offset = split_pointer(self._applied_position)
+            data = checkpoints.encode(checkpoints.Checkpoint(file_id, offset, self._next_txid, pointers))
+            if not await self._write_checkpoint(data):
+                return
+            oldest_needed = min(file_id, min(pointers) >> 32 if pointers else file_id)
+            await self._reclaim(oldest_needed)
+
+    def _in_flight_pointers(self) -> list[int]:
+        """Pointers taken by open transactions (they may be rolled back) and by commits in flight."""
+        return sorted(self._taken_not_durable)
+
+    async def _write_checkpoint(self, data: bytes) -> bool:
+        try:
+            await asyncio.to_thread(checkpoints.write, self.checkpoint_dir, data)
+        except OSError:
+            self.counters.checkpoint_write_error += 1
+            log.exception("channel %s: cannot write checkpoint to %s", self.name, self.checkpoint_dir)
+            return False
+        if self.backup_dir:
+            try:
+                await asyncio.to_thread(checkpoints.write, self.backup_dir, data)
+            except OSError:
+                self.counters.checkpoint_backup_write_error += 1
+                log.exception("channel %s: cannot write backup checkpoint to %s", self.name, self.backup_dir)
+                return False
+        return True
+
+    async def _reclaim(self, oldest_needed: int) -> None:
+        obsolete = [file_id for file_id in self._reader.paths if file_id < oldest_needed]
+        for file_id in sorted(obsolete):
+            path = self._reader.paths[file_id]
+            self._reader.forget(file_id)
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(os.remove, path)
+            log.debug("channel %s: reclaimed %s", self.name, path)
+
+
+def _cost(event: Event) -> int:
+    return len(event.body) + EVENT_OVERHEAD

@@ -1,0 +1,307 @@
+"""A FlumeAgent and its validated AgentConfig -> the Kubernetes objects that run it.
+
+Pure functions: no API calls, so the rendering is unit-tested directly. The children are a
+ConfigMap holding the rendered flume.conf, a Deployment, StatefulSet or DaemonSet running
+`kubeflume-agent`, and a Service when a source listens on the network. The pod template carries
+the config hash, so a changed config rolls the pods and an unchanged one leaves them alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import kopf
+
+from kubeflume_agent.config.model import AgentConfig, ConfigError, resolve_component
+from kubeflume_agent.runtime import registry
+from kubeflume_operator import GROUP
+
+CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
+CONFIG_DIR = "/etc/kubeflume"
+CONFIG_FILE = "flume.conf"
+CONFIG_VOLUME = "config"
+DATA_VOLUME = "data"
+CONTAINER = "agent"
+DEFAULT_METRICS_PORT = 41414  # Flume's HTTP monitoring default
+DEFAULT_STORAGE_SIZE = "1Gi"
+IMAGE_ENV = "KUBEFLUME_AGENT_IMAGE"
+IMAGE_REPOSITORY = "ghcr.io/kubeflume/agent"
+HOST_STATE_ROOT = "/var/lib/kubeflume"  # DaemonSet pods keep their state on the node
+
+DEPLOYMENT = "Deployment"
+STATEFULSET = "StatefulSet"
+DAEMONSET = "DaemonSet"
+WORKLOAD_KINDS = (DEPLOYMENT, STATEFULSET, DAEMONSET)
+
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "kubeflume-operator"
+
+
+@dataclass(frozen=True)
+class ListeningPort:
+    source: str
+    port: int
+    protocol: str  # "TCP" | "UDP"
+
+    @property
+    def name(self) -> str:
+        """Unique per (protocol, port) and within the 15-character limit of port names."""
+        return f"{self.protocol.lower()}-{self.port}"
+
+
+@dataclass
+class AgentResources:
+    """Everything one FlumeAgent needs, ready to be applied."""
+
+    config_map: dict[str, Any]
+    workload: dict[str, Any]
+    service: dict[str, Any] | None
+    config_hash: str
+    ports: list[ListeningPort]
+    notes: list[str] = field(default_factory=list)  # things the user should know (posted as Events)
+
+    @property
+    def children(self) -> list[dict[str, Any]]:
+        return [obj for obj in (self.config_map, self.workload, self.service) if obj is not None]
+
+
+def default_image(environ: Mapping[str, str] = os.environ) -> str:
+    """The agent image: the operator's KUBEFLUME_AGENT_IMAGE, else the image of this release."""
+    return environ.get(IMAGE_ENV) or f"{IMAGE_REPOSITORY}:{metadata.version('kubeflume')}"
+
+
+def labels(name: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "kubeflume-agent",
+        INSTANCE_LABEL: name,
+        "app.kubernetes.io/component": "agent",
+        "app.kubernetes.io/part-of": "kubeflume",
+        MANAGED_BY_LABEL: MANAGED_BY,
+    }
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    """The immutable subset used in selectors."""
+    return {"app.kubernetes.io/name": "kubeflume-agent", INSTANCE_LABEL: name}
+
+
+def metrics_port(spec: Mapping[str, Any]) -> int:
+    return int(spec.get("metrics", {}).get("port", DEFAULT_METRICS_PORT))
+
+
+def _components(config: AgentConfig) -> Iterator[tuple[str, str, type, Mapping[str, Any]]]:
+    """(kind, name, class, resolved settings) of every component whose type is known."""
+    for kind, components in (("source", config.sources), ("channel", config.channels), ("sink", config.sinks)):
+        for name, component in components.items():
+            try:
+                component_class = registry.lookup(kind, component.type)
+            except registry.UnknownType:
+                continue  # validation reports it
+            settings, _ = resolve_component(component_class, component.params)
+            yield kind, name, component_class, settings
+
+
+def listening_ports(config: AgentConfig) -> list[ListeningPort]:
+    ports: dict[tuple[int, str], ListeningPort] = {}
+    for kind, name, component_class, settings in _components(config):
+        if kind == "source":
+            for port, protocol in component_class.listening_ports(settings):
+                ports.setdefault((port, protocol), ListeningPort(name, port, protocol))
+    return list(ports.values())
+
+
+def storage_paths(config: AgentConfig) -> list[str]:
+    """Directories the components keep state in, in declaration order, without duplicates."""
+    paths: dict[str, None] = {}
+    for _, _, component_class, settings in _components(config):
+        for path in component_class.storage_paths(settings):
+            paths[os.path.normpath(path)] = None
+    return list(paths)
+
+
+def spec_problems(spec: Mapping[str, Any], config: AgentConfig) -> list[ConfigError]:
+    """Problems that only exist in Kubernetes (the agent alone would not see them)."""
+    problems = []
+    port = metrics_port(spec)
+    for listening in listening_ports(config):
+        if listening.port == port and listening.protocol == "TCP":
+            problems.append(ConfigError(
+                f"sources.{listening.source}", "port",
+                f"port {port} is the agent's metrics port (spec.metrics.port); choose another",
+            ))
+    if spec.get("workload") == DAEMONSET and "replicas" in spec:
+        problems.append(ConfigError("agent", "replicas", "a DaemonSet runs one pod per node; remove replicas"))
+    return problems
+
+
+def workload_kind(spec: Mapping[str, Any], paths: list[str]) -> str:
+    """The requested workload; without a request, a StatefulSet when state must survive restarts."""
+    return spec.get("workload") or (STATEFULSET if paths else DEPLOYMENT)
+
+
+def _covered(path: str, mounts: list[Mapping[str, Any]]) -> bool:
+    """True when one of the user's own volumeMounts already holds `path`."""
+    for mount in mounts:
+        mount_path = mount["mountPath"].rstrip("/")
+        if path == mount_path or path.startswith(mount_path + "/"):
+            return True
+    return False
+
+
+def _sub_path(path: str) -> str:
+    return path.strip("/").replace("/", "_") or "root"
+
+
+def render(agent: Mapping[str, Any], config: AgentConfig, *, image: str) -> AgentResources:
+    """The children of `agent` (a FlumeAgent object) running `config` (already validated)."""
+    metadata_ = agent["metadata"]
+    name, namespace = metadata_["name"], metadata_["namespace"]
+    spec = agent.get("spec", {})
+    conf = config.to_properties()
+    config_hash = config.fingerprint()
+    ports = listening_ports(config)
+    user_mounts = list(spec.get("volumeMounts", []))
+    state_paths = [path for path in storage_paths(config) if not _covered(path, user_mounts)]
+    kind = workload_kind(spec, state_paths)
+    notes = []
+    if state_paths and kind == DEPLOYMENT:
+        notes.append(
+            f"{', '.join(state_paths)} live in an emptyDir and are lost when a pod is replaced; "
+            "use workload: StatefulSet to keep them"
+        )
+
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(f"{name}-config", namespace, name, {CONFIG_HASH_ANNOTATION: config_hash}),
+        "data": {CONFIG_FILE: conf},
+    }
+    template = _pod_template(name, spec, config.name, config_hash, ports, state_paths, image=image)
+    storage_volume = _storage_volume(kind, name, namespace, spec) if state_paths else None
+    if storage_volume is not None:
+        template["spec"]["volumes"].append(storage_volume)
+    workload = {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": _metadata(name, namespace, name),
+        "spec": _workload_spec(kind, name, spec, template, bool(state_paths)),
+    }
+    service = _service(name, namespace, spec, ports) if ports else None
+    resources = AgentResources(config_map, workload, service, config_hash, ports, notes)
+    kopf.append_owner_reference(resources.children, owner=agent)
+    return resources
+
+
+def endpoints(agent: Mapping[str, Any], ports: list[ListeningPort]) -> list[dict[str, Any]]:
+    """Where clients send events: the Service's cluster DNS name and each source's port."""
+    host = f"{agent['metadata']['name']}.{agent['metadata']['namespace']}.svc"
+    return [{"source": p.source, "address": f"{host}:{p.port}", "protocol": p.protocol} for p in ports]
+
+
+def _metadata(name: str, namespace: str, instance: str,
+              annotations: Mapping[str, str] | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels(instance)}
+    if annotations:
+        result["annotations"] = dict(annotations)
+    return result
+
+
+def _optional(spec: Mapping[str, Any], *keys: str, rename: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The keys of `spec` that are set, under their Kubernetes names."""
+    rename = rename or {}
+    return {rename.get(key, key): spec[key] for key in keys if spec.get(key) not in (None, "", [], {})}
+
+
+def _container(spec: Mapping[str, Any], agent_name: str, ports: list[ListeningPort],
+               state_paths: list[str], image: str) -> dict[str, Any]:
+    metrics = metrics_port(spec)
+    probe = {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 10}
+    mounts = [{"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True}]
+    mounts += [{"name": DATA_VOLUME, "mountPath": path, "subPath": _sub_path(path)} for path in state_paths]
+    mounts += list(spec.get("volumeMounts", []))
+    return {
+        "name": CONTAINER,
+        "image": spec.get("image") or image,
+        **_optional(spec, "imagePullPolicy"),
+        "command": ["kubeflume-agent"],
+        "args": ["-n", agent_name, "-f", f"{CONFIG_DIR}/{CONFIG_FILE}", "--metrics-port", str(metrics)],
+        "ports": [{"name": "metrics", "containerPort": metrics, "protocol": "TCP"}]
+        + [{"name": p.name, "containerPort": p.port, "protocol": p.protocol} for p in ports],
+        **_optional(spec, "env", "resources", "securityContext"),
+        "volumeMounts": mounts,
+        "readinessProbe": probe,
+        "livenessProbe": {**probe, "httpGet": {"path": "/healthz", "port": "metrics"}, "failureThreshold": 6},
+    }
+
+
+def _pod_template(name: str, spec: Mapping[str, Any], agent_name: str, config_hash: str,
+                  ports: list[ListeningPort], state_paths: list[str], *, image: str) -> dict[str, Any]:
+    annotations = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(metrics_port(spec)),
+        "prometheus.io/path": "/prometheus",
+        **spec.get("podAnnotations", {}),
+        CONFIG_HASH_ANNOTATION: config_hash,
+    }
+    volumes = [{"name": CONFIG_VOLUME, "configMap": {"name": f"{name}-config"}}, *spec.get("volumes", [])]
+    return {
+        "metadata": {"labels": {**spec.get("podLabels", {}), **labels(name)}, "annotations": annotations},
+        "spec": {
+            "containers": [_container(spec, agent_name, ports, state_paths, image)],
+            "volumes": volumes,
+            **_optional(spec, "serviceAccountName", "nodeSelector", "tolerations", "affinity",
+                        "podSecurityContext", rename={"podSecurityContext": "securityContext"}),
+        },
+    }
+
+
+def _storage_volume(kind: str, name: str, namespace: str, spec: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The `data` volume; a StatefulSet gets a volumeClaimTemplate instead (None here)."""
+    if kind == STATEFULSET:
+        return None
+    if kind == DAEMONSET:
+        host_path = f"{HOST_STATE_ROOT}/{namespace}/{name}"
+        return {"name": DATA_VOLUME, "hostPath": {"path": host_path, "type": "DirectoryOrCreate"}}
+    return {"name": DATA_VOLUME, "emptyDir": {}}
+
+
+def _volume_claim_template(spec: Mapping[str, Any]) -> dict[str, Any]:
+    storage = spec.get("storage", {})
+    claim_spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": storage.get("size", DEFAULT_STORAGE_SIZE)}},
+    }
+    if storage.get("storageClassName"):
+        claim_spec["storageClassName"] = storage["storageClassName"]
+    return {"metadata": {"name": DATA_VOLUME}, "spec": claim_spec}
+
+
+def _workload_spec(kind: str, name: str, spec: Mapping[str, Any], template: dict[str, Any],
+                   needs_storage: bool) -> dict[str, Any]:
+    result: dict[str, Any] = {"selector": {"matchLabels": selector_labels(name)}, "template": template}
+    if kind != DAEMONSET:
+        result["replicas"] = int(spec.get("replicas", 1))
+    if kind == STATEFULSET:
+        result["serviceName"] = name
+        if needs_storage:
+            result["volumeClaimTemplates"] = [_volume_claim_template(spec)]
+    return result
+
+
+def _service(name: str, namespace: str, spec: Mapping[str, Any], ports: list[ListeningPort]) -> dict[str, Any]:
+    service = spec.get("service", {})
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(name, namespace, name, service.get("annotations")),
+        "spec": {
+            "type": service.get("type", "ClusterIP"),
+            "selector": selector_labels(name),
+            "ports": [{"name": p.name, "port": p.port, "targetPort": p.port, "protocol": p.protocol} for p in ports],
+        },
+    }

@@ -1,0 +1,203 @@
+"""The Helm chart, checked with Helm's own engine and the Kubernetes API schemas."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import kubernetes_validate
+import pytest
+import yaml
+from operator_api import operator_cli_flags, required_rules
+from repo_paths import CHART, CHART_CRDS, REPO
+
+HelmRun = Callable[..., dict[str, Any]]
+
+KUBERNETES_VERSIONS = ("1.25.0", kubernetes_validate.latest_version())
+# Kinds from other projects' CRDs, which kubernetes-validate has no schema for.
+FOREIGN_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+SCENARIOS = {
+    "defaults": {},
+    "namespaced-with-peering": {"watchNamespaces": ["team-a", "team-b"], "peering": {"enabled": True}},
+    "cluster-wide-with-peering": {"peering": {"enabled": True}},
+    "service-monitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+    "bring-your-own-account": {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "ops"}},
+    "scheduling": {
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
+        "imagePullSecrets": [{"name": "registry"}],
+    },
+}
+
+
+def render(helm: HelmRun, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    answer = helm(values=values)
+    assert answer["render_error"] is None, answer["render_error"]
+    objects = []
+    for path, text in sorted(answer["manifests"].items()):
+        if not path.endswith(".txt"):
+            objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return objects
+
+
+def only(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def test_chart_passes_helm_lint(helm: HelmRun) -> None:
+    lint = helm()["lint"]
+    assert not lint["failed"], lint["errors"]
+    assert [m for m in lint["messages"] if m["severity"] >= 2] == []
+
+
+def test_lint_fails_on_a_broken_template(helm: HelmRun, tmp_path: Path) -> None:
+    broken = tmp_path / "kubeflume"
+    shutil.copytree(CHART, broken)
+    deployment = broken / "templates" / "deployment.yaml"
+    deployment.write_text(deployment.read_text().replace("{{ .Values.image.pullPolicy }}",
+                                                         "{{ .Values.image.pullPolicy | nosuchfunction }}"))
+    answer = helm(chart=broken)
+    assert answer["lint"]["failed"]
+    assert "nosuchfunction" in answer["render_error"]
+
+
+def test_values_schema_rejects_a_writable_root_filesystem(helm: HelmRun) -> None:
+    answer = helm(values={"securityContext": {"readOnlyRootFilesystem": False, "allowPrivilegeEscalation": False}})
+    assert answer["render_error"] is not None
+    assert "readOnlyRootFilesystem" in answer["render_error"]
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_rendered_objects_match_the_kubernetes_schemas(helm: HelmRun, scenario: str) -> None:
+    objects = render(helm, SCENARIOS[scenario])
+    assert objects
+    for obj in objects:
+        if (obj["apiVersion"], obj["kind"]) in FOREIGN_KINDS:
+            continue
+        for version in KUBERNETES_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_service_monitor_scrapes_the_agents_prometheus_endpoint(helm: HelmRun) -> None:
+    monitor = only(render(helm, SCENARIOS["service-monitor"]), "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    assert [e["path"] for e in monitor["spec"]["endpoints"]] == ["/prometheus"]
+    assert all(o["kind"] != "ServiceMonitor" for o in render(helm))
+
+
+def test_operator_deployment_runs_one_replica_with_a_liveness_probe(helm: HelmRun) -> None:
+    deployment = only(render(helm), "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    container = only_container(deployment)
+    liveness = next(a.split("=", 1)[1] for a in container["args"] if a.startswith("--liveness="))
+    url = urlsplit(liveness)
+    probe = container["livenessProbe"]["httpGet"]
+    assert probe["path"] == url.path == "/healthz"
+    port = next(p for p in container["ports"] if p["name"] == probe["port"])
+    assert port["containerPort"] == url.port
+
+
+def test_operator_gets_the_default_agent_image(helm: HelmRun) -> None:
+    container = only_container(only(render(helm, {"agentImage": {"repository": "r/agent", "tag": "v9"}}),
+                                    "Deployment"))
+    assert {"name": "KUBEFLUME_AGENT_IMAGE", "value": "r/agent:v9"} in container["env"]
+
+
+def test_operator_runs_as_non_root_on_a_read_only_root_filesystem(helm: HelmRun) -> None:
+    pod = only(render(helm), "Deployment")["spec"]["template"]["spec"]
+    container = only_container(only(render(helm), "Deployment"))
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    context = container["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context.get("privileged", False) is False
+    assert context["capabilities"]["drop"] == ["ALL"]
+
+
+def test_scheduling_values_reach_the_pod(helm: HelmRun) -> None:
+    pod = only(render(helm, SCENARIOS["scheduling"]), "Deployment")["spec"]["template"]["spec"]
+    for key in ("nodeSelector", "tolerations", "affinity", "imagePullSecrets"):
+        assert pod[key] == SCENARIOS["scheduling"][key]
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_operator_arguments_are_flags_the_operator_accepts(helm: HelmRun, scenario: str) -> None:
+    container = only_container(only(render(helm, SCENARIOS[scenario]), "Deployment"))
+    accepted = operator_cli_flags()
+    for argument in container["args"]:
+        assert argument.split("=", 1)[0] in accepted, f"kubeflume-operator does not accept {argument}"
+
+
+def test_namespaces_to_watch_become_flags_and_roles(helm: HelmRun) -> None:
+    objects = render(helm, SCENARIOS["namespaced-with-peering"])
+    args = only_container(only(objects, "Deployment"))["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+    assert "--all-namespaces" not in args
+    assert sorted(o["metadata"]["namespace"] for o in objects if o["kind"] == "Role") == ["team-a", "team-b"]
+    assert sorted(o["metadata"]["namespace"] for o in objects if o["kind"] == "RoleBinding") == ["team-a", "team-b"]
+    assert "--all-namespaces" in only_container(only(render(helm), "Deployment"))["args"]
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "namespaced-with-peering", "cluster-wide-with-peering"])
+def test_rbac_grants_exactly_what_the_operator_uses(helm: HelmRun, scenario: str) -> None:
+    values = SCENARIOS[scenario]
+    objects = render(helm, values)
+    cluster_wide = not values.get("watchNamespaces")
+    peering = values.get("peering", {}).get("enabled", False)
+    granted_cluster = grants(only(objects, "ClusterRole"))
+    want_cluster, want_namespaced = required_rules(cluster_wide=cluster_wide, peering=peering)
+    if cluster_wide:
+        assert granted_cluster == want_cluster | want_namespaced
+        assert not [o for o in objects if o["kind"] == "Role"]
+    else:
+        assert granted_cluster == want_cluster
+        for role in (o for o in objects if o["kind"] == "Role"):
+            assert grants(role) == want_namespaced, role["metadata"]["namespace"]
+
+
+def test_rbac_and_service_account_can_be_left_out(helm: HelmRun) -> None:
+    objects = render(helm, SCENARIOS["bring-your-own-account"])
+    kinds = {o["kind"] for o in objects}
+    assert kinds.isdisjoint({"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount"})
+    assert only(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
+
+
+def test_chart_crds_are_the_repository_crds() -> None:
+    top = {p.name: p.read_bytes() for p in sorted((REPO / "crds").glob("*.yaml"))}
+    in_chart = {p.name: p.read_bytes() for p in sorted(CHART_CRDS.glob("*.yaml"))}
+    assert top, "crds/ holds no CRD"
+    assert in_chart == top, "charts/kubeflume/charts/crds/crds/ differs from crds/: copy crds/*.yaml there"
+
+
+def test_crds_install_switches_the_crd_subchart() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert {"name": "crds", "version": "0.1.0", "condition": "crds.install"} in chart["dependencies"]
+    assert yaml.safe_load((CHART / "values.yaml").read_text())["crds"]["install"] is True
+
+
+def only_container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def grants(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """A role's rules flattened to (apiGroup, resource, verb); wildcards are refused outright."""
+    flat = set()
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    assert "*" not in (group, resource, verb), f"wildcard in {rule}"
+                    flat.add((group, resource, verb))
+    return flat

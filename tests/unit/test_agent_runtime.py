@@ -1,0 +1,185 @@
+"""The agent runtime: building, start/stop with draining, sink retries, and hot reload.
+
+Components here are custom classes referenced by Python path, as a user's own components would be,
+so the runtime is tested on its own.
+"""
+
+import asyncio
+
+import pytest
+
+from kubeflume_agent.config.keys import Key, integer
+from kubeflume_agent.config.properties import parse_properties
+from kubeflume_agent.event import Event
+from kubeflume_agent.runtime.agent import Agent, InvalidConfig
+from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.sinks.base import Sink
+from kubeflume_agent.sources.base import PollableSource
+
+DELIVERED: dict[str, list[bytes]] = {}
+
+
+class CountingSource(PollableSource):
+    """Emits `total` numbered events in batches, then backs off."""
+
+    keys = (Key("total", integer, 100), Key("batchSize", integer, 10))
+    batch_size_key = "batchSize"
+
+    def __init__(self, name, settings, processor):
+        super().__init__(name, settings, processor)
+        self.next = 0
+
+    async def process(self) -> Status:
+        end = min(self.next + self.settings["batchSize"], self.settings["total"])
+        if self.next >= end:
+            return Status.BACKOFF
+        await self.deliver([Event(str(i).encode()) for i in range(self.next, end)])
+        self.next = end
+        return Status.READY
+
+
+class CollectingSink(Sink):
+    """Records what it delivers under its `bucket`; fails its first `failures` writes."""
+
+    keys = (Key("bucket", str, "default"), Key("failures", integer, 0), Key("batchSize", integer, 100),
+            Key("delay", str, "0"))
+
+    def __init__(self, name, settings, channel):
+        super().__init__(name, settings, channel)
+        self.failures_left = settings["failures"]
+
+    async def write(self, events):
+        await asyncio.sleep(float(self.settings["delay"]))
+        if self.failures_left:
+            self.failures_left -= 1
+            raise ConnectionError("downstream unavailable")
+        DELIVERED.setdefault(self.settings["bucket"], []).extend(e.body for e in events)
+
+
+SOURCE = f"{__name__}:CountingSource"
+SINK = f"{__name__}:CollectingSink"
+
+
+def conf(source_total=100, sink_params="", channel_params="", extra=""):
+    return parse_properties(f"""
+a1.sources = r1
+a1.channels = c1
+a1.sinks = k1
+a1.sources.r1.type = {SOURCE}
+a1.sources.r1.total = {source_total}
+a1.sources.r1.channels = c1
+a1.channels.c1.type = memory
+a1.channels.c1.capacity = 1000
+{channel_params}
+a1.sinks.k1.type = {SINK}
+a1.sinks.k1.channel = c1
+{sink_params}
+{extra}
+""")
+
+
+async def wait_until(condition, timeout=20.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture(autouse=True)
+def clear_buckets():
+    DELIVERED.clear()
+
+
+async def test_events_flow_from_source_to_sink_in_order():
+    agent = Agent(conf(250, "a1.sinks.k1.bucket = flow"))
+    await agent.start()
+    try:
+        await wait_until(lambda: len(DELIVERED.get("flow", [])) == 250)
+        assert DELIVERED["flow"] == [str(i).encode() for i in range(250)]
+        counters = {name: c.snapshot() for name, c in agent.counters().items()}
+        assert counters["SOURCE.r1"]["EventAcceptedCount"] == 250
+        assert counters["CHANNEL.c1"]["EventPutSuccessCount"] == 250
+        await wait_until(lambda: agent.counters()["SINK.k1"].drain_success == 250)
+    finally:
+        await agent.stop()
+
+
+async def test_stop_lets_sinks_drain_the_memory_channel():
+    agent = Agent(conf(500, "a1.sinks.k1.bucket = drain\na1.sinks.k1.batchSize = 10\na1.sinks.k1.delay = 0.002"))
+    await agent.start()
+    await wait_until(lambda: agent.sources["r1"].next == 500)
+    await agent.stop()
+    assert len(DELIVERED["drain"]) == 500
+
+
+async def test_a_failing_sink_rolls_back_and_nothing_is_lost():
+    agent = Agent(conf(30, "a1.sinks.k1.bucket = retry\na1.sinks.k1.failures = 2"))
+    await agent.start()
+    try:
+        await wait_until(lambda: len(DELIVERED.get("retry", [])) == 30)
+        assert sorted(DELIVERED["retry"], key=int) == [str(i).encode() for i in range(30)]
+        assert agent.counters()["SINK.k1"].event_write_fail == 2
+    finally:
+        await agent.stop()
+
+
+async def test_an_invalid_config_does_not_start():
+    with pytest.raises(InvalidConfig) as raised:
+        await Agent(conf(channel_params="a1.channels.c1.capacity = lots")).start()
+    assert "channels.c1.capacity" in str(raised.value)
+
+
+async def test_reload_restarts_only_what_changed():
+    agent = Agent(conf(20, "a1.sinks.k1.bucket = before"))
+    await agent.start()
+    try:
+        await wait_until(lambda: len(DELIVERED.get("before", [])) == 20)
+        source, channel, sink = agent.sources["r1"], agent.channels["c1"], agent.sinks["k1"]
+        await agent.reload(conf(20, "a1.sinks.k1.bucket = after"))
+        assert agent.sources["r1"] is source and agent.channels["c1"] is channel
+        assert agent.sinks["k1"] is not sink
+        await agent.reload(conf(40, "a1.sinks.k1.bucket = after"))
+        assert agent.sources["r1"] is not source and agent.channels["c1"] is channel
+        await wait_until(lambda: len(DELIVERED.get("after", [])) == 40)
+        await agent.reload(conf(40, "a1.sinks.k1.bucket = after", "a1.channels.c1.capacity = 2000"))
+        assert agent.channels["c1"] is not channel and agent.channels["c1"].capacity == 2000
+        assert agent.sources["r1"].processor.selector.channels["c1"] is agent.channels["c1"]
+        assert agent.sinks["k1"].channel is agent.channels["c1"]
+    finally:
+        await agent.stop()
+
+
+async def test_reload_with_errors_keeps_the_running_config():
+    agent = Agent(conf(10, "a1.sinks.k1.bucket = kept"))
+    await agent.start()
+    try:
+        source = agent.sources["r1"]
+        with pytest.raises(InvalidConfig):
+            await agent.reload(conf(10, "a1.sinks.k1.bucket = kept\na1.sinks.k1.failures = x"))
+        assert agent.sources["r1"] is source and agent.ready
+        await wait_until(lambda: len(DELIVERED.get("kept", [])) == 10)
+    finally:
+        await agent.stop()
+
+
+async def test_a_sink_group_runs_its_sinks_through_the_processor():
+    config = conf(60, "a1.sinks.k1.bucket = group\na1.sinks.k1.failures = 1000", extra=f"""
+a1.sinks = k1 k2
+a1.sinks.k2.type = {SINK}
+a1.sinks.k2.channel = c1
+a1.sinks.k2.bucket = group
+a1.sinkgroups = g1
+a1.sinkgroups.g1.sinks = k1 k2
+a1.sinkgroups.g1.processor.type = failover
+a1.sinkgroups.g1.processor.priority.k1 = 10
+a1.sinkgroups.g1.processor.priority.k2 = 5
+""")
+    agent = Agent(config)
+    await agent.start()
+    try:
+        await wait_until(lambda: len(DELIVERED.get("group", [])) == 60)
+        assert agent.counters()["SINK.k1"].event_write_fail >= 1
+        assert agent.counters()["SINK.k2"].drain_success == 60
+    finally:
+        await agent.stop()
