@@ -130,6 +130,7 @@ class Crash:
 
     op: str
     stage: str  # "namenode": before anything happens; "after_write": the DataNode stored the bytes
+    skip: int = 0  # matching requests to let through first
 
 
 class FakeWebHDFS:
@@ -230,8 +231,9 @@ class FakeWebHDFS:
         """Make NameNode `index` the active one and the others standby (an HA failover)."""
         self.standby = [i != index for i in range(len(self.standby))]
 
-    def crash_on(self, op: str, stage: str = "namenode") -> None:
-        """Script a crash: the next `op` request drops its connection and every NameNode stops.
+    def crash_on(self, op: str, stage: str = "namenode", skip: int = 0) -> None:
+        """Script a crash: the next `op` request (after `skip` of them) drops its connection and
+        every NameNode stops.
 
         stage "namenode": the NameNode drops the request before doing anything;
         "after_write": the DataNode stores the bytes, then the connection drops unanswered.
@@ -239,7 +241,7 @@ class FakeWebHDFS:
         if stage not in ("namenode", "after_write"):
             raise ValueError(f"unknown crash stage {stage!r}")
         self.crashed.clear()
-        self._crash = Crash(op.upper(), stage)
+        self._crash = Crash(op.upper(), stage, skip)
 
     def exists(self, path: str) -> bool:
         return normalize(path) in self.nodes
@@ -404,11 +406,12 @@ class FakeWebHDFS:
         parent = parent_of(path)
         self._make_dirs(parent, user, "755")
         self._check_write(parent, user)
+        modified = self._later(existing.modification_time) if existing is not None else self._now()
         self.nodes[path] = Node(
             "FILE", user, permission=query.get("permission", "644"), data=bytearray(data),
             replication=int(query.get("replication", DEFAULT_REPLICATION)),
             block_size=int(query.get("blocksize", DEFAULT_BLOCK_SIZE)),
-            modification_time=self._now(), access_time=self._now())
+            modification_time=modified, access_time=self._now())
         self._touch(parent)
 
     def _append(self, path: str, data: bytes, user: str) -> None:
@@ -528,6 +531,9 @@ class FakeWebHDFS:
     def _crash_now(self, op: str, stage: str) -> bool:
         crash = self._crash
         if crash is None or crash.op != op or crash.stage != stage:
+            return False
+        if crash.skip:
+            crash.skip -= 1
             return False
         self._crash = None
         return True

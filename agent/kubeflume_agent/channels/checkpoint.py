@@ -29,6 +29,10 @@ class BadCheckpoint(Exception):
     """A checkpoint that is missing, cut short or fails its checksum: replay cannot start from it."""
 
 
+class MissingCheckpoint(BadCheckpoint):
+    """No checkpoint written yet (a new channel, or one that never ran a checkpoint)."""
+
+
 @dataclass
 class Checkpoint:
     file_id: int  # the log position every record before which the pointers reflect
@@ -77,6 +81,6 @@ def read(directory: str) -> Checkpoint:
         with open(path, "rb") as file:
             return decode(file.read())
     except FileNotFoundError:
-        raise BadCheckpoint(f"{path} does not exist") from None
+        raise MissingCheckpoint(f"{path} does not exist") from None
     except BadCheckpoint as error:
         raise BadCheckpoint(f"{path}: {error}") from None

@@ -28,6 +28,7 @@ import contextlib
 import fcntl
 import logging
 import os
+from array import array
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -37,6 +38,7 @@ from kubeflume_agent.channels.file_log import (
     EncodedTransaction,
     LogReader,
     LogWriter,
+    SpaceExhausted,
     encode_transaction,
     list_log_files,
     split_pointer,
@@ -135,7 +137,7 @@ class FileChannel(Channel):
         self._queue = PointerQueue()
         self._cache: dict[int, Event] = {}
         self._cache_bytes = 0
-        self._in_flight_takes = 0
+        self._taken: set[int] = set()  # taken by transactions not yet durably committed
         self._reserved_puts = 0
         self._next_txid = 1
         self._applied_position = 0  # log pointer up to which the queue reflects every commit
@@ -164,12 +166,11 @@ class FileChannel(Channel):
             problems.append(("transactionCapacity", "must not exceed capacity"))
         if not settings["dataDirs"]:
             problems.append(("dataDirs", "needs at least one directory"))
-        checkpoint_dir, data_dirs, _ = cls.directories(settings)
+        checkpoint_dir, data_dirs, backup_dir = cls.directories(settings)
         if settings["useDualCheckpoints"]:
-            backup = settings["backupCheckpointDir"]
-            if not backup:
+            if not backup_dir:
                 problems.append(("backupCheckpointDir", "is required with useDualCheckpoints"))
-            elif cls.directories(settings)[2] in (checkpoint_dir, *data_dirs):
+            elif backup_dir in (checkpoint_dir, *data_dirs):
                 problems.append(("backupCheckpointDir", "must differ from checkpointDir and dataDirs"))
         if checkpoint_dir in data_dirs:
             problems.append(("checkpointDir", "must differ from every dataDirs entry"))
@@ -189,7 +190,11 @@ class FileChannel(Channel):
         directories = self.storage_paths(self.settings)
         for directory in directories:
             os.makedirs(directory, exist_ok=True)
-        self._locks = [self._lock(directory) for directory in directories]
+        for directory in directories:
+            self._lock(directory)
+        self._cache.clear()  # a restarted channel (config reload) rebuilds everything from disk
+        self._cache_bytes = 0
+        self._taken.clear()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"file-channel-{self.name}")
         log_files = list_log_files(self.data_dirs)
         result = await asyncio.to_thread(
@@ -230,7 +235,7 @@ class FileChannel(Channel):
         self.counters.open = 0
         await super().stop()
 
-    def _lock(self, directory: str) -> int:
+    def _lock(self, directory: str) -> None:
         fd = os.open(os.path.join(directory, "in_use.lock"), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -238,11 +243,12 @@ class FileChannel(Channel):
             os.close(fd)
             for held in self._locks:
                 os.close(held)
+            self._locks = []
             raise ChannelError(
                 f"channel {self.name}: {directory} is in use by another file channel (lock held on "
                 "in_use.lock); give each file channel its own checkpointDir and dataDirs"
             ) from None
-        return fd
+        self._locks.append(fd)
 
     def _report_replay(self, result: ReplayResult) -> None:
         self.last_replay = result
@@ -263,18 +269,27 @@ class FileChannel(Channel):
 
     def _pop(self, count: int) -> tuple[list[Event], list[int]]:
         pointers = self._queue.pop_front(count)
-        self._in_flight_takes += len(pointers)
+        self._taken.update(pointers)
         self.counters.size = len(self._queue)
-        cache = self._cache
-        events: list[Event | None] = [cache.pop(value, None) for value in pointers]
-        missing = [index for index, event in enumerate(events) if event is None]
-        for index, event in zip(missing, self._reader.read([pointers[i] for i in missing]), strict=True):
-            if event is None:
-                self._skip_unreadable(pointers[index])
-            events[index] = event
-        self._cache_bytes -= sum(_cost(event) for event in events if event is not None) - sum(
-            _cost(events[index]) for index in missing if events[index] is not None)
+        events = [self._cache.pop(value, None) for value in pointers]
+        cached = [event for event in events if event is not None]
+        self._cache_bytes -= _cost(cached)
+        if len(cached) < len(events):
+            events = self._read_missing(pointers, events)
         return [event for event in events if event is not None], pointers
+
+    def _read_missing(self, pointers: list[int], events: list[Event | None]) -> list[Event | None]:
+        """Fill in the events no longer cached from the data files; damaged ones stay None."""
+        read = iter(self._reader.read([value for value, event in zip(pointers, events, strict=True)
+                                       if event is None]))
+        filled = []
+        for value, event in zip(pointers, events, strict=True):
+            if event is None:
+                event = next(read)
+                if event is None:
+                    self._skip_unreadable(value)
+            filled.append(event)
+        return filled
 
     def _skip_unreadable(self, value: int) -> None:
         file_id, offset = split_pointer(value)
@@ -285,19 +300,24 @@ class FileChannel(Channel):
     def _restore(self, pointers: list[int], events: list[Event]) -> None:
         """Roll back takes: pointers go back to the head; their events return to the cache."""
         self._queue.push_front(pointers)
-        self._in_flight_takes -= len(pointers)
+        self._taken.difference_update(pointers)
         self.counters.size = len(self._queue)
         if len(events) == len(pointers):
             self._cache_events(pointers, events)
 
     def _cache_events(self, pointers: Sequence[int], events: Sequence[Event]) -> None:
-        budget = self.settings["eventCacheBytes"]
-        for value, event in zip(pointers, events, strict=True):
-            cost = _cost(event)
-            if self._cache_bytes + cost > budget:
-                return
-            self._cache[value] = event
-            self._cache_bytes += cost
+        room = self.settings["eventCacheBytes"] - self._cache_bytes
+        cost = _cost(events)
+        if cost > room:  # keep the head of the batch that fits; the rest is read back from disk
+            fitting = cost = 0
+            for event in events:
+                if cost + len(event.body) + EVENT_OVERHEAD > room:
+                    break
+                cost += len(event.body) + EVENT_OVERHEAD
+                fitting += 1
+            pointers, events = pointers[:fitting], events[:fitting]
+        self._cache.update(zip(pointers, events, strict=True))
+        self._cache_bytes += cost
 
     # -- commits ------------------------------------------------------------------------------
 
@@ -306,7 +326,11 @@ class FileChannel(Channel):
             return
         needed = len(puts) - len(take_pointers)
         if needed > 0:
-            await self._wait_for_room(needed)
+            try:
+                await self._wait_for_room(needed)
+            except ChannelFull:
+                self.counters.put_error += len(puts)
+                raise
         txid = self._next_txid
         self._next_txid += 1
         self._reserved_puts += len(puts)
@@ -316,6 +340,9 @@ class FileChannel(Channel):
             self._flusher = asyncio.create_task(self._flush())
         try:
             await future
+        except SpaceExhausted as error:
+            self.counters.put_error += len(puts)
+            raise ChannelFull(f"channel {self.name}: {error}") from error
         except OSError as error:
             if puts:
                 self.counters.put_error += len(puts)
@@ -326,6 +353,7 @@ class FileChannel(Channel):
     async def _flush(self) -> None:
         """Write waiting transactions, one group (one fdatasync) at a time, until none wait."""
         while self._waiting:
+            await asyncio.sleep(0)  # let committers woken by the last group join this one
             group, self._waiting = self._waiting, []
             try:
                 results, end = await self._in_writer(self._writer.append_group, [item[0] for item in group])
@@ -336,25 +364,29 @@ class FileChannel(Channel):
 
     def _apply(self, group, results: list[int | Exception], end: int) -> None:
         """Runs on the loop right after a group is durable: queue and checkpoint position move together."""
+        self.counters.unhealthy = int(any(isinstance(r, Exception) and not isinstance(r, SpaceExhausted)
+                                          for r in results))
         for (encoded, puts, take_pointers, future), result in zip(group, results, strict=True):
             self._reserved_puts -= len(puts)
             if isinstance(result, Exception):
-                future.set_exception(result if isinstance(result, OSError) else OSError(str(result)))
+                if not future.done():
+                    future.set_exception(result if isinstance(result, OSError) else OSError(str(result)))
                 continue
-            file_id, base = split_pointer(result)
+            file_id = result >> 32
             if file_id not in self._reader.paths:
                 self._reader.paths[file_id] = self._writer.path_of(file_id)
             pointers = [result + offset for offset in encoded.put_offsets]
             self._queue.extend(pointers)
             self._cache_events(pointers, puts)
-            self._in_flight_takes -= len(take_pointers)
-            future.set_result(None)
+            self._taken.difference_update(take_pointers)
+            if not future.done():  # a committer cancelled while waiting: its data is durable anyway
+                future.set_result(None)
         self._applied_position = end
         self.counters.size = len(self._queue)
 
     async def _wait_for_room(self, needed: int) -> None:
         deadline = asyncio.get_running_loop().time() + self.keep_alive
-        while len(self._queue) + self._in_flight_takes + self._reserved_puts + needed > self.capacity:
+        while len(self._queue) + len(self._taken) + self._reserved_puts + needed > self.capacity:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0 or not await self.space_available.wait(remaining):
                 raise ChannelFull(
@@ -379,20 +411,14 @@ class FileChannel(Channel):
     async def checkpoint(self) -> None:
         """Write the queue as of the last durable group, then reclaim data files nothing points into."""
         async with self._checkpoint_lock:
-            in_flight = [value for value in self._in_flight_pointers()]
-            pointers = self._queue.snapshot()
-            if in_flight:
-                pointers[0:0] = type(pointers)("q", in_flight)
+            pointers = array("q", sorted(self._taken))  # may still be rolled back: keep them
+            pointers.extend(self._queue.snapshot())
             file_id, offset = split_pointer(self._applied_position)
             data = checkpoints.encode(checkpoints.Checkpoint(file_id, offset, self._next_txid, pointers))
             if not await self._write_checkpoint(data):
                 return
             oldest_needed = min(file_id, min(pointers) >> 32 if pointers else file_id)
             await self._reclaim(oldest_needed)
-
-    def _in_flight_pointers(self) -> list[int]:
-        """Pointers taken by open transactions (they may be rolled back) and by commits in flight."""
-        return sorted(self._taken_not_durable)
 
     async def _write_checkpoint(self, data: bytes) -> bool:
         try:
@@ -420,5 +446,6 @@ class FileChannel(Channel):
             log.debug("channel %s: reclaimed %s", self.name, path)
 
 
-def _cost(event: Event) -> int:
-    return len(event.body) + EVENT_OVERHEAD
+def _cost(events: Sequence[Event]) -> int:
+    """Rough bytes the events take in memory."""
+    return sum(len(event.body) for event in events) + EVENT_OVERHEAD * len(events)

@@ -3,8 +3,8 @@
 Each data file `log-<id>` starts with a 16-byte file header, then records:
 
     file header  := b"KFLOGV01" id:u32 reserved:u32
-    record       := magic:b"KFR\\x01" kind:u8 txid:u64 length:u32 crc:u32 payload[length]
-    crc          := CRC-32 (zlib) of magic, kind, txid, length, payload
+    record       := magic:b"KFR\\x02" crc:u32 kind:u8 txid:u64 length:u32 payload[length]
+    crc          := CRC-32 (zlib) of kind, txid, length and payload
     PUT payload  := headers_length:u32 headers:JSON object (UTF-8, empty when no headers) body
     COMMIT       := put_count:u32 take_pointer:i64 ...
 
@@ -35,15 +35,20 @@ log = logging.getLogger(__name__)
 
 FILE_MAGIC = b"KFLOGV01"
 FILE_HEADER = struct.Struct("<8sII")
-RECORD_MAGIC = b"KFR\x01"
-RECORD_HEAD = struct.Struct("<4sBQI")  # magic, kind, txid, payload length (the CRC follows)
+RECORD_MAGIC = b"KFR\x02"
 CRC = struct.Struct("<I")
+FIELDS = struct.Struct("<BQI")  # kind, txid, payload length: after magic and CRC, covered by the CRC
+PUT_FIELDS = struct.Struct("<BQII")  # the same, plus a PUT payload's headers length
 U32 = struct.Struct("<I")
-HEAD_SIZE = RECORD_HEAD.size + CRC.size
+FIELDS_AT = len(RECORD_MAGIC) + CRC.size
+HEAD_SIZE = FIELDS_AT + FIELDS.size
+LENGTH_AT = HEAD_SIZE - U32.size
+EMPTY_HEADERS_COST = PUT_FIELDS.size - FIELDS.size
 PUT = 1
 COMMIT = 2
 FILE_NAME = re.compile(r"^log-(\d+)$")
 READ_WINDOW = 256 * 1024
+RELEASE_EVERY = 16 * 1024 * 1024
 
 
 def pointer(file_id: int, offset: int) -> int:
@@ -67,25 +72,25 @@ class EncodedTransaction:
     has_puts: bool
 
 
-def _record(kind: int, txid: int, payload: bytes) -> tuple[bytes, bytes]:
-    head = RECORD_HEAD.pack(RECORD_MAGIC, kind, txid, len(payload))
-    return head, CRC.pack(zlib.crc32(payload, zlib.crc32(head)))
-
-
 def encode_transaction(txid: int, events: Sequence[Event], take_pointers: Sequence[int]) -> EncodedTransaction:
+    """The records of one transaction; the hot path of every put, so kept to a few C calls an event."""
     parts: list[bytes] = []
     put_offsets: list[int] = []
     offset = 0
-    dumps = orjson.dumps
+    dumps, crc32, pack, crc_pack = orjson.dumps, zlib.crc32, PUT_FIELDS.pack, CRC.pack
     for event in events:
         headers = dumps(event.headers) if event.headers else b""
-        payload = b"".join((U32.pack(len(headers)), headers, event.body))
-        head, crc = _record(PUT, txid, payload)
-        parts += (head, crc, payload)
+        body = event.body
+        length = EMPTY_HEADERS_COST + len(headers) + len(body)
+        fields = pack(PUT, txid, length, len(headers))
+        if headers:
+            fields += headers
+        parts += (RECORD_MAGIC, crc_pack(crc32(body, crc32(fields))), fields, body)
         put_offsets.append(offset)
-        offset += HEAD_SIZE + len(payload)
+        offset += HEAD_SIZE + length
     commit = U32.pack(len(events)) + array("q", take_pointers).tobytes()
-    parts += (*_record(COMMIT, txid, commit), commit)
+    fields = FIELDS.pack(COMMIT, txid, len(commit)) + commit
+    parts += (RECORD_MAGIC, crc_pack(crc32(fields)), fields)
     return EncodedTransaction(b"".join(parts), put_offsets, bool(events))
 
 
@@ -106,14 +111,13 @@ def _check(buffer, offset: int) -> tuple[int, int, int] | None:
     """(kind, txid, payload length) of a sound record at `offset`, else None."""
     if len(buffer) - offset < HEAD_SIZE or buffer[offset:offset + 4] != RECORD_MAGIC:
         return None
-    _, kind, txid, length = RECORD_HEAD.unpack_from(buffer, offset)
-    start = offset + HEAD_SIZE
-    if kind not in (PUT, COMMIT) or start + length > len(buffer):
+    kind, txid, length = FIELDS.unpack_from(buffer, offset + FIELDS_AT)
+    end = offset + HEAD_SIZE + length
+    if kind not in (PUT, COMMIT) or end > len(buffer):
         return None
-    view = memoryview(buffer)
-    crc = zlib.crc32(view[start:start + length], zlib.crc32(view[offset:offset + RECORD_HEAD.size]))
-    view.release()
-    if crc != CRC.unpack_from(buffer, offset + RECORD_HEAD.size)[0]:
+    with memoryview(buffer) as view:
+        crc = zlib.crc32(view[offset + FIELDS_AT:end])
+    if crc != CRC.unpack_from(buffer, offset + len(RECORD_MAGIC))[0]:
         return None
     return kind, txid, length
 
@@ -140,7 +144,12 @@ def scan(path: str, start: int, stats: ScanStats) -> Iterator[tuple[int, int, in
             return
         with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
             offset = start
+            released = 0
             while offset < size:
+                if offset - released >= RELEASE_EVERY:  # keep replay's resident memory small
+                    done = offset // mmap.PAGESIZE * mmap.PAGESIZE
+                    data.madvise(mmap.MADV_DONTNEED, released, done - released)
+                    released = done
                 found = _check(data, offset)
                 if found is None:
                     resume = _resync(data, offset + 1)
@@ -314,7 +323,7 @@ class LogReader:
             relative = self._load(file_id, offset, HEAD_SIZE)
         if self._window[relative:relative + 4] != RECORD_MAGIC:
             return None
-        length = U32.unpack_from(self._window, relative + 13)[0]
+        length = U32.unpack_from(self._window, relative + LENGTH_AT)[0]
         if relative + HEAD_SIZE + length > len(self._window):
             relative = self._load(file_id, offset, HEAD_SIZE + length)
         found = _check(self._window, relative)

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ReplayResult:
-    pointers: array
+    pointers: array = field(repr=False)
     next_txid: int
     source: str  # "checkpoint", "backup checkpoint" or "full replay"
     seconds: float = 0.0
@@ -50,6 +50,9 @@ def load_checkpoint(directories: list[str], log_files: dict[int, str]) -> tuple[
     for label, directory in zip(labels, directories, strict=False):
         try:
             found = checkpoints.read(directory)
+        except checkpoints.MissingCheckpoint as error:
+            log.log(logging.WARNING if log_files else logging.DEBUG, "%s unusable: %s", label, error)
+            continue
         except checkpoints.BadCheckpoint as error:
             log.warning("%s unusable: %s", label, error)
             continue

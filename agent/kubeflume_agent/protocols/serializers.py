@@ -4,6 +4,7 @@ A serializer works on whole batches so the hot path stays in C (`bytes.join`, fa
 `begin()` gives the bytes that open a new file, `encode(events)` the bytes of one batch, `end()`
 the bytes that finish the file. Sinks name a serializer as Flume does (`serializer = text`,
 `serializer.appendNewline = false`) and pass the `serializer.*` keys with the prefix removed.
+Hadoop's SequenceFile, the hdfs sink's default file type, is written through the same interface.
 """
 
 from __future__ import annotations

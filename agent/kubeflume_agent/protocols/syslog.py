@@ -97,10 +97,6 @@ class Truncated(bytes):
     """A frame cut at `eventSize`: the parser marks its event `Incomplete`."""
 
 
-class FramingError(ValueError):
-    """The stream cannot be framed (an octet count that is not a number): close the connection."""
-
-
 class SyslogFramer:
     """Splits a TCP byte stream into syslog messages; state is kept across reads.
 
@@ -161,6 +157,11 @@ class SyslogFramer:
             position = end + 1
         self._buffer = buffer[position:]
         return frames
+
+    def flush(self) -> list[bytes]:
+        """At end of stream: what is left is the last message (a sender closed without LF)."""
+        rest, self._buffer = self._buffer, b""
+        return [rest] if rest.strip(b"\n") else []
 
     def _octet_counted(self, buffer: bytes, position: int, frames: list[bytes]) -> int:
         """Bytes consumed by one octet-counted frame; 0 if this is not one; -1 if more data is needed."""
@@ -251,8 +252,9 @@ def _roll_year(stamp_ms: int, now_ms: int, year_shift) -> int:
     return stamp_ms
 
 
-def rfc3164_millis(text: bytes, utc: bool) -> str | None:
-    """`Mmm d HH:MM:SS` with the current year; SyslogUtils reads local time, SyslogParser UTC."""
+def rfc3164_millis(text: bytes, utc: bool, now: float | None = None) -> str | None:
+    """`Mmm d HH:MM:SS` with the current (UTC) year; SyslogUtils reads local time, SyslogParser UTC."""
+    now = time.time() if now is None else now
     parts = text.split()
     if len(parts) != 3 or parts[0] not in _MONTHS:
         return None
@@ -260,7 +262,7 @@ def rfc3164_millis(text: bytes, utc: bool) -> str | None:
         day = int(parts[1])
         hour, minute, second = (int(p) for p in parts[2].split(b":"))
         month = _MONTHS[parts[0]]
-        year = time.gmtime().tm_year
+        year = time.gmtime(now).tm_year
 
         def at(year_: int) -> int:
             if utc:
@@ -268,7 +270,7 @@ def rfc3164_millis(text: bytes, utc: bool) -> str | None:
             return _local_millis(year_, month, day, hour, minute, second)
 
         datetime.datetime(year, month, day, hour, minute, second)  # validates the fields
-        return str(_roll_year(at(year), int(time.time() * 1000), lambda shift: at(year + shift)))
+        return str(_roll_year(at(year), int(now * 1000), lambda shift: at(year + shift)))
     except ValueError:
         return None
 
@@ -281,6 +283,18 @@ def _rfc3164_utc(text: bytes) -> str | None:
     return rfc3164_millis(text, utc=True)
 
 
+_PRIORITIES: dict[bytes, tuple[str, str, str]] = {}
+
+
+def _priority(digits: bytes) -> tuple[str, str, str]:
+    """(Facility, Severity, priority) header values for PRI digits, memoised (at most 1111)."""
+    found = _PRIORITIES.get(digits)
+    if found is None:
+        facility, severity = _FACILITY_SEVERITY[int(digits)]
+        found = _PRIORITIES[digits] = (facility, severity, digits.decode())
+    return found
+
+
 class SyslogUtilsParser:
     """Flume's SyslogUtils: one frame (a line without its LF, or a datagram) -> one event.
 
@@ -288,31 +302,35 @@ class SyslogUtilsParser:
     one may carry stale headers; we do not copy that bug.
     """
 
-    __slots__ = ("_rfc3164_times", "_rfc5424_times", "keep")
+    __slots__ = ("_formats", "keep")
 
     def __init__(self, keep_fields: frozenset[str] = frozenset()) -> None:
         self.keep = keep_fields
-        self._rfc5424_times = _TimestampCache()
-        self._rfc3164_times = _TimestampCache()
+        # (regex, timestamp cache, conversion). A line matching one can never match the other
+        # (where RFC 5424 needs a digit or "-", RFC 3164 has a month name), so trying the format
+        # that matched last first changes no result and saves a regex call per line.
+        self._formats = [(_RFC5424, _TimestampCache(), rfc5424_millis_flume),
+                         (_RFC3164, _TimestampCache(), _rfc3164_local)]
 
     def parse_all(self, frames: Iterable[bytes]) -> list[Event]:
         parse = self.parse
         return [parse(frame) for frame in frames]
 
     def parse(self, frame: bytes) -> Event:
-        match = _RFC5424.fullmatch(frame)
-        if match is not None:
-            stamp = match.group(3)
-            millis = self._rfc5424_times.get(stamp, rfc5424_millis_flume) if stamp else None
-        else:
-            match = _RFC3164.fullmatch(frame)
+        formats = self._formats
+        regex, times, convert = formats[0]
+        match = regex.fullmatch(frame)
+        if match is None:
+            regex, times, convert = formats[1]
+            match = regex.fullmatch(frame)
             if match is None:
                 return self._unparsed(frame)
-            stamp = match.group(3)
-            millis = self._rfc3164_times.get(stamp, _rfc3164_local)
+            formats.reverse()
+        stamp = match.group(3)
+        millis = times.get(stamp, convert) if stamp else None
         priority, version, _, hostname, message = match.groups()
-        facility, severity = _FACILITY_SEVERITY[int(priority)]
-        headers = {FACILITY: facility, SEVERITY: severity, "priority": priority.decode()}
+        facility, severity, priority_text = _priority(priority)
+        headers = {FACILITY: facility, SEVERITY: severity, "priority": priority_text}
         if version:
             headers["version"] = version.decode()
         if millis is not None:

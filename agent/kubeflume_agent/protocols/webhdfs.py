@@ -1,13 +1,14 @@
 """The project's one WebHDFS client (Hadoop's WebHDFS REST API, WebHDFS.md), on aiohttp.
 
 Used by the `hdfs` sink and by the operator to stage files. Operations that move data (CREATE,
-APPEND, OPEN) take two steps as the API requires: the NameNode answers 307 with a DataNode URL
-(or 200 `{"Location": ...}` under `noredirect=true`), and the bytes go to that DataNode.
+APPEND, OPEN) take two steps as the API requires: the NameNode answers 307 with a DataNode URL,
+and the bytes go to that DataNode.
 
 Several NameNode addresses may be given (an HA pair): a request goes to the last NameNode that
-answered; one that is unreachable or answers StandbyException is skipped for the next. Only the
-NameNode step is retried that way: it carries no data, so repeating it is harmless. A failed
-DataNode step is raised to the caller, who knows whether the write may be repeated.
+answered; one that is unreachable or answers StandbyException is skipped for the next. Only
+NameNode requests fail over, as Hadoop's client does; one whose NameNode died after receiving it
+may have been carried out (a RENAME repeated elsewhere then answers false). A failed DataNode step
+is raised to the caller, who knows whether the write may be repeated.
 
 Errors are raised as typed exceptions carrying the server's RemoteException.
 """
@@ -46,7 +47,7 @@ class FileAlreadyExists(WebHDFSError):
 
 
 class AccessDenied(WebHDFSError):
-    """403 AccessControlException, or 401 when the server wants credentials."""
+    """403 AccessControlException or InvalidToken, or 401 when the server wants credentials."""
 
 
 class StandbyError(WebHDFSError):
@@ -67,6 +68,7 @@ _ERROR_CLASSES: dict[str, type[WebHDFSError]] = {
     "AccessControlException": AccessDenied,
     "SecurityException": AccessDenied,
     "AuthorizationException": AccessDenied,
+    "InvalidToken": AccessDenied,
     "StandbyException": StandbyError,
 }
 
@@ -255,12 +257,8 @@ class WebHDFSClient:
         """Step one of a data operation: the DataNode URL the NameNode points to."""
 
         async def call(response: aiohttp.ClientResponse) -> str:
-            if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
+            if response.status == 307 and "Location" in response.headers:
                 return response.headers["Location"]
-            if response.status == 200:
-                body = await response.json(content_type=None)
-                if isinstance(body, dict) and "Location" in body:
-                    return body["Location"]
             raise await error_from_response(response)
 
         return await self._on_namenode(method, path, op, params, call)

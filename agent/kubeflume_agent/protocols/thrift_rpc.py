@@ -1,0 +1,137 @@
+"""Thrift messages for Flume's thrift, scribe and thriftLegacy endpoints, encoded with thriftpy2.
+
+The IDL files next to this module are the contracts (`flume.thrift`, `scribe.thrift`,
+`flume_og.thrift`). This module turns one message's bytes into (method, seqid, arguments) and
+answers back into bytes; transports (framing, TLS, sockets) belong to the sources and sinks.
+
+Protocol flavours, as Flume configures them:
+* `compact` (Flume's thrift default) and `binary` (strict write, lenient read) for ThriftSource;
+* scribe: binary, lenient both ways, so replies use the old unversioned message header;
+* legacy OG: binary, lenient read, over an unframed stream.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import thriftpy2
+from thriftpy2.protocol.binary import TBinaryProtocolFactory
+from thriftpy2.protocol.compact import TCompactProtocolFactory
+from thriftpy2.thrift import TApplicationException, TMessageType
+from thriftpy2.transport import TMemoryBuffer, TTransportException
+
+from kubeflume_agent.protocols.framing import FrameError
+
+
+def load_idl(name: str):
+    """The thriftpy2 module for `protocols/<name>.thrift`."""
+    with resources.as_file(resources.files("kubeflume_agent.protocols").joinpath(f"{name}.thrift")) as path:
+        return thriftpy2.load(str(path), module_name=f"kubeflume_{name}_thrift")
+
+
+FLUME = load_idl("flume")
+SCRIBE = load_idl("scribe")
+FLUME_OG = load_idl("flume_og")
+
+PROTOCOLS = {
+    "compact": TCompactProtocolFactory(),
+    "binary": TBinaryProtocolFactory(strict_read=False, strict_write=True),
+}
+SCRIBE_PROTOCOL = TBinaryProtocolFactory(strict_read=False, strict_write=False)
+
+# What a truncated message raises while being decoded: for unframed streams, "read more".
+INCOMPLETE = (EOFError, struct.error, TTransportException, IndexError)
+
+
+@dataclass
+class ThriftCall:
+    name: str
+    seqid: int
+    message_type: int
+    args: Any  # the `<name>_args` struct, or None for an unknown method
+
+
+def read_call(data: bytes, factory, service) -> tuple[ThriftCall, int]:
+    """(the call, bytes consumed). Raises one of INCOMPLETE if `data` ends inside the message and
+    FrameError if it cannot be a Thrift message at all."""
+    buffer = _ReadBuffer(data)
+    protocol = factory.get_protocol(buffer)
+    try:
+        name, message_type, seqid = protocol.read_message_begin()
+    except INCOMPLETE:
+        raise
+    except Exception as error:
+        raise FrameError(f"not a Thrift message: {error!r}") from error
+    args_class = getattr(service, f"{name}_args", None)
+    args = args_class() if args_class is not None and message_type in (
+        TMessageType.CALL, TMessageType.ONEWAY) else None
+    try:
+        if args is None:
+            protocol.skip(12)  # TType.STRUCT: consume the unknown call's arguments
+        else:
+            protocol.read_struct(args)
+        protocol.read_message_end()
+    except INCOMPLETE:
+        raise
+    except Exception as error:
+        raise FrameError(f"undecodable arguments of {name!r}: {error!r}") from error
+    return ThriftCall(name, seqid, message_type, args), buffer.position
+
+
+class _ReadBuffer:
+    """The read side of a memory transport that knows how much was consumed and fails loudly
+    (EOFError) when a message runs past the data, so a stream can wait for more."""
+
+    __slots__ = ("_data", "position")
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.position = 0
+
+    def read(self, size: int) -> bytes:
+        end = self.position + size
+        if end > len(self._data):
+            raise EOFError("message continues past the data received")
+        chunk = self._data[self.position:end]
+        self.position = end
+        return chunk
+
+
+def write_reply(factory, service, call: ThriftCall, value: Any) -> bytes:
+    result_class = getattr(service, f"{call.name}_result")
+    result = result_class(success=value) if 0 in result_class.thrift_spec else result_class()
+    return _message(factory, call.name, TMessageType.REPLY, call.seqid, result)
+
+
+def write_unknown_method(factory, call: ThriftCall) -> bytes:
+    error = TApplicationException(TApplicationException.UNKNOWN_METHOD, f"Invalid method name: '{call.name}'")
+    return _message(factory, call.name, TMessageType.EXCEPTION, call.seqid, error)
+
+
+def write_call(factory, service, name: str, seqid: int, **args: Any) -> bytes:
+    return _message(factory, name, TMessageType.CALL, seqid, getattr(service, f"{name}_args")(**args))
+
+
+def read_reply(data: bytes, factory, service, name: str) -> Any:
+    """The `success` value of a reply; raises TApplicationException for an exception reply."""
+    protocol = factory.get_protocol(TMemoryBuffer(data))
+    _, message_type, _ = protocol.read_message_begin()
+    if message_type == TMessageType.EXCEPTION:
+        error = TApplicationException()
+        protocol.read_struct(error)
+        raise error
+    result = getattr(service, f"{name}_result")()
+    protocol.read_struct(result)
+    return result.success
+
+
+def _message(factory, name: str, message_type: int, seqid: int, struct_value: Any) -> bytes:
+    buffer = TMemoryBuffer()
+    protocol = factory.get_protocol(buffer)
+    protocol.write_message_begin(name, message_type, seqid)
+    protocol.write_struct(struct_value)
+    protocol.write_message_end()
+    return buffer.getvalue()

@@ -1,0 +1,347 @@
+"""Flume's `hdfs` sink (HDFSEventSink), writing through WebHDFS.
+
+Events go to "buckets": the directory `hdfs.path` and the name prefix `hdfs.filePrefix`, both with
+Flume's escapes expanded per event. Each bucket writes one file at a time, named
+`<prefix>.<counter><suffix>` and kept as `<inUsePrefix><name><inUseSuffix>` (`.tmp`) until it is
+rolled (rollInterval, rollSize, rollCount, idleTimeout, maxOpenFiles, stop), then renamed.
+
+No event is acknowledged before HDFS has it: a batch is sent as one CREATE or APPEND per file it
+touches, and the channel commits only after every one succeeded. When a batch fails half way, the
+bytes it left behind are cut off before the batch is written again (TRUNCATE back to the last
+committed length; files the batch created are deleted), so a retried batch is not written twice.
+Rolled files are renamed only after their whole batch is in, and a failed rename is retried
+`hdfs.closeTries` times every `hdfs.retryInterval` seconds. In-use files that a crash left behind
+are renamed to their final names the first time their bucket is used again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from kubeflume_agent.channels.base import Channel
+from kubeflume_agent.config.keys import (
+    Key,
+    Settings,
+    boolean,
+    comma_list,
+    non_negative_integer,
+    number,
+    one_of,
+    positive_integer,
+)
+from kubeflume_agent.event import Event
+from kubeflume_agent.protocols.serializers import (
+    EventSerializer,
+    SequenceFileSerializer,
+    create_serializer,
+    serializer_problems,
+)
+from kubeflume_agent.protocols.webhdfs import WebHDFSClient
+from kubeflume_agent.sinks.base import Sink
+from kubeflume_agent.sinks.hdfs_bucket import CODECS, Bucket, FileLayout, HdfsFile, codec_name, codec_problem
+from kubeflume_agent.sinks.hdfs_path import ROUND_UNITS, PathTemplate, parse_time_zone
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HTTP_PORT = 9870  # Hadoop 3's NameNode HTTP port (dfs.namenode.http-address)
+
+
+class HdfsSink(Sink):
+    keys = (
+        Key("hdfs.path", required=True,
+            doc="directory to write to, with Flume's escapes; hdfs://host[:port]/dir, webhdfs://host:port/dir, "
+                "swebhdfs://host:port/dir, or /dir with hdfs.namenodes"),
+        Key("hdfs.namenodes", comma_list, None,
+            doc="NameNode HTTP base URLs (http://nn1:9870,http://nn2:9870), tried in order with failover; "
+                "default: from hdfs.path (webhdfs://h:p -> http://h:p, hdfs://h -> http://h:9870)"),
+        Key("hdfs.user", str, None,
+            doc="user.name sent to WebHDFS (simple auth); default: this process's user (flume if it has no name)"),
+        Key("hdfs.delegationToken", str, None,
+            doc="a delegation token (URL-safe string), sent instead of user.name on secure clusters"),
+        Key("hdfs.filePrefix", str, "FlumeData", doc="file name prefix, with escapes"),
+        Key("hdfs.fileSuffix", str, "", doc="file name suffix (e.g. .avro); replaces the codec's extension"),
+        Key("hdfs.inUsePrefix", str, "", doc="name prefix of a file while it is being written"),
+        Key("hdfs.inUseSuffix", str, ".tmp", doc="name suffix of a file while it is being written"),
+        Key("hdfs.emptyInUseSuffix", boolean, False, doc="true: no in-use suffix at all"),
+        Key("hdfs.rollInterval", number, 30.0, doc="seconds before a file is rolled; 0 = never by time"),
+        Key("hdfs.rollSize", non_negative_integer, 1024, doc="body bytes that roll a file; 0 = never by size"),
+        Key("hdfs.rollCount", non_negative_integer, 10, doc="events that roll a file; 0 = never by count"),
+        Key("hdfs.idleTimeout", number, 0.0, doc="seconds without writes before a file is closed; 0 = never"),
+        Key("hdfs.batchSize", positive_integer, 100, doc="events taken from the channel per batch"),
+        Key("hdfs.fileType", one_of("SequenceFile", "DataStream", "CompressedStream"), "sequencefile",
+            doc="SequenceFile (Hadoop SequenceFile, uncompressed), DataStream (serializer output), "
+                "CompressedStream (serializer output compressed with hdfs.codeC)"),
+        Key("hdfs.codeC", str, None,
+            doc="CompressedStream codec: gzip or bzip2 (also as GzipCodec, BZip2Codec or the Hadoop class name)"),
+        Key("hdfs.writeFormat", one_of("Writable", "Text"), "writable",
+            doc="SequenceFile value class: Writable (BytesWritable) or Text"),
+        Key("hdfs.maxOpenFiles", positive_integer, 5000, doc="open files kept; the least recently used is closed"),
+        Key("hdfs.callTimeout", positive_integer, 30000, doc="milliseconds one HDFS call may take"),
+        Key("hdfs.closeTries", non_negative_integer, 0, doc="attempts to close a file; 0 = until it works"),
+        Key("hdfs.retryInterval", number, 180.0, doc="seconds between attempts to close a file"),
+        Key("hdfs.round", boolean, False, doc="round the event time down for the escapes"),
+        Key("hdfs.roundValue", positive_integer, 1, doc="round down to a multiple of this many units"),
+        Key("hdfs.roundUnit", one_of(*ROUND_UNITS), "second", doc="unit of hdfs.roundValue"),
+        Key("hdfs.timeZone", str, "local", doc="time zone of the escapes (IANA name), or local"),
+        Key("hdfs.useLocalTimeStamp", boolean, False, doc="use the sink's clock instead of the timestamp header"),
+        Key("hdfs.minBlockReplicas", non_negative_integer, None,
+            doc="accepted for compatibility; WebHDFS does not report block replicas, so it has no effect"),
+        Key("hdfs.threadsPoolSize", positive_integer, 10, doc="accepted for compatibility; calls are async"),
+        Key("hdfs.rollTimerPoolSize", positive_integer, 1, doc="accepted for compatibility; calls are async"),
+        Key("hdfs.kerberosPrincipal", str, None, doc="not supported: use hdfs.delegationToken"),
+        Key("hdfs.kerberosKeytab", str, None, doc="not supported: use hdfs.delegationToken"),
+        Key("serializer", str, "TEXT", doc="event serializer for DataStream/CompressedStream: text, "
+                                           "header_and_text, avro_event or a class path"),
+        Key("serializer.", prefix=True, doc="serializer settings, e.g. serializer.appendNewline"),
+    )
+    batch_size_key = "hdfs.batchSize"
+
+    def __init__(self, name: str, settings: Settings, channel: Channel) -> None:
+        super().__init__(name, settings, channel)
+        self.layout = FileLayout.from_settings(settings)
+        directory, self.namenodes = split_hdfs_path(settings["hdfs.path"], settings["hdfs.namenodes"])
+        template_options = {
+            "time_zone": parse_time_zone(settings["hdfs.timeZone"]),
+            "round_unit": settings["hdfs.roundUnit"] if settings["hdfs.round"] else None,
+            "round_value": settings["hdfs.roundValue"],
+            "use_local_timestamp": settings["hdfs.useLocalTimeStamp"],
+        }
+        self.directory = PathTemplate(directory, **template_options)
+        self.prefix = PathTemplate(settings["hdfs.filePrefix"], **template_options)
+        self.call_timeout = settings["hdfs.callTimeout"] / 1000
+        self.client: WebHDFSClient | None = None
+        self.buckets: OrderedDict[tuple[str, str], Bucket] = OrderedDict()
+        self.closing: list[PendingClose] = []
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.Task | None = None
+
+    # --- configuration ----------------------------------------------------------------------
+
+    @classmethod
+    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        if settings["hdfs.path"]:
+            try:
+                split_hdfs_path(settings["hdfs.path"], settings["hdfs.namenodes"])
+            except ValueError as error:
+                problems.append(("hdfs.path", str(error)))
+        try:
+            parse_time_zone(settings["hdfs.timeZone"])
+        except ValueError as error:
+            problems.append(("hdfs.timeZone", str(error)))
+        file_type, codec = settings["hdfs.fileType"], settings["hdfs.codeC"]
+        if file_type == "compressedstream":
+            if codec is None:
+                problems.append(("hdfs.codeC", "is required with hdfs.fileType = CompressedStream (gzip or bzip2)"))
+            elif codec_name(codec) not in CODECS:
+                problems.append(("hdfs.codeC", codec_problem(codec)))
+        elif codec is not None:
+            problems.append(("hdfs.codeC", f"only used with hdfs.fileType = CompressedStream, not {file_type}; "
+                                           "a compressed SequenceFile is not supported"))
+        if file_type != "sequencefile":
+            problems += serializer_problems(settings["serializer"], settings["serializer."])
+        for key in ("hdfs.kerberosPrincipal", "hdfs.kerberosKeytab"):
+            if settings[key]:
+                problems.append((key, "Kerberos (SPNEGO) is not supported; set hdfs.delegationToken"))
+        return problems
+
+    def new_serializer(self) -> EventSerializer:
+        if self.settings["hdfs.fileType"] == "sequencefile":
+            return SequenceFileSerializer(Settings(writeFormat=self.settings["hdfs.writeFormat"]))
+        return create_serializer(self.settings["serializer"], self.settings["serializer."])
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.client = WebHDFSClient(
+            self.namenodes,
+            user=self.settings["hdfs.user"] or process_user(),
+            delegation_token=self.settings["hdfs.delegationToken"],
+            timeout=self.call_timeout,
+        )
+        self._timer = asyncio.get_running_loop().create_task(self._roll_timer(), name=f"sink {self.name} rolls")
+        await self._recover_static_bucket()
+        await super().start()
+
+    async def _recover_static_bucket(self) -> None:
+        """With an escape-free path, close what a crashed run left right away; other buckets (and
+        this one, if HDFS is away now) do it when they are first used."""
+        directory, prefix = self.directory.static, self.prefix.static
+        if directory is None or prefix is None:
+            return
+        async with self._lock:
+            try:
+                await self._bucket((directory, prefix))
+            except Exception as error:
+                log.warning("sink %s: cannot look for files left in use in %s yet: %s", self.name, directory, error)
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+        async with self._lock:
+            for bucket in list(self.buckets.values()):
+                self._retire(bucket)
+                await self._forget_abandoned(bucket)
+            for pending in self.closing:
+                await self._try_close(pending, final_attempt=True)
+            self.closing.clear()
+        if self.client is not None:
+            await self.client.close()
+        await super().stop()
+
+    # --- writing ----------------------------------------------------------------------------
+
+    async def write(self, events: Sequence[Event]) -> None:
+        async with self._lock:
+            groups = self._group(events)
+            touched: list[Bucket] = []
+            try:
+                for key, group in groups.items():
+                    bucket = await self._bucket(key)
+                    touched.append(bucket)
+                    await bucket.write(group)
+            except BaseException:
+                for bucket in touched:
+                    bucket.abort()
+                raise
+            for bucket in touched:
+                self.closing += [PendingClose(file) for file in bucket.commit()]
+            self._evict_over_limit()
+            await self._close_due()
+
+    def _group(self, events: Sequence[Event]) -> dict[tuple[str, str], Sequence[Event]]:
+        """Events by bucket, in order; an escape-free path needs no per-event work."""
+        directory, prefix = self.directory.static, self.prefix.static
+        if directory is not None and prefix is not None:
+            return {(directory, prefix): events}
+        now = int(time.time() * 1000)
+        groups: dict[tuple[str, str], list[Event]] = {}
+        for event in events:
+            key = (directory or self.directory.expand(event.headers, now),
+                   prefix if prefix is not None else self.prefix.expand(event.headers, now))
+            groups.setdefault(key, []).append(event)
+        return groups
+
+    async def _bucket(self, key: tuple[str, str]) -> Bucket:
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            bucket = Bucket(self, *key)
+            await bucket.recover_leftovers()
+            self.buckets[key] = bucket
+        self.buckets.move_to_end(key)
+        return bucket
+
+    # --- rolling and closing ----------------------------------------------------------------
+
+    async def _roll_timer(self) -> None:
+        """Rolls files by rollInterval and idleTimeout, and retries failed closes."""
+        while True:
+            await asyncio.sleep(self._tick())
+            async with self._lock:
+                now = time.monotonic()
+                for bucket in list(self.buckets.values()):
+                    if bucket.expired(now):
+                        self._retire(bucket)
+                await self._close_due()
+            self._drop_idle_buckets()
+
+    def _tick(self) -> float:
+        intervals = [self.settings["hdfs.rollInterval"], self.settings["hdfs.idleTimeout"], 1.0]
+        return max(0.05, min(value for value in intervals if value > 0) / 4)
+
+    def _retire(self, bucket: Bucket) -> None:
+        file = bucket.detach()
+        if file is not None:
+            self.closing.append(PendingClose(file))
+
+    def _evict_over_limit(self) -> None:
+        open_buckets = [bucket for bucket in self.buckets.values() if bucket.current is not None]
+        for bucket in open_buckets[:max(0, len(open_buckets) - self.settings["hdfs.maxOpenFiles"])]:
+            self._retire(bucket)
+
+    def _drop_idle_buckets(self) -> None:
+        """Forget buckets with nothing open, so time-based paths do not pile up. A bucket whose
+        file still waits to be closed stays: meeting it anew would rename that file too early."""
+        closing = {pending.file.bucket for pending in self.closing}
+        for key in [key for key, bucket in self.buckets.items() if bucket.idle() and bucket not in closing]:
+            del self.buckets[key]
+
+    async def _forget_abandoned(self, bucket: Bucket) -> None:
+        """At stop, delete what failed batches left, so the next start does not take it for data."""
+        try:
+            await bucket.delete_abandoned()
+        except Exception as error:
+            log.error("sink %s: could not delete %s left by a failed batch (%s); the next start will "
+                      "keep them as data", self.name, ", ".join(bucket.abandoned), error)
+
+    async def _close_due(self) -> None:
+        now = time.monotonic()
+        due = [pending for pending in self.closing if pending.next_attempt <= now]
+        for pending in due:
+            if await self._try_close(pending, final_attempt=False):
+                self.closing.remove(pending)
+
+    async def _try_close(self, pending: PendingClose, *, final_attempt: bool) -> bool:
+        """One attempt to finish and rename a rolled file; True when it needs no more attempts."""
+        pending.tries += 1
+        try:
+            await pending.file.bucket.close(pending.file)
+        except Exception as error:
+            self.counters.connections_failed += 1
+            tries_allowed = self.settings["hdfs.closeTries"]
+            if final_attempt or (tries_allowed and pending.tries >= tries_allowed):
+                log.error("sink %s: giving up closing %s after %d tries (%s); it keeps its in-use name "
+                          "and is renamed when the sink next starts", self.name, pending.file.in_use_path,
+                          pending.tries, error)
+                return True
+            log.warning("sink %s: closing %s failed (%s); retrying in %ss", self.name,
+                        pending.file.in_use_path, error, self.settings["hdfs.retryInterval"])
+            pending.next_attempt = time.monotonic() + self.settings["hdfs.retryInterval"]
+            return False
+        self.counters.connections_closed += 1
+        return True
+
+
+def process_user() -> str:
+    """The OS user, as Hadoop's client would send; containers may run as a uid without a name."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "flume"
+
+
+def split_hdfs_path(path: str, namenodes: list[str] | None) -> tuple[str, list[str]]:
+    """(directory template, NameNode base URLs) from `hdfs.path` and `hdfs.namenodes`."""
+    parts = urlsplit(path)
+    scheme = parts.scheme.lower()
+    if scheme and scheme not in ("hdfs", "webhdfs", "swebhdfs"):
+        raise ValueError(f"unsupported scheme {parts.scheme!r}: use hdfs://, webhdfs://, swebhdfs:// or a /path")
+    directory = (parts.path if scheme else path).rstrip("/") or "/"
+    if not directory.startswith("/"):
+        raise ValueError(f"{path!r} is not an absolute path")
+    if namenodes:
+        return directory, namenodes
+    if not parts.hostname:
+        raise ValueError(f"{path!r} names no NameNode: use an hdfs:// or webhdfs:// URI, or set hdfs.namenodes")
+    web_scheme = "https" if scheme == "swebhdfs" else "http"
+    port = parts.port if scheme != "hdfs" and parts.port else DEFAULT_HTTP_PORT
+    return directory, [f"{web_scheme}://{parts.hostname}:{port}"]
+
+
+@dataclass(eq=False)
+class PendingClose:
+    """A rolled file waiting to be finished and renamed, with its attempts so far."""
+
+    file: HdfsFile
+    tries: int = 0
+    next_attempt: float = 0.0

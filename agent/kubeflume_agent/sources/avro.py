@@ -1,0 +1,112 @@
+"""Flume's `avro` source: AvroSourceProtocol (`append`, `appendBatch`) over Avro IPC Netty framing.
+
+Log4j appenders, the Flume SDK and upstream Flume agents' avro sinks connect unchanged. Each call
+is one channel transaction; the answer is `OK` only after it committed, `FAILED` when the channel
+refused it (the SDK then raises EventDeliveryException and the client retries).
+
+Bounds against hostile clients: `max-request-bytes` per call (after inflating, with deflate);
+an oversized or undecodable frame closes that connection only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from kubeflume_agent.config.keys import (
+    Key,
+    Settings,
+    boolean,
+    non_negative_integer,
+    one_of,
+    port_number,
+    positive_integer,
+)
+from kubeflume_agent.event import Event
+from kubeflume_agent.protocols import tls
+from kubeflume_agent.protocols.avro_rpc import (
+    AvroProtocol,
+    Call,
+    Deflater,
+    InflatingReader,
+    Responder,
+    Session,
+    netty_frame,
+    read_netty_frame,
+)
+from kubeflume_agent.protocols.ipfilter import IpFilter, parse_rules
+from kubeflume_agent.sources.base import Source
+from kubeflume_agent.sources.tcp_server import Connection, Outcome, TcpServer, deliver_call
+
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+
+class AvroSource(Source):
+    keys: ClassVar = (
+        Key("bind", str, required=True, doc="address to bind"),
+        Key("port", port_number, required=True),
+        Key("threads", non_negative_integer, 0, doc="accepted for Flume compatibility; one event loop serves all"),
+        Key("compression-type", one_of("none", "deflate"), "none", doc="deflate must match the client"),
+        Key("ipFilter", boolean, False, doc="apply ipFilterRules to connecting clients"),
+        Key("ipFilterRules", parse_rules, (), doc="allow|deny:ip|name:pattern, comma-separated"),
+        Key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES,
+            doc="largest call accepted (bytes); larger frames close the connection"),
+        Key("reusePort", boolean, False, doc="SO_REUSEPORT: several agent processes share the port"),
+        *tls.SERVER_KEYS,
+    )
+    protocol_name = "AvroSourceProtocol"
+
+    def __init__(self, name: str, settings: Settings, processor) -> None:
+        super().__init__(name, settings, processor)
+        self.responder = Responder(AvroProtocol.packaged(self.protocol_name))
+        self.deflate = settings["compression-type"] == "deflate"
+        self.max_request_bytes: int = settings["max-request-bytes"]
+        self.server = TcpServer(
+            name, self.counters, self._serve,
+            ssl_context=tls.server_context(settings), reuse_port=settings["reusePort"],
+            ip_filter=IpFilter(settings["ipFilterRules"]) if settings["ipFilter"] else None,
+        )
+        self.bound_ports: list[int] = []
+
+    @classmethod
+    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
+        return [(settings["port"], "TCP")]
+
+    @classmethod
+    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
+        problems = tls.validate_server(settings)
+        if settings["ipFilter"] and not settings["ipFilterRules"]:
+            problems.append(("ipFilterRules", "ipFilter is on but no rules are given"))
+        return problems
+
+    async def start(self) -> None:
+        self.bound_ports = await self.server.start(self.settings["bind"], [self.settings["port"]])
+        await super().start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        await super().stop()
+
+    async def _serve(self, connection: Connection) -> None:
+        reader = InflatingReader(connection.reader) if self.deflate else connection.reader
+        deflate = Deflater() if self.deflate else None
+        session = Session()
+        while connection.open:
+            serial, payload = await read_netty_frame(reader, self.max_request_bytes)
+            connection.busy = True
+            call = self.responder.read_call(payload, session)
+            reply = call.reply if call.reply is not None else await self._answer(call)
+            frame = netty_frame(serial, reply)
+            await connection.send(deflate(frame) if deflate else frame)
+            connection.busy = False
+
+    async def _answer(self, call: Call) -> bytes:
+        single = call.message.name == "append"
+        events = [_event(call.params["event"])] if single else [_event(e) for e in call.params["events"]]
+        outcome = await deliver_call(self, events, single=single)
+        if outcome == Outcome.FAILED:
+            return self.responder.error(call, "could not process the events")
+        return self.responder.response(call, "OK" if outcome == Outcome.STORED else "FAILED")
+
+
+def _event(record: dict[str, Any]) -> Event:
+    return Event(record["body"], record["headers"])

@@ -1,0 +1,232 @@
+"""Flume's `http` source: POSTed events, turned into events by a handler, one transaction each.
+
+Handlers (`handler` key):
+* `org.apache.flume.source.http.JSONHandler` (default; alias `json`): a JSON array of
+  `{"headers": {...}, "body": "..."}`; the body string is encoded back in the request charset
+  (UTF-8, UTF-16 or UTF-32 only, as Flume);
+* `org.apache.flume.source.http.BLOBHandler` (alias `blob`) and the morphline
+  `org.apache.flume.sink.solr.morphline.BlobHandler`: the raw request body is one event, the
+  query parameters its headers; `handler.mandatoryParameters`, `handler.maxBlobLength`;
+* any Python class by dotted path (`package.module.Class` or `package.module:Class`): built with
+  the `handler.*` settings, it implements `async def get_events(request) -> list[Event]` and
+  raises `BadRequest` for a client error.
+
+Answers as Flume 1.11: 200 stored; 400 `BadRequest` (malformed JSON); 503 channel full; 500 any
+other handler error; 403 for TRACE/OPTIONS. Unlike Flume, GET is refused (405) unless
+`enableGet = true` (Flume passes GET to the handler "for experimentation"), and request bodies
+are bounded by `max-request-bytes` (413 above it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any, ClassVar
+
+import orjson
+from aiohttp import web
+
+from kubeflume_agent.config.keys import Key, Settings, boolean, comma_list, port_number, positive_integer
+from kubeflume_agent.event import Event
+from kubeflume_agent.protocols import tls
+from kubeflume_agent.sources.base import Source
+from kubeflume_agent.sources.tcp_server import Outcome, deliver_call
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+
+class BadRequest(Exception):
+    """A handler's verdict that the request is malformed: answered 400 (HTTPBadRequestException)."""
+
+
+class JsonHandler:
+    """Flume's JSONHandler."""
+
+    # Java's encoders: UTF-16 writes a big-endian BOM, UTF-32 is big-endian without one.
+    _ENCODERS = {"utf-8": ("utf-8", b""), "utf-16": ("utf-16-be", b"\xfe\xff"), "utf-32": ("utf-32-be", b"")}
+
+    def __init__(self, settings: dict[str, str]) -> None:
+        self.settings = settings
+
+    async def get_events(self, request: web.Request) -> list[Event]:
+        charset = (request.charset or "utf-8").lower().replace("_", "-")
+        if charset not in self._ENCODERS:
+            raise UnicodeError(f"unsupported charset {charset}: use UTF-8, UTF-16 or UTF-32")
+        raw = await request.read()
+        if not raw.strip():
+            raise ValueError("empty request body")
+        text = _decode_java(raw, charset)
+        try:
+            document = orjson.loads(text)
+        except orjson.JSONDecodeError as error:
+            raise BadRequest(f"malformed JSON: {error}") from error
+        if document is None:
+            raise ValueError("request body is null")
+        if not isinstance(document, list):
+            raise BadRequest("expected a JSON array of events")
+        codec, bom = self._ENCODERS[charset]
+        return [_json_event(item, codec, bom) for item in document]
+
+
+def _decode_java(raw: bytes, charset: str) -> str:
+    """Decode as Java does: UTF-16/32 without a byte order mark are big-endian."""
+    if charset == "utf-16" and raw[:2] not in (b"\xfe\xff", b"\xff\xfe"):
+        charset = "utf-16-be"
+    elif charset == "utf-32" and raw[:4] not in (b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00"):
+        charset = "utf-32-be"
+    try:
+        return raw.decode(charset)
+    except UnicodeDecodeError as error:
+        raise BadRequest(f"request body is not {charset}: {error}") from error
+
+
+def _scalar_text(value: Any, what: str) -> str:
+    """Gson turns JSON scalars into strings when a string is expected; objects are an error."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    raise BadRequest(f"{what} must be a string, got {type(value).__name__}")
+
+
+def _json_event(item: Any, codec: str, bom: bytes) -> Event:
+    if not isinstance(item, dict):
+        raise BadRequest("each event must be a JSON object with headers and body")
+    headers = item.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise BadRequest("headers must be a JSON object")
+    body = item.get("body")
+    body_bytes = b"" if body is None else bom + _scalar_text(body, "body").encode(codec)
+    return Event(body_bytes, {str(k): _scalar_text(v, f"header {k}") for k, v in headers.items() if v is not None})
+
+
+class BlobHandler:
+    """Flume's BLOBHandler (and the morphline BlobHandler): the whole body is one event."""
+
+    def __init__(self, settings: dict[str, str]) -> None:
+        self.mandatory = comma_list(settings.get("mandatoryParameters", ""))
+        self.max_length = int(settings.get("maxBlobLength", 100_000_000))
+
+    async def get_events(self, request: web.Request) -> list[Event]:
+        headers = {name: request.query.getone(name) for name in request.query}
+        missing = [name for name in self.mandatory if name not in headers]
+        if missing:
+            raise ValueError(f"missing mandatory parameters: {', '.join(missing)}")
+        body = await request.content.read(self.max_length)  # longer bodies are cut, as in Flume
+        return [Event(body, headers)]
+
+
+HANDLERS = {
+    "org.apache.flume.source.http.jsonhandler": JsonHandler,
+    "json": JsonHandler,
+    "org.apache.flume.source.http.blobhandler": BlobHandler,
+    "org.apache.flume.sink.solr.morphline.blobhandler": BlobHandler,
+    "blob": BlobHandler,
+}
+
+
+def load_handler_class(name: str) -> type:
+    known = HANDLERS.get(name.strip().lower())
+    if known is not None:
+        return known
+    module_name, _, class_name = name.partition(":") if ":" in name else name.rpartition(".")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+class HttpSource(Source):
+    keys: ClassVar = (
+        Key("port", port_number, required=True),
+        Key("bind", str, "0.0.0.0", doc="address to bind"),
+        Key("handler", str, "org.apache.flume.source.http.JSONHandler", doc="handler class or Python path"),
+        Key("handler.", str, prefix=True, doc="settings passed to the handler"),
+        Key("enableGet", boolean, False, doc="also pass GET requests to the handler (Flume always does)"),
+        Key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES, doc="largest body accepted"),
+        Key("reusePort", boolean, False, doc="SO_REUSEPORT: several agent processes share the port"),
+        Key("enableSSL", boolean, None, doc="deprecated spelling of ssl"),
+        Key("keystorePassword", str, None, doc="deprecated spelling of keystore-password"),
+        Key("excludeProtocols", str, None, doc="deprecated spelling of exclude-protocols"),
+        Key("QueuedThreadPool.", str, prefix=True, doc="Jetty tuning; accepted and ignored"),
+        Key("HttpConfiguration.", str, prefix=True, doc="Jetty tuning; accepted and ignored"),
+        Key("SslContextFactory.", str, prefix=True, doc="Jetty tuning; accepted and ignored"),
+        Key("ServerConnector.", str, prefix=True, doc="Jetty tuning; accepted and ignored"),
+        *tls.SERVER_KEYS,
+    )
+
+    def __init__(self, name: str, settings: Settings, processor) -> None:
+        settings = _apply_deprecated_keys(settings)
+        super().__init__(name, settings, processor)
+        self.handler = load_handler_class(settings["handler"])(dict(settings["handler."]))
+        self.runner: web.AppRunner | None = None
+        self.bound_ports: list[int] = []
+
+    @classmethod
+    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
+        return [(settings["port"], "TCP")]
+
+    @classmethod
+    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
+        problems = tls.validate_server(_apply_deprecated_keys(settings))
+        try:
+            load_handler_class(settings["handler"])
+        except (ImportError, AttributeError, ValueError) as error:
+            problems.append(("handler", f"cannot load handler {settings['handler']!r}: {error}"))
+        return problems
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=self.settings["max-request-bytes"])
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.settings["bind"], self.settings["port"],
+                           ssl_context=tls.server_context(self.settings),
+                           reuse_port=self.settings["reusePort"] or None)
+        await site.start()
+        self.bound_ports = [self.runner.addresses[0][1]]
+        await super().start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()  # stops accepting, lets in-flight requests finish
+        await super().stop()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if request.method in ("TRACE", "OPTIONS"):
+            return web.Response(status=403)
+        if request.method != "POST" and not (request.method == "GET" and self.settings["enableGet"]):
+            return web.Response(status=405, headers={"Allow": "POST"})
+        try:
+            events = await self.handler.get_events(request)
+        except BadRequest as error:
+            self.counters.event_read_fail += 1
+            return web.Response(status=400, text=f"Bad request from client. {error}")
+        except web.HTTPRequestEntityTooLarge as error:
+            self.counters.event_read_fail += 1
+            return web.Response(status=413, text=str(error))
+        except Exception as error:
+            self.counters.generic_processing_fail += 1
+            log.warning("%s: handler failed: %s", self.name, error)
+            return web.Response(status=500, text=f"Deserializer threw unexpected exception. {error}")
+        outcome = await deliver_call(self, events)
+        if outcome == Outcome.REFUSED:
+            return web.Response(status=503, text="Error appending event to channel. Channel might be full. "
+                                                 "Consider increasing the channel capacity or make sure the "
+                                                 "sinks perform faster.")
+        if outcome == Outcome.FAILED:
+            return web.Response(status=500, text="Unexpected error while processing events")
+        return web.Response(status=200)
+
+
+def _apply_deprecated_keys(settings: Settings) -> Settings:
+    """Flume's old spellings (enableSSL, keystorePassword, excludeProtocols) fill the new keys."""
+    updated = Settings(settings)
+    if settings.get("enableSSL") is not None and not settings.get("ssl"):
+        updated["ssl"] = settings["enableSSL"]
+    if settings.get("keystorePassword") and not settings.get("keystore-password"):
+        updated["keystore-password"] = settings["keystorePassword"]
+    if settings.get("excludeProtocols"):
+        updated["exclude-protocols"] = settings["excludeProtocols"].split()
+    return updated

@@ -1,0 +1,167 @@
+"""Flume's legacy sources: events from Flume OG (0.9.x) agents' avro and thrift sinks.
+
+An OG event's fields become headers as in Flume 1.11: `host`, `timestamp`, `pri` (the priority
+name, e.g. `INFO`), `nanos`, every entry of `fields` (decoded as UTF-8), and `FlumeOG = yes`.
+
+* `avroLegacy`: Avro IPC over HTTP (Avro's HttpServer: POST, buffers framed by lengths, a
+  handshake in every request). Flume answers null even when the channel refused the event (and
+  drops it); we answer with an Avro error, so the OG sink sees the failure and retries. Flume
+  renders `fields` values with ByteBuffer.toString(); we decode them as UTF-8 like thriftLegacy.
+* `thriftLegacy`: `oneway append` over an unframed binary Thrift stream. One-way calls have no
+  answer to refuse with, so a full channel stops the reading of that connection until the
+  channel takes the events (Flume drops them).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from kubeflume_agent.config.keys import Key, Settings, boolean, port_number, positive_integer
+from kubeflume_agent.event import Event
+from kubeflume_agent.protocols.avro_rpc import AvroProtocol, Responder, Session, http_buffers, parse_http_buffers
+from kubeflume_agent.protocols.framing import FrameError
+from kubeflume_agent.protocols.thrift_rpc import FLUME_OG, INCOMPLETE, PROTOCOLS, read_call, write_reply
+from kubeflume_agent.sources.base import Source
+from kubeflume_agent.sources.tcp_server import (
+    READ_SIZE,
+    Connection,
+    Outcome,
+    TcpServer,
+    deliver_call,
+    deliver_until_accepted,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+_PRIORITY_NAMES = {value: name for name, value in vars(FLUME_OG.Priority).items() if isinstance(value, int)}
+
+_KEYS = (
+    Key("host", str, required=True, doc="address to bind"),
+    Key("port", port_number, required=True),
+    Key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES, doc="largest request accepted"),
+    Key("reusePort", boolean, False, doc="SO_REUSEPORT: several agent processes share the port"),
+)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def og_event(body: bytes, host: str | None, timestamp: int, priority: str, nanos: int,
+             fields: dict[Any, Any] | None) -> Event:
+    headers = {"host": host or "", "timestamp": str(timestamp), "pri": priority, "nanos": str(nanos)}
+    for key, value in (fields or {}).items():
+        headers[_text(key)] = _text(value)
+    headers["FlumeOG"] = "yes"
+    return Event(body or b"", headers)
+
+
+class AvroLegacySource(Source):
+    keys: ClassVar = _KEYS
+
+    def __init__(self, name: str, settings: Settings, processor) -> None:
+        super().__init__(name, settings, processor)
+        self.responder = Responder(AvroProtocol.packaged("FlumeOGEventAvroServer"))
+        self.runner: web.AppRunner | None = None
+        self.bound_ports: list[int] = []
+
+    @classmethod
+    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
+        return [(settings["port"], "TCP")]
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=self.settings["max-request-bytes"])
+        app.router.add_post("/{tail:.*}", self._handle)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.settings["host"], self.settings["port"],
+                           reuse_port=self.settings["reusePort"] or None)
+        await site.start()
+        self.bound_ports = [self.runner.addresses[0][1]]
+        await super().start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        await super().stop()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        try:
+            call = self.responder.read_call(parse_http_buffers(await request.read()), Session())
+        except FrameError as error:
+            self.counters.event_read_fail += 1
+            log.warning("%s: bad request from %s: %s", self.name, request.remote, error)
+            return web.Response(status=400, text=str(error))
+        if call.reply is not None:
+            reply = call.reply
+        else:
+            evt = call.params["evt"]
+            event = og_event(evt["body"], evt["host"], evt["timestamp"], evt["priority"], evt["nanos"], evt["fields"])
+            outcome = await deliver_call(self, [event], single=True)
+            reply = (self.responder.response(call, None) if outcome == Outcome.STORED
+                     else self.responder.error(call, "event not stored: channel refused it"))
+        return web.Response(body=http_buffers(reply), content_type="avro/binary")
+
+
+class ThriftLegacySource(Source):
+    keys: ClassVar = _KEYS
+
+    def __init__(self, name: str, settings: Settings, processor) -> None:
+        super().__init__(name, settings, processor)
+        self.factory = PROTOCOLS["binary"]
+        self.server = TcpServer(name, self.counters, self._serve, reuse_port=settings["reusePort"])
+        self.bound_ports: list[int] = []
+
+    @classmethod
+    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
+        return [(settings["port"], "TCP")]
+
+    async def start(self) -> None:
+        self.bound_ports = await self.server.start(self.settings["host"], [self.settings["port"]])
+        await super().start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        await super().stop()
+
+    async def _serve(self, connection: Connection) -> None:
+        limit = self.settings["max-request-bytes"]
+        buffer = b""
+        while connection.open:
+            data = await connection.reader.read(READ_SIZE)
+            if not data:
+                return
+            buffer += data
+            connection.busy = True
+            events, replies, buffer = self._decode(buffer)
+            if len(buffer) > limit:
+                raise FrameError(f"a message longer than {limit} bytes")
+            if events and not await deliver_until_accepted(self, events, self.server.stopped):
+                return
+            if replies:
+                await connection.send(b"".join(replies))
+            connection.busy = False
+
+    def _decode(self, buffer: bytes) -> tuple[list[Event], list[bytes], bytes]:
+        """Every complete message in `buffer`: (events, replies to two-way calls, the rest)."""
+        events, replies = [], []
+        service = FLUME_OG.ThriftFlumeEventServer
+        while buffer:
+            try:
+                call, used = read_call(buffer, self.factory, service)
+            except INCOMPLETE:
+                break
+            buffer = buffer[used:]
+            if call.name == "append" and call.args is not None and call.args.evt is not None:
+                evt = call.args.evt
+                events.append(og_event(evt.body, evt.host, evt.timestamp or 0,
+                                       _PRIORITY_NAMES.get(evt.priority, "INFO"), evt.nanos or 0, evt.fields))
+            elif call.name == "close" and call.args is not None:
+                replies.append(write_reply(self.factory, service, call, None))
+            else:
+                raise FrameError(f"unexpected call {call.name!r}")
+        return events, replies, buffer

@@ -1,0 +1,66 @@
+"""Flume's scribe source: Scribe's `Log(list<LogEntry>)` over framed binary Thrift.
+
+Each LogEntry becomes one event (body = message, header `category`); one call is one channel
+transaction, answered `OK` after the commit and `TRY_LATER` when anything failed (Scribe
+senders then buffer and retry). Replies use the old unversioned message header, as Flume's
+lenient binary protocol does.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from kubeflume_agent.config.keys import Key, Settings, boolean, port_number, positive_integer
+from kubeflume_agent.event import Event
+from kubeflume_agent.protocols.thrift_rpc import SCRIBE, SCRIBE_PROTOCOL, ThriftCall
+from kubeflume_agent.sources.base import Source
+from kubeflume_agent.sources.tcp_server import Connection, Outcome, TcpServer, deliver_call
+from kubeflume_agent.sources.thrift import serve_framed
+
+
+def _bytes(text: str | bytes | None) -> bytes:
+    if text is None:
+        return b""
+    return text if isinstance(text, bytes) else text.encode()
+
+
+class ScribeSource(Source):
+    keys: ClassVar = (
+        Key("port", port_number, 1499),
+        Key("bind", str, "0.0.0.0", doc="address to bind (Flume binds every interface)"),
+        Key("maxReadBufferBytes", positive_integer, 16384000, doc="largest frame accepted"),
+        Key("workerThreads", positive_integer, 5, doc="accepted for Flume compatibility; unused"),
+        Key("reusePort", boolean, False, doc="SO_REUSEPORT: several agent processes share the port"),
+    )
+
+    def __init__(self, name: str, settings: Settings, processor) -> None:
+        super().__init__(name, settings, processor)
+        self.server = TcpServer(name, self.counters, self._serve, reuse_port=settings["reusePort"])
+        self.bound_ports: list[int] = []
+
+    @classmethod
+    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
+        return [(settings["port"], "TCP")]
+
+    async def start(self) -> None:
+        self.bound_ports = await self.server.start(self.settings["bind"], [self.settings["port"]])
+        await super().start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        await super().stop()
+
+    async def _serve(self, connection: Connection) -> None:
+        await serve_framed(connection, SCRIBE_PROTOCOL, SCRIBE.Scribe, self.settings["maxReadBufferBytes"],
+                           self._answer)
+
+    async def _answer(self, call: ThriftCall) -> int:
+        entries = call.args.messages
+        if entries is None:
+            return SCRIBE.ResultCode.TRY_LATER
+        events = []
+        for entry in entries:
+            headers = {} if entry.category is None else {"category": str(entry.category)}
+            events.append(Event(_bytes(entry.message), headers))
+        outcome = await deliver_call(self, events)
+        return SCRIBE.ResultCode.OK if outcome == Outcome.STORED else SCRIBE.ResultCode.TRY_LATER

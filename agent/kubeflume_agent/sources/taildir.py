@@ -1,0 +1,399 @@
+"""The Taildir source: follow files matching per-group patterns, line by line, across restarts.
+
+Files are followed by inode, not by name, and each open file keeps its descriptor, so rotation
+neither loses nor duplicates lines (Flume's most reported taildir bug, FLUME-3216/3233/3342):
+- rename (`app.log` -> `app.log.1`, new `app.log`): the old inode is read to its end through the
+  open descriptor, under its new name if that still matches, else until it has been idle for
+  `idleTimeout`; the new `app.log` is a new inode, read from its start;
+- copy-truncate (`app.log` copied to `app.log.1`, then emptied): a new file whose first bytes equal
+  those of a followed file is that file's copy; it is read only from where the original was, and
+  only once the original has been truncated (until then the original supplies those lines);
+- a file whose first bytes changed (truncated and rewritten, or a reused inode) is read from 0.
+  Copy-truncate still loses what was written between the last read and the truncation when the
+  copy's name does not match a pattern: that is inherent to copy-truncate.
+
+Positions (`positionFile`, JSON as in Flume plus a fingerprint of each file's first bytes) advance
+only after the channel committed the lines before them and are written every `writePosInterval`
+and at stop, so a crash re-reads at most that interval's lines and never skips any.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import time
+import zlib
+from dataclasses import dataclass, field
+
+import orjson
+
+from kubeflume_agent.config.keys import (
+    InvalidValue,
+    Key,
+    Settings,
+    boolean,
+    non_negative_integer,
+    positive_integer,
+    word_list,
+)
+from kubeflume_agent.errors import ChannelError
+from kubeflume_agent.event import Event
+from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.sources.base import PollableSource
+
+log = logging.getLogger(__name__)
+
+HEAD_BYTES = 1024  # how much of a file's start identifies it
+READ_CHUNK = 64 * 1024
+MAX_BATCHES_PER_POLL = 1000  # then the other files get their turn; the runner polls again at once
+
+
+@dataclass
+class TailFile:
+    inode: int
+    path: str
+    group: str
+    pos: int
+    fd: int
+    head_length: int = 0
+    head_crc: int = 0
+    last_growth: float = field(default_factory=time.monotonic)
+    size: int = 0
+    visible: bool = True  # still matched by a pattern (else: read to the end, then dropped)
+    twin: TailFile | None = None  # the original this file is a copy of (copy-truncate)
+
+    def head_matches(self, data: bytes) -> bool:
+        return len(data) >= self.head_length and zlib.crc32(data[:self.head_length]) == self.head_crc
+
+
+def _group_pattern(text: str) -> str:
+    directory, name = os.path.split(os.path.expanduser(text.strip()))
+    if not os.path.isabs(directory):
+        raise InvalidValue(f"expected an absolute path, got {text!r}")
+    try:
+        re.compile(name)
+    except re.error as error:
+        raise InvalidValue(f"the file-name part is not a valid regular expression: {error}") from None
+    return os.path.join(directory, name)
+
+
+class TaildirSource(PollableSource):
+    batch_size_key = "batchSize"
+    keys = (
+        Key("filegroups", word_list, required=True, doc="names of the file groups"),
+        Key("filegroups.", _group_pattern, prefix=True,
+            doc="per group: absolute path, regular expression allowed in the file-name part"),
+        Key("positionFile", str, "~/.flume/taildir_position.json", doc="where read positions are kept"),
+        Key("headers.", str, prefix=True, doc="headers.<group>.<name> = value: static headers per group"),
+        Key("byteOffsetHeader", boolean, False, doc="add header byteoffset = the line's start offset"),
+        Key("skipToEnd", boolean, False, doc="start files not in the position file at their end"),
+        Key("idleTimeout", non_negative_integer, 120000,
+            doc="ms without growth after which a last line without newline is sent and rotated files closed"),
+        Key("writePosInterval", non_negative_integer, 3000, doc="ms between writes of the position file"),
+        Key("batchSize", positive_integer, 100, doc="lines per channel transaction"),
+        Key("maxBatchCount", positive_integer, 2**63 - 1, doc="batches from one file before the next file"),
+        Key("backoffSleepIncrement", positive_integer, 1000, doc="ms added to the wait per idle poll"),
+        Key("maxBackoffSleep", positive_integer, 5000, doc="longest wait (ms) between idle polls"),
+        Key("cachePatternMatching", boolean, True, doc="accepted; directories are listed on every poll"),
+        Key("fileHeader", boolean, False, doc="add the file's path as a header"),
+        Key("fileHeaderKey", str, "file"),
+    )
+
+    def __init__(self, name: str, settings: Settings, processor) -> None:
+        super().__init__(name, settings, processor)
+        self.position_file = self.position_path(settings)
+        self.patterns = {group: self._compile(settings["filegroups."][group]) for group in settings["filegroups"]}
+        self.group_headers = self._headers_by_group(settings["headers."])
+        self.files: dict[int, TailFile] = {}
+        self._idle_polls = 0
+        self._last_position_write = 0.0
+        self._positions_stale = False
+        self._unreadable: set[int] = set()
+
+    @staticmethod
+    def position_path(settings: Settings) -> str:
+        return os.path.abspath(os.path.expanduser(settings["positionFile"]))
+
+    @staticmethod
+    def _compile(path: str) -> tuple[str, re.Pattern]:
+        directory, name = os.path.split(path)
+        return directory, re.compile(name)
+
+    @staticmethod
+    def _headers_by_group(flat: dict[str, str]) -> dict[str, dict[str, str]]:
+        headers: dict[str, dict[str, str]] = {}
+        for key, value in flat.items():
+            group, _, name = key.partition(".")
+            headers.setdefault(group, {})[name] = value
+        return headers
+
+    @classmethod
+    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
+        return [(f"filegroups.{group}", "is required for every group in filegroups")
+                for group in settings["filegroups"] if group not in settings["filegroups."]]
+
+    @classmethod
+    def storage_paths(cls, settings: Settings) -> list[str]:
+        return [os.path.dirname(cls.position_path(settings))]
+
+    async def start(self) -> None:
+        os.makedirs(os.path.dirname(self.position_file), exist_ok=True)
+        saved = self._load_positions()
+        for inode, path, group, size in self._matching_files():
+            entry = saved.pop(inode, None)
+            self._follow(inode, path, group, size, entry, at_start=True)
+        for entry in saved.values():
+            self._finish_rotated_while_down(entry)
+        await super().start()
+
+    async def stop(self) -> None:
+        self._write_positions()
+        for tail in self.files.values():
+            os.close(tail.fd)
+        self.files.clear()
+        await super().stop()
+
+    # -- polling ------------------------------------------------------------------------------
+
+    async def process(self) -> Status:
+        self._scan()
+        read_any = False
+        for tail in sorted(self.files.values(), key=lambda t: os.fstat(t.fd).st_mtime_ns):  # oldest first
+            for _ in range(min(self.settings["maxBatchCount"], MAX_BATCHES_PER_POLL)):
+                events, end = self._read_batch(tail)
+                if not events:
+                    break
+                try:
+                    await self.deliver(events)
+                except ChannelError as error:
+                    log.warning("source %s: channel refused lines of %s: %s", self.name, tail.path, error)
+                    await self._back_off()
+                    return Status.READY
+                tail.pos = end
+                read_any = True
+        self._drop_finished()
+        if self._positions_stale or (
+                time.monotonic() - self._last_position_write >= self.settings["writePosInterval"] / 1000):
+            self._write_positions()
+        if read_any:
+            self._idle_polls = 0
+        else:
+            await self._back_off()
+        return Status.READY
+
+    async def _back_off(self) -> None:
+        """Wait as Flume's runner would (backoffSleepIncrement steps up to maxBackoffSleep); the
+        runner's own backoff (fixed 1 s steps) is not used, so these keys keep their meaning."""
+        self._idle_polls += 1
+        settings = self.settings
+        await asyncio.sleep(min(self._idle_polls * settings["backoffSleepIncrement"],
+                                settings["maxBackoffSleep"]) / 1000)
+
+    # -- finding files ------------------------------------------------------------------------
+
+    def _matching_files(self) -> list[tuple[int, str, str, int]]:
+        """(inode, path, group, size) of every regular file a pattern matches, oldest first."""
+        found = []
+        for group, (directory, pattern) in self.patterns.items():
+            try:
+                entries = list(os.scandir(directory))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                if not pattern.fullmatch(entry.name):
+                    continue
+                try:
+                    stat = os.stat(entry.path)  # follows symlinks, as /var/log/containers needs
+                except FileNotFoundError:
+                    continue
+                if os.path.isfile(entry.path):
+                    found.append((stat.st_mtime_ns, stat.st_ino, entry.path, group, stat.st_size))
+        return [item[1:] for item in sorted(found)]
+
+    def _scan(self) -> None:
+        seen = set()
+        for inode, path, group, size in self._matching_files():
+            seen.add(inode)
+            tail = self.files.get(inode)
+            if tail is None:
+                self._follow(inode, path, group, size, None, at_start=False)
+                self._positions_stale = True  # record a new file at once: it may be rotated away soon
+                continue
+            if tail.path != path:
+                log.info("source %s: %s was renamed to %s; following it on", self.name, tail.path, path)
+                tail.path, tail.group = path, group
+            tail.visible = True
+            self._check_content(tail)
+        for inode, tail in self.files.items():
+            if inode not in seen:
+                tail.visible = False
+
+    def _follow(self, inode: int, path: str, group: str, size: int, saved: dict | None, at_start: bool) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        except OSError as error:  # e.g. no permission: say so once per file, keep following the others
+            if inode not in self._unreadable:
+                self._unreadable.add(inode)
+                self.counters.event_read_fail += 1
+                log.error("source %s: cannot open %s: %s", self.name, path, error)
+            return
+        if os.fstat(fd).st_ino != inode:  # replaced between listing and opening: next scan
+            os.close(fd)
+            return
+        head = os.pread(fd, HEAD_BYTES, 0)
+        tail = TailFile(inode, path, group, 0, fd, size=size)
+        tail.head_length, tail.head_crc = len(head), zlib.crc32(head)
+        if saved is not None and self._same_file(saved, path, head):
+            tail.pos = min(int(saved["pos"]), size)
+        elif (original := self._original_of(tail, head)) is not None:
+            tail.twin, tail.pos = original, min(original.pos, size)
+            log.info("source %s: %s is a copy of %s; reading it from offset %d only if the original is "
+                     "truncated", self.name, path, original.path, tail.pos)
+        elif at_start and self.settings["skipToEnd"]:
+            tail.pos = size
+        self.files[inode] = tail
+
+    def _finish_rotated_while_down(self, entry: dict) -> None:
+        """A followed file renamed to a name no pattern matches while the agent was down (a crash
+        during rotation): find its inode next to where it was and read it to its end."""
+        directory = os.path.dirname(entry.get("realPath") or entry.get("file") or "")
+        group = entry.get("group")
+        if not directory or group not in self.patterns or "headLength" not in entry:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            for candidate in os.scandir(directory):
+                if candidate.inode() == int(entry["inode"]) and candidate.is_file(follow_symlinks=False):
+                    self._follow(candidate.inode(), candidate.path, group, candidate.stat().st_size, entry,
+                                 at_start=False)
+                    if candidate.inode() in self.files:
+                        self.files[candidate.inode()].visible = False
+                        log.info("source %s: %s (inode %d) is no longer matched after a restart; "
+                                 "reading it to its end", self.name, candidate.path, candidate.inode())
+                    return
+
+    @staticmethod
+    def _same_file(saved: dict, path: str, head: bytes) -> bool:
+        """A saved position applies to the same inode with the same first bytes (any name), or,
+        for a Flume position file without fingerprints, to the same inode and path."""
+        if "headLength" not in saved:
+            return saved.get("file") == path
+        length = int(saved["headLength"])
+        return len(head) >= length and zlib.crc32(head[:length]) == int(saved["headCrc"])
+
+    def _original_of(self, copy: TailFile, head: bytes) -> TailFile | None:
+        if len(head) < 64:  # too little to tell a copy from a new file that starts alike
+            return None
+        return next((t for t in self.files.values()
+                     if t.inode != copy.inode and t.head_length >= 64 and t.twin is None and t.head_matches(head)),
+                    None)
+
+    def _check_content(self, tail: TailFile) -> None:
+        """Notice truncation or rewritten content; complete the fingerprint of young files."""
+        size = os.fstat(tail.fd).st_size
+        if size < tail.pos or (size != tail.size and not tail.head_matches(os.pread(tail.fd, tail.head_length, 0))):
+            log.info("source %s: %s was truncated or rewritten; reading it from the start", self.name, tail.path)
+            tail.pos = 0
+            tail.head_length = 0
+        if tail.head_length < HEAD_BYTES and size > tail.head_length:
+            head = os.pread(tail.fd, HEAD_BYTES, 0)
+            tail.head_length, tail.head_crc = len(head), zlib.crc32(head)
+        tail.size = size
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _read_batch(self, tail: TailFile) -> tuple[list[Event], int]:
+        """Up to batchSize complete lines from tail.pos: (events, position after them)."""
+        if tail.twin is not None:
+            if self._twin_still_supplies(tail):
+                return [], tail.pos
+            tail.twin = None
+        size = os.fstat(tail.fd).st_size
+        if size > tail.size:
+            tail.size, tail.last_growth = size, time.monotonic()
+        if size <= tail.pos:
+            return [], tail.pos
+        data = self._read_lines_from(tail.fd, tail.pos, size)
+        events, end = self._split(tail, data)
+        idle = time.monotonic() - tail.last_growth >= self.settings["idleTimeout"] / 1000
+        if end == tail.pos + len(data) or not idle or len(events) >= self.settings["batchSize"]:
+            return events, end
+        rest = data[end - tail.pos:]  # a last line without newline, idle long enough: send it
+        events.append(self._event(tail, rest, end))
+        return events, end + len(rest)
+
+    def _twin_still_supplies(self, copy: TailFile) -> bool:
+        """While the original is intact, it supplies the copied lines; the copy just keeps pace."""
+        original = copy.twin
+        if original.inode not in self.files or original.pos < copy.pos or original.head_length == 0:
+            return False
+        copy.pos = min(original.pos, os.fstat(copy.fd).st_size)
+        return True
+
+    def _read_lines_from(self, fd: int, pos: int, size: int) -> bytes:
+        data = os.pread(fd, min(READ_CHUNK, size - pos), pos)
+        while b"\n" not in data and pos + len(data) < size:  # a line longer than one chunk
+            data += os.pread(fd, READ_CHUNK, pos + len(data))
+        return data
+
+    def _split(self, tail: TailFile, data: bytes) -> tuple[list[Event], int]:
+        events = []
+        start = 0
+        limit = self.settings["batchSize"]
+        while len(events) < limit:
+            newline = data.find(b"\n", start)
+            if newline < 0:
+                break
+            line_end = newline - 1 if newline > start and data[newline - 1] == 13 else newline
+            events.append(self._event(tail, data[start:line_end], tail.pos + start))
+            start = newline + 1
+        return events, tail.pos + start
+
+    def _event(self, tail: TailFile, body: bytes, offset: int) -> Event:
+        headers = dict(self.group_headers.get(tail.group, ()))
+        if self.settings["byteOffsetHeader"]:
+            headers["byteoffset"] = str(offset)
+        if self.settings["fileHeader"]:
+            headers[self.settings["fileHeaderKey"]] = tail.path
+        return Event(body, headers)
+
+    def _drop_finished(self) -> None:
+        """Close rotated-away files once read to their end and idle for idleTimeout."""
+        idle_after = self.settings["idleTimeout"] / 1000
+        now = time.monotonic()
+        for inode, tail in list(self.files.items()):
+            if not tail.visible and tail.pos >= os.fstat(tail.fd).st_size and now - tail.last_growth >= idle_after:
+                os.close(tail.fd)
+                del self.files[inode]
+                log.info("source %s: finished rotated file %s (inode %d)", self.name, tail.path, inode)
+
+    # -- positions ----------------------------------------------------------------------------
+
+    def _write_positions(self) -> None:
+        entries = [{"inode": t.inode, "pos": t.pos, "file": t.path, "headLength": t.head_length,
+                    "headCrc": t.head_crc, "group": t.group, "realPath": os.path.realpath(t.path)}
+                   for t in self.files.values()]
+        temporary = self.position_file + ".tmp"
+        with open(temporary, "wb") as file:
+            file.write(orjson.dumps(entries))
+        os.replace(temporary, self.position_file)
+        self._last_position_write = time.monotonic()
+        self._positions_stale = False
+
+    def _load_positions(self) -> dict[int, dict]:
+        try:
+            with open(self.position_file, "rb") as file:
+                entries = orjson.loads(file.read())
+        except FileNotFoundError:
+            return {}
+        except orjson.JSONDecodeError as error:
+            log.error("source %s: position file %s is not valid JSON (%s); starting files from their "
+                      "beginning", self.name, self.position_file, error)
+            return {}
+        return {int(entry["inode"]): entry for entry in entries
+                if isinstance(entry, dict) and {"inode", "pos"} <= entry.keys()}
+

@@ -1,0 +1,195 @@
+"""Listening sockets and their connections, shared by every TCP source (syslog, Avro, Thrift...).
+
+What a source gets from here: binding (several ports, `reusePort`, TLS, `ipFilterRules`), one
+task per connection running the source's `serve(connection)`, connection counters, and a stop
+that lets in-flight batches finish: idle connections are closed at once, a connection busy with
+a request is allowed to complete it (and answer) before it is closed.
+
+A malformed frame (`FrameError`) or a decode error closes only that connection, with one log
+line and an `EventReadFail`; the server keeps serving everyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+
+from kubeflume_agent.errors import ChannelError
+from kubeflume_agent.event import Event
+from kubeflume_agent.protocols.framing import FrameError
+from kubeflume_agent.protocols.ipfilter import IpFilter
+from kubeflume_agent.runtime.counters import SourceCounters
+from kubeflume_agent.sources.base import Source
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 65536
+STOP_GRACE_SECONDS = 10.0
+
+
+class Connection:
+    """One accepted client. `busy` is set while a request is being handled, so stop waits for it."""
+
+    __slots__ = ("busy", "peer_ip", "peer_port", "reader", "server", "writer")
+
+    def __init__(self, server: TcpServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername") or ("", 0)
+        self.peer_ip: str = peer[0]
+        self.peer_port: int = peer[1]
+        self.busy = False
+
+    @property
+    def open(self) -> bool:
+        """False once the server is stopping: finish the current request and return."""
+        return not self.server.stopping
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+
+class TcpServer:
+    def __init__(
+        self,
+        name: str,
+        counters: SourceCounters,
+        serve: Callable[[Connection], Awaitable[None]],
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
+        ip_filter: IpFilter | None = None,
+    ) -> None:
+        self.name = name
+        self.counters = counters
+        self.serve = serve
+        self.ssl_context = ssl_context
+        self.reuse_port = reuse_port
+        self.ip_filter = ip_filter
+        self.stopping = False
+        self.stopped = asyncio.Event()
+        self._servers: list[asyncio.Server] = []
+        self._connections: dict[asyncio.Task, Connection] = {}
+
+    async def start(self, host: str | None, ports: Sequence[int]) -> list[int]:
+        """Bind every port (0 picks a free one); returns the bound port numbers, in order."""
+        bound = []
+        try:
+            for port in ports:
+                server = await asyncio.start_server(
+                    self._accept, host or None, port, ssl=self.ssl_context,
+                    reuse_port=self.reuse_port or None, limit=READ_SIZE, backlog=1024,
+                )
+                self._servers.append(server)
+                bound.append(server.sockets[0].getsockname()[1])
+        except BaseException:
+            await self.stop()
+            raise
+        return bound
+
+    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        self.stopping = True
+        self.stopped.set()
+        for server in self._servers:
+            server.close()
+        for task, connection in list(self._connections.items()):
+            if not connection.busy:
+                task.cancel()
+        if self._connections:
+            _, late = await asyncio.wait(list(self._connections), timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = Connection(self, reader, writer)
+        if self.stopping or (self.ip_filter and not await self.ip_filter.accepts(connection.peer_ip)):
+            log.info("%s: refused connection from %s", self.name, connection.peer_ip)
+            writer.close()
+            return
+        task = asyncio.current_task()
+        self._connections[task] = connection
+        self.counters.open_connections += 1
+        try:
+            await self.serve(connection)
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass  # the client went away, possibly mid-frame: nothing of that frame was acknowledged
+        except FrameError as error:
+            self.counters.event_read_fail += 1
+            log.warning("%s: closing connection from %s: %s", self.name, connection.peer_ip, error)
+        except asyncio.CancelledError:
+            if not self.stopping:
+                raise
+        finally:
+            self.counters.open_connections -= 1
+            del self._connections[task]
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+async def deliver_until_accepted(source: Source, events: list[Event], stopped: asyncio.Event) -> bool:
+    """Backpressure for sources that cannot answer "failed": hand `events` over in channel-sized
+    batches, retrying a refused batch until it is accepted or `stopped` is set (False then).
+    A TCP caller reads no more from its socket meanwhile, so the sender's window closes instead
+    of data being lost.
+    """
+    step = source.processor.max_batch
+    for start in range(0, len(events), step):
+        batch = events[start:start + step] if len(events) > step else events
+        delay = 0.01
+        while True:
+            try:
+                await source.deliver(batch)
+                break
+            except ChannelError as error:
+                if stopped.is_set():
+                    return False
+                log.debug("%s: channel refused %d events, retrying: %s", source.name, len(batch), error)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopped.wait(), delay)
+                delay = min(delay * 2, 1.0)
+    return True
+
+
+class Outcome:
+    """What became of an RPC call's events; the source maps it to its protocol's answer."""
+
+    STORED = "stored"
+    REFUSED = "refused"  # the channel said no (full, or a batch over transactionCapacity)
+    FAILED = "failed"  # anything else went wrong (an interceptor raised...)
+
+
+async def deliver_call(source: Source, events: list[Event], *, single: bool = False) -> str:
+    """Deliver the events of one RPC call (Avro/Thrift `append`, `appendBatch`, Scribe `Log`).
+
+    Counted the Flume way: a single `append` moves to AppendReceived/AppendAccepted instead of the
+    batch counters that `deliver` keeps.
+    """
+    counters = source.counters
+    try:
+        await source.deliver(events)
+        outcome = Outcome.STORED
+    except ChannelError as error:
+        log.debug("%s: channel refused %d events: %s", source.name, len(events), error)
+        outcome = Outcome.REFUSED
+    except Exception:
+        log.exception("%s: could not process %d events", source.name, len(events))
+        counters.generic_processing_fail += 1
+        outcome = Outcome.FAILED
+    if single:
+        counters.append_batch_received -= 1
+        counters.append_received += 1
+        if outcome == Outcome.STORED:
+            counters.append_batch_accepted -= 1
+            counters.append_accepted += 1
+    return outcome

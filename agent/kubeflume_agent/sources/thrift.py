@@ -1,0 +1,116 @@
+"""Flume's `thrift` source: ThriftSourceProtocol (`append`, `appendBatch`) over framed transport.
+
+Compact protocol by default (as Flume's source and SDK client), `protocol = binary` for the
+binary one. `OK` is answered only after the channel committed; `FAILED` when it refused.
+Frames above `max-request-bytes` or that do not decode close that connection only.
+Kerberos (`kerberos = true`, SASL transport) is not supported; the config check says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+from kubeflume_agent.config.keys import (
+    Key,
+    Settings,
+    boolean,
+    non_negative_integer,
+    one_of,
+    port_number,
+    positive_integer,
+)
+from kubeflume_agent.event import Event
+from kubeflume_agent.protocols import tls
+from kubeflume_agent.protocols.framing import FrameError, length_prefixed, read_length_prefixed
+from kubeflume_agent.protocols.thrift_rpc import (
+    FLUME,
+    INCOMPLETE,
+    PROTOCOLS,
+    ThriftCall,
+    read_call,
+    write_reply,
+    write_unknown_method,
+)
+from kubeflume_agent.sources.base import Source
+from kubeflume_agent.sources.tcp_server import Connection, Outcome, TcpServer, deliver_call
+
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+Answer = Callable[[ThriftCall], Awaitable[Any]]
+
+
+async def serve_framed(connection: Connection, factory, service, limit: int, answer: Answer) -> None:
+    """Framed Thrift calls on one connection, answered in order; `answer` returns the result
+    value of a known method."""
+    while connection.open:
+        frame = await read_length_prefixed(connection.reader, limit, "Thrift frame")
+        connection.busy = True
+        try:
+            call, _ = read_call(frame, factory, service)
+        except INCOMPLETE as error:
+            raise FrameError(f"Thrift message cut short by its frame: {error!r}") from error
+        if call.args is None:
+            reply = write_unknown_method(factory, call)
+        else:
+            reply = write_reply(factory, service, call, await answer(call))
+        await connection.send(length_prefixed(reply))
+        connection.busy = False
+
+
+def flume_event(thrift_event: Any) -> Event:
+    if thrift_event is None:
+        raise FrameError("null event")
+    return Event(thrift_event.body or b"", dict(thrift_event.headers or {}))
+
+
+class ThriftSource(Source):
+    keys: ClassVar = (
+        Key("bind", str, required=True, doc="address to bind"),
+        Key("port", port_number, required=True),
+        Key("threads", non_negative_integer, 0, doc="accepted for Flume compatibility; one event loop serves all"),
+        Key("protocol", one_of("compact", "binary"), "compact", doc="Thrift protocol of the clients"),
+        Key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES,
+            doc="largest frame accepted; larger ones close the connection"),
+        Key("kerberos", boolean, False, doc="not supported"),
+        Key("agent-principal", str, None, doc="not supported (kerberos)"),
+        Key("agent-keytab", str, None, doc="not supported (kerberos)"),
+        Key("reusePort", boolean, False, doc="SO_REUSEPORT: several agent processes share the port"),
+        *tls.SERVER_KEYS,
+    )
+
+    def __init__(self, name: str, settings: Settings, processor) -> None:
+        super().__init__(name, settings, processor)
+        self.factory = PROTOCOLS[settings["protocol"]]
+        self.server = TcpServer(name, self.counters, self._serve, ssl_context=tls.server_context(settings),
+                                reuse_port=settings["reusePort"])
+        self.bound_ports: list[int] = []
+
+    @classmethod
+    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
+        return [(settings["port"], "TCP")]
+
+    @classmethod
+    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
+        problems = tls.validate_server(settings)
+        if settings["kerberos"]:
+            problems.append(("kerberos", "Kerberos (SASL) transport is not supported; use ssl"))
+        return problems
+
+    async def start(self) -> None:
+        self.bound_ports = await self.server.start(self.settings["bind"], [self.settings["port"]])
+        await super().start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        await super().stop()
+
+    async def _serve(self, connection: Connection) -> None:
+        await serve_framed(connection, self.factory, FLUME.ThriftSourceProtocol,
+                           self.settings["max-request-bytes"], self._answer)
+
+    async def _answer(self, call: ThriftCall) -> int:
+        single = call.name == "append"
+        events = [flume_event(call.args.event)] if single else [flume_event(e) for e in call.args.events or []]
+        outcome = await deliver_call(self, events, single=single)
+        return FLUME.Status.OK if outcome == Outcome.STORED else FLUME.Status.FAILED

@@ -1,0 +1,105 @@
+"""A UDP socket feeding a source in batches (syslogudp, netcatudp).
+
+Datagrams are queued as they arrive and one task turns whatever is queued into a batch of
+events and delivers it, retrying while the channel is full. UDP cannot push back on a sender,
+so the queue is bounded (`max_pending` datagrams): beyond it datagrams are dropped and counted
+as `ChannelWriteFail`, which is where Flume counts the events it drops on a full channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from kubeflume_agent.event import Event
+from kubeflume_agent.sources.base import Source
+from kubeflume_agent.sources.tcp_server import deliver_until_accepted
+
+log = logging.getLogger(__name__)
+
+MAX_DATAGRAM = 65536
+RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+
+Datagram = tuple[bytes, str, int]  # payload, sender IP, sender port
+MakeEvents = Callable[[list[Datagram]], Awaitable[list[Event]]]
+
+
+class _Receiver(asyncio.DatagramProtocol):
+    def __init__(self, server: UdpServer) -> None:
+        self.server = server
+
+    def datagram_received(self, data: bytes, address: tuple) -> None:
+        self.server.received(data, address)
+
+    def error_received(self, error: Exception) -> None:
+        log.debug("%s: UDP error: %s", self.server.source.name, error)
+
+
+class UdpServer:
+    def __init__(self, source: Source, make_events: MakeEvents, *, reuse_port: bool = False,
+                 max_pending: int = 100_000) -> None:
+        self.source = source
+        self.make_events = make_events
+        self.reuse_port = reuse_port
+        self.max_pending = max_pending
+        self.stopped = asyncio.Event()
+        self._pending: list[Datagram] = []
+        self._wake = asyncio.Event()
+        self._transport: asyncio.DatagramTransport | None = None
+        self._consumer: asyncio.Task | None = None
+
+    async def start(self, host: str | None, port: int) -> int:
+        loop = asyncio.get_running_loop()
+        self._transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Receiver(self), local_addr=(host or "0.0.0.0", port), reuse_port=self.reuse_port or None,
+        )
+        sock = self._transport.get_extra_info("socket")
+        try:
+            import socket
+
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+        except OSError:
+            pass
+        self._consumer = asyncio.create_task(self._consume(), name=f"{self.source.name}-udp")
+        return sock.getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop receiving, deliver what is queued (unless the channel stays full), then return."""
+        if self._transport is not None:
+            self._transport.close()
+        self.stopped.set()
+        self._wake.set()
+        if self._consumer is not None:
+            await self._consumer
+
+    def received(self, data: bytes, address: tuple) -> None:
+        pending = self._pending
+        if len(pending) >= self.max_pending:
+            self.source.counters.channel_write_fail += 1
+            return
+        pending.append((data, address[0], address[1]))
+        if len(pending) == 1:
+            self._wake.set()
+
+    async def _consume(self) -> None:
+        step = self.source.processor.max_batch
+        while True:
+            if not self._pending:
+                if self.stopped.is_set():
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch, self._pending = self._pending[:step], self._pending[step:]
+            try:
+                events = await self.make_events(batch)
+            except Exception:  # a bug in parsing must not stop the socket
+                log.exception("%s: could not turn %d datagrams into events", self.source.name, len(batch))
+                self.source.counters.event_read_fail += len(batch)
+                continue
+            if events and not await deliver_until_accepted(self.source, events, self.stopped):
+                self.source.counters.channel_write_fail += len(events) + len(self._pending)
+                log.warning("%s: stopped with a full channel; %d events not stored",
+                            self.source.name, len(events) + len(self._pending))
+                return

@@ -1,0 +1,32 @@
+"""A sink for crash tests: appends each event's body as a line to a file before the channel forgets it.
+
+The agent under test loads it by Python path (`type = recording_sink:RecordingSink`, with this
+directory on PYTHONPATH), as a user's own sink would be loaded. Each batch is written with one
+`write` on an O_APPEND descriptor before `write()` returns, so a line is in the file (the page
+cache survives SIGKILL) before the channel commits its take: every event the channel let go of
+is on record, possibly twice.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from kubeflume_agent.config.keys import Key, positive_integer
+from kubeflume_agent.event import Event
+from kubeflume_agent.sinks.base import Sink
+
+
+class RecordingSink(Sink):
+    keys = (Key("path", str, required=True), Key("batchSize", positive_integer, 100))
+
+    async def start(self) -> None:
+        self._fd = os.open(self.settings["path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        await super().start()
+
+    async def stop(self) -> None:
+        os.close(self._fd)
+        await super().stop()
+
+    async def write(self, events: Sequence[Event]) -> None:
+        os.write(self._fd, b"".join(event.body + b"\n" for event in events))

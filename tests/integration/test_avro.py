@@ -1,0 +1,322 @@
+"""The avro source against byte-exact frames built from the Avro spec, and against the agent's own
+avro sink (the way two Flume tiers talk), including deflate, TLS, backpressure, bad input, and
+the failover / load-balancing clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import struct
+
+import pytest
+import trustme
+
+from kubeflume_agent.errors import EventDeliveryError
+from kubeflume_agent.event import Event
+from kubeflume_agent.runtime.status import Status
+from tests.integration.source_harness import (
+    collect,
+    memory_channel,
+    running_source,
+    settings_for,
+    take_all,
+    wait_for,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+FLUME_PROTOCOL_MD5 = bytes.fromhex("86aadae2c45474c0fe93ffd0f2350a65")
+
+
+def frame(serial: int, *buffers: bytes) -> bytes:
+    """Netty framing: serial, buffer count, then length-prefixed buffers (all big-endian int32)."""
+    out = struct.pack(">ii", serial, len(buffers))
+    for buffer in buffers:
+        out += struct.pack(">i", len(buffer)) + buffer
+    return out
+
+
+def avro_string(text: bytes) -> bytes:
+    assert len(text) < 64  # one-byte zig-zag length
+    return bytes([len(text) * 2]) + text
+
+
+HANDSHAKE_KNOWN = FLUME_PROTOCOL_MD5 + b"\x00" + FLUME_PROTOCOL_MD5 + b"\x00"  # hash, null protocol, hash, null meta
+BATCH_OF_TWO = (
+    b"\x00" + avro_string(b"appendBatch")  # call meta (empty map), message name
+    + b"\x04"  # array block of 2 events
+    + b"\x02" + avro_string(b"k") + avro_string(b"v") + b"\x00" + avro_string(b"abc")  # {k: v}, "abc"
+    + b"\x00" + avro_string(b"")  # no headers, empty body
+    + b"\x00"  # end of array
+)
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    serial, count = struct.unpack(">ii", await reader.readexactly(8))
+    payload = b""
+    for _ in range(count):
+        (length,) = struct.unpack(">i", await reader.readexactly(4))
+        payload += await reader.readexactly(length)
+    return serial, payload
+
+
+async def test_byte_exact_handshake_and_batch():
+    async with running_source("avro", {"bind": "127.0.0.1", "port": "0"}) as (source, channel):
+        reader, writer = await asyncio.open_connection("127.0.0.1", source.bound_ports[0])
+        # As Java's client: handshake + metadata + name in one buffer, the parameters in another.
+        writer.write(frame(1, HANDSHAKE_KNOWN + BATCH_OF_TWO[:13], BATCH_OF_TWO[13:]))
+        serial, payload = await read_frame(reader)
+        # BOTH, null protocol, null hash, null meta; empty meta; no error; Status.OK
+        assert (serial, payload) == (1, b"\x00\x00\x00\x00" + b"\x00" + b"\x00" + b"\x00")
+        # The connection is now stateful: the next call carries no handshake.
+        writer.write(frame(2, b"\x00" + avro_string(b"append") + b"\x00" + avro_string(b"one")))
+        assert await read_frame(reader) == (2, b"\x00\x00\x00")
+        writer.close()
+        events = await collect(channel, 3)
+    assert events == [Event(b"abc", {"k": "v"}), Event(b"", {}), Event(b"one", {})]
+    assert source.counters.append_batch_accepted == 1 and source.counters.append_accepted == 1
+    assert source.counters.events_accepted == 3
+
+
+async def test_unknown_client_protocol_gets_none_then_client_match():
+    other_protocol = b'{"protocol":"P","namespace":"org.apache.flume.source.avro","types":[' \
+        b'{"type":"record","name":"AvroFlumeEvent","fields":[{"name":"headers","type":' \
+        b'{"type":"map","values":"string"}},{"name":"body","type":"bytes"}]},' \
+        b'{"type":"enum","name":"Status","symbols":["OK","FAILED","UNKNOWN"]}],"messages":{"append":' \
+        b'{"request":[{"name":"event","type":"AvroFlumeEvent"}],"response":"Status"}}}'
+    other_hash = hashlib.md5(other_protocol).digest()
+    call = b"\x00" + avro_string(b"append") + b"\x00" + avro_string(b"x")
+    async with running_source("avro", {"bind": "127.0.0.1", "port": "0"}) as (source, channel):
+        reader, writer = await asyncio.open_connection("127.0.0.1", source.bound_ports[0])
+        writer.write(frame(1, other_hash + b"\x00" + other_hash + b"\x00" + call))
+        _, answer = await read_frame(reader)
+        assert answer[0] == 4  # match NONE (enum index 2), and nothing after the handshake
+        assert answer[1] == 2 and b"AvroSourceProtocol" in answer  # serverProtocol: our text
+        assert answer.endswith(b"\x02" + FLUME_PROTOCOL_MD5 + b"\x00")
+        length = len(other_protocol)
+        protocol_field = b"\x02" + bytes([(length * 2) & 0x7F | 0x80, (length * 2) >> 7]) + other_protocol
+        writer.write(frame(2, other_hash + protocol_field + other_hash + b"\x00" + call))
+        _, answer = await read_frame(reader)
+        assert answer[0] == 2  # CLIENT: our protocol is known to the server, the server hash differs
+        assert answer.endswith(b"\x00\x00\x00")  # meta, no error, OK
+        writer.close()
+        [event] = await collect(channel, 1)
+    assert event.body == b"x"
+
+
+async def test_unknown_message_is_a_system_error():
+    async with running_source("avro", {"bind": "127.0.0.1", "port": "0"}) as (source, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", source.bound_ports[0])
+        writer.write(frame(7, HANDSHAKE_KNOWN + b"\x00" + avro_string(b"nope")))
+        serial, answer = await read_frame(reader)
+        writer.close()
+    assert serial == 7
+    assert answer == b"\x00\x00\x00\x00" + b"\x00" + b"\x01" + b"\x00" + avro_string(b"No such remote message: nope")
+
+
+@contextlib.asynccontextmanager
+async def avro_sink(params: dict[str, str], events: list[Event]):
+    channel = memory_channel()
+    await channel.start()
+    tx = channel.transaction()
+    tx.put_all(events)
+    await tx.commit()
+    sink_class, settings = settings_for("sink", "avro", params)
+    sink = sink_class("k1", settings, channel)
+    await sink.start()
+    try:
+        yield sink, channel
+    finally:
+        await sink.stop()
+
+
+def numbered(count: int) -> list[Event]:
+    return [Event(b"event %d" % i, {"n": str(i)}) for i in range(count)]
+
+
+@pytest.mark.parametrize("compression", ["none", "deflate"])
+async def test_sink_to_source(compression):
+    source_params = {"bind": "127.0.0.1", "port": "0", "compression-type": compression}
+    async with running_source("avro", source_params) as (source, received):
+        params = {"hostname": "127.0.0.1", "port": str(source.bound_ports[0]), "batch-size": "100",
+                  "compression-type": compression}
+        async with avro_sink(params, numbered(250)) as (sink, channel):
+            for _ in range(3):
+                assert await sink.process() == Status.READY
+            assert await sink.process() == Status.BACKOFF
+            assert channel.size == 0
+        events = await collect(received, 250)
+    assert events == numbered(250)
+    assert sink.counters.drain_success == 250 and sink.counters.connections_created == 1
+
+
+async def test_compression_mismatch_fails_and_keeps_the_batch():
+    async with running_source("avro", {"bind": "127.0.0.1", "port": "0"}) as (source, received):
+        params = {"hostname": "127.0.0.1", "port": str(source.bound_ports[0]), "compression-type": "deflate",
+                  "request-timeout": "2000"}
+        async with avro_sink(params, numbered(5)) as (sink, channel):
+            with pytest.raises(EventDeliveryError):
+                await sink.process()
+            assert channel.size == 5
+        assert await take_all(received) == []
+
+
+async def test_full_channel_answers_failed_and_the_sink_keeps_its_batch():
+    full = memory_channel(capacity=10, transaction_capacity=10, keep_alive="0.05")
+    async with running_source("avro", {"bind": "127.0.0.1", "port": "0"}, full) as (source, _):
+        params = {"hostname": "127.0.0.1", "port": str(source.bound_ports[0]), "batch-size": "10"}
+        async with avro_sink(params, numbered(20)) as (sink, channel):
+            assert await sink.process() == Status.READY
+            with pytest.raises(EventDeliveryError, match="FAILED"):
+                await sink.process()
+            assert channel.size == 10  # rolled back: nothing lost
+            assert source.counters.channel_write_fail == 1
+            await take_all(full)
+            assert await sink.process() == Status.READY
+            assert channel.size == 0
+
+
+async def test_tls_sink_to_source():
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    with certificate.cert_chain_pems[0].tempfile() as cert, certificate.private_key_pem.tempfile() as key, \
+            authority.cert_pem.tempfile() as ca:
+        source_params = {"bind": "127.0.0.1", "port": "0", "ssl": "true", "ssl-certfile": cert,
+                         "ssl-keyfile": key}
+        async with running_source("avro", source_params) as (source, received):
+            params = {"hostname": "127.0.0.1", "port": str(source.bound_ports[0]), "ssl": "true",
+                      "truststore": ca, "truststore-type": "PEM"}
+            async with avro_sink(params, numbered(3)) as (sink, _):
+                assert await sink.process() == Status.READY
+            assert await collect(received, 3) == numbered(3)
+            untrusting = {"hostname": "127.0.0.1", "port": str(source.bound_ports[0]), "ssl": "true"}
+            async with avro_sink(untrusting, numbered(1)) as (sink, _):
+                with pytest.raises(EventDeliveryError):
+                    await sink.process()
+                assert sink.counters.connections_failed == 1
+
+
+async def test_pkcs12_keystore(tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    key = serialization.load_pem_private_key(certificate.private_key_pem.bytes(), None)
+    cert = x509.load_pem_x509_certificate(certificate.cert_chain_pems[0].bytes())
+    keystore = tmp_path / "server.p12"
+    keystore.write_bytes(pkcs12.serialize_key_and_certificates(
+        b"server", key, cert, None, serialization.BestAvailableEncryption(b"secret")))
+    params = {"bind": "127.0.0.1", "port": "0", "ssl": "true", "keystore": str(keystore),
+              "keystore-password": "secret", "keystore-type": "PKCS12"}
+    async with running_source("avro", params) as (source, received):
+        with authority.cert_pem.tempfile() as ca:
+            sink_params = {"hostname": "127.0.0.1", "port": str(source.bound_ports[0]), "ssl": "true",
+                           "truststore": ca, "truststore-type": "PEM"}
+            async with avro_sink(sink_params, numbered(2)) as (sink, _):
+                assert await sink.process() == Status.READY
+        assert len(await collect(received, 2)) == 2
+
+
+async def test_ip_filter_refuses_denied_peers():
+    params = {"bind": "127.0.0.1", "port": "0", "ipFilter": "true", "ipFilterRules": "deny:ip:127.*"}
+    async with running_source("avro", params) as (source, received):
+        sink_params = {"hostname": "127.0.0.1", "port": str(source.bound_ports[0]), "request-timeout": "2000"}
+        async with avro_sink(sink_params, numbered(2)) as (sink, channel):
+            with pytest.raises(EventDeliveryError):
+                await sink.process()
+            assert channel.size == 2
+        assert await take_all(received) == []
+
+
+async def test_malformed_and_oversized_frames_close_only_that_connection():
+    params = {"bind": "127.0.0.1", "port": "0", "max-request-bytes": "1000"}
+    async with running_source("avro", params) as (source, received):
+        port = source.bound_ports[0]
+        good_reader, good_writer = await asyncio.open_connection("127.0.0.1", port)
+        for bad in (frame(1, b"\xff" * 40),  # not a handshake
+                    struct.pack(">ii", 1, 1) + struct.pack(">i", 10_000_000),  # claims 10 MB
+                    struct.pack(">ii", 1, 100_000_000)):  # claims 100 M buffers
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(bad)
+            assert await reader.read() == b""  # closed by the server
+            writer.close()
+        good_writer.write(frame(1, HANDSHAKE_KNOWN + BATCH_OF_TWO))
+        assert (await read_frame(good_reader))[1].endswith(b"\x00")
+        good_writer.close()
+        assert len(await collect(received, 2)) == 2
+    assert source.counters.event_read_fail == 3
+
+
+async def test_stop_lets_an_in_flight_batch_answer():
+    full = memory_channel(capacity=2, transaction_capacity=10, keep_alive="1.0")
+    async with running_source("avro", {"bind": "127.0.0.1", "port": "0"}, full) as (source, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", source.bound_ports[0])
+        writer.write(frame(1, HANDSHAKE_KNOWN + BATCH_OF_TWO))
+        await read_frame(reader)
+        writer.write(frame(2, b"\x00" + BATCH_OF_TWO[1:]))  # waits for room (keep-alive 1 s)
+        await wait_for(lambda: source.counters.events_received == 4, what="second batch in flight")
+        stopping = asyncio.create_task(source.server.stop())
+        serial, answer = await read_frame(reader)
+        await stopping
+    assert (serial, answer) == (2, b"\x00\x00\x02")  # FAILED, answered before the connection closed
+
+
+async def test_failover_and_load_balancing_skip_a_dead_host():
+    with contextlib.closing(__import__("socket").socket()) as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]  # bound, not listening: connections are refused
+        async with running_source("avro", {"bind": "127.0.0.1", "port": "0"}) as (source, received):
+            alive = source.bound_ports[0]
+            hosts = {"hosts": "h1 h2", "hosts.h1": f"127.0.0.1:{dead}", "hosts.h2": f"127.0.0.1:{alive}",
+                     "batch-size": "5"}
+            async with avro_sink(dict(hosts, **{"client.type": "default_failover"}), numbered(10)) as (sink, _):
+                assert await sink.process() == Status.READY
+                assert await sink.process() == Status.READY
+                assert sink.counters.connections_failed == 1  # stays on h2 after the first failure
+            balanced = dict(hosts, **{"client.type": "default_loadbalance", "backoff": "true"})
+            async with avro_sink(balanced, numbered(10)) as (sink, _):
+                assert await sink.process() == Status.READY
+                assert await sink.process() == Status.READY
+                assert sink.counters.connections_failed == 1  # h1 is backed off after failing once
+            assert len(await collect(received, 20)) == 20
+
+
+async def test_single_dead_host_raises_and_counts():
+    async with avro_sink({"hostname": "127.0.0.1", "port": "1", "connect-timeout": "2000"}, numbered(1)) as (
+            sink, channel):
+        with pytest.raises(EventDeliveryError):
+            await sink.process()
+        assert channel.size == 1
+        assert sink.counters.connections_failed == 1
+
+
+async def test_a_stalled_half_frame_does_not_block_other_clients():
+    async with running_source("avro", {"bind": "127.0.0.1", "port": "0"}) as (source, received):
+        port = source.bound_ports[0]
+        stalled = []
+        for _ in range(50):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(frame(1, HANDSHAKE_KNOWN + BATCH_OF_TWO)[:20])  # and then nothing more
+            stalled.append(writer)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(frame(1, HANDSHAKE_KNOWN + BATCH_OF_TWO))
+        assert await read_frame(reader) == (1, b"\x00\x00\x00\x00\x00\x00\x00")
+        assert len(await collect(received, 2)) == 2
+        assert source.counters.open_connections == 51
+        for each in [*stalled, writer]:
+            each.close()
+
+
+async def test_reset_connection_interval_renews_the_connection():
+    async with running_source("avro", {"bind": "127.0.0.1", "port": "0"}) as (source, received):
+        params = {"hostname": "127.0.0.1", "port": str(source.bound_ports[0]), "batch-size": "2",
+                  "reset-connection-interval": "1"}
+        async with avro_sink(params, numbered(4)) as (sink, _):
+            assert await sink.process() == Status.READY
+            await asyncio.sleep(1.1)  # past the interval: the next batch goes over a new connection
+            assert await sink.process() == Status.READY
+            assert (sink.counters.connections_created, sink.counters.connections_closed) == (2, 1)
+        assert len(await collect(received, 4)) == 4

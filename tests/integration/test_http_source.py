@@ -1,0 +1,158 @@
+"""The http source driven by curl: Flume's JSON and BLOB handlers, a handler given by Python path,
+Flume's status codes, backpressure (503), TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+import pytest
+import trustme
+
+from kubeflume_agent.event import Event
+from kubeflume_agent.sources.http import BadRequest
+from tests.integration.source_harness import collect, memory_channel, running_source, take_all
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class UpperHandler:
+    """A custom handler, loaded by its dotted path: one event per line, upper-cased."""
+
+    def __init__(self, settings: dict[str, str]) -> None:
+        self.header = settings.get("header", "kind")
+
+    async def get_events(self, request) -> list[Event]:
+        text = await request.text()
+        if not text:
+            raise BadRequest("nothing to upper-case")
+        return [Event(line.upper().encode(), {self.header: "upper"}) for line in text.splitlines()]
+
+
+async def curl(url: str, *args: str) -> tuple[int, bytes]:
+    """(HTTP status, response body) from a real curl."""
+    def run() -> tuple[int, bytes]:
+        done = subprocess.run(["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", *args, url],
+                              capture_output=True, check=True, timeout=30)
+        body, _, status = done.stdout.rpartition(b"\n")
+        return int(status), body
+    return await asyncio.to_thread(run)
+
+
+def url(source, scheme: str = "http") -> str:
+    return f"{scheme}://127.0.0.1:{source.bound_ports[0]}/"
+
+
+JSON = "application/json"
+
+
+async def test_json_array_of_events():
+    payload = '[{"headers": {"host": "web1", "n": 1}, "body": "first"}, {"body": "caf\u00e9"}, {"headers": {"a": "b"}}]'
+    async with running_source("http", {"bind": "127.0.0.1", "port": "0"}) as (source, channel):
+        status, _ = await curl(url(source), "-H", f"Content-Type: {JSON}", "--data-binary", payload.encode())
+        events = await collect(channel, 3)
+    assert status == 200
+    assert events == [Event(b"first", {"host": "web1", "n": "1"}), Event("caf\u00e9".encode(), {}),
+                      Event(b"", {"a": "b"})]
+    assert source.counters.append_batch_accepted == 1 and source.counters.events_accepted == 3
+
+
+async def test_utf16_request_body_is_reencoded_like_java(tmp_path):
+    body_file = tmp_path / "events.json"
+    body_file.write_bytes('[{"body": "h\u00e9"}]'.encode("utf-16-be"))  # no BOM: Java reads big-endian
+    async with running_source("http", {"bind": "127.0.0.1", "port": "0"}) as (source, channel):
+        status, _ = await curl(url(source), "-H", "Content-Type: application/json; charset=UTF-16",
+                               "--data-binary", f"@{body_file}")
+        [event] = await collect(channel, 1)
+    assert status == 200
+    assert event.body == b"\xfe\xff" + "h\u00e9".encode("utf-16-be")
+
+
+@pytest.mark.parametrize(("body", "content_type", "status"), [
+    ("[{\"body\": ", JSON, 400),  # malformed JSON
+    ('{"body": "not in an array"}', JSON, 400),
+    ("[1, 2]", JSON, 400),
+    ('[{"body": "x"}]', "application/json; charset=ISO-8859-1", 500),  # only UTF-8/16/32
+    ("null", JSON, 500),
+])
+async def test_flume_status_codes_for_bad_requests(body, content_type, status):
+    async with running_source("http", {"bind": "127.0.0.1", "port": "0"}) as (source, channel):
+        got, text = await curl(url(source), "-H", f"Content-Type: {content_type}", "--data-binary", body)
+        assert got == status
+        assert await take_all(channel) == []
+    if status == 400:
+        assert text.startswith(b"Bad request from client.")
+        assert source.counters.event_read_fail == 1
+    else:
+        assert source.counters.generic_processing_fail == 1
+
+
+async def test_full_channel_is_503_and_nothing_is_stored():
+    full = memory_channel(capacity=2, transaction_capacity=10, keep_alive="0.05")
+    three = '[{"body": "1"}, {"body": "2"}, {"body": "3"}]'
+    async with running_source("http", {"bind": "127.0.0.1", "port": "0"}, full) as (source, channel):
+        status, text = await curl(url(source), "-H", f"Content-Type: {JSON}", "--data-binary", three)
+        assert status == 503 and b"Channel might be full" in text
+        assert channel.size == 0
+        status, _ = await curl(url(source), "-H", f"Content-Type: {JSON}", "--data-binary", '[{"body": "1"}]')
+        assert status == 200
+    assert source.counters.channel_write_fail == 1
+
+
+async def test_methods():
+    async with running_source("http", {"bind": "127.0.0.1", "port": "0"}) as (source, _):
+        assert (await curl(url(source), "-X", "GET"))[0] == 405
+        assert (await curl(url(source), "-X", "TRACE"))[0] == 403
+        assert (await curl(url(source), "-X", "OPTIONS"))[0] == 403
+    params = {"bind": "127.0.0.1", "port": "0", "enableGet": "true", "handler": "blob"}
+    async with running_source("http", params) as (source, channel):
+        assert (await curl(url(source) + "?a=1", "-X", "GET"))[0] == 200
+        [event] = await collect(channel, 1)
+    assert event == Event(b"", {"a": "1"})
+
+
+async def test_blob_handler_and_mandatory_parameters(tmp_path):
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(b"\x00raw\xffbytes")
+    params = {"bind": "127.0.0.1", "port": "0", "handler": "org.apache.flume.source.http.BLOBHandler",
+              "handler.mandatoryParameters": "tenant"}
+    async with running_source("http", params) as (source, channel):
+        status, _ = await curl(url(source) + "?tenant=t1&x=y", "--data-binary", f"@{blob}")
+        assert status == 200
+        status, _ = await curl(url(source) + "?x=y", "--data-binary", "no tenant")
+        assert status == 500
+        [event] = await collect(channel, 1)
+    assert event == Event(b"\x00raw\xffbytes", {"tenant": "t1", "x": "y"})
+
+
+async def test_handler_by_python_path():
+    params = {"bind": "127.0.0.1", "port": "0", "handler": "tests.integration.test_http_source.UpperHandler",
+              "handler.header": "via"}
+    async with running_source("http", params) as (source, channel):
+        assert (await curl(url(source), "--data-binary", "ab\ncd"))[0] == 200
+        assert (await curl(url(source), "--data-binary", ""))[0] == 400
+        events = await collect(channel, 2)
+    assert events == [Event(b"AB", {"via": "upper"}), Event(b"CD", {"via": "upper"})]
+
+
+async def test_oversized_body_is_refused(tmp_path):
+    big = tmp_path / "big.json"
+    big.write_text('[{"body": "' + "x" * 5000 + '"}]')
+    params = {"bind": "127.0.0.1", "port": "0", "max-request-bytes": "1000"}
+    async with running_source("http", params) as (source, channel):
+        status, _ = await curl(url(source), "-H", f"Content-Type: {JSON}", "--data-binary", f"@{big}")
+        assert status == 413
+        assert await take_all(channel) == []
+
+
+async def test_tls_with_curl():
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    with certificate.cert_chain_pems[0].tempfile() as cert, certificate.private_key_pem.tempfile() as key, \
+            authority.cert_pem.tempfile() as ca:
+        params = {"bind": "127.0.0.1", "port": "0", "enableSSL": "true", "ssl-certfile": cert, "ssl-keyfile": key}
+        async with running_source("http", params) as (source, channel):
+            status, _ = await curl(url(source, "https"), "--cacert", ca, "-H", f"Content-Type: {JSON}",
+                                   "--data-binary", '[{"body": "over tls"}]')
+            [event] = await collect(channel, 1)
+    assert status == 200 and event.body == b"over tls"

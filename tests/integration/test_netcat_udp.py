@@ -1,0 +1,53 @@
+"""netcatudp with real datagrams: body up to the first LF, Flume's address header, no loss while
+the channel is briefly full."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from tests.integration.source_harness import collect, memory_channel, running_source, take_all, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def sender() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.mark.parametrize("key", ["remoteAddress", "remoteAddressHeader"])
+async def test_datagram_to_event_with_address_header(key):
+    async with running_source("netcatudp", {"bind": "127.0.0.1", "port": "0", key: "from"}) as (source, channel):
+        with sender() as sock:
+            sock.sendto(b"hello\nignored rest", ("127.0.0.1", source.bound_ports[0]))
+            sock.sendto(b"no newline", ("127.0.0.1", source.bound_ports[0]))
+            events = await collect(channel, 2)
+            address = f"/127.0.0.1:{sock.getsockname()[1]}"
+    assert [(e.body, e.headers) for e in events] == [
+        (b"hello", {"from": address}), (b"no newline", {"from": address})]
+
+
+async def test_without_address_key_there_are_no_headers():
+    async with running_source("netcatudp", {"bind": "127.0.0.1", "port": "0"}) as (source, channel):
+        with sender() as sock:
+            sock.sendto(b"x" * 60000, ("127.0.0.1", source.bound_ports[0]))  # beyond Netty's 2048 bytes
+            [event] = await collect(channel, 1)
+    assert event.headers == {} and len(event.body) == 60000
+
+
+async def test_full_channel_is_retried_not_dropped():
+    channel = memory_channel(capacity=5, transaction_capacity=5, keep_alive="0.05")
+    async with running_source("netcatudp", {"bind": "127.0.0.1", "port": "0"}, channel) as (source, _):
+        with sender() as sock:
+            for i in range(20):
+                sock.sendto(b"%d" % i, ("127.0.0.1", source.bound_ports[0]))
+        await wait_for(lambda: source.counters.channel_write_fail > 0, what="a refused batch")
+        received = []
+        while len(received) < 20:
+            received += await take_all(channel)
+            await asyncio.sleep(0.01)
+    assert sorted(int(e.body) for e in received) == list(range(20))

@@ -1,0 +1,217 @@
+"""The thrift source against the Apache Thrift Python library (a client written with its protocol
+API, field by field as Flume's generated ThriftSourceProtocol.Client does), and the agent's own
+thrift sink against the source."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import pytest
+import trustme
+from thrift.protocol.TBinaryProtocol import TBinaryProtocol
+from thrift.protocol.TCompactProtocol import TCompactProtocol
+from thrift.Thrift import TApplicationException, TMessageType, TType
+from thrift.transport.TSocket import TSocket
+from thrift.transport.TSSLSocket import TSSLSocket
+from thrift.transport.TTransport import TFramedTransport
+
+from kubeflume_agent.errors import EventDeliveryError
+from kubeflume_agent.event import Event
+from kubeflume_agent.runtime.status import Status
+from tests.integration.source_harness import collect, memory_channel, running_source, settings_for, take_all
+
+pytestmark = pytest.mark.timeout(60)
+
+OK, FAILED = 0, 1
+
+
+class ApacheFlumeClient:
+    """ThriftSourceProtocol.Client, spelled out with the Apache library's protocol calls."""
+
+    def __init__(self, port: int, protocol_class=TCompactProtocol, sock=None) -> None:
+        self.transport = TFramedTransport(sock or TSocket("127.0.0.1", port))
+        self.transport.open()
+        self.protocol = protocol_class(self.transport)
+        self.seqid = 0
+
+    def _write_event(self, event: Event) -> None:
+        p = self.protocol
+        p.writeStructBegin("ThriftFlumeEvent")
+        p.writeFieldBegin("headers", TType.MAP, 1)
+        p.writeMapBegin(TType.STRING, TType.STRING, len(event.headers))
+        for key, value in event.headers.items():
+            p.writeString(key)
+            p.writeString(value)
+        p.writeMapEnd()
+        p.writeFieldEnd()
+        p.writeFieldBegin("body", TType.STRING, 2)
+        p.writeBinary(event.body)
+        p.writeFieldEnd()
+        p.writeFieldStop()
+        p.writeStructEnd()
+
+    def call(self, method: str, events: list[Event]) -> int:
+        p = self.protocol
+        self.seqid += 1
+        p.writeMessageBegin(method, TMessageType.CALL, self.seqid)
+        p.writeStructBegin(f"{method}_args")
+        if method == "append":
+            p.writeFieldBegin("event", TType.STRUCT, 1)
+            self._write_event(events[0])
+        else:
+            p.writeFieldBegin("events", TType.LIST, 1)
+            p.writeListBegin(TType.STRUCT, len(events))
+            for event in events:
+                self._write_event(event)
+            p.writeListEnd()
+        p.writeFieldEnd()
+        p.writeFieldStop()
+        p.writeStructEnd()
+        p.writeMessageEnd()
+        self.transport.flush()
+        return self.read_status()
+
+    def read_status(self) -> int:
+        p = self.protocol
+        _, message_type, seqid = p.readMessageBegin()
+        if message_type == TMessageType.EXCEPTION:
+            error = TApplicationException()
+            error.read(p)
+            p.readMessageEnd()
+            raise error
+        assert seqid == self.seqid
+        p.readStructBegin()
+        _, field_type, field_id = p.readFieldBegin()
+        assert (field_type, field_id) == (TType.I32, 0)
+        status = p.readI32()
+        p.readFieldEnd()
+        assert p.readFieldBegin()[1] == TType.STOP
+        p.readStructEnd()
+        p.readMessageEnd()
+        return status
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+EVENTS = [Event(b"first", {"host": "web1", "k": "v"}), Event(b"", {}), Event("caf\u00e9".encode(), {"x": "\u00e9"})]
+
+
+@pytest.mark.parametrize(("protocol", "protocol_class"), [("compact", TCompactProtocol), ("binary", TBinaryProtocol)])
+async def test_apache_client_append_and_batch(protocol, protocol_class):
+    params = {"bind": "127.0.0.1", "port": "0", "protocol": protocol}
+    async with running_source("thrift", params) as (source, channel):
+        client = await asyncio.to_thread(ApacheFlumeClient, source.bound_ports[0], protocol_class)
+        assert await asyncio.to_thread(client.call, "append", EVENTS[:1]) == OK
+        assert await asyncio.to_thread(client.call, "appendBatch", EVENTS) == OK
+        client.close()
+        events = await collect(channel, 4)
+    assert events == EVENTS[:1] + EVENTS
+    assert source.counters.append_accepted == 1 and source.counters.append_batch_accepted == 1
+
+
+async def test_full_channel_answers_failed():
+    full = memory_channel(capacity=2, transaction_capacity=10, keep_alive="0.05")
+    async with running_source("thrift", {"bind": "127.0.0.1", "port": "0"}, full) as (source, channel):
+        client = await asyncio.to_thread(ApacheFlumeClient, source.bound_ports[0])
+        assert await asyncio.to_thread(client.call, "appendBatch", EVENTS) == FAILED
+        assert channel.size == 0
+        assert await asyncio.to_thread(client.call, "appendBatch", EVENTS[:2]) == OK
+        client.close()
+    assert source.counters.channel_write_fail == 1
+
+
+async def test_unknown_method_is_an_application_exception():
+    async with running_source("thrift", {"bind": "127.0.0.1", "port": "0"}) as (source, _):
+        client = await asyncio.to_thread(ApacheFlumeClient, source.bound_ports[0])
+        with pytest.raises(TApplicationException) as raised:
+            await asyncio.to_thread(client.call, "appendAll", EVENTS)
+        assert raised.value.type == TApplicationException.UNKNOWN_METHOD
+        assert await asyncio.to_thread(client.call, "append", EVENTS[:1]) == OK  # connection still usable
+        client.close()
+
+
+async def test_malformed_and_oversized_frames_close_only_that_connection():
+    params = {"bind": "127.0.0.1", "port": "0", "max-request-bytes": "1000"}
+    async with running_source("thrift", params) as (source, channel):
+        port = source.bound_ports[0]
+        good = await asyncio.to_thread(ApacheFlumeClient, port)
+        for bad in (struct.pack(">I", 5) + b"\xff\xff\xff\xff\xff",  # not a message
+                    struct.pack(">I", 2_000_000_000),  # claims 2 GB
+                    struct.pack(">I", 3) + b"\x82\x21\x05"):  # a message cut short by its frame
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(bad)
+            assert await reader.read() == b""
+            writer.close()
+        assert await asyncio.to_thread(good.call, "append", EVENTS[:1]) == OK
+        good.close()
+        assert len(await collect(channel, 1)) == 1
+    assert source.counters.event_read_fail == 3
+
+
+async def test_tls_with_apache_ssl_socket():
+    authority = trustme.CA()
+    certificate = authority.issue_cert("localhost")
+    with certificate.cert_chain_pems[0].tempfile() as cert, certificate.private_key_pem.tempfile() as key, \
+            authority.cert_pem.tempfile() as ca:
+        params = {"bind": "127.0.0.1", "port": "0", "ssl": "true", "ssl-certfile": cert, "ssl-keyfile": key}
+        async with running_source("thrift", params) as (source, channel):
+            def send() -> int:
+                sock = TSSLSocket("localhost", source.bound_ports[0], ca_certs=ca)
+                client = ApacheFlumeClient(0, sock=sock)
+                try:
+                    return client.call("appendBatch", EVENTS)
+                finally:
+                    client.close()
+
+            assert await asyncio.to_thread(send) == OK
+            assert await collect(channel, 3) == EVENTS
+
+
+@pytest.mark.parametrize("protocol", ["compact", "binary"])
+async def test_thrift_sink_to_source(protocol):
+    async with running_source("thrift", {"bind": "127.0.0.1", "port": "0", "protocol": protocol}) as (
+            source, received):
+        channel = memory_channel()
+        await channel.start()
+        tx = channel.transaction()
+        tx.put_all(EVENTS * 50)
+        await tx.commit()
+        sink_class, settings = settings_for("sink", "thrift", {
+            "hostname": "127.0.0.1", "port": str(source.bound_ports[0]), "protocol": protocol, "batch-size": "100"})
+        sink = sink_class("k1", settings, channel)
+        await sink.start()
+        assert await sink.process() == Status.READY
+        assert await sink.process() == Status.READY
+        assert channel.size == 0
+        await sink.stop()
+        assert await collect(received, 150) == EVENTS * 50
+
+
+async def test_thrift_sink_keeps_batch_when_source_refuses():
+    full = memory_channel(capacity=2, transaction_capacity=10, keep_alive="0.05")
+    async with running_source("thrift", {"bind": "127.0.0.1", "port": "0"}, full) as (source, _):
+        channel = memory_channel()
+        await channel.start()
+        tx = channel.transaction()
+        tx.put_all(EVENTS)
+        await tx.commit()
+        sink_class, settings = settings_for("sink", "thrift", {
+            "hostname": "127.0.0.1", "port": str(source.bound_ports[0]), "connection-reset-interval": "60"})
+        sink = sink_class("k1", settings, channel)
+        await sink.start()
+        with pytest.raises(EventDeliveryError, match="FAILED"):
+            await sink.process()
+        assert channel.size == 3
+        await sink.stop()
+        assert await take_all(full) == []
+        assert sink.client.hosts[0].reset_interval == 60
+
+
+def test_kerberos_is_refused_by_the_config_check():
+    source_class, settings = settings_for("source", "thrift", {"bind": "h", "port": "1", "kerberos": "true"})
+    assert source_class.validate_settings(settings) == [
+        ("kerberos", "Kerberos (SASL) transport is not supported; use ssl")]
+
+

@@ -1,0 +1,424 @@
+"""The file channel on real files: durability across restarts, replay, damage, reclaiming, backpressure."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kubeflume_agent.channels.file import FileChannel
+from kubeflume_agent.channels.file_log import HEAD_SIZE, list_log_files
+from kubeflume_agent.channels.pointer_queue import PointerQueue
+from kubeflume_agent.config.keys import resolve
+from kubeflume_agent.errors import ChannelError, ChannelFull
+from kubeflume_agent.event import Event
+
+
+def make_channel(tmp_path, **params) -> FileChannel:
+    values = {
+        "checkpointDir": str(tmp_path / "checkpoint"),
+        "dataDirs": f"{tmp_path / 'data1'},{tmp_path / 'data2'}",
+        "minimumRequiredSpace": "1048576",
+        "capacity": "100000",
+        "transactionCapacity": "1000",
+        **{key: str(value) for key, value in params.items()},
+    }
+    settings, problems = resolve(FileChannel.keys, values)
+    assert [p for p in problems if p.severity == "error"] == []
+    assert FileChannel.validate_settings(settings) == []
+    return FileChannel("c1", settings)
+
+
+def numbered(start: int, count: int, size: int = 50) -> list[Event]:
+    return [Event(f"{i:08d}".encode().ljust(size, b"."), {"n": str(i), "host": "h"})
+            for i in range(start, start + count)]
+
+
+def damage_newest_log(tmp_path, marker: bytes, replacement: bytes) -> None:
+    """Overwrite the first occurrence of `marker` in the newest data file, as disk rot would."""
+    path = Path(max(list_log_files([str(tmp_path / "data1"), str(tmp_path / "data2")]).items())[1])
+    data = path.read_bytes()
+    at = data.index(marker)
+    path.write_bytes(data[:at] + replacement + data[at + len(replacement):])
+
+
+async def put(channel: FileChannel, events: list[Event]) -> None:
+    tx = channel.transaction()
+    tx.put_all(events)
+    await tx.commit()
+
+
+async def take_all(channel: FileChannel) -> list[Event]:
+    taken = []
+    while True:
+        tx = channel.transaction()
+        events = tx.take(500)
+        await tx.commit()
+        if not events:
+            return taken
+        taken += events
+
+
+@pytest.fixture
+async def channels():
+    """Channels a test started; stopped at the end even when the test fails."""
+    started: list[FileChannel] = []
+    yield started
+    for channel in started:
+        if channel.counters.open:
+            await channel.stop()
+
+
+async def started(channels, tmp_path, **params) -> FileChannel:
+    channel = make_channel(tmp_path, **params)
+    await channel.start()
+    channels.append(channel)
+    return channel
+
+
+async def test_events_and_headers_round_trip_in_order(channels, tmp_path):
+    channel = await started(channels, tmp_path)
+    await put(channel, numbered(0, 300))
+    assert channel.size == 300
+    assert channel.counters.put_success == 300
+    taken = await take_all(channel)
+    assert taken == numbered(0, 300)
+    assert channel.size == 0
+    assert channel.counters.take_success == 300
+
+
+async def test_restart_keeps_committed_puts_and_forgets_committed_takes(channels, tmp_path):
+    channel = await started(channels, tmp_path)
+    await put(channel, numbered(0, 100))
+    tx = channel.transaction()
+    assert tx.take(30) == numbered(0, 30)
+    await tx.commit()
+    open_tx = channel.transaction()  # taken but never committed: must come back after restart
+    assert open_tx.take(10) == numbered(30, 10)
+    await channel.stop()
+
+    again = await started(channels, tmp_path, eventCacheBytes=0)  # every take now reads the disk
+    assert again.size == 70
+    assert await take_all(again) == numbered(30, 70)
+
+
+async def test_rollback_puts_takes_back_at_the_head(channels, tmp_path):
+    channel = await started(channels, tmp_path)
+    await put(channel, numbered(0, 20))
+    tx = channel.transaction()
+    tx.take(5)
+    tx.rollback()
+    assert channel.size == 20
+    assert await take_all(channel) == numbered(0, 20)
+
+
+async def test_put_rolled_back_is_not_stored(channels, tmp_path):
+    channel = await started(channels, tmp_path)
+    tx = channel.transaction()
+    tx.put_all(numbered(0, 5))
+    tx.rollback()
+    assert channel.size == 0
+    await channel.stop()
+    assert (await started(channels, tmp_path)).size == 0
+
+
+async def test_concurrent_commits_share_fsyncs(channels, tmp_path, monkeypatch):
+    channel = await started(channels, tmp_path)
+    syncs = []
+    real_fdatasync = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), real_fdatasync(fd))[1])
+
+    async def producer(first: int) -> None:
+        for batch in range(10):
+            await put(channel, numbered(first + batch * 10, 10))
+
+    await asyncio.gather(*(producer(p * 100) for p in range(20)))
+    assert channel.size == 2000
+    assert len(syncs) < 200  # 200 commits; group commit must have merged some
+    assert sorted(int(e.headers["n"]) for e in await take_all(channel)) == list(range(2000))
+
+
+async def test_full_replay_without_checkpoint_gives_the_same_queue(channels, tmp_path, caplog):
+    channel = await started(channels, tmp_path, maxFileSize=4096)  # many small data files
+    await put(channel, numbered(0, 200))
+    tx = channel.transaction()
+    tx.take(50)
+    await tx.commit()
+    await channel.stop()
+    os.remove(tmp_path / "checkpoint" / "checkpoint")
+
+    with caplog.at_level(logging.WARNING):
+        again = await started(channels, tmp_path)
+    assert again.last_replay.source == "full replay"
+    assert "forcing full replay" in caplog.text
+    assert await take_all(again) == numbered(50, 150)
+
+
+async def test_replay_after_kill_reads_log_written_after_the_checkpoint(channels, tmp_path):
+    channel = await started(channels, tmp_path, checkpointOnClose="false")
+    await put(channel, numbered(0, 40))  # after the start-up checkpoint: only in the log
+    tx = channel.transaction()
+    tx.take(15)
+    await tx.commit()
+    await channel.stop()  # no checkpoint on close: like a kill, only the log knows
+
+    again = await started(channels, tmp_path)
+    assert again.last_replay.source == "checkpoint"
+    assert again.last_replay.records > 0
+    assert await take_all(again) == numbered(15, 25)
+
+
+async def test_damaged_record_is_skipped_counted_and_the_rest_kept(channels, tmp_path, caplog):
+    channel = await started(channels, tmp_path, checkpointOnClose="false")
+    await put(channel, numbered(0, 10))
+    await put(channel, numbered(10, 10))
+    await channel.stop()
+    damage_newest_log(tmp_path, b"00000003", b"XXXX")  # the body of event 3
+
+    with caplog.at_level(logging.ERROR):
+        again = await started(channels, tmp_path)
+    assert again.last_replay.scan.corrupt_records == 1
+    assert again.counters.corrupt_records_skipped == again.last_replay.skipped >= 1
+    assert "skipped 1 damaged records" in caplog.text
+    remaining = [int(e.headers["n"]) for e in await take_all(again)]
+    assert remaining == [n for n in range(20) if n != 3]
+
+
+async def test_damaged_record_found_at_take_time_is_skipped(channels, tmp_path):
+    channel = await started(channels, tmp_path)
+    await put(channel, numbered(0, 10))
+    await channel.stop()  # checkpointed: replay reads no records, the take reads the disk
+    damage_newest_log(tmp_path, b"00000005", b"\xff")
+
+    again = await started(channels, tmp_path)
+    assert [int(e.headers["n"]) for e in await take_all(again)] == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+    assert again.counters.take_error == 1
+    assert again.counters.corrupt_records_skipped == 1
+
+
+async def test_torn_tail_from_a_crash_is_dropped_quietly(channels, tmp_path):
+    channel = await started(channels, tmp_path, checkpointOnClose="false")
+    await put(channel, numbered(0, 10))
+    await put(channel, numbered(10, 10))
+    await channel.stop()
+    path = max(list_log_files([str(tmp_path / "data1"), str(tmp_path / "data2")]).items())[1]
+    os.truncate(path, os.path.getsize(path) - HEAD_SIZE)  # the last commit record cut short
+
+    again = await started(channels, tmp_path)
+    assert again.last_replay.scan.corrupt_records == 0
+    assert again.last_replay.incomplete_transactions == 1
+    assert [int(e.headers["n"]) for e in await take_all(again)] == list(range(10))
+
+
+async def test_damaged_checkpoint_falls_back_to_backup_then_full_replay(channels, tmp_path, caplog):
+    backup = tmp_path / "backup"
+    channel = await started(channels, tmp_path, useDualCheckpoints="true", backupCheckpointDir=str(backup))
+    await put(channel, numbered(0, 30))
+    await channel.stop()
+    with open(tmp_path / "checkpoint" / "checkpoint", "r+b") as file:
+        file.seek(40)
+        file.write(b"\xff\xff\xff\xff")
+
+    with caplog.at_level(logging.WARNING):
+        again = await started(channels, tmp_path, useDualCheckpoints="true", backupCheckpointDir=str(backup))
+    assert again.last_replay.source == "backup checkpoint"
+    assert "checksum mismatch" in caplog.text
+    assert again.size == 30
+    await again.stop()
+
+    (tmp_path / "checkpoint" / "checkpoint").write_bytes(b"garbage")
+    (backup / "checkpoint").write_bytes(b"garbage")
+    third = await started(channels, tmp_path, useDualCheckpoints="true", backupCheckpointDir=str(backup))
+    assert third.last_replay.source == "full replay"
+    assert await take_all(third) == numbered(0, 30)
+
+
+async def test_fully_taken_data_files_are_reclaimed(channels, tmp_path):
+    channel = await started(channels, tmp_path, maxFileSize=2048)
+    for first in range(0, 400, 20):
+        await put(channel, numbered(first, 20))
+    dirs = [str(tmp_path / "data1"), str(tmp_path / "data2")]
+    before = list_log_files(dirs)
+    assert len(before) > 5
+    assert {os.path.dirname(p) for p in before.values()} == set(dirs)  # rotated over both dirs
+    await take_all(channel)
+    await channel.checkpoint()
+    after = list_log_files(dirs)
+    assert len(after) <= 2
+    assert max(after) >= max(before)  # the writer's current file stays
+    await put(channel, numbered(500, 3))
+    await channel.stop()
+    assert await take_all(await started(channels, tmp_path)) == numbered(500, 3)
+
+
+async def test_too_little_free_space_refuses_puts_but_lets_sinks_drain(channels, tmp_path):
+    channel = await started(channels, tmp_path)
+    await put(channel, numbered(0, 10))
+    channel._writer.minimum_free_space = 1 << 62  # as if the disk had filled up
+    with pytest.raises(ChannelFull, match="Usable space exhausted"):
+        await put(channel, numbered(10, 5))
+    assert channel.counters.put_error == 5
+    assert channel.size == 10
+    assert await take_all(channel) == numbered(0, 10)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 3 MiB tmpfs, so the disk really fills up (needs root, as in CI's container)."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)],
+                            capture_output=True)
+    if result.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+async def test_a_filling_disk_fails_puts_cleanly_and_keeps_what_is_stored(small_disk, channels):
+    channel = await started(channels, small_disk, dataDirs=str(small_disk / "data"), maxFileSize=512 * 1024)
+    stored = 0
+    with pytest.raises(ChannelFull, match="Usable space exhausted"):
+        while True:
+            await put(channel, numbered(stored, 100, size=1000))
+            stored += 100
+    assert stored > 500
+    assert channel.size == stored
+    await channel.stop()
+    again = await started(channels, small_disk, dataDirs=str(small_disk / "data"))
+    assert [int(e.headers["n"]) for e in await take_all(again)] == list(range(stored))
+
+
+async def test_a_write_that_hits_a_full_disk_is_cut_off_and_the_log_stays_sound(small_disk, channels):
+    channel = await started(channels, small_disk, dataDirs=str(small_disk / "data"))
+    # As if another process filled the disk between the free-space check and the write:
+    channel._writer._free_space = lambda: 1 << 62
+    (small_disk / "filler").write_bytes(b"f" * (2 * 1024 * 1024))
+    stored = 0
+    with pytest.raises(ChannelError, match="No space left"):
+        while True:
+            await put(channel, numbered(stored, 50, size=1000))
+            stored += 50
+    assert channel.size == stored
+    assert channel.counters.put_error == 50
+    (small_disk / "filler").unlink()
+    await put(channel, numbered(stored, 50, size=1000))  # room again: writing goes on
+    await channel.stop()
+    again = await started(channels, small_disk, dataDirs=str(small_disk / "data"))
+    assert again.last_replay.skipped == 0
+    assert [int(e.headers["n"]) for e in await take_all(again)] == list(range(stored + 50))
+
+
+async def test_commit_beyond_capacity_waits_then_fails(channels, tmp_path):
+    channel = await started(channels, tmp_path, capacity=50, transactionCapacity=50, **{"keep-alive": 0.2})
+    await put(channel, numbered(0, 40))
+    with pytest.raises(ChannelFull, match="capacity"):
+        await put(channel, numbered(40, 20))
+    assert channel.size == 40
+    assert channel.counters.put_error == 20
+
+    async def drain_soon():
+        await asyncio.sleep(0.05)
+        tx = channel.transaction()
+        tx.take(20)
+        await tx.commit()
+
+    channel.keep_alive = 10
+    await asyncio.gather(drain_soon(), put(channel, numbered(40, 20)))
+    assert channel.size == 40
+
+
+async def test_second_channel_on_the_same_directories_is_refused(channels, tmp_path):
+    await started(channels, tmp_path)
+    with pytest.raises(ChannelError, match="in use by another file channel"):
+        await make_channel(tmp_path).start()
+
+
+def test_settings_checks_and_storage_paths(tmp_path):
+    settings, _ = resolve(FileChannel.keys, {
+        "checkpointDir": "~/cp", "dataDirs": "/d1, /d2", "useDualCheckpoints": "true",
+        "capacity": "10", "transactionCapacity": "20", "minimumRequiredSpace": "5",
+    })
+    problems = dict(FileChannel.validate_settings(settings))
+    assert "backupCheckpointDir" in problems
+    assert "transactionCapacity" in problems
+    assert settings["minimumRequiredSpace"] == 1024 * 1024
+    assert FileChannel.storage_paths(settings) == [os.path.expanduser("~/cp"), "/d1", "/d2"]
+
+
+async def test_the_same_channel_object_restarts_as_on_a_config_reload(channels, tmp_path):
+    channel = await started(channels, tmp_path)
+    await put(channel, numbered(0, 10))
+    await channel.stop()
+    await channel.start()
+    assert await take_all(channel) == numbered(0, 10)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_random_operations_and_restarts_match_a_simple_queue(channels, tmp_path, seed):
+    """Random puts, takes, commits, rollbacks and restarts (with and without a checkpoint) against
+    a plain list as the model: committed events are kept in order, committed takes never return."""
+    rng = random.Random(seed)
+    channel = await started(channels, tmp_path, maxFileSize=8192, eventCacheBytes=2000)
+    model: list[int] = []
+    next_number = 0
+    for _ in range(150):
+        action = rng.random()
+        if action < 0.4:
+            count = rng.randint(1, 30)
+            await put(channel, numbered(next_number, count))
+            model += range(next_number, next_number + count)
+            next_number += count
+        elif action < 0.8:
+            tx = channel.transaction()
+            taken = [int(e.headers["n"]) for e in tx.take(rng.randint(1, 40))]
+            assert taken == model[:len(taken)]
+            if rng.random() < 0.7:
+                await tx.commit()
+                del model[:len(taken)]
+            else:
+                tx.rollback()
+        elif action < 0.9:
+            await channel.checkpoint()
+        else:
+            await channel.stop()
+            if rng.random() < 0.5:
+                os.remove(tmp_path / "checkpoint" / "checkpoint")
+            channel = await started(channels, tmp_path, maxFileSize=8192, eventCacheBytes=2000)
+        assert channel.size == len(model)
+    assert [int(e.headers["n"]) for e in await take_all(channel)] == model
+
+
+async def test_a_commit_cancelled_while_writing_does_not_stall_its_group(channels, tmp_path):
+    channel = await started(channels, tmp_path)
+    first, second = channel.transaction(), channel.transaction()
+    first.put_all(numbered(0, 5))
+    second.put_all(numbered(5, 5))
+    cancelled = asyncio.create_task(first.commit())
+    kept = asyncio.create_task(second.commit())
+    await asyncio.sleep(0)  # both queued for the same group
+    cancelled.cancel()
+    await asyncio.wait_for(kept, 10)
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    taken = [int(e.headers["n"]) for e in await take_all(channel)]
+    assert taken[-5:] == [5, 6, 7, 8, 9]
+    assert set(taken) <= set(range(10))  # the cancelled batch is durable or not, never half
+
+
+def test_pointer_queue_across_chunks():
+    queue = PointerQueue(range(20000))
+    assert len(queue) == 20000
+    head = queue.pop_front(10000)  # ends inside the second chunk
+    assert head == list(range(10000))
+    queue.push_front(head[-3:])
+    queue.extend(range(20000, 20005))
+    assert queue.snapshot().tolist() == [*range(9997, 20005)]
+    assert queue.pop_front(100000) == [*range(9997, 20005)]
+    assert len(queue) == 0
+    assert queue.pop_front(1) == []

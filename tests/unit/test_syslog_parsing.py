@@ -1,0 +1,204 @@
+"""Flume's two syslog parsers (SyslogUtils for syslogtcp/udp, SyslogParser for multiport) and the
+TCP framer, with expected values computed independently (fixed UTC offsets, explicit epochs)."""
+
+from __future__ import annotations
+
+import calendar
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kubeflume_agent.config.keys import InvalidValue
+from kubeflume_agent.event import Event
+from kubeflume_agent.protocols.syslog import (
+    MultiportSyslogParser,
+    SyslogFramer,
+    SyslogUtilsParser,
+    Truncated,
+    parse_keep_fields,
+    rfc3164_millis,
+)
+
+
+@pytest.fixture
+def berlin(monkeypatch):
+    """The agent's default time zone matters to Flume's parsing: pin one with a known offset."""
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def utc_ms(*fields: int, millis: int = 0) -> str:
+    return str(calendar.timegm((*fields, 0, 0, 0)) * 1000 + millis)
+
+
+def parse(line: bytes, keep: str = "none") -> Event:
+    return SyslogUtilsParser(parse_keep_fields(keep)).parse(line)
+
+
+class TestSyslogUtilsTimestamps:
+    def test_fraction_is_milliseconds_and_hides_the_zone(self, berlin):
+        event = parse(b"<165>1 2003-08-24T05:14:15.52-07:00 host app - - m")
+        # Read as Berlin local time (CEST, UTC+2), offset -07:00 ignored; ".52" is 52 ms.
+        assert event.headers["timestamp"] == utc_ms(2003, 8, 24, 3, 14, 15, millis=52)
+
+    def test_fraction_beyond_milliseconds_is_truncated(self, berlin):
+        event = parse(b"<165>1 2003-01-24T05:14:15.123456Z host app - - m")
+        assert event.headers["timestamp"] == utc_ms(2003, 1, 24, 4, 14, 15, millis=123)  # CET, UTC+1
+
+    def test_zone_is_honoured_without_fraction(self, berlin):
+        event = parse(b"<165>1 2003-08-24T05:14:15-07:00 h a")
+        assert event.headers["timestamp"] == utc_ms(2003, 8, 24, 12, 14, 15)
+        assert parse(b"<165>1 2003-08-24T05:14:15Z h a").headers["timestamp"] == utc_ms(2003, 8, 24, 5, 14, 15)
+
+    def test_no_zone_is_local_time(self, berlin):
+        assert parse(b"<165>1 2003-08-24T05:14:15 h a").headers["timestamp"] == utc_ms(2003, 8, 24, 3, 14, 15)
+
+    def test_rfc3164_takes_the_current_year_and_rolls_at_the_edges(self):
+        now = calendar.timegm((2026, 11, 24, 12, 0, 0, 0, 0, 0))
+        assert rfc3164_millis(b"Nov 22 05:40:03", utc=True, now=now) == utc_ms(2026, 11, 22, 5, 40, 3)
+        assert rfc3164_millis(b"Dec 31 23:00:00", utc=True, now=now) == utc_ms(2025, 12, 31, 23, 0, 0)
+        early = calendar.timegm((2026, 1, 2, 0, 0, 0, 0, 0, 0))
+        assert rfc3164_millis(b"Dec 30 23:00:00", utc=True, now=early) == utc_ms(2025, 12, 30, 23, 0, 0)
+        late = calendar.timegm((2026, 12, 31, 12, 0, 0, 0, 0, 0))
+        assert rfc3164_millis(b"Jan  1 00:10:00", utc=True, now=late) == utc_ms(2027, 1, 1, 0, 10, 0)
+        assert rfc3164_millis(b"Feb 30 00:00:00", utc=True, now=now) is None
+
+
+class TestSyslogUtilsHeadersAndBody:
+    def test_rfc3164(self):
+        event = parse(b"<13>Nov  2 05:40:03 web1 app[4242]: hello")
+        assert event.body == b"app[4242]: hello"
+        assert {k: v for k, v in event.headers.items() if k != "timestamp"} == {
+            "Facility": "1", "Severity": "5", "priority": "13", "host": "web1"}
+
+    def test_rfc5424_with_nil_values(self):
+        event = parse(b"<191>1 - - app - - msg")
+        assert event.headers == {"Facility": "23", "Severity": "7", "priority": "191", "version": "1"}
+        assert event.body == b"app - - msg"
+
+    @pytest.mark.parametrize("line", [b"plain text", b"<abc>x", b"<>x", b"<1234>x", b"13>x"])
+    def test_bad_priority_is_invalid_with_the_raw_line(self, line):
+        assert parse(line) == Event(line, {"Facility": "0", "Severity": "0", "flume.syslog.status": "Invalid"})
+
+    def test_valid_priority_without_a_format_keeps_the_raw_line(self):
+        assert parse(b"<30>whatever") == Event(b"<30>whatever", {"Facility": "3", "Severity": "6"})
+
+    def test_empty_message_gives_the_raw_line(self):
+        line = b"<13>Nov 22 05:40:03 web1 "
+        assert parse(line).body == line
+
+    def test_truncated_frame_is_incomplete_but_parsed(self):
+        event = SyslogUtilsParser().parse(Truncated(b"<13>Nov 22 05:40:03 web1 app: cut her"))
+        assert event.headers["flume.syslog.status"] == "Incomplete"
+        assert event.headers["host"] == "web1" and event.body == b"app: cut her"
+
+    def test_no_stale_priority_after_a_good_event(self):
+        parser = SyslogUtilsParser()
+        parser.parse(b"<1>1 2003-08-24T05:14:15Z h a")
+        assert "priority" not in parser.parse(b"garbage").headers  # Flume leaks "1" here
+
+    @pytest.mark.parametrize(("keep", "body"), [
+        ("true", b"<13>1 2003-08-24T05:14:15Z web1 app msg"),
+        ("false", b"app msg"),
+        ("timestamp", b"2003-08-24T05:14:15Z app msg"),
+        ("priority version timestamp hostname", b"<13>1 2003-08-24T05:14:15Z web1 app msg"),
+    ])
+    def test_keep_fields(self, keep, body):
+        assert parse(b"<13>1 2003-08-24T05:14:15Z web1 app msg", keep).body == body
+
+    def test_keep_fields_rejects_unknown_names(self):
+        with pytest.raises(InvalidValue, match="colour"):
+            parse_keep_fields("hostname colour")
+
+
+class TestMultiportParser:
+    parser = MultiportSyslogParser()
+
+    def test_rfc5424_zone_and_fraction_are_honoured(self):
+        event = self.parser.parse(b"<14>1 2003-10-11T22:14:15.5+02:00 web1 app - - hi", "utf-8")
+        assert event.headers == {"Priority": "14", "Facility": "1", "Severity": "6", "Version": "1",
+                                 "timestamp": utc_ms(2003, 10, 11, 20, 14, 15, millis=500), "host": "web1"}
+        assert event.body == b"app - - hi"
+
+    def test_rfc3164_is_utc(self):
+        event = self.parser.parse(b"<14>Nov  2 05:40:03 web1 app: hi", "utf-8")
+        assert event.headers["host"] == "web1" and event.body == b"app: hi"
+        assert "Version" not in event.headers
+        stamp = int(event.headers["timestamp"]) // 1000
+        assert time.gmtime(stamp)[1:6] == (11, 2, 5, 40, 3)
+
+    def test_nil_timestamp_is_now(self):
+        before = int(time.time() * 1000)
+        event = self.parser.parse(b"<14>1 - web1 app - - hi", "utf-8")
+        assert before <= int(event.headers["timestamp"]) <= int(time.time() * 1000)
+
+    @pytest.mark.parametrize("line", [b"no bracket", b"<1234567>x", b"<14>", b"<14>1 2003-10-11 nohost",
+                                      b"<14>1 2003-10-11T22:14:15+0200 h m", b"<x>1 - h m"])
+    def test_parse_errors_are_invalid_with_the_whole_line(self, line):
+        assert self.parser.parse(line, "utf-8") == Event(line, {"flume.syslog.status": "Invalid"})
+
+    def test_message_without_body_keeps_the_whole_line(self):
+        line = b"<14>1 - web1 "
+        assert self.parser.parse(line, "utf-8").body == line
+
+    def test_charset_round_trip_and_decode_failure(self):
+        line = "<14>Nov  2 05:40:03 h caf\u00e9".encode("latin-1")
+        assert self.parser.parse(line, "iso8859-1").body == "caf\u00e9".encode("latin-1")
+        with pytest.raises(UnicodeDecodeError):
+            self.parser.parse(line, "utf-8")
+
+
+class TestFramer:
+    def test_lf_lines_and_blank_lines(self):
+        framer = SyslogFramer(100)
+        assert framer.feed(b"<1>a\n\n<2>b\n<3>c") == [b"<1>a", b"<2>b"]
+        assert framer.feed(b"\n") == [b"<3>c"]
+
+    def test_octet_counting_with_embedded_newlines(self):
+        framer = SyslogFramer(100)
+        assert framer.feed(b"7 <1>a\nb\n9 <2>hello\n") == [b"<1>a\nb", b"<2>hello"]
+
+    def test_digit_lines_that_are_not_octet_counts_stay_lines(self):
+        assert SyslogFramer(100).feed(b"123abc\n12345678901 x\n") == [b"123abc", b"12345678901 x"]
+
+    def test_long_line_is_cut_and_the_rest_follows(self):
+        frames = SyslogFramer(10).feed(b"0123456789abcdef\n")
+        assert frames == [b"0123456789", b"abcdef"]
+        assert type(frames[0]) is Truncated and type(frames[1]) is bytes
+
+    def test_long_octet_frame_is_cut_and_its_rest_skipped_across_reads(self):
+        framer = SyslogFramer(10)
+        assert framer.feed(b"20 0123456789") == [b"0123456789"]
+        assert framer.feed(b"abcde") == []
+        assert framer.feed(b"fghij5 <1>x\n") == [b"<1>x"]
+
+    def test_pending_data_never_exceeds_the_event_size(self):
+        framer = SyslogFramer(50)
+        for _ in range(100):
+            framer.feed(b"x" * 37)
+            assert framer.pending < 50
+
+    def test_flush_returns_a_last_line_without_lf(self):
+        framer = SyslogFramer(100)
+        framer.feed(b"<1>last")
+        assert framer.flush() == [b"<1>last"]
+        assert framer.flush() == []
+
+    @given(st.lists(st.builds(bytes.__add__, st.sampled_from([b"<", b"a"]),
+                              st.binary(max_size=40).map(lambda b: b.replace(b"\n", b" "))),
+                    min_size=1, max_size=20),
+           st.lists(st.booleans(), min_size=20, max_size=20), st.data())
+    def test_any_split_of_the_stream_gives_the_same_frames(self, messages, counted, data):
+        stream = b"".join((b"%d %s" % (len(m), m)) if use_count else m + b"\n"
+                          for m, use_count in zip(messages, counted, strict=False))
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+        framer = SyslogFramer(1000)
+        frames = []
+        for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+            frames += framer.feed(stream[start:end])
+        assert frames == messages
