@@ -2,6 +2,7 @@
 
     python3 docs/gen_reference.py           rewrite every generated page
     python3 docs/gen_reference.py --check   exit 1 and name the pages that are out of date
+    --output DIR                            write (or check) the pages under DIR instead of docs/
 
 docs/reference/<kind>.md comes from each CRD's OpenAPI schema in crds/; docs/components.md from
 the component registry (kubeflume_agent.runtime.registry) and each component class's `keys`.
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from kubeflume_agent.runtime import registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +69,7 @@ def crd_page(crd: Mapping[str, Any], source: str) -> str:
             continue
         lines += ["", f"## {section}", "", first_paragraph(part.get("description", "")), ""]
         lines += ["| Field | Type | Required | Default | Description |", "|---|---|---|---|---|"]
-        lines += [field_row(f) for f in fields(part, section, required=False)]
+        lines += [field_row(f) for f in children(part, section)]
     return "\n".join(tidy(lines)) + "\n"
 
 
@@ -86,7 +88,7 @@ def fields(schema: Mapping[str, Any], path: str, required: bool) -> Iterator[Fie
 
 
 def children(schema: Mapping[str, Any], path: str) -> Iterator[Field]:
-    """The fields of a list item, without a row for the item itself (the list's row covers it)."""
+    """The fields below an object, without a row for the object itself (its heading or list row covers it)."""
     needed = set(schema.get("required", ()))
     for name, child in schema.get("properties", {}).items():
         yield from fields(child, f"{path}.{name}", name in needed)
@@ -205,7 +207,8 @@ def component_section(component: type) -> list[str]:
 
 def parser_name(parse: Any) -> str:
     name = getattr(parse, "__name__", type(parse).__name__)
-    return PARSER_NAMES.get(name, name.replace("_", " "))
+    readable = name if " " in name else name.replace("_", " ")
+    return PARSER_NAMES.get(name, readable)
 
 
 def flume_value(value: Any) -> str:
@@ -247,35 +250,38 @@ def tidy(lines: list[str]) -> list[str]:
     return out
 
 
-def generated_pages() -> dict[Path, str]:
-    """Every generated page: path -> content."""
+def generated_pages() -> dict[str, str]:
+    """Every generated page: path below docs/ -> content."""
     pages = {}
     for path in sorted(CRDS.glob("*.yaml")):
         for crd in yaml.safe_load_all(path.read_text()):
             if crd and crd.get("kind") == "CustomResourceDefinition":
                 kind = crd["spec"]["names"]["kind"].lower()
-                pages[DOCS / "reference" / f"{kind}.md"] = crd_page(crd, path.relative_to(REPO).as_posix())
-    pages[DOCS / "components.md"] = components_page()
+                pages[f"reference/{kind}.md"] = crd_page(crd, path.relative_to(REPO).as_posix())
+    pages["components.md"] = components_page()
     return pages
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report pages that are out of date")
+    parser.add_argument("--output", type=Path, default=DOCS, help="directory of the pages (default docs/)")
     args = parser.parse_args(argv)
     stale = []
-    for path, content in generated_pages().items():
+    for name, content in generated_pages().items():
+        path = args.output / name
         if path.exists() and path.read_text() == content:
             continue
-        stale.append(path.relative_to(REPO).as_posix())
+        stale.append(name)
         if not args.check:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content)
     if args.check and stale:
-        print("out of date (run python3 docs/gen_reference.py): " + ", ".join(stale), file=sys.stderr)
+        print(f"out of date in {args.output} (run python3 docs/gen_reference.py): {', '.join(stale)}",
+              file=sys.stderr)
         return 1
     for name in stale:
-        print(f"wrote {name}")
+        print(f"wrote {args.output / name}")
     return 0
 
 

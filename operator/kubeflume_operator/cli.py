@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from kubeflume_agent.cli import (
     DEFAULT_METRICS_PORT,
     report_problems,
@@ -34,42 +35,68 @@ class UsageError(Exception):
     """A file the command cannot use; the message says why."""
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
+def read_manifests(path: Path) -> list[dict[str, Any]]:
+    """Every document of a YAML file; each must be a manifest with a `kind`."""
     try:
         documents = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
     except (OSError, yaml.YAMLError) as error:
         raise UsageError(f"{path}: {error}") from error
-    if len(documents) != 1 or not isinstance(documents[0], dict) or "kind" not in documents[0]:
-        raise UsageError(f"{path}: expected one FlumeAgent or ShellJob manifest")
+    if not documents or not all(isinstance(doc, dict) and "kind" in doc for doc in documents):
+        raise UsageError(f"{path}: expected FlumeAgent or ShellJob manifests")
+    return documents
+
+
+def choose_manifest(path: Path, name: str | None) -> dict[str, Any]:
+    """The one manifest of the file, or the one named `name` (metadata.name) among several."""
+    documents = read_manifests(path)
+    if name is not None:
+        documents = [doc for doc in documents if doc.get("metadata", {}).get("name") == name]
+        if not documents:
+            raise UsageError(f"{path}: no manifest named {name!r}")
+    if len(documents) > 1:
+        names = ", ".join(str(doc.get("metadata", {}).get("name")) for doc in documents)
+        raise UsageError(f"{path} holds several manifests ({names}); choose one with --name")
     return documents[0]
 
 
-def load_agent_config(path: Path, agent_name: str | None = None) -> AgentConfig:
-    """A FlumeAgent manifest (.yaml/.yml) or a flume.conf, by content."""
-    text = path.read_text()
-    if path.suffix in (".yaml", ".yml") or text.lstrip().startswith(("apiVersion", "kind")):
-        manifest = read_manifest(path)
-        if manifest.get("kind") != "FlumeAgent":
-            raise UsageError(f"{path}: kind {manifest.get('kind')!r} is not an agent")
-        return parse_manifest(manifest)
+def agent_config_of(manifest: dict[str, Any], path: Path) -> AgentConfig:
+    if manifest.get("kind") != "FlumeAgent":
+        raise UsageError(f"{path}: kind {manifest.get('kind')!r} is not an agent")
+    return parse_manifest(manifest)
+
+
+def load_agent_configs(path: Path, agent_name: str | None = None) -> list[tuple[str, AgentConfig]]:
+    """(what, config) for each agent in a flume.conf or in the FlumeAgent manifests of a YAML file."""
     try:
-        return parse_properties(text, agent_name)
+        text = path.read_text()
+    except OSError as error:
+        raise UsageError(f"{path}: {error}") from error
+    if path.suffix in (".yaml", ".yml") or text.lstrip().startswith(("apiVersion", "kind")):
+        return [(f"FlumeAgent {doc.get('metadata', {}).get('name')}", agent_config_of(doc, path))
+                for doc in read_manifests(path) if doc.get("kind") == "FlumeAgent"]
+    try:
+        config = parse_properties(text, agent_name)
     except ConfigParseError as error:
         raise UsageError(f"{path}: {error}") from error
+    return [(f"agent {config.name}", config)]
 
 
 def run_command(args: argparse.Namespace) -> int:
-    manifest = read_manifest(args.file)
+    manifest = choose_manifest(args.file, args.name)
     if manifest.get("kind") == "ShellJob":
         return run_shelljob(manifest, args.workdir)
-    config = load_agent_config(args.file)
+    config = agent_config_of(manifest, args.file)
     if report_problems(config.validate()):
         return 1
     metrics = spec_of(manifest).get("metrics") or {}
     port = args.metrics_port if args.metrics_port is not None else int(metrics.get("port", DEFAULT_METRICS_PORT))
     agent = Agent(config, metrics_host=args.metrics_bind, metrics_port=port)
+
+    def reload() -> AgentConfig:
+        return agent_config_of(choose_manifest(args.file, args.name), args.file)
+
     return run_event_loop(lambda: serve(
-        agent, watch=lambda: watch_config(args.file, lambda: load_agent_config(args.file), agent, args.reload_interval)
+        agent, watch=lambda: watch_config(args.file, reload, agent, args.reload_interval)
     ))
 
 
@@ -82,11 +109,15 @@ def run_shelljob(manifest: dict[str, Any], workdir: Path | None) -> int:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    config = load_agent_config(args.file, args.name)
-    problems = config.validate()
-    failed = report_problems(problems, out=sys.stdout)
-    errors = sum(p.is_error for p in problems)
-    print(f"{args.file}: agent {config.name}: {errors} errors, {len(problems) - errors} warnings")
+    agents = load_agent_configs(args.file, args.name)
+    if not agents:
+        raise UsageError(f"{args.file}: no FlumeAgent in this file")
+    failed = False
+    for what, config in agents:
+        problems = config.validate()
+        failed |= report_problems(problems, out=sys.stdout)
+        errors = sum(p.is_error for p in problems)
+        print(f"{args.file}: {what}: {errors} errors, {len(problems) - errors} warnings")
     return 1 if failed else 0
 
 
@@ -102,6 +133,7 @@ def arguments() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a FlumeAgent or ShellJob manifest on this machine")
     run.add_argument("file", type=Path)
+    run.add_argument("--name", help="the manifest to run (metadata.name) when the file holds several")
     run.add_argument("--metrics-port", type=int, help="default: spec.metrics.port, else 41414")
     run.add_argument("--metrics-bind", default="127.0.0.1")
     run.add_argument("--reload-interval", type=float, default=2.0, help="seconds between checks of the file")

@@ -81,8 +81,9 @@ def read(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
 def apply(obj: Mapping[str, Any]) -> str:
     """Make the cluster hold `obj` (created, updated or unchanged, returned as such)."""
     kind, metadata = obj["kind"], obj["metadata"]
+    applied_hash = desired_hash(obj)
     annotated = {**obj, "metadata": {**metadata, "annotations": {
-        **metadata.get("annotations", {}), APPLIED_HASH_ANNOTATION: desired_hash(obj)}}}
+        **metadata.get("annotations", {}), APPLIED_HASH_ANNOTATION: applied_hash}}}
     current = read(kind, metadata["namespace"], metadata["name"])
     if current is None:
         kinds()[kind].create(metadata["namespace"], annotated)
@@ -92,7 +93,7 @@ def apply(obj: Mapping[str, Any]) -> str:
         raise NotOwned(f"{kind} {metadata['namespace']}/{metadata['name']} already exists and is not ours; "
                        "rename or delete it")
     current_annotations = current["metadata"].get("annotations") or {}
-    if current_annotations.get(APPLIED_HASH_ANNOTATION) == annotated["metadata"]["annotations"][APPLIED_HASH_ANNOTATION]:
+    if current_annotations.get(APPLIED_HASH_ANNOTATION) == applied_hash:
         return UNCHANGED
     kinds()[kind].patch(metadata["name"], metadata["namespace"], update_patch(current, annotated),
                         _content_type=JSON_PATCH)

@@ -6,14 +6,17 @@ a kubeconfig, exactly as it would reach a real API server. Tests therefore see t
 requests and the objects they leave behind.
 
 What kmock does not emulate, and what the helpers here do about it:
-- no `uid`, `resourceVersion`, `generation` or `creationTimestamp` on created objects:
-  `create()` fills them in and `update_spec()` bumps `generation` like the API server would;
+- no `uid`, `generation` or `creationTimestamp` on created objects: `create()` fills them in
+  and `update_spec()` bumps `generation` like the API server would;
 - no label or field selectors, no server-side apply, no PUT: the operator must (and does) use
   PATCH and filter what it watches by labels itself;
 - no status subresource separation, no schema validation or pruning: CRD schemas are checked
   separately (tests/unit/test_crds_and_examples.py);
 - no controllers, no pods, no garbage collector: tests create pod objects and set workload
-  status themselves, and check ownerReferences where the garbage collector would act.
+  status themselves, and check ownerReferences where the garbage collector would act;
+- no `metadata.generateName`, no new resourceVersion per write, HTTP 500 for a failed JSON-patch
+  test: `KubernetesApiEmulator` adds what kopf needs; use it with
+  `pytestmark = pytest.mark.kmock(cls=KubernetesApiEmulator)`.
 
 Objects must carry `metadata.namespace` in their body: kmock filters namespaced watch events by it.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import itertools
 import os
 import socket
 import sys
@@ -34,6 +38,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import aiohttp.web
+import jsonpatch
 import kmock as kmock_lib
 import yaml
 
@@ -42,6 +48,36 @@ CRD_DIR = REPO / "crds"
 DEFAULT_TIMEOUT = 60.0
 
 T = TypeVar("T")
+
+
+class KubernetesApiEmulator(kmock_lib.KubernetesEmulator):
+    """kmock's emulator plus three things the API server does and kopf relies on.
+
+    - `metadata.generateName` (kopf names its Events that way);
+    - a new `metadata.resourceVersion` on every write, so kopf recognises its own changes
+      coming back through the watch instead of handling stale copies again;
+    - a failed JSON-patch `test` (kopf's optimistic concurrency) is HTTP 422, not 500.
+    """
+
+    _versions = itertools.count(2)
+
+    async def _handle(self, request: kmock_lib.Request) -> aiohttp.web.StreamResponse:
+        version = str(next(self._versions))
+        if request.action == kmock_lib.action.CREATE and isinstance(request.data, dict):
+            metadata = request.data.setdefault("metadata", {})
+            if not metadata.get("name") and metadata.get("generateName"):
+                metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:8]
+            metadata.setdefault("resourceVersion", version)
+        elif request.action == kmock_lib.action.UPDATE and isinstance(request.data, dict):
+            request.data.setdefault("metadata", {})["resourceVersion"] = version
+        elif request.action == kmock_lib.action.UPDATE and isinstance(request.data, list):
+            request.data.append({"op": "add", "path": "/metadata/resourceVersion", "value": version})
+        return await super()._handle(request)
+
+    async def _render_error(self, exc: Exception) -> aiohttp.web.StreamResponse:
+        if isinstance(exc, jsonpatch.JsonPatchTestFailed):
+            exc = kmock_lib.KubernetesError(status=422, reason="Invalid", message=f"the object has changed: {exc}")
+        return await super()._render_error(exc)
 
 
 def free_port() -> int:
@@ -159,22 +195,20 @@ async def running_operator(
     kmock: kmock_lib.KubernetesEmulator,
     tmp_path: Path,
     *,
-    namespaces: Iterable[str] = ("default",),
     watched: Iterable[str] = (),
     env: Mapping[str, str] | None = None,
-    args: Iterable[str] = (),
+    args: Iterable[str] = ("--all-namespaces",),
 ) -> AsyncIterator[OperatorProcess]:
     """Start `python -m kubeflume_operator.main` against kmock; stop it on exit.
 
+    Cluster-wide by default: in namespaced mode kopf lists /api/v1/namespaces, a path kmock 0.8
+    fails to parse (HTTP 500), so `--namespace` cannot be exercised against it.
     Waits until the liveness endpoint answers and the operator watches every resource in
     `watched` ("group/version/plural"), so that what the test creates next is seen as a change.
     """
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url))
     liveness_url = f"http://127.0.0.1:{free_port()}/healthz"
-    command = [sys.executable, "-m", "kubeflume_operator.main", "--verbose", "--liveness", liveness_url]
-    for namespace in namespaces:
-        command += ["--namespace", namespace]
-    command += list(args)
+    command = [sys.executable, "-m", "kubeflume_operator.main", "--verbose", "--liveness", liveness_url, *args]
     log_path = tmp_path / f"operator-{uuid.uuid4().hex[:8]}.log"
     with log_path.open("wb") as log_file:
         process = await asyncio.create_subprocess_exec(
@@ -208,7 +242,7 @@ async def _wait_until_live(operator: OperatorProcess, timeout: float = DEFAULT_T
 def stored(kmock: kmock_lib.KubernetesEmulator, resource: str, namespace: str | None,
            name: str) -> dict[str, Any] | None:
     """The object as the emulator holds it now (a deep copy), or None if absent or deleted."""
-    key = (resource, namespace, name)
+    key = (kmock_lib.resource(resource), namespace, name)
     if key not in kmock.objects or kmock.objects[key].deleted:
         return None
     return copy.deepcopy(kmock.objects[key].raw)
@@ -219,7 +253,6 @@ def _with_server_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     body = copy.deepcopy(dict(body))
     metadata = body.setdefault("metadata", {})
     metadata.setdefault("uid", str(uuid.uuid4()))
-    metadata.setdefault("resourceVersion", "1")
     metadata.setdefault("generation", 1)
     metadata.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     return body
@@ -266,7 +299,7 @@ def events_about(kmock: kmock_lib.KubernetesEmulator, namespace: str, kind: str,
     """Events posted for one object (kopf posts core/v1 Events)."""
     events = []
     for (resource, event_namespace, _), obj in kmock.objects.items():
-        if resource.plural != "events" or event_namespace != namespace or obj.deleted:
+        if resource != kmock_lib.resource("v1/events") or event_namespace != namespace or obj.deleted:
             continue
         event = obj.raw
         involved = event.get("involvedObject", {})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -18,12 +20,13 @@ HelmRun = Callable[..., dict[str, Any]]
 
 KUBERNETES_VERSIONS = ("1.25.0", kubernetes_validate.latest_version())
 # Kinds from other projects' CRDs, which kubernetes-validate has no schema for.
-FOREIGN_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+FOREIGN_KINDS = {("monitoring.coreos.com/v1", "PodMonitor")}
+RENDERED: dict[str, list[dict[str, Any]]] = {}  # values as JSON -> objects; Helm runs once per values
 SCENARIOS = {
     "defaults": {},
     "namespaced-with-peering": {"watchNamespaces": ["team-a", "team-b"], "peering": {"enabled": True}},
     "cluster-wide-with-peering": {"peering": {"enabled": True}},
-    "service-monitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+    "pod-monitor": {"podMonitor": {"enabled": True, "labels": {"release": "prom"}}},
     "bring-your-own-account": {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "ops"}},
     "scheduling": {
         "nodeSelector": {"kubernetes.io/os": "linux"},
@@ -36,13 +39,15 @@ SCENARIOS = {
 
 
 def render(helm: HelmRun, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    answer = helm(values=values)
-    assert answer["render_error"] is None, answer["render_error"]
-    objects = []
-    for path, text in sorted(answer["manifests"].items()):
-        if not path.endswith(".txt"):
-            objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
-    return objects
+    """The chart's objects for `values`, which must also pass `helm lint --strict`."""
+    key = json.dumps(values or {}, sort_keys=True)
+    if key not in RENDERED:
+        answer = helm(values=values)
+        assert answer["render_error"] is None, answer["render_error"]
+        assert not answer["lint"]["failed"], answer["lint"]["errors"]
+        RENDERED[key] = [doc for path, text in sorted(answer["manifests"].items()) if not path.endswith(".txt")
+                         for doc in yaml.safe_load_all(text) if doc]
+    return copy.deepcopy(RENDERED[key])
 
 
 def only(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -85,12 +90,15 @@ def test_rendered_objects_match_the_kubernetes_schemas(helm: HelmRun, scenario: 
             kubernetes_validate.validate(obj, version, strict=True)
 
 
-def test_service_monitor_scrapes_the_agents_prometheus_endpoint(helm: HelmRun) -> None:
-    monitor = only(render(helm, SCENARIOS["service-monitor"]), "ServiceMonitor")
+def test_pod_monitor_scrapes_the_agent_pods(helm: HelmRun) -> None:
+    from kubeflume_operator.flumeagent import resources
+
+    monitor = only(render(helm, SCENARIOS["pod-monitor"]), "PodMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prom"
     assert monitor["spec"]["namespaceSelector"] == {"any": True}
-    assert [e["path"] for e in monitor["spec"]["endpoints"]] == ["/prometheus"]
-    assert all(o["kind"] != "ServiceMonitor" for o in render(helm))
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= resources.labels("any-agent").items()
+    assert [(e["port"], e["path"]) for e in monitor["spec"]["podMetricsEndpoints"]] == [("metrics", "/prometheus")]
+    assert all(o["kind"] != "PodMonitor" for o in render(helm))
 
 
 def test_operator_deployment_runs_one_replica_with_a_liveness_probe(helm: HelmRun) -> None:
@@ -106,10 +114,13 @@ def test_operator_deployment_runs_one_replica_with_a_liveness_probe(helm: HelmRu
     assert port["containerPort"] == url.port
 
 
-def test_operator_gets_the_default_agent_image(helm: HelmRun) -> None:
-    container = only_container(only(render(helm, {"agentImage": {"repository": "r/agent", "tag": "v9"}}),
-                                    "Deployment"))
-    assert {"name": "KUBEFLUME_AGENT_IMAGE", "value": "r/agent:v9"} in container["env"]
+def test_operator_gets_the_default_agent_image_and_status_interval(helm: HelmRun) -> None:
+    from kubeflume_operator.flumeagent import resources
+
+    values = {"agentImage": {"repository": "r/agent", "tag": "v9"}, "statusInterval": 30}
+    environ = {e["name"]: e["value"] for e in only_container(only(render(helm, values), "Deployment"))["env"]}
+    assert resources.default_image(environ) == "r/agent:v9"
+    assert environ["KUBEFLUME_STATUS_INTERVAL"] == "30"
 
 
 def test_operator_runs_as_non_root_on_a_read_only_root_filesystem(helm: HelmRun) -> None:
@@ -157,12 +168,18 @@ def test_rbac_grants_exactly_what_the_operator_uses(helm: HelmRun, scenario: str
     granted_cluster = grants(only(objects, "ClusterRole"))
     want_cluster, want_namespaced = required_rules(cluster_wide=cluster_wide, peering=peering)
     if cluster_wide:
-        assert granted_cluster == want_cluster | want_namespaced
+        assert_same_rules(granted_cluster, want_cluster | want_namespaced, "ClusterRole")
         assert not [o for o in objects if o["kind"] == "Role"]
     else:
-        assert granted_cluster == want_cluster
+        assert_same_rules(granted_cluster, want_cluster, "ClusterRole")
         for role in (o for o in objects if o["kind"] == "Role"):
-            assert grants(role) == want_namespaced, role["metadata"]["namespace"]
+            assert_same_rules(grants(role), want_namespaced, f"Role in {role['metadata']['namespace']}")
+
+
+def assert_same_rules(granted: set[tuple[str, str, str]], wanted: set[tuple[str, str, str]], where: str) -> None:
+    missing, extra = sorted(wanted - granted), sorted(granted - wanted)
+    assert not missing and not extra, f"{where}: the operator uses but is not granted {missing}; " \
+                                      f"granted but never used {extra}"
 
 
 def test_rbac_and_service_account_can_be_left_out(helm: HelmRun) -> None:

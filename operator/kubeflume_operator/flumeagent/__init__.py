@@ -1,0 +1,1 @@
+"""FlumeAgent: a Flume pipeline declared as a Kubernetes resource, run as agent pods."""

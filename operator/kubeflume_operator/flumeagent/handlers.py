@@ -1,0 +1,171 @@
+"""FlumeAgent reconciliation with kopf.
+
+On create, update and operator start (resume): parse the spec with the agent's own config
+model, validate it, and either report every problem (children untouched) or render and apply
+the children. A timer keeps the status current from in-memory indexes of the agent workloads
+and pods (no API calls) plus each ready pod's metrics endpoint. Deletion is the garbage
+collector's job: every child carries an owner reference to its FlumeAgent.
+
+Conditions and the phase are written as patch functions: kopf applies them to the freshest
+object with a resourceVersion check, so the reconciler and the timer never undo each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from kubeflume_agent.config.manifest import parse_manifest
+from kubeflume_agent.config.model import ConfigError
+from kubeflume_operator import GROUP, VERSION, conditions, kube
+from kubeflume_operator.flumeagent import resources
+from kubeflume_operator.flumeagent import status as agent_status
+
+FLUMEAGENTS = (GROUP, VERSION, "flumeagents")
+# How often the status is refreshed (seconds); the Helm chart may tune it.
+STATUS_INTERVAL = float(os.environ.get("KUBEFLUME_STATUS_INTERVAL", "15"))
+MANAGED = {resources.MANAGED_BY_LABEL: resources.MANAGED_BY, resources.INSTANCE_LABEL: kopf.PRESENT}
+WORKLOAD_PLURALS = {"Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}
+
+
+@kopf.on.startup()
+def configure_kubernetes_client(**_: Any) -> None:
+    """The handlers' API client: the kubeconfig if there is one, else the pod's service account."""
+    kubernetes.config.load_config()
+
+
+@kopf.index("pods", labels=MANAGED)
+def agent_pods(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict:
+    return {(namespace, labels[resources.INSTANCE_LABEL]): agent_status.PodView.of(body)}
+
+
+def index_rollout(namespace: str, labels: Mapping[str, str], body: kopf.Body, param: str, **_: Any) -> dict:
+    return {(namespace, labels[resources.INSTANCE_LABEL]): agent_status.Rollout.of(body, param)}
+
+
+for _kind, _plural in WORKLOAD_PLURALS.items():
+    kopf.index("apps", "v1", _plural, id=f"agent_{_plural}", param=_kind, labels=MANAGED)(index_rollout)
+
+
+@kopf.on.resume(*FLUMEAGENTS)
+@kopf.on.create(*FLUMEAGENTS)
+@kopf.on.update(*FLUMEAGENTS)
+def reconcile(body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, patch: kopf.Patch, **_: Any) -> None:
+    config = parse_manifest(body)
+    found = config.validate() + resources.spec_problems(spec, config)
+    errors = [problem for problem in found if problem.is_error]
+    generation = meta.get("generation")
+    if errors:
+        report_invalid(body, patch, errors, generation)
+        return
+    rendered = resources.render(body, config, image=resources.default_image())
+    try:
+        changes = apply_children(body, rendered)
+    except (kube.NotOwned, ApiException) as error:
+        message = error.body if isinstance(error, ApiException) else str(error)
+        kopf.warn(body, reason="ApplyFailed", message=str(message))
+        raise kopf.TemporaryError(f"cannot apply the agent's objects: {message}", delay=60) from error
+    workload = rendered.workload
+    patch.status.update(
+        configHash=rendered.config_hash,
+        observedGeneration=generation,
+        workload=f"{workload['kind']}/{workload['metadata']['name']}",
+        endpoints=resources.endpoints(body, rendered.ports),
+    )
+    warnings = [str(problem) for problem in found if not problem.is_error]
+    message = f"config {rendered.config_hash} is valid" + (f" ({'; '.join(warnings)})" if warnings else "")
+    patch.fns.append(functools.partial(record_verdict, valid=True, reason="Valid", message=message,
+                                       generation=generation))
+    if changes:
+        kopf.info(body, reason="Applied", message=f"config {rendered.config_hash}: {', '.join(changes)}")
+    for note in rendered.notes + warnings:
+        kopf.warn(body, reason="ConfigWarning", message=note)
+
+
+def report_invalid(body: kopf.Body, patch: kopf.Patch, errors: list[ConfigError], generation: int | None) -> None:
+    """Every problem in the condition and in one Warning Event; the running agents stay as they are."""
+    message = f"{len(errors)} problem(s): " + "; ".join(str(error) for error in errors)
+    patch.status["observedGeneration"] = generation
+    patch.fns.append(functools.partial(record_verdict, valid=False, reason="InvalidConfig", message=message,
+                                       generation=generation))
+    kopf.warn(body, reason="InvalidConfig", message=f"{message} (running agents left unchanged)")
+
+
+def apply_children(body: kopf.Body, rendered: resources.AgentResources) -> list[str]:
+    """Apply the rendered children and remove the ones this config no longer needs."""
+    changes = []
+    for child in rendered.children:
+        outcome = kube.apply(child)
+        if outcome != kube.UNCHANGED:
+            changes.append(f"{child['kind']} {child['metadata']['name']} {outcome}")
+    name, namespace, uid = body["metadata"]["name"], body["metadata"]["namespace"], body["metadata"]["uid"]
+    stale = [kind for kind in resources.WORKLOAD_KINDS if kind != rendered.workload["kind"]]
+    if rendered.service is None:
+        stale.append("Service")
+    changes += [f"{kind} {name} deleted" for kind in stale if kube.delete_owned(kind, namespace, name, uid)]
+    return changes
+
+
+def record_verdict(body: dict[str, Any], *, valid: bool, reason: str, message: str,
+                   generation: int | None) -> None:
+    """Patch function: the ConfigValid condition, and the phase it implies."""
+    status = body.setdefault("status", {})
+    status["conditions"] = conditions.set_condition(
+        status.get("conditions"), agent_status.CONFIG_VALID, valid, reason, message,
+        observed_generation=generation,
+    )
+    if not valid:
+        status["phase"] = agent_status.INVALID
+    elif status.get("phase") in (None, agent_status.INVALID):
+        status["phase"] = agent_status.PROGRESSING
+
+
+@kopf.timer(*FLUMEAGENTS, interval=STATUS_INTERVAL)
+async def refresh_status(
+    body: kopf.Body, name: str, namespace: str, spec: kopf.Spec, status: kopf.Status, patch: kopf.Patch,
+    agent_pods: kopf.Index, agent_deployments: kopf.Index, agent_statefulsets: kopf.Index,
+    agent_daemonsets: kopf.Index, **_: Any,
+) -> None:
+    key = (namespace, name)
+    workload_indexes = {"Deployment": agent_deployments, "StatefulSet": agent_statefulsets,
+                        "DaemonSet": agent_daemonsets}
+    kind = str(status.get("workload", "")).partition("/")[0]
+    rollout = next(iter(workload_indexes[kind].get(key, ())), None) if kind in workload_indexes else None
+    if rollout is None and kind and conditions.is_true(status.get("conditions"), agent_status.CONFIG_VALID):
+        await asyncio.to_thread(restore_children, body)
+    counters, unreachable = await agent_status.scrape_pods(agent_pods.get(key, ()), resources.metrics_port(spec))
+    observed = {
+        "replicas": rollout.desired if rollout else 0,
+        "readyReplicas": rollout.ready if rollout else 0,
+        **counters.as_status(),
+        "unreachablePods": unreachable,
+    }
+    for field, value in observed.items():
+        if status.get(field) != value:
+            patch.status[field] = value
+    patch.fns.append(functools.partial(record_rollout, rollout=rollout))
+
+
+def restore_children(body: kopf.Body) -> None:
+    """The workload went away behind our back (deleted by hand, say): apply the children again."""
+    config = parse_manifest(body)
+    rendered = resources.render(body, config, image=resources.default_image())
+    changes = apply_children(body, rendered)
+    if changes:
+        kopf.warn(body, reason="Restored", message=f"recreated what was missing: {', '.join(changes)}")
+
+
+def record_rollout(body: dict[str, Any], *, rollout: agent_status.Rollout | None) -> None:
+    """Patch function: Available, Progressing and the phase, from the workload's state."""
+    status = body.setdefault("status", {})
+    status["conditions"] = agent_status.rollout_conditions(status.get("conditions"), rollout)
+    valid = not conditions.find(status["conditions"], agent_status.CONFIG_VALID) or conditions.is_true(
+        status["conditions"], agent_status.CONFIG_VALID)
+    status["phase"] = agent_status.phase(valid, rollout, status.get("phase"))

@@ -1,0 +1,1 @@
+"""ShellJob reconciliation: a ShellJob resource becomes one YARN DistributedShell application."""

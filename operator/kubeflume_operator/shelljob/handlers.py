@@ -1,0 +1,189 @@
+"""ShellJob reconciliation with kopf: a timer drives each job's YARN application; deletion kills it.
+
+The timer runs for every ShellJob whose current generation has not ended yet. Each tick moves
+the application one or more steps forward (see application.py) and writes the status straight
+through the status subresource as each step completes, so that the application id is stored
+before anything else happens. What this process wrote is also kept in the object's memo: the
+next tick may start before the watch has delivered our own write, and must not act on stale
+status (that is how a second application would be created).
+
+Deletion (kopf's finalizer): a running application is killed, then its staging directory is
+removed; a finished one is just cleaned up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import kopf
+import kubernetes
+
+from kubeflume_agent.protocols.webhdfs import WebHDFSError
+from kubeflume_operator import GROUP, VERSION
+from kubeflume_operator.shelljob import status as job_status
+from kubeflume_operator.shelljob.application import (
+    ApplicationRun,
+    JobRejected,
+    Notify,
+    check_runnable,
+    connect,
+    remove_application,
+)
+from kubeflume_operator.shelljob.sources import SourceUnavailable
+from kubeflume_operator.shelljob.spec import ShellJobSpec, SpecError, parse_spec
+from kubeflume_operator.yarn.distributedshell import UnsafeValue
+from kubeflume_operator.yarn.resourcemanager import ResourceManagerError
+
+PLURAL = "shelljobs"
+SHELLJOBS = (GROUP, VERSION, PLURAL)
+# Seconds between two looks at a job's application; the Helm chart may tune it.
+POLL_INTERVAL = float(os.environ.get("KUBEFLUME_SHELLJOB_POLL_INTERVAL", "5"))
+MERGE_PATCH = "application/merge-patch+json"
+EVENT_MESSAGE_LIMIT = 1000
+CLUSTER_ERRORS = (ResourceManagerError, WebHDFSError, aiohttp.ClientError, TimeoutError)
+MEMO_KEY = "shelljob_status"
+WARNING_MEMO_KEY = "shelljob_last_warning"
+
+
+@kopf.on.startup()
+def configure_kubernetes_client(**_: Any) -> None:
+    """ConfigMap/Secret sources and status writes use the official client: kubeconfig or service account."""
+    kubernetes.config.load_config()
+
+
+def unfinished(meta: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
+    """The current generation has no final phase yet."""
+    return not (status.get("phase") in job_status.TERMINAL
+                and status.get("observedGeneration") == meta.get("generation"))
+
+
+class StatusWriter:
+    """Merge-patches the status subresource at once, and remembers what it wrote."""
+
+    def __init__(self, namespace: str, name: str, uid: str, memo: kopf.Memo) -> None:
+        self.namespace, self.name, self.uid = namespace, name, uid
+        self.memo = memo
+
+    def current(self, status: Mapping[str, Any]) -> dict[str, Any]:
+        """The status as the watch shows it, overlaid with this process's own later writes."""
+        written = self.memo.get(MEMO_KEY)
+        merged = dict(status)
+        if written and written["uid"] == self.uid:
+            merged.update(written["fields"])
+        return {key: value for key, value in merged.items() if value is not None}
+
+    async def record(self, fields: dict[str, Any]) -> None:
+        api = kubernetes.client.CustomObjectsApi()
+        await asyncio.to_thread(api.patch_namespaced_custom_object_status, GROUP, VERSION, self.namespace, PLURAL,
+                                self.name, {"status": fields}, _content_type=MERGE_PATCH)
+        written = self.memo.get(MEMO_KEY)
+        if not written or written["uid"] != self.uid:
+            written = self.memo[MEMO_KEY] = {"uid": self.uid, "fields": {}}
+        written["fields"].update(fields)
+
+
+def poster(body: kopf.Body) -> Notify:
+    """Kubernetes Events about the ShellJob, through kopf's event queue."""
+
+    def notify(event_type: str, reason: str, message: str) -> None:
+        post = kopf.warn if event_type == "Warning" else kopf.info
+        post(body, reason=reason, message=message[:EVENT_MESSAGE_LIMIT])
+    return notify
+
+
+@kopf.timer(*SHELLJOBS, interval=POLL_INTERVAL, when=unfinished)
+async def drive_application(
+    body: kopf.Body, name: str, namespace: str, uid: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status,
+    memo: kopf.Memo, **_: Any,
+) -> None:
+    writer = StatusWriter(namespace, name, uid, memo)
+    current = writer.current(status)
+    generation = meta.get("generation")
+    notify = poster(body)
+    if current.get("phase") in job_status.TERMINAL and current.get("observedGeneration") == generation:
+        return  # our own final write, not yet seen by the watch
+    try:
+        job = parse_spec(spec, name)
+    except SpecError as error:
+        await reject(writer, current, generation, "InvalidSpec", str(error), notify)
+        return
+    try:
+        if current.get("applicationId") and current.get("observedGeneration") != generation and job.cluster:
+            current = await retire_previous(job, namespace, current, writer, notify, generation)
+        check_runnable(job)
+        async with connect(job, namespace) as clients:
+            run = ApplicationRun(job, namespace, generation, current, clients, writer.record, notify)
+            await run.advance()
+    except (JobRejected, UnsafeValue) as error:
+        await reject(writer, current, generation, "Rejected", str(error), notify)
+    except SourceUnavailable as error:
+        await report_waiting(writer, current, generation, "SourceUnavailable", str(error), notify)
+    except CLUSTER_ERRORS as error:
+        await report_waiting(writer, current, generation, "ClusterUnavailable",
+                             f"{type(error).__name__}: {error}", notify)
+
+
+async def reject(writer: StatusWriter, current: dict[str, Any], generation: int | None, reason: str,
+                 message: str, notify: Notify) -> None:
+    """The job cannot run as specified: Failed for this generation; a spec change tries again."""
+    fields = {"observedGeneration": generation, "diagnostics": message,
+              **job_status.with_phase(current, job_status.FAILED, reason, message, generation)}
+    await writer.record(fields)
+    notify("Warning", reason, message)
+
+
+async def report_waiting(writer: StatusWriter, current: dict[str, Any], generation: int | None, reason: str,
+                         message: str, notify: Notify) -> None:
+    """Something needed is missing or unreachable: say so (once) and try again at the next tick.
+
+    Before submission the status says it too; afterwards the application keeps its phase.
+    """
+    phase = current.get("phase") or job_status.PENDING
+    if current.get("observedGeneration") != generation:
+        phase = job_status.PENDING
+    changed = job_status.with_phase(current, phase, reason, message, generation)
+    if phase in (job_status.PENDING, job_status.STAGING) and any(current.get(k) != v for k, v in changed.items()):
+        await writer.record(changed)
+    if writer.memo.get(WARNING_MEMO_KEY) != message:
+        writer.memo[WARNING_MEMO_KEY] = message
+        notify("Warning", reason, message)
+
+
+async def retire_previous(job: ShellJobSpec, namespace: str, current: dict[str, Any], writer: StatusWriter,
+                          notify: Notify, generation: int | None) -> dict[str, Any]:
+    """The spec changed: the previous generation's application is killed (if running) and cleaned up."""
+    async with connect(job, namespace) as clients:
+        done = await remove_application(job, current["applicationId"], current.get("phase"), clients)
+    reset = {key: None for key in ("applicationId", "trackingUrl", "amContainerLogs", "diagnostics", "yarn",
+                                   "startTime", "completionTime", "staged")}
+    reset.update(job_status.with_phase(current, job_status.PENDING, "SpecChanged",
+                                       f"generation {generation}: {done}", generation, submitted=False))
+    await writer.record(reset)
+    notify("Normal", "SpecChanged", f"the spec changed (generation {generation}): {done}")
+    return {key: value for key, value in {**current, **reset}.items() if value is not None}
+
+
+@kopf.on.delete(*SHELLJOBS)
+async def remove(body: kopf.Body, name: str, namespace: str, uid: str, spec: kopf.Spec, status: kopf.Status,
+                 memo: kopf.Memo, **_: Any) -> None:
+    current = StatusWriter(namespace, name, uid, memo).current(status)
+    application_id = current.get("applicationId")
+    if not application_id:
+        return
+    try:
+        job = parse_spec(spec, name)
+    except SpecError:
+        kopf.warn(body, reason="CleanupSkipped", message=f"the spec is invalid: application {application_id} "
+                  "and its staging directory are left as they are")
+        return
+    try:
+        async with connect(job, namespace) as clients:
+            done = await remove_application(job, application_id, current.get("phase"), clients)
+    except (*CLUSTER_ERRORS, SourceUnavailable) as error:
+        kopf.warn(body, reason="CleanupFailed", message=f"{type(error).__name__}: {error}")
+        raise kopf.TemporaryError(f"cannot clean up application {application_id}: {error}", delay=10) from error
+    kopf.info(body, reason="CleanedUp", message=done)

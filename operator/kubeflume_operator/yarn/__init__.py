@@ -1,0 +1,1 @@
+"""YARN clients (ResourceManager REST) and the local runner that mimics a NodeManager."""

@@ -1,0 +1,192 @@
+"""An async client for the YARN ResourceManager's REST API (Hadoop's ResourceManagerRest.md).
+
+Only what a DistributedShell-style client needs: new-application, submit, the application report
+and the kill. Several ResourceManager URLs may be given (an HA set): a standby answers 307 with
+the active one in `Location`, which is followed with the same method and body; a ResourceManager
+that cannot be reached is skipped for the next. The one that answered is asked first next time.
+
+Authentication: `user` is sent as `user.name` (simple auth); a delegation token, when given, as
+the `X-Hadoop-Delegation-Token` header instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+API_PREFIX = "/ws/v1/cluster"
+JSON_HEADERS = {"Accept": "application/json"}
+REDIRECTS = (301, 302, 303, 307, 308)
+KILL_POLL_SECONDS = 0.5
+KILL_ATTEMPTS = 120
+
+
+class ResourceManagerError(Exception):
+    """An error answer, with the fields of the RemoteException when there is one."""
+
+    def __init__(self, status: int, exception: str, java_class: str, message: str) -> None:
+        super().__init__(f"{exception}: {message}" if exception else message)
+        self.status = status
+        self.exception = exception
+        self.java_class = java_class
+        self.message = message
+
+
+class ApplicationNotFound(ResourceManagerError):
+    """404: the ResourceManager does not know the application (never submitted, or forgotten)."""
+
+
+class NotAuthorized(ResourceManagerError):
+    """401/403: the user is not authenticated or not allowed."""
+
+
+class NoResourceManagerAvailable(ResourceManagerError):
+    """No ResourceManager answered; the message says what each one did."""
+
+
+@dataclass(frozen=True)
+class NewApplication:
+    application_id: str
+    max_memory_mb: int
+    max_vcores: int
+
+
+async def _error(response: aiohttp.ClientResponse) -> ResourceManagerError:
+    text = await response.text(errors="replace")
+    try:
+        remote = json.loads(text)["RemoteException"]
+        exception, java_class, message = remote.get("exception", ""), remote.get("javaClassName", ""), \
+            remote.get("message", "")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        exception, java_class, message = "", "", f"HTTP {response.status}: {text.strip()[:500]}"
+    if response.status == 404:
+        return ApplicationNotFound(response.status, exception, java_class, message)
+    if response.status in (401, 403):
+        return NotAuthorized(response.status, exception, java_class, message)
+    return ResourceManagerError(response.status, exception, java_class, message)
+
+
+class ResourceManagerClient:
+    def __init__(
+        self,
+        urls: list[str] | str,
+        user: str | None = None,
+        delegation_token: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        if isinstance(urls, str):
+            urls = [url.strip() for url in urls.split(",") if url.strip()]
+        if not urls:
+            raise ValueError("ResourceManagerClient needs at least one ResourceManager URL")
+        self.urls = [url.rstrip("/") for url in urls]
+        self.user = user
+        self.delegation_token = delegation_token
+        self.timeout = timeout
+        self._session = session
+        self._owns_session = session is None
+        self._active = 0
+
+    async def __aenter__(self) -> ResourceManagerClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+            self._owns_session = True
+        return self._session
+
+    # --- operations -------------------------------------------------------------------------
+
+    async def new_application(self) -> NewApplication:
+        status, body = await self._request("POST", "/apps/new-application")
+        self._expect(status, body, 200)
+        capability = body.get("maximum-resource-capability") or {}
+        return NewApplication(body["application-id"], int(capability.get("memory", 0)),
+                              int(capability.get("vCores", 0)))
+
+    async def submit(self, context: dict[str, Any]) -> None:
+        """POST /apps; resubmitting the same application id is harmless (the RM ignores it)."""
+        status, body = await self._request("POST", "/apps", context)
+        self._expect(status, body, 202)
+
+    async def application(self, application_id: str) -> dict[str, Any]:
+        """The application report (the `app` object)."""
+        status, body = await self._request("GET", f"/apps/{application_id}")
+        self._expect(status, body, 200)
+        return body["app"]
+
+    async def kill(self, application_id: str) -> str:
+        """Ask for KILLED until the RM confirms (202 while in progress, then 200); the final state.
+
+        An application that already ended keeps its state (FINISHED, FAILED), which is returned.
+        """
+        for _ in range(KILL_ATTEMPTS):
+            status, body = await self._request("PUT", f"/apps/{application_id}/state", {"state": "KILLED"})
+            if status == 200:
+                return body["state"]
+            self._expect(status, body, 202)
+            await asyncio.sleep(KILL_POLL_SECONDS)
+        raise ResourceManagerError(202, "", "", f"{application_id}: still not KILLED after "
+                                                f"{KILL_ATTEMPTS} requests")
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _expect(status: int, body: Any, expected: int) -> None:
+        if status != expected:
+            raise body if isinstance(body, ResourceManagerError) else ResourceManagerError(
+                status, "", "", f"unexpected HTTP {status}")
+
+    def _auth(self) -> tuple[dict[str, str], dict[str, str]]:
+        if self.delegation_token:
+            return {}, {"X-Hadoop-Delegation-Token": self.delegation_token}
+        return ({"user.name": self.user} if self.user else {}), {}
+
+    async def _request(self, method: str, path: str, payload: Any = None) -> tuple[int, Any]:
+        """(status, JSON body or the ResourceManagerError for an error answer), failing over."""
+        failures = []
+        count = len(self.urls)
+        for attempt in range(count):
+            index = (self._active + attempt) % count
+            try:
+                status, body = await self._send(method, self.urls[index] + API_PREFIX + path, payload)
+            except (TimeoutError, aiohttp.ClientConnectionError) as error:
+                failures.append(f"{self.urls[index]}: {type(error).__name__}: {error}")
+                continue
+            if status in REDIRECTS:
+                failures.append(f"{self.urls[index]}: standby, redirect not usable")
+                continue
+            self._active = index
+            return status, body
+        raise NoResourceManagerAvailable(503, "NoResourceManagerAvailable", "",
+                                         f"{method} {path}: no ResourceManager answered: " + "; ".join(failures))
+
+    async def _send(self, method: str, url: str, payload: Any) -> tuple[int, Any]:
+        """One request; a standby's 307 is followed once to the active ResourceManager."""
+        params, headers = self._auth()
+        for _ in range(2):
+            async with self.session.request(method, url, params=params, json=payload, allow_redirects=False,
+                                            headers={**JSON_HEADERS, **headers}) as response:
+                if response.status in REDIRECTS and "Location" in response.headers:
+                    url = response.headers["Location"]
+                    params = {}  # the Location carries the original query
+                    continue
+                if response.status >= 400:
+                    return response.status, await _error(response)
+                text = await response.text()
+                return response.status, json.loads(text) if text.strip() else {}
+        return 307, None

@@ -1,0 +1,308 @@
+"""The real operator process turning ShellJobs into YARN applications.
+
+Kubernetes is kmock's emulator (tests/integration/operator_env.py says what it does not emulate);
+HDFS and the ResourceManager are the fakes of tests/fakes/, and the fake ResourceManager runs the
+worker container's `ExecScript.sh` on this machine, so a Succeeded job really ran its command.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import pytest
+
+from kubeflume_operator.shelljob.submission import staging_directory
+from tests.fakes.javajob import WORDS, build_java_job, serve_directory
+from tests.fakes.resourcemanager import FakeResourceManager
+from tests.fakes.webhdfs import FakeWebHDFS
+from tests.integration.operator_env import (
+    KubernetesApiEmulator,
+    create,
+    delete,
+    events_about,
+    prepare_cluster,
+    running_operator,
+    stored,
+    update_spec,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.timeout(180), pytest.mark.kmock(cls=KubernetesApiEmulator)]
+
+SHELLJOBS = "kubeflume.io/v1alpha1/shelljobs"
+CONFIGMAPS = "v1/configmaps"
+NS = "default"
+NAME = "wordcount"
+USER = "alice"
+HOME = f"/user/{USER}"
+AM_JAR_PATH = "/apps/distributedshell/AppMaster.jar"
+ENV = {"KUBEFLUME_SHELLJOB_POLL_INTERVAL": "0.2"}
+HDFS_TOKEN = "HAAFYWxpY2UAAAAA-hdfs"
+YARN_TOKEN = "MgAFYWxpY2UAAAAA-yarn"
+
+
+@dataclass
+class Hadoop:
+    hdfs: FakeWebHDFS
+    rm: FakeResourceManager
+
+    def cluster(self) -> dict:
+        return {"resourceManagers": [self.rm.url], "webhdfs": [self.hdfs.url], "user": USER,
+                "defaultFS": f"hdfs://{self.hdfs.namenode_address}"}
+
+    def staging(self, application_id: str, app_name: str = NAME) -> str:
+        return staging_directory(HOME, app_name, application_id)
+
+
+@pytest.fixture
+def cluster(kmock):
+    prepare_cluster(kmock, ["shelljobs.yaml"])
+    return kmock
+
+
+@pytest.fixture
+async def hadoop():
+    async with FakeWebHDFS(strict=True, tokens={HDFS_TOKEN: USER}) as hdfs, \
+            FakeResourceManager(hdfs, tokens={YARN_TOKEN: USER}) as rm:
+        hdfs.write(AM_JAR_PATH, b"PK-not-really-the-distributedshell-jar", owner="yarn")
+        yield Hadoop(hdfs, rm)
+
+
+@pytest.fixture
+async def operator(cluster, tmp_path):
+    async with running_operator(cluster, tmp_path, watched=[SHELLJOBS], env=ENV) as process:
+        yield process
+
+
+def shelljob(spec: dict, name: str = NAME) -> dict:
+    return {"apiVersion": "kubeflume.io/v1alpha1", "kind": "ShellJob",
+            "metadata": {"name": name, "namespace": NS}, "spec": spec}
+
+
+def job_spec(hadoop: Hadoop, kind: str = "dshell", **fields) -> dict:
+    return {"yarn": hadoop.cluster(), "applicationMaster": {"kind": kind, "jar": {"url": f"hdfs://{AM_JAR_PATH}"}},
+            **fields}
+
+
+def job_status(kmock, name: str = NAME) -> dict:
+    return (stored(kmock, SHELLJOBS, NS, name) or {}).get("status", {})
+
+
+async def wait_for_phase(kmock, operator, *phases: str, name: str = NAME) -> dict:
+    return await wait_for(lambda: job_status(kmock, name).get("phase") in phases and job_status(kmock, name),
+                          f"phase {' or '.join(phases)}", operator=operator)
+
+
+def reasons_posted(kmock, name: str = NAME) -> set[str]:
+    return {event["reason"] for event in events_about(kmock, NS, "ShellJob", name)}
+
+
+def condition(status: dict, type_: str) -> dict:
+    return next(c for c in status["conditions"] if c["type"] == type_)
+
+
+async def test_a_java_job_runs_on_the_dshell_variant_with_its_jars_and_archive(cluster, hadoop, operator, tmp_path):
+    kmock = cluster
+    java = build_java_job(tmp_path / "build")
+    hadoop.hdfs.write("/jobs/wordcount.jar", java.jar.read_bytes(), owner=USER)
+    served = tmp_path / "repository"
+    served.mkdir()
+    (served / java.dependency.name).write_bytes(java.dependency.read_bytes())
+    await create(kmock, CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap",
+                                     "metadata": {"name": "dictionaries", "namespace": NS},
+                                     "binaryData": {"dict.zip": base64.b64encode(java.archive.read_bytes()).decode()}})
+    async with serve_directory(served) as repository:
+        await create(kmock, SHELLJOBS, shelljob(job_spec(
+            hadoop,
+            jar={"url": "hdfs:///jobs/wordcount.jar", "mainClass": "demo.WordCount"},
+            args=["--label-check", "a b"],
+            files=[{"url": f"{repository}/greeter-1.0.jar"}],
+            archives=[{"configMap": {"name": "dictionaries", "key": "dict.zip"}}],
+            env=[{"name": "JOB_LABEL", "value": "from the operator"}],
+            applicationTags=["kubeflume"],
+        )))
+        status = await wait_for_phase(kmock, operator, "Succeeded", "Failed", "Killed")
+
+    assert status["phase"] == "Succeeded", status
+    application_id = status["applicationId"]
+    assert hadoop.rm.issued == [application_id]
+    assert status["yarn"] == {"state": "FINISHED", "finalStatus": "SUCCEEDED", "progress": 100.0}
+    assert status["trackingUrl"].endswith(f"/cluster/app/{application_id}/")
+    assert status["observedGeneration"] == 1
+    assert status["startTime"] and status["completionTime"]
+    assert condition(status, "Complete")["status"] == "True"
+    assert condition(status, "Failed")["status"] == "False"
+    staging = hadoop.staging(application_id)
+    fs_uri = f"hdfs://{hadoop.hdfs.namenode_address}"
+    expected_paths = {
+        "AppMaster.jar": AM_JAR_PATH,  # used in place
+        "ExecScript": f"{staging}/ExecScript",
+        "wordcount.jar": "/jobs/wordcount.jar",  # used in place
+        "greeter-1.0.jar": f"{staging}/greeter-1.0.jar",  # streamed from http
+        "dict": f"{staging}/dict.zip",  # from the ConfigMap
+    }
+    assert {s["name"]: s["path"] for s in status["staged"]} == {k: fs_uri + v for k, v in expected_paths.items()}
+    for staged in status["staged"]:
+        on_hdfs = hadoop.hdfs.status(expected_paths[staged["name"]])
+        assert (staged["size"], staged["timestamp"]) == (on_hdfs["length"], on_hdfs["modificationTime"])
+    assert {s["name"]: s["type"] for s in status["staged"]}["dict"] == "ARCHIVE"
+    assert hadoop.hdfs.read(f"{staging}/dict.zip") == java.archive.read_bytes()
+
+    stdout = hadoop.rm.container_log(application_id)
+    assert "hello yarn from greeter" in stdout
+    assert f"words=3 {','.join(WORDS)}" in stdout
+    assert "label=from the operator" in stdout
+    assert "arg[1]=a b" in stdout
+    submission = hadoop.rm.submissions[0]
+    assert submission["application-tags"] == {"tag": ["kubeflume"]}
+    await wait_for(lambda: reasons_posted(kmock) >= {"Staging", "Submitted", "Running", "Succeeded"},
+                   "an Event for each phase", operator=operator)
+
+    await delete(kmock, SHELLJOBS, NS, NAME)  # a finished job: no kill, just the cleanup
+    await wait_for(lambda: stored(kmock, SHELLJOBS, NS, NAME) is None, "the ShellJob to go", operator=operator)
+    assert not hadoop.hdfs.exists(staging)
+    assert hadoop.hdfs.exists("/jobs/wordcount.jar")  # the user's own file stays
+    assert not any(method == "PUT" for method, _ in hadoop.rm.requests)
+
+
+async def test_the_stock_am_runs_a_command_in_several_containers(cluster, hadoop, operator):
+    kmock = cluster
+    await create(kmock, SHELLJOBS, shelljob(job_spec(
+        hadoop, kind="distributedshell", command=["cat", "notes.txt"], containers=2,
+        files=[{"name": "notes.txt", "inline": "notes given inline\n"}])))
+    status = await wait_for_phase(kmock, operator, "Succeeded", "Failed", "Killed")
+    assert status["phase"] == "Succeeded", status
+    application_id = status["applicationId"]
+    command = hadoop.rm.submissions[0]["am-container-spec"]["commands"]["command"]
+    assert f"--num_containers 2 --priority 0 --localized_files notes.txt --appname {NAME} --homedir {HOME}" in command
+    for container in (1, 2):
+        assert hadoop.rm.container_log(application_id, container=container) == "notes given inline\n"
+
+
+async def test_a_stock_am_job_with_archives_is_refused_before_any_application(cluster, hadoop, operator):
+    kmock = cluster
+    await create(kmock, SHELLJOBS, shelljob(job_spec(
+        hadoop, kind="distributedshell", command=["ls"], archives=[{"url": "hdfs:///x/dict.zip"}])))
+    status = await wait_for_phase(kmock, operator, "Failed")
+    assert "cannot localize archives" in status["diagnostics"] and "dshell" in status["diagnostics"]
+    assert condition(status, "Failed")["reason"] == "Rejected"
+    assert hadoop.rm.issued == []
+    await wait_for(lambda: any(e["type"] == "Warning" and e["reason"] == "Rejected"
+                               for e in events_about(kmock, NS, "ShellJob", NAME)), "the Rejected Event",
+                   operator=operator)
+
+
+async def test_a_failing_command_ends_failed_with_the_diagnostics(cluster, hadoop, operator):
+    kmock = cluster
+    await create(kmock, SHELLJOBS, shelljob(job_spec(hadoop, script="echo 'no input table' >&2\nexit 3")))
+    status = await wait_for_phase(kmock, operator, "Succeeded", "Failed", "Killed")
+    assert status["phase"] == "Failed"
+    assert status["yarn"]["state"] == "FINISHED" and status["yarn"]["finalStatus"] == "FAILED"
+    assert "failed = 1" in status["diagnostics"] and "no input table" in status["diagnostics"]
+    assert condition(status, "Failed")["status"] == "True"
+
+
+async def test_the_timeout_kills_the_application(cluster, hadoop, operator):
+    kmock = cluster
+    await create(kmock, SHELLJOBS, shelljob(job_spec(hadoop, command=["sleep", "300"], timeoutSeconds=2)))
+    status = await wait_for_phase(kmock, operator, "Succeeded", "Failed", "Killed")
+    assert status["phase"] == "Killed"
+    assert "timeoutSeconds (2 s)" in status["diagnostics"]
+    assert hadoop.rm.apps[status["applicationId"]].state == "KILLED"
+
+
+async def test_deleting_a_running_job_kills_it_and_removes_the_staging_directory(cluster, hadoop, operator):
+    kmock = cluster
+    await create(kmock, SHELLJOBS, shelljob(job_spec(hadoop, command=["sleep", "300"])))
+    status = await wait_for_phase(kmock, operator, "Running")
+    application_id = status["applicationId"]
+    staging = hadoop.staging(application_id)
+    assert hadoop.hdfs.exists(f"{staging}/ExecScript")
+    await delete(kmock, SHELLJOBS, NS, NAME)
+    await wait_for(lambda: stored(kmock, SHELLJOBS, NS, NAME) is None, "the ShellJob to go", operator=operator)
+    assert hadoop.rm.apps[application_id].state == "KILLED"
+    assert not hadoop.hdfs.exists(staging)
+
+
+async def test_an_operator_killed_before_submitting_resumes_with_the_same_application(cluster, hadoop, tmp_path):
+    kmock = cluster
+    hadoop.rm.hold_submissions()
+    async with running_operator(kmock, tmp_path, watched=[SHELLJOBS], env=ENV) as first:
+        await create(kmock, SHELLJOBS, shelljob(job_spec(hadoop, command=["echo", "once"])))
+        await wait_for(lambda: hadoop.rm.waiting_submissions == 1, "the submission to be on its way", operator=first)
+        first.process.kill()  # SIGKILL: no cleanup, no last status write
+        await first.process.wait()
+    hadoop.rm.drop_held_submissions()
+    stored_id = job_status(kmock)["applicationId"]
+    assert hadoop.rm.issued == [stored_id] and hadoop.rm.apps == {}
+
+    async with running_operator(kmock, tmp_path, watched=[SHELLJOBS], env=ENV) as second:
+        status = await wait_for_phase(kmock, second, "Succeeded", "Failed", "Killed")
+    assert status["phase"] == "Succeeded", status
+    assert status["applicationId"] == stored_id
+    assert hadoop.rm.issued == [stored_id]  # no second new-application
+    assert list(hadoop.rm.apps) == [stored_id]
+    assert hadoop.rm.container_log(stored_id) == "once\n"
+    uploads = [path for server, _, op, path in hadoop.hdfs.requests if op == "CREATE" and server.startswith("namenode")]
+    assert uploads == [f"{hadoop.staging(stored_id)}/ExecScript"]  # staged once, reused after the crash
+
+
+async def test_a_missing_file_source_is_reported_and_nothing_is_submitted(cluster, hadoop, operator):
+    kmock = cluster
+    settings = {"configMap": {"name": "job-settings", "key": "settings.ini"}}
+    await create(kmock, SHELLJOBS, shelljob(job_spec(hadoop, command=["cat", "settings.ini"], files=[settings])))
+    waiting = await wait_for(
+        lambda: any(c["reason"] == "SourceUnavailable" for c in job_status(kmock).get("conditions", []))
+        and job_status(kmock), "the SourceUnavailable condition", operator=operator)
+    assert waiting["phase"] == "Pending"
+    assert "ConfigMap default/job-settings does not exist" in condition(waiting, "Submitted")["message"]
+    assert hadoop.rm.issued == [] and "applicationId" not in waiting
+    await wait_for(lambda: "SourceUnavailable" in reasons_posted(kmock), "the SourceUnavailable Event",
+                   operator=operator)
+
+    await create(kmock, CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap",
+                                     "metadata": {"name": "job-settings", "namespace": NS},
+                                     "data": {"settings.ini": "[job]\nmode=fast\n"}})
+    status = await wait_for_phase(kmock, operator, "Succeeded", "Failed", "Killed")
+    assert status["phase"] == "Succeeded"
+    assert hadoop.rm.container_log(status["applicationId"]) == "[job]\nmode=fast\n"
+
+
+async def test_a_spec_change_replaces_the_running_application(cluster, hadoop, operator):
+    kmock = cluster
+    await create(kmock, SHELLJOBS, shelljob(job_spec(hadoop, command=["sleep", "300"])))
+    first = (await wait_for_phase(kmock, operator, "Running"))["applicationId"]
+    await update_spec(kmock, SHELLJOBS, NS, NAME, job_spec(hadoop, command=["echo", "second"]))
+    status = await wait_for(lambda: (s := job_status(kmock)).get("observedGeneration") == 2
+                            and s.get("phase") == "Succeeded" and s, "generation 2 to succeed", operator=operator)
+    assert status["applicationId"] != first
+    assert hadoop.rm.apps[first].state == "KILLED"
+    assert not hadoop.hdfs.exists(hadoop.staging(first))
+    assert hadoop.rm.container_log(status["applicationId"]) == "second\n"
+
+
+async def test_delegation_tokens_and_secret_files_come_from_secrets(cluster, hadoop, operator):
+    kmock = cluster
+
+    def encoded(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    await create(kmock, "v1/secrets", {"apiVersion": "v1", "kind": "Secret",
+                                       "metadata": {"name": "hadoop-tokens", "namespace": NS},
+                                       "data": {"hdfs": encoded(HDFS_TOKEN), "yarn": encoded(YARN_TOKEN)}})
+    await create(kmock, "v1/secrets", {"apiVersion": "v1", "kind": "Secret",
+                                       "metadata": {"name": "db", "namespace": NS},
+                                       "data": {"password": encoded("s3cret")}})
+    cluster_spec = {**hadoop.cluster(), "delegationTokenSecret": "hadoop-tokens"}
+    del cluster_spec["user"]  # the tokens say who we are
+    await create(kmock, SHELLJOBS, shelljob({**job_spec(hadoop), "yarn": cluster_spec, "command": ["cat", "pw"],
+                                             "files": [{"secret": {"name": "db", "key": "password"}, "name": "pw"}]}))
+    status = await wait_for_phase(kmock, operator, "Succeeded", "Failed", "Killed")
+    assert status["phase"] == "Succeeded", status
+    application_id = status["applicationId"]
+    assert hadoop.rm.apps[application_id].user == USER
+    credentials = hadoop.rm.submissions[0]["am-container-spec"]["credentials"]
+    assert list(credentials["tokens"].values()) == [HDFS_TOKEN]
+    assert hadoop.hdfs.read(f"{hadoop.staging(application_id)}/pw") == b"s3cret"
+    assert hadoop.rm.container_log(application_id) == "s3cret"

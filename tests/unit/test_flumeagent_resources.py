@@ -1,0 +1,234 @@
+"""FlumeAgent -> ConfigMap, workload and Service, rendered without a cluster."""
+
+from __future__ import annotations
+
+import copy
+
+import jsonpatch
+import pytest
+
+from kubeflume_agent.config.manifest import parse_manifest
+from kubeflume_operator import kube
+from kubeflume_operator.flumeagent import resources
+
+IMAGE = "registry.example/kubeflume/agent:test"
+
+
+def flume_agent(**spec_fields) -> dict:
+    spec = {
+        "agentName": "a1",
+        "sources": {"r1": {"type": "syslogtcp", "channels": ["c1"], "host": "0.0.0.0", "port": 5140}},
+        "channels": {"c1": {"type": "memory", "capacity": 1000, "transactionCapacity": 100}},
+        "sinks": {"k1": {"type": "http", "channel": "c1", "endpoint": "http://collector:8080/"}},
+    }
+    spec.update(spec_fields)
+    return {
+        "apiVersion": "kubeflume.io/v1alpha1",
+        "kind": "FlumeAgent",
+        "metadata": {"name": "web-logs", "namespace": "logging", "uid": "6f1c-uid", "generation": 1},
+        "spec": spec,
+    }
+
+
+def render(agent: dict) -> resources.AgentResources:
+    config = parse_manifest(agent)
+    assert [str(p) for p in config.validate() if p.is_error] == []
+    return resources.render(agent, config, image=IMAGE)
+
+
+def container(rendered: resources.AgentResources) -> dict:
+    return rendered.workload["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_config_map_holds_the_agents_own_rendering_and_its_hash():
+    agent = flume_agent()
+    rendered = render(agent)
+    config = parse_manifest(agent)
+    assert rendered.config_map["metadata"]["name"] == "web-logs-config"
+    assert rendered.config_map["data"] == {"flume.conf": config.to_properties()}
+    assert rendered.config_hash == config.fingerprint()
+    assert rendered.config_map["metadata"]["annotations"][resources.CONFIG_HASH_ANNOTATION] == config.fingerprint()
+    template = rendered.workload["spec"]["template"]
+    assert template["metadata"]["annotations"][resources.CONFIG_HASH_ANNOTATION] == config.fingerprint()
+
+
+def test_rendering_is_stable_and_only_a_config_change_changes_the_hash():
+    first, second = render(flume_agent()), render(flume_agent())
+    assert first.children == second.children
+    assert kube.desired_hash(first.workload) == kube.desired_hash(second.workload)
+
+    bigger = flume_agent()
+    bigger["spec"]["channels"]["c1"]["capacity"] = 5000
+    changed = render(bigger)
+    assert changed.config_hash != first.config_hash
+    old_template = copy.deepcopy(first.workload["spec"]["template"])
+    new_template = copy.deepcopy(changed.workload["spec"]["template"])
+    for template in (old_template, new_template):
+        del template["metadata"]["annotations"][resources.CONFIG_HASH_ANNOTATION]
+    assert old_template == new_template  # nothing but the hash rolls the pods
+
+
+def test_agent_container_runs_the_rendered_file_with_probes_on_the_metrics_port():
+    rendered = render(flume_agent(metrics={"port": 9100}))
+    agent = container(rendered)
+    assert agent["image"] == IMAGE
+    assert agent["command"] == ["kubeflume-agent"]
+    assert agent["args"] == ["-n", "a1", "-f", "/etc/kubeflume/flume.conf", "--metrics-port", "9100"]
+    assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in agent["ports"]
+    assert agent["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert agent["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert {"name": "config", "mountPath": "/etc/kubeflume", "readOnly": True} in agent["volumeMounts"]
+    volumes = rendered.workload["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "config", "configMap": {"name": "web-logs-config"}} in volumes
+
+
+def test_network_sources_get_a_service_with_their_ports():
+    agent = flume_agent(service={"type": "LoadBalancer", "annotations": {"lb.example/internal": "true"}})
+    agent["spec"]["sources"]["r2"] = {"type": "syslogudp", "channels": "c1", "host": "0.0.0.0", "port": 5140}
+    rendered = render(agent)
+    service = rendered.service
+    assert service["metadata"]["name"] == "web-logs"
+    assert service["metadata"]["annotations"] == {"lb.example/internal": "true"}
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["selector"] == resources.selector_labels("web-logs")
+    assert service["spec"]["ports"] == [
+        {"name": "tcp-5140", "port": 5140, "targetPort": 5140, "protocol": "TCP"},
+        {"name": "udp-5140", "port": 5140, "targetPort": 5140, "protocol": "UDP"},
+    ]
+    assert resources.endpoints(agent, rendered.ports) == [
+        {"source": "r1", "address": "web-logs.logging.svc:5140", "protocol": "TCP"},
+        {"source": "r2", "address": "web-logs.logging.svc:5140", "protocol": "UDP"},
+    ]
+
+
+def test_no_network_source_no_service():
+    agent = flume_agent()
+    agent["spec"]["sources"] = {"r1": {"type": "seq", "channels": ["c1"]}}
+    rendered = render(agent)
+    assert rendered.service is None
+    assert [obj["kind"] for obj in rendered.children] == ["ConfigMap", "Deployment"]
+
+
+def test_file_channel_makes_a_statefulset_with_a_claim_for_its_directories():
+    agent = flume_agent(storage={"size": "20Gi", "storageClassName": "fast"})
+    agent["spec"]["channels"]["c1"] = {"type": "file", "checkpointDir": "/var/lib/flume/checkpoint",
+                                       "dataDirs": "/var/lib/flume/data"}
+    rendered = render(agent)
+    workload = rendered.workload
+    assert workload["kind"] == "StatefulSet"
+    assert workload["spec"]["serviceName"] == "web-logs"
+    assert workload["spec"]["volumeClaimTemplates"] == [{
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "20Gi"}},
+                 "storageClassName": "fast"},
+    }]
+    mounts = container(rendered)["volumeMounts"]
+    assert {"name": "data", "mountPath": "/var/lib/flume/checkpoint", "subPath": "var_lib_flume_checkpoint"} in mounts
+    assert {"name": "data", "mountPath": "/var/lib/flume/data", "subPath": "var_lib_flume_data"} in mounts
+    assert rendered.notes == []
+
+
+def test_daemonset_keeps_state_on_the_node():
+    agent = flume_agent(workload="DaemonSet")
+    agent["spec"]["channels"]["c1"] = {"type": "file", "checkpointDir": "/state/cp", "dataDirs": "/state/data"}
+    rendered = render(agent)
+    assert rendered.workload["kind"] == "DaemonSet"
+    assert "replicas" not in rendered.workload["spec"]
+    volumes = rendered.workload["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "data", "hostPath": {"path": "/var/lib/kubeflume/logging/web-logs",
+                                         "type": "DirectoryOrCreate"}} in volumes
+
+
+def test_a_deployment_asked_for_despite_state_gets_an_emptydir_and_a_note():
+    agent = flume_agent(workload="Deployment", replicas=3)
+    agent["spec"]["channels"]["c1"] = {"type": "file", "checkpointDir": "/state/cp", "dataDirs": "/state/data"}
+    rendered = render(agent)
+    assert rendered.workload["kind"] == "Deployment"
+    assert rendered.workload["spec"]["replicas"] == 3
+    assert {"name": "data", "emptyDir": {}} in rendered.workload["spec"]["template"]["spec"]["volumes"]
+    assert len(rendered.notes) == 1 and "/state/cp" in rendered.notes[0]
+
+
+def test_state_under_a_users_own_mount_needs_no_operator_storage():
+    agent = flume_agent(
+        volumes=[{"name": "state", "hostPath": {"path": "/srv/flume"}}],
+        volumeMounts=[{"name": "state", "mountPath": "/state"}],
+    )
+    agent["spec"]["channels"]["c1"] = {"type": "file", "checkpointDir": "/state/cp", "dataDirs": "/state/data"}
+    rendered = render(agent)
+    assert rendered.workload["kind"] == "Deployment"
+    pod = rendered.workload["spec"]["template"]["spec"]
+    assert [v["name"] for v in pod["volumes"]] == ["config", "state"]
+    assert [m["name"] for m in pod["containers"][0]["volumeMounts"]] == ["config", "state"]
+
+
+def test_every_child_is_owned_by_the_flumeagent_and_labelled():
+    rendered = render(flume_agent())
+    for child in rendered.children:
+        assert child["metadata"]["namespace"] == "logging"
+        assert child["metadata"]["ownerReferences"] == [{
+            "apiVersion": "kubeflume.io/v1alpha1", "kind": "FlumeAgent", "name": "web-logs",
+            "uid": "6f1c-uid", "controller": True, "blockOwnerDeletion": True,
+        }]
+        assert child["metadata"]["labels"] == resources.labels("web-logs")
+
+
+def test_pod_settings_pass_through():
+    agent = flume_agent(
+        image="mirror.example/agent:1", imagePullPolicy="Always",
+        env=[{"name": "JAVA_OPTS", "value": "-Xmx1g"}],
+        resources={"limits": {"memory": "512Mi"}},
+        nodeSelector={"disk": "ssd"},
+        tolerations=[{"key": "logs", "operator": "Exists"}],
+        affinity={"nodeAffinity": {}},
+        serviceAccountName="flume",
+        podAnnotations={"team": "obs"},
+        podLabels={"tier": "ingest", "app.kubernetes.io/instance": "hijack"},
+        securityContext={"runAsNonRoot": True},
+        podSecurityContext={"fsGroup": 1000},
+    )
+    rendered = render(agent)
+    template = rendered.workload["spec"]["template"]
+    pod = template["spec"]
+    agent_container = pod["containers"][0]
+    assert agent_container["image"] == "mirror.example/agent:1"
+    assert agent_container["imagePullPolicy"] == "Always"
+    assert agent_container["env"] == [{"name": "JAVA_OPTS", "value": "-Xmx1g"}]
+    assert agent_container["resources"] == {"limits": {"memory": "512Mi"}}
+    assert agent_container["securityContext"] == {"runAsNonRoot": True}
+    assert pod["securityContext"] == {"fsGroup": 1000}
+    assert pod["nodeSelector"] == {"disk": "ssd"}
+    assert pod["tolerations"] == [{"key": "logs", "operator": "Exists"}]
+    assert pod["affinity"] == {"nodeAffinity": {}}
+    assert pod["serviceAccountName"] == "flume"
+    assert template["metadata"]["annotations"]["team"] == "obs"
+    assert template["metadata"]["labels"]["tier"] == "ingest"
+    assert template["metadata"]["labels"]["app.kubernetes.io/instance"] == "web-logs"  # ours win
+
+
+def test_default_image_comes_from_the_operator_environment_or_the_release():
+    assert resources.default_image({"KUBEFLUME_AGENT_IMAGE": "local/agent:dev"}) == "local/agent:dev"
+    assert resources.default_image({}).startswith("ghcr.io/kubeflume/agent:")
+
+
+@pytest.mark.parametrize(("spec_fields", "where"), [
+    ({"metrics": {"port": 5140}}, "sources.r1.port"),
+    ({"workload": "DaemonSet", "replicas": 2}, "agent.replicas"),
+])
+def test_kubernetes_only_problems_are_reported(spec_fields, where):
+    agent = flume_agent(**spec_fields)
+    problems = resources.spec_problems(agent["spec"], parse_manifest(agent))
+    assert [f"{p.component}.{p.key}" for p in problems] == [where]
+
+
+def test_update_patch_replaces_spec_and_keeps_labels_and_annotations_of_others():
+    desired = render(flume_agent()).workload
+    current = copy.deepcopy(desired)
+    current["metadata"]["annotations"] = {"deployment.kubernetes.io/revision": "4"}
+    current["spec"]["template"]["spec"]["nodeSelector"] = {"stale": "yes"}
+    current["spec"]["replicas"] = 7
+    patched = jsonpatch.apply_patch(current, kube.update_patch(current, desired))
+    assert patched["spec"] == desired["spec"]
+    assert patched["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "4"
+    assert patched["metadata"]["labels"] == desired["metadata"]["labels"]
+    assert patched["metadata"]["ownerReferences"] == desired["metadata"]["ownerReferences"]
