@@ -141,7 +141,8 @@ def agent_main(argv: list[str] | None = None) -> int:
     args = agent_arguments().parse_args(argv)
     setup_logging(args.log_level)
     properties = _parse_system_properties(args.system_properties)
-    metrics_port = args.metrics_port or int(properties.get("flume.monitoring.port", DEFAULT_METRICS_PORT))
+    metrics_port = (args.metrics_port if args.metrics_port is not None
+                    else int(properties.get("flume.monitoring.port", DEFAULT_METRICS_PORT)))
 
     def load() -> AgentConfig:
         return parse_properties(args.conf_file.read_text(), args.name)

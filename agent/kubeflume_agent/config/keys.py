@@ -7,6 +7,7 @@ the component. Values arrive as strings, exactly as in a flume.conf.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,14 @@ def boolean(text: str) -> bool:
     if lowered in ("false", "no", "off", "0"):
         return False
     raise InvalidValue(f"expected true or false, got {text!r}")
+
+
+def charset(text: str) -> str:
+    """A config value naming a charset, normalised (`UTF-8` -> `utf-8`)."""
+    try:
+        return codecs.lookup(text.strip()).name
+    except LookupError:
+        raise InvalidValue(f"unknown charset {text!r}") from None
 
 
 def word_list(text: str) -> list[str]:
@@ -139,13 +148,13 @@ def resolve(keys: Iterable[Key], params: Mapping[str, str]) -> tuple[Settings, l
             problems.append(Problem(name, "unknown key (ignored, as Flume does)", "warning"))
             continue
         if "${" in raw:
-            problems.append(Problem(name, f"{raw!r} is resolved from the environment when the agent starts",
-                                    "warning"))
-            continue
+            problems.append(Problem(name, f"{raw!r}: a ${{VAR}} is taken from the environment when the agent "
+                                          "starts; one left unresolved is used as written", "warning"))
         try:
             value = key.parse(raw)
         except InvalidValue as error:
-            problems.append(Problem(name, str(error)))
+            if "${" not in raw:  # else it is checked once the environment has filled it in
+                problems.append(Problem(name, str(error)))
             continue
         if key.prefix:
             settings[key.name][name[len(key.name):]] = value

@@ -190,10 +190,11 @@ def parse_properties(text: str, agent_name: str | None = None,
     substitute = _Substitutor(properties, agent_name, os.environ if environ is None else environ)
     own = {key[len(agent_name) + 1:]: substitute(value)
            for key, value in properties.items() if key.startswith(agent_name + ".")}
-    return _build(agent_name, own)
+    return build_config(agent_name, own)
 
 
-def _build(agent: str, own: dict[str, str]) -> AgentConfig:
+def build_config(agent: str, own: Mapping[str, str]) -> AgentConfig:
+    """An AgentConfig from one agent's keys, already without the `<agent>.` prefix and substituted."""
     config = AgentConfig(agent)
     listed = {section: own.get(section, "").split() for section in SECTIONS}
     for name in listed["sources"]:

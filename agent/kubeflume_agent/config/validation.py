@@ -21,6 +21,8 @@ from kubeflume_agent.runtime.registry import UnknownType, lookup
 
 def validate(config: AgentConfig) -> list[ConfigError]:
     problems = list(config.notes)
+    if problems and not (config.channels or config.sources or config.sinks):
+        return problems  # nothing could be read: "lists no channels" would only repeat that
     if not config.channels:
         problems.append(ConfigError("agent", "channels", f"agent {config.name} lists no channels"))
     if not config.sources and not config.sinks:

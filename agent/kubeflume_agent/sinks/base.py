@@ -17,7 +17,6 @@ from kubeflume_agent.event import Event
 from kubeflume_agent.runtime.counters import SinkCounters
 from kubeflume_agent.runtime.status import Status
 
-
 # Keys that name where a sink delivers, in the order a person would look for them.
 DESTINATION_KEYS = ("sink.directory", "hdfs.path", "endpoint", "hostname", "hosts")
 

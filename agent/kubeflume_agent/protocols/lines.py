@@ -1,0 +1,51 @@
+"""LF-terminated lines off a TCP stream, with Flume netcat's bound on line length.
+
+Flume's netcat source counts `max-line-length` in characters, including the LF. A line over the
+bound is refused whole (up to and including its LF) and stands in the output as `TOO_LONG`, in
+its place, so the caller can answer every line in order; nothing of it becomes an event. What is
+held between reads is bounded too: a line is refused as soon as it has grown past the limit,
+without waiting for its LF.
+"""
+
+from __future__ import annotations
+
+TOO_LONG = None  # stands for a refused line in what `feed()` returns
+
+
+class LineSplitter:
+    __slots__ = ("_discarding", "_pending", "encoding", "limit")
+
+    def __init__(self, max_line_length: int, encoding: str = "utf-8") -> None:
+        self.limit = max_line_length - 1  # the longest line without its LF
+        self.encoding = encoding
+        self._pending = b""
+        self._discarding = False  # inside a refused line, waiting for its LF
+
+    def feed(self, data: bytes) -> list[bytes | None]:
+        """The lines (without LF) completed by `data`, with TOO_LONG for each refused one."""
+        if self._discarding:
+            end = data.find(b"\n")
+            if end < 0:
+                return []
+            self._discarding = False
+            data = data[end + 1:]
+        lines = (self._pending + data if self._pending else data).split(b"\n")
+        rest = lines.pop()
+        limit = self.limit
+        if lines and max(map(len, lines)) > limit:
+            lines = [TOO_LONG if self._too_long(line) else line for line in lines]
+        if len(rest) > limit and self._too_long(rest):
+            lines.append(TOO_LONG)
+            rest = b""
+            self._discarding = True
+        self._pending = rest
+        return lines
+
+    def flush(self) -> list[bytes]:
+        """At end of stream: a last line the client sent without LF."""
+        rest, self._pending = self._pending, b""
+        return [rest] if rest else []
+
+    def _too_long(self, line: bytes) -> bool:
+        """Bytes over the limit are only too long if the characters are (multi-byte charsets)."""
+        return len(line) > self.limit and len(line.decode(self.encoding, "replace")) > self.limit

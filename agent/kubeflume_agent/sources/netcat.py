@@ -1,0 +1,107 @@
+"""Flume's `netcat` source: every LF-terminated line on a TCP connection is one event.
+
+Each stored line is answered `OK` (unless `ack-every-event = false`), and only after the channel
+transaction holding it has committed, so an `OK` is an acknowledgement a client can rely on. A
+line over `max-line-length` is answered `FAILED: Event exceeds the maximum length ...`, as in
+Flume, and nothing of it is stored.
+
+Differences from Flume, on purpose:
+* a full channel is backpressure: the connection is not read until the channel takes the lines
+  (Flume answers `FAILED` and drops them), so nothing is lost and nothing is answered early;
+* lines are handled in batches (one transaction per read), which is what makes it fast;
+* a last line without LF when the client closes is stored too;
+* `reusePort` lets several agent processes share the port (SO_REUSEPORT) to use more cores.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar
+
+from kubeflume_agent.config.keys import Key, Settings, boolean, charset, port_number, positive_integer
+from kubeflume_agent.event import Event
+from kubeflume_agent.protocols.lines import TOO_LONG, LineSplitter
+from kubeflume_agent.sources.base import Source
+from kubeflume_agent.sources.tcp_server import READ_SIZE, Connection, TcpServer, deliver_until_accepted
+
+log = logging.getLogger(__name__)
+
+OK = b"OK\n"
+
+
+class NetcatSource(Source):
+    keys: ClassVar = (
+        Key("bind", str, required=True, doc="address to bind"),
+        Key("port", port_number, required=True),
+        Key("max-line-length", positive_integer, 512, doc="longest line in characters, counting its LF"),
+        Key("ack-every-event", boolean, True, doc="answer OK for every stored line"),
+        Key("encoding", charset, "utf-8", doc="charset of the received text; bodies are stored as UTF-8"),
+        Key("reusePort", boolean, False, doc="SO_REUSEPORT: several agent processes share the port"),
+    )
+
+    def __init__(self, name: str, settings: Settings, processor) -> None:
+        super().__init__(name, settings, processor)
+        self.max_line_length: int = settings["max-line-length"]
+        self.ack = settings["ack-every-event"]
+        self.encoding: str = settings["encoding"]
+        self.too_long_reply = (
+            f"FAILED: Event exceeds the maximum length ({self.max_line_length} chars, including newline)\n"
+        ).encode()
+        self.server = TcpServer(name, self.counters, self._serve, reuse_port=settings["reusePort"])
+        self.bound_ports: list[int] = []
+
+    @classmethod
+    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
+        return [(settings["port"], "TCP")]
+
+    async def start(self) -> None:
+        self.bound_ports = await self.server.start(self.settings["bind"], [self.settings["port"]])
+        await super().start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        await super().stop()
+
+    async def _serve(self, connection: Connection) -> None:
+        splitter = LineSplitter(self.max_line_length, self.encoding)
+        read = connection.reader.read
+        while connection.open:
+            data = await read(READ_SIZE)
+            lines = splitter.feed(data) if data else splitter.flush()
+            if lines:
+                connection.busy = True
+                if not await self._store_and_answer(lines, connection):
+                    return
+                connection.busy = False
+            if not data:
+                return
+
+    async def _store_and_answer(self, lines: list[bytes | None], connection: Connection) -> bool:
+        """Store the lines of one read, then answer them in order, one channel transaction at a
+        time, so a client under backpressure still hears about what is stored. False: stopping."""
+        step = self.processor.max_batch
+        for start in range(0, len(lines), step):
+            chunk = lines[start:start + step] if len(lines) > step else lines
+            events = [Event(self._body(line)) for line in chunk if line is not TOO_LONG]
+            refused = len(chunk) - len(events)
+            if refused:
+                self.counters.event_read_fail += refused
+                log.warning("%s: refused %d lines from %s longer than %d characters", self.name, refused,
+                            connection.peer_ip, self.max_line_length)
+            if events and not await deliver_until_accepted(self, events, self.server.stopped):
+                return False
+            reply = self._replies(chunk, refused)
+            if reply:
+                await connection.send(reply)
+        return True
+
+    def _body(self, line: bytes) -> bytes:
+        if self.encoding == "utf-8":
+            return line
+        return line.decode(self.encoding, "replace").encode()
+
+    def _replies(self, lines: list[bytes | None], refused: int) -> bytes:
+        if not refused:
+            return OK * len(lines) if self.ack else b""
+        ok = OK if self.ack else b""
+        return b"".join(self.too_long_reply if line is TOO_LONG else ok for line in lines)

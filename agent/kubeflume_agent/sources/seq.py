@@ -1,0 +1,48 @@
+"""Flume's `seq` source: the bodies "0", "1", "2"... up to `totalEvents`, for tests and benchmarks.
+
+A batch the channel refuses is generated again with the same numbers on the next poll, so the
+sequence has no gaps (Flume retries the same counter values too).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from kubeflume_agent.config.keys import Key, Settings, positive_integer
+from kubeflume_agent.errors import ChannelError
+from kubeflume_agent.event import Event
+from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.sources.base import PollableSource
+
+UNLIMITED = 2**63 - 1  # Flume's Long.MAX_VALUE
+
+
+class SequenceSource(PollableSource):
+    batch_size_key = "batchSize"
+    keys: ClassVar = (
+        Key("batchSize", positive_integer, 1, doc="events per channel transaction"),
+        Key("totalEvents", positive_integer, UNLIMITED, doc="stop after this many events"),
+    )
+
+    def __init__(self, name: str, settings: Settings, processor) -> None:
+        super().__init__(name, settings, processor)
+        self.batch_size: int = settings["batchSize"]
+        self.total_events: int = settings["totalEvents"]
+        self.next_value = 0
+
+    def describe(self) -> str:
+        total = "" if self.total_events == UNLIMITED else f" (totalEvents {self.total_events})"
+        return f"{type(self).__name__} counting from {self.next_value}{total}"
+
+    async def process(self) -> Status:
+        first = self.next_value
+        last = min(first + self.batch_size, self.total_events)
+        if first >= last:
+            return Status.BACKOFF
+        events = [Event(str(value).encode()) for value in range(first, last)]
+        try:
+            await self.deliver(events)
+        except ChannelError:
+            return Status.BACKOFF
+        self.next_value = last
+        return Status.READY

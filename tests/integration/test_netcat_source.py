@@ -1,0 +1,173 @@
+"""The netcat source over real TCP connections: OK only after commit, Flume's FAILED reply for an
+over-long line, backpressure on a full channel, and the counters."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from source_harness import collect, memory_channel, running_source, take_all, wait_for
+
+TOO_LONG = b"FAILED: Event exceeds the maximum length (%d chars, including newline)\n"
+
+
+def params(**extra: str) -> dict[str, str]:
+    return {"bind": "127.0.0.1", "port": "0", **extra}
+
+
+async def connect(source) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", source.bound_ports[0])
+
+
+async def read_replies(reader: asyncio.StreamReader, count: int) -> list[bytes]:
+    return [await asyncio.wait_for(reader.readline(), 20) for _ in range(count)]
+
+
+async def test_each_line_is_an_event_answered_ok_in_order():
+    async with running_source("netcat", params()) as (source, channel):
+        reader, writer = await connect(source)
+        writer.write(b"first\nsecond\r\n\nthird\n")
+        assert await read_replies(reader, 4) == [b"OK\n"] * 4
+        events = await take_all(channel)
+        assert [e.body for e in events] == [b"first", b"second\r", b"", b"third"]
+        assert all(e.headers == {} for e in events)
+        assert (source.counters.events_received, source.counters.events_accepted) == (4, 4)
+        writer.close()
+
+
+async def test_ok_is_sent_only_for_lines_already_in_the_channel():
+    async with running_source("netcat", params()) as (source, channel):
+        reader, writer = await connect(source)
+        for i in range(50):
+            writer.write(b"line %d\n" % i)
+            await writer.drain()
+            assert await read_replies(reader, 1) == [b"OK\n"]
+            assert channel.size == i + 1
+        writer.close()
+
+
+async def test_a_line_over_max_line_length_gets_flumes_failed_reply_and_nothing_is_stored():
+    # 10 characters including the LF: 9 characters fit, 10 do not.
+    async with running_source("netcat", params(**{"max-line-length": "10"})) as (source, channel):
+        reader, writer = await connect(source)
+        writer.write(b"123456789\n1234567890\nafter\n")
+        assert await read_replies(reader, 3) == [b"OK\n", TOO_LONG % 10, b"OK\n"]
+        assert [e.body for e in await take_all(channel)] == [b"123456789", b"after"]
+        assert source.counters.event_read_fail == 1
+        writer.close()
+
+
+async def test_an_endless_line_is_refused_while_it_arrives_and_its_tail_is_dropped():
+    async with running_source("netcat", params(**{"max-line-length": "100"})) as (source, channel):
+        reader, writer = await connect(source)
+        writer.write(b"x" * 5000)
+        assert await read_replies(reader, 1) == [TOO_LONG % 100]
+        for _ in range(20):
+            writer.write(b"y" * 5000)  # still the same line: no more replies, nothing buffered
+        writer.write(b"end of the long line\nnext\n")
+        assert await read_replies(reader, 1) == [b"OK\n"]
+        assert [e.body for e in await take_all(channel)] == [b"next"]
+        writer.close()
+
+
+async def test_max_line_length_counts_characters_not_bytes():
+    async with running_source("netcat", params(**{"max-line-length": "5"})) as (source, channel):
+        reader, writer = await connect(source)
+        writer.write("ääää\nåååååå\n".encode())  # 4 and 6 characters, 8 and 12 bytes
+        assert await read_replies(reader, 2) == [b"OK\n", TOO_LONG % 5]
+        assert [e.body for e in await take_all(channel)] == ["ääää".encode()]
+        writer.close()
+
+
+async def test_without_ack_every_event_only_failures_are_answered():
+    config = params(**{"ack-every-event": "false", "max-line-length": "6"})
+    async with running_source("netcat", config) as (source, channel):
+        reader, writer = await connect(source)
+        writer.write(b"one\ntoo long\ntwo\n")
+        assert await read_replies(reader, 1) == [TOO_LONG % 6]
+        events = await collect(channel, 2)
+        assert [e.body for e in events] == [b"one", b"two"]
+        writer.write(b"three\n")
+        await collect(channel, 1)
+        writer.close()
+        assert await reader.read() == b""  # no OK was ever sent
+
+
+async def test_bodies_are_stored_as_utf8_whatever_the_encoding():
+    async with running_source("netcat", params(encoding="ISO-8859-1")) as (source, channel):
+        reader, writer = await connect(source)
+        writer.write("café\n".encode("latin-1"))
+        assert await read_replies(reader, 1) == [b"OK\n"]
+        assert [e.body for e in await take_all(channel)] == ["café".encode()]
+        writer.close()
+
+
+async def test_a_last_line_without_newline_is_stored_when_the_client_closes():
+    async with running_source("netcat", params()) as (source, channel):
+        reader, writer = await connect(source)
+        writer.write(b"complete\nunterminated")
+        writer.write_eof()
+        assert await read_replies(reader, 2) == [b"OK\n", b"OK\n"]
+        assert [e.body for e in await take_all(channel)] == [b"complete", b"unterminated"]
+
+
+async def test_a_full_channel_stops_reading_and_every_ok_line_is_in_the_channel():
+    channel = memory_channel(capacity=100, transaction_capacity=100, keep_alive="0.05")
+    async with running_source("netcat", params(), channel) as (source, channel):
+        reader, writer = await connect(source)
+        lines = [b"event %05d" % i for i in range(1000)]
+        writer.write(b"".join(line + b"\n" for line in lines))
+        oks = 0
+
+        async def count_oks() -> bool:
+            nonlocal oks
+            while True:
+                try:
+                    reply = await asyncio.wait_for(reader.readline(), 0.2)
+                except TimeoutError:
+                    return True
+                assert reply == b"OK\n"
+                oks += 1
+
+        await count_oks()
+        assert oks == channel.size == 100  # answered exactly what was stored, then stopped reading
+        stored = [e.body for e in await take_all(channel)]
+        while len(stored) < len(lines):  # the sink side makes room: the rest comes in, in order
+            await wait_for(lambda: channel.size, what="more lines after the channel had room")
+            stored += [e.body for e in await take_all(channel)]
+        assert stored == lines
+        assert source.counters.channel_write_fail >= 1
+        writer.close()
+
+
+async def test_stopping_during_backpressure_acknowledges_nothing_more():
+    channel = memory_channel(capacity=10, transaction_capacity=10, keep_alive="0.05")
+    async with running_source("netcat", params(), channel) as (source, channel):
+        reader, writer = await connect(source)
+        writer.write(b"".join(b"%d\n" % i for i in range(50)))
+        assert await read_replies(reader, 10) == [b"OK\n"] * 10
+        await wait_for(lambda: source.counters.channel_write_fail, what="the channel to refuse")
+        await source.stop()
+        assert await asyncio.wait_for(reader.read(), 20) == b""  # closed without another OK
+        assert channel.size == 10
+
+
+async def test_many_idle_connections_do_not_block_a_busy_one():
+    async with running_source("netcat", params()) as (source, _):
+        idle = [await connect(source) for _ in range(50)]
+        reader, writer = await connect(source)
+        writer.write(b"through\n")
+        assert await read_replies(reader, 1) == [b"OK\n"]
+        await wait_for(lambda: source.counters.open_connections == 51, what="51 open connections")
+        for _, idle_writer in [*idle, (reader, writer)]:
+            idle_writer.close()
+
+
+@pytest.mark.parametrize("bad", [{"port": "99999"}, {"max-line-length": "0"}, {"ack-every-event": "maybe"},
+                                 {"encoding": "no-such-charset"}])
+def test_bad_settings_are_reported(bad):
+    from kubeflume_agent.config.keys import resolve
+    from kubeflume_agent.runtime.registry import lookup
+
+    _, problems = resolve(lookup("source", "netcat").keys, {**params(), **bad})
+    assert [p.key for p in problems if p.severity == "error"] == list(bad)
