@@ -9,8 +9,9 @@ The load comes from a separate process (`--load`, started by this script) that s
 several TCP connections in 64 KiB writes: RFC 3164 lines `<13>Nov 22 05:40:03 benchhost
 benchapp[4242]: seq=NNNNNNNNNN abc...` for syslogtcp, the same line without the syslog header for
 netcat. With `--ack` the load reads every `OK` (the netcat source acknowledges each line after
-its commit). Timing starts when the load starts and ends when the file_roll output holds every
-event; then every seq number is checked to have arrived exactly once.
+its commit). Timing and the agent's CPU reading start once the load has built its lines and
+starts sending, and end when the file_roll output holds every event; then every seq number is
+checked to have arrived exactly once.
 """
 
 from __future__ import annotations
@@ -65,11 +66,18 @@ a1.sinks.k1.sink.batchSize = 1000
 
 
 def run_load(port: int, events: int, connections: int, size: int, prefix: bytes, ack: bool) -> None:
-    """The load generator (child process): each connection sends its share of the sequence."""
-    def send(first: int, last: int) -> None:
-        payload = b"".join(prefix + line_body(seq, size) + b"\n" for seq in range(first, last))
+    """The load generator (child process): each connection sends its share of the sequence.
+
+    The payloads are built first; "ready" on stdout tells the parent to start its clock, so the
+    time Python takes to build 200 MB of lines is not counted against the agent."""
+    share = -(-events // connections)
+    shares = [(i * share, min(events, (i + 1) * share)) for i in range(connections)]
+    payloads = [b"".join(prefix + line_body(seq, size) + b"\n" for seq in range(first, last))
+                for first, last in shares]
+
+    def send(payload: bytes, count: int) -> None:
         with socket.create_connection(("127.0.0.1", port)) as sock:
-            reader = threading.Thread(target=read_acks, args=(sock, last - first)) if ack else None
+            reader = threading.Thread(target=read_acks, args=(sock, count)) if ack else None
             if reader:
                 reader.start()
             view = memoryview(payload)
@@ -78,9 +86,9 @@ def run_load(port: int, events: int, connections: int, size: int, prefix: bytes,
             if reader:
                 reader.join()
 
-    share = -(-events // connections)
-    threads = [threading.Thread(target=send, args=(i * share, min(events, (i + 1) * share)))
-               for i in range(connections)]
+    threads = [threading.Thread(target=send, args=(payload, last - first))
+               for payload, (first, last) in zip(payloads, shares, strict=True)]
+    print("ready", flush=True)
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -145,11 +153,14 @@ def main() -> None:
                 wait_for_port(port, agent.process)
             time.sleep(0.5 * (args.processes - 1))  # every agent has bound before connections spread
             expected = args.events * (len(line_body(0, args.size)) + 1)
-            cpu_before = [a.cpu_seconds() for a in agents]
-            start = time.monotonic()
             load = subprocess.Popen([sys.executable, __file__, "--load", str(port), "--events", str(args.events),
                                      "--connections", str(args.connections), "--size", str(args.size),
-                                     "--source", args.source, *(["--ack"] if args.ack else [])])
+                                     "--source", args.source, *(["--ack"] if args.ack else [])],
+                                    stdout=subprocess.PIPE, text=True)
+            if load.stdout.readline().strip() != "ready":
+                raise SystemExit("the load generator failed before sending")
+            cpu_before = [a.cpu_seconds() for a in agents]
+            start = time.monotonic()
             while output_bytes(outputs) < expected:
                 if time.monotonic() - start > args.timeout:
                     raise SystemExit(f"timed out: {output_bytes(outputs)} of {expected} bytes arrived")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
 import signal
@@ -41,8 +42,19 @@ def report_problems(problems: list[ConfigError], out=sys.stderr) -> bool:
     return any(problem.is_error for problem in problems)
 
 
+def tune_garbage_collector() -> None:
+    """Events are small objects that live until a sink takes them. With CPython's default
+    thresholds (a collection every 700 allocations) the collector re-scans what the channels hold
+    thousands of times a second: about a third of the agent's CPU at 200,000 events/s. Freeze what
+    start-up made (modules, config) out of its sight and collect the young generation less often;
+    nothing here creates reference cycles on the hot path."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def run_event_loop(main) -> int:
     """Run `main()` on uvloop when it is installed (much faster sockets), else on asyncio."""
+    tune_garbage_collector()
     try:
         import uvloop
     except ImportError:

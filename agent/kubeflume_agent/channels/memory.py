@@ -8,9 +8,9 @@ Taken events keep their slot until the take commits, so a rollback always has ro
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 
 from kubeflume_agent.channels.base import Channel, Transaction
+from kubeflume_agent.channels.fifo import ChunkedFifo
 from kubeflume_agent.config.keys import Key, Settings, non_negative_integer, number, positive_integer
 from kubeflume_agent.errors import ChannelFull
 from kubeflume_agent.event import Event
@@ -54,7 +54,7 @@ class MemoryChannel(Channel):
         byte_capacity = settings["byteCapacity"]
         buffer = settings["byteCapacityBufferPercentage"]
         self.byte_slot_capacity = int(byte_capacity * (1 - buffer / 100) / SLOT_BYTES) if byte_capacity else 0
-        self._queue: deque[Event] = deque()
+        self._queue: ChunkedFifo[list[Event]] = ChunkedFifo(list)  # committed batches, oldest first
         self._in_flight_takes = 0  # taken, not yet committed: they still hold their slots
         self._byte_slots_used = 0
 
@@ -68,16 +68,14 @@ class MemoryChannel(Channel):
         return MemoryTransaction(self)
 
     def _pop(self, count: int) -> list[Event]:
-        queue = self._queue
-        count = min(count, len(queue))
-        taken = [queue.popleft() for _ in range(count)]
-        self._in_flight_takes += count
-        self.counters.size = len(queue)
+        taken = self._queue.pop_front(count)
+        self._in_flight_takes += len(taken)
+        self.counters.size = len(self._queue)
         return taken
 
     def _restore(self, taken: list[Event]) -> None:
         """Roll back takes: the events go back to the head, in their original order."""
-        self._queue.extendleft(reversed(taken))
+        self._queue.push_front(taken)
         self._in_flight_takes -= len(taken)
         self.counters.size = len(self._queue)
 
@@ -87,7 +85,7 @@ class MemoryChannel(Channel):
         take_slots = byte_slots(takes) if self.byte_slot_capacity and takes else 0
         if needed > 0 or put_slots > take_slots:
             await self._wait_for_room(needed, put_slots - take_slots)
-        self._queue.extend(puts)
+        self._queue.append_chunk(puts)
         self._in_flight_takes -= len(takes)
         self._byte_slots_used += put_slots - take_slots
         self.counters.size = len(self._queue)

@@ -82,7 +82,7 @@ class NetcatSource(Source):
         step = self.processor.max_batch
         for start in range(0, len(lines), step):
             chunk = lines[start:start + step] if len(lines) > step else lines
-            events = [Event(self._body(line)) for line in chunk if line is not TOO_LONG]
+            events = self._events(chunk)
             refused = len(chunk) - len(events)
             if refused:
                 self.counters.event_read_fail += refused
@@ -95,10 +95,13 @@ class NetcatSource(Source):
                 await connection.send(reply)
         return True
 
-    def _body(self, line: bytes) -> bytes:
-        if self.encoding == "utf-8":
-            return line
-        return line.decode(self.encoding, "replace").encode()
+    def _events(self, lines: list[bytes | None]) -> list[Event]:
+        """One event per line that was not refused; bodies are UTF-8."""
+        if TOO_LONG in lines:
+            lines = [line for line in lines if line is not TOO_LONG]
+        if self.encoding != "utf-8":
+            lines = [line.decode(self.encoding, "replace").encode() for line in lines]
+        return list(map(Event, lines))
 
     def _replies(self, lines: list[bytes | None], refused: int) -> bytes:
         if not refused:

@@ -39,7 +39,7 @@ class SequenceSource(PollableSource):
         last = min(first + self.batch_size, self.total_events)
         if first >= last:
             return Status.BACKOFF
-        events = [Event(str(value).encode()) for value in range(first, last)]
+        events = list(map(Event, [b"%d" % value for value in range(first, last)]))
         try:
             await self.deliver(events)
         except ChannelError:
