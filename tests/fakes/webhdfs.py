@@ -10,13 +10,18 @@ port, or `200 {"Location": ...}` with `noredirect=true`; the DataNode answers CR
 (IllegalArgumentException 400, SecurityException 401, IOException and its subclasses 403,
 FileNotFoundException 404). Where a check happens follows Hadoop's code: parameters are parsed by
 the NameNode (400 for a bad `permission`), while CREATE's `overwrite` check happens when the
-DataNode opens the file. Beyond the document, for HA tests: a NameNode in standby answers
+DataNode opens the file, while APPEND and OPEN of a missing file are refused by the NameNode
+(404 "File <path> not found.", NamenodeWebHdfsMethods.chooseDatanode). `doas=<user>` makes the
+request act as that user when the authenticated one may impersonate (Hadoop's proxy users; else
+403 AuthorizationException). Beyond the document, for HA tests: a NameNode in standby answers
 403 StandbyException, as Hadoop's does.
 
     async with FakeWebHDFS(strict=True) as fs:
         fs.url                  # NameNode base URL, e.g. http://127.0.0.1:41234
         fs.read("/a/b")         # inspect the in-memory tree
         await fs.stop()         # the NameNode goes away; start() brings it back on the same port
+        fs.crash_on("APPEND")   # the next APPEND drops its connection and the NameNodes stop
+        fs.hang_on("APPEND")    # the next APPEND waits unanswered until fs.release()
 
 Also runnable on its own: `python -m tests.fakes.webhdfs --port 9870`.
 """
@@ -129,7 +134,8 @@ class Crash:
     """A scripted NameNode crash: the next `op` request drops its connection at `stage`."""
 
     op: str
-    stage: str  # "namenode": before anything happens; "after_write": the DataNode stored the bytes
+    stage: str  # "namenode": before anything happens; "after_write": the DataNode stored the bytes;
+    #             "hang": the NameNode answers only after release() (a NameNode too slow for the client)
     skip: int = 0  # matching requests to let through first
 
 
@@ -137,8 +143,9 @@ class FakeWebHDFS:
     """An in-memory HDFS behind WebHDFS: one or more NameNode ports and one DataNode port.
 
     `strict`: requests without `user.name` or `delegation` get 401 (else they act as dr.who).
-    `tokens`: accepted delegation tokens -> user. `standby`: NameNode 0 starts in standby;
-    with `namenodes=2`, NameNode 1 is then the active one.
+    `tokens`: accepted delegation tokens -> user. `proxy_users`: users that may act for others
+    with `doas`. `standby`: NameNode 0 starts in standby; with `namenodes=2`, NameNode 1 is then
+    the active one.
     """
 
     def __init__(
@@ -148,17 +155,21 @@ class FakeWebHDFS:
         standby: bool = False,
         namenodes: int = 1,
         tokens: dict[str, str] | None = None,
+        proxy_users: set[str] | None = None,
         host: str = "127.0.0.1",
     ) -> None:
         self.strict = strict
         self.tokens = tokens or {}
+        self.proxy_users = proxy_users or set()
         self.host = host
         self.standby = [standby and index == 0 for index in range(namenodes)]
         self.nodes: dict[str, Node] = {"/": Node("DIRECTORY", "hdfs", permission="777",
                                                  modification_time=self._now())}
         self.requests: list[tuple[str, str, str, str]] = []  # (server, method, op, path)
         self.crashed = asyncio.Event()
+        self.hung = asyncio.Event()  # set when a request scripted by hang_on() is being held
         self._crash: Crash | None = None
+        self._release = asyncio.Event()
         self._namenode_runners: list[web.AppRunner | None] = [None] * namenodes
         self._namenode_ports = [0] * namenodes
         self._datanode_runner: web.AppRunner | None = None
@@ -192,6 +203,7 @@ class FakeWebHDFS:
                 await runner.cleanup()
 
     async def close(self) -> None:
+        self.release()
         await self.stop()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
@@ -243,6 +255,17 @@ class FakeWebHDFS:
         self.crashed.clear()
         self._crash = Crash(op.upper(), stage, skip)
 
+    def hang_on(self, op: str, skip: int = 0) -> None:
+        """Script a slow NameNode: the next `op` request (after `skip`) is held unanswered until
+        `release()`, then carried out as usual, long after a client with a short timeout gave up."""
+        self.hung.clear()
+        self._release.clear()
+        self._crash = Crash(op.upper(), "hang", skip)
+
+    def release(self) -> None:
+        """Let a request held by hang_on() go on."""
+        self._release.set()
+
     def exists(self, path: str) -> bool:
         return normalize(path) in self.nodes
 
@@ -280,6 +303,9 @@ class FakeWebHDFS:
         self.requests.append((f"namenode{index}", request.method, op, path))
         if self._crash_now(op, "namenode"):
             return await self._drop(request)
+        if self._crash_now(op, "hang"):
+            self.hung.set()
+            await self._release.wait()
         try:
             user = self._user(request)
             if self.standby[index]:
@@ -319,11 +345,8 @@ class FakeWebHDFS:
         raise illegal_argument(f"unsupported op {op}")
 
     def _redirect(self, request: web.Request, op: str, path: str) -> web.Response:
-        if op == "OPEN":
-            node = self._node(path)
-            if node.type != "FILE":
-                raise RemoteError("FileNotFoundException", "java.io.FileNotFoundException",
-                                  f"Path is not a file: {path}")
+        if op in ("OPEN", "APPEND"):
+            self._check_readable_file(op, path, request.query)
         query = {key: value for key, value in request.query.items() if key != "noredirect"}
         query["namenoderpcaddress"] = f"{self.host}:{request.url.port}"
         location = f"http://{self.host}:{self._datanode_port}{API_PREFIX}{path}?{urlencode(query)}"
@@ -331,7 +354,32 @@ class FakeWebHDFS:
             return web.json_response({"Location": location})
         return web.Response(status=307, headers={"Location": location})
 
+    def _check_readable_file(self, op: str, path: str, query) -> None:
+        """What Hadoop's NameNode checks before choosing a DataNode that holds the file."""
+        node = self.nodes.get(path)
+        if node is None:
+            raise RemoteError("FileNotFoundException", "java.io.FileNotFoundException", f"File {path} not found.")
+        if node.type != "FILE":
+            raise RemoteError("FileNotFoundException", "java.io.FileNotFoundException", f"Path is not a file: {path}")
+        offset = query.get("offset", "0")
+        length = len(node.data)
+        if op == "OPEN" and (not offset.isdigit() or (int(offset) >= length > 0)):
+            raise RemoteError("IOException", "java.io.IOException",
+                              f"Offset={offset} out of the range [0, {length}); OPEN, path={path}")
+
     def _user(self, request: web.Request) -> str:
+        """The user a request acts as: its own, or the one named by `doas` for a proxy user."""
+        user = self._authenticated_user(request)
+        doas = request.query.get("doas")
+        if not doas or doas == user:
+            return user
+        if user not in self.proxy_users:
+            raise RemoteError("AuthorizationException",
+                              "org.apache.hadoop.security.authorize.AuthorizationException",
+                              f"User: {user} is not allowed to impersonate {doas}")
+        return doas
+
+    def _authenticated_user(self, request: web.Request) -> str:
         token = request.query.get("delegation")
         if token is not None:
             if token not in self.tokens:

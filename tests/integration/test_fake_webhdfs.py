@@ -289,3 +289,45 @@ async def test_curl_follows_the_create_redirect(fs, tmp_path):
     out, _ = await process.communicate()
     assert out == b"201"
     assert fs.read("/curl.txt") == b"from curl"
+
+
+@pytest.mark.parametrize(("method", "op"), [("POST", "APPEND"), ("GET", "OPEN")])
+async def test_append_and_open_of_a_missing_file_are_refused_by_the_namenode(fs, http, method, op):
+    async with http.request(method, url(fs, "/nope"), params={"op": op, "user.name": "a"},
+                            allow_redirects=False) as response:
+        assert response.status == 404
+        error = await remote_exception(response)
+    assert error["message"] == "File /nope not found."
+    assert not [request for request in fs.requests if request[0] == "datanode"]
+
+
+async def test_open_past_the_end_is_refused(fs, http):
+    await create(http, fs, "/f", b"0123")
+    async with http.get(url(fs, "/f"), params={"op": "OPEN", "user.name": "a", "offset": "4"},
+                        allow_redirects=False) as response:
+        assert response.status == 403
+        assert (await remote_exception(response))["exception"] == "IOException"
+
+
+async def test_doas_acts_as_the_named_user_for_a_proxy_user(http):
+    async with FakeWebHDFS(strict=True, proxy_users={"flume"}) as fs:
+        params = {"op": "GETHOMEDIRECTORY", "user.name": "flume", "doas": "etl"}
+        async with http.get(url(fs, "/"), params=params) as response:
+            assert await response.json() == {"Path": "/user/etl"}
+        params["user.name"] = "mallory"
+        async with http.get(url(fs, "/"), params=params) as response:
+            assert response.status == 403
+            error = await remote_exception(response)
+        assert error["exception"] == "AuthorizationException"
+        assert "mallory is not allowed to impersonate etl" in error["message"]
+
+
+async def test_a_hung_request_is_carried_out_after_release(fs, http):
+    fs.hang_on("MKDIRS")
+    request = asyncio.ensure_future(http.put(url(fs, "/slow"), params={"op": "MKDIRS", "user.name": "a"}))
+    await asyncio.wait_for(fs.hung.wait(), 30)
+    assert not fs.exists("/slow") and not request.done()
+    fs.release()
+    async with await request as response:
+        assert await response.json() == {"boolean": True}
+    assert fs.exists("/slow")

@@ -304,6 +304,50 @@ async def test_lost_append_answer_is_cut_off_before_the_retry(fs):
     assert any(request[2] == "TRUNCATE" for request in fs.requests)
 
 
+def gzip_bodies(data: bytes) -> list[bytes]:
+    return gzip.decompress(data).splitlines()
+
+
+def avro_bodies(data: bytes) -> list[bytes]:
+    return [record["body"] for record in fastavro.reader(io.BytesIO(data))]
+
+
+def sequence_file_bodies(data: bytes) -> list[bytes]:
+    """Values of an uncompressed SequenceFile of BytesWritable, skipping sync markers."""
+    key_class, value_class = b"org.apache.hadoop.io.LongWritable", b"org.apache.hadoop.io.BytesWritable"
+    position = 4 + 1 + len(key_class) + 1 + len(value_class) + 2 + 4 + 16
+    values = []
+    while position < len(data):
+        record_length = int.from_bytes(data[position:position + 4], "big", signed=True)
+        if record_length == -1:
+            position += 4 + 16
+            continue
+        value = data[position + 16:position + 8 + record_length]
+        values.append(value[4:])
+        position += 8 + record_length
+    return values
+
+
+@pytest.mark.parametrize(("params", "read"), [
+    ({"hdfs.fileType": "CompressedStream", "hdfs.codeC": "gzip"}, gzip_bodies),
+    ({"serializer": "avro_event"}, avro_bodies),
+    ({"hdfs.fileType": "SequenceFile"}, sequence_file_bodies),
+], ids=["gzip", "avro_event", "SequenceFile"])
+async def test_a_retried_batch_leaves_binary_files_whole_and_without_doubles(fs, params, read):
+    events = numbered(30)
+    async with running_sink({**base_params(fs, hdfs__rollCount="100"), **params}) as (sink, channel):
+        await put(channel, events)
+        await sink.process()
+        fs.crash_on("APPEND", "after_write")
+        with pytest.raises(EventDeliveryError):
+            await sink.process()
+        await fs.crashed.wait()
+        await fs.start()
+        await drain(sink, channel)
+    [name] = closed_files(fs)
+    assert read(fs.read(f"/flume/{name}")) == bodies(events)
+
+
 async def test_lost_create_answer_is_deleted_before_the_retry(fs):
     events = numbered(25)
     async with running_sink(base_params(fs, hdfs__rollCount="10")) as (sink, channel):
@@ -362,6 +406,21 @@ async def test_fails_over_to_the_active_namenode():
             await put(channel, numbered(5, start=5))
             await drain(sink, channel)
         assert lines(fs, "/ha") == bodies(numbered(10))
+
+
+async def test_the_active_namenode_dies_and_the_standby_takes_over_without_a_failed_batch():
+    async with FakeWebHDFS(standby=True, namenodes=2) as fs:
+        params = base_params(fs, hdfs__namenodes=",".join(fs.urls), hdfs__path="/ha", hdfs__rollCount="7")
+        async with running_sink(params) as (sink, channel):
+            await put(channel, numbered(10))
+            await sink.process()
+            await fs.stop(1)
+            fs.set_active(0)
+            await put(channel, numbered(10, start=10))
+            await drain(sink, channel)
+            assert sink.counters.event_write_fail == 0
+        assert lines(fs, "/ha") == bodies(numbered(20))
+        assert in_use_files(fs, "/ha") == []
 
 
 async def test_in_use_files_of_a_crashed_run_are_closed_on_the_next_start(fs):
@@ -490,3 +549,83 @@ a1.sinks.k1.hdfs.user = flume
     [year] = fs.listdir("/agent")
     assert lines(fs, f"/agent/{year}") == [str(n).encode() for n in range(1, 51)]
     assert in_use_files(fs, f"/agent/{year}") == []
+
+
+async def test_a_leftover_whose_final_name_is_taken_does_not_block_the_sink(fs):
+    fs.write("/flume/FlumeData.1000.tmp", b"left behind\n", owner="flume")
+    fs.write("/flume/FlumeData.1000", b"already closed\n", owner="flume")
+    async with running_sink(base_params(fs)) as (sink, channel):
+        await put(channel, numbered(3))
+        await drain(sink, channel)
+        assert sink.counters.drain_success == 3
+    assert fs.read("/flume/FlumeData.1000.tmp") == b"left behind\n"
+    assert fs.read("/flume/FlumeData.1000") == b"already closed\n"
+    [written] = [name for name in closed_files(fs) if name != "FlumeData.1000"]
+    assert fs.read(f"/flume/{written}").splitlines() == bodies(numbered(3))
+
+
+async def test_call_timeout_rolls_back_a_batch_the_namenode_is_too_slow_for(fs):
+    events = numbered(20)
+    async with running_sink(base_params(fs, hdfs__callTimeout="300")) as (sink, channel):
+        await put(channel, events)
+        await sink.process()
+        fs.hang_on("APPEND")
+        with pytest.raises(EventDeliveryError, match="Timeout"):
+            await asyncio.wait_for(sink.process(), 20)  # far below the 30 s default callTimeout
+        assert fs.hung.is_set(), "the sink gave up while the NameNode still held the request"
+        assert channel.size == 10
+        fs.release()
+        await drain(sink, channel)
+    assert lines(fs) == bodies(events)
+
+
+async def test_close_tries_gives_up_and_the_next_start_closes_the_file(fs):
+    params = base_params(fs, hdfs__rollCount="5", hdfs__retryInterval="0.05", hdfs__closeTries="2")
+    async with running_sink(params) as (sink, channel):
+        await put(channel, numbered(5))
+        fs.crash_on("RENAME")
+        await sink.process()
+        await fs.crashed.wait()
+        await eventually(lambda: not sink.closing)
+        assert sink.counters.connections_failed == 2
+        assert len(in_use_files(fs)) == 1
+        await fs.start()
+    assert len(in_use_files(fs)) == 1, "given up: it keeps its in-use name"
+    async with running_sink(base_params(fs)):
+        assert in_use_files(fs) == []
+    assert lines(fs) == bodies(numbered(5))
+
+
+async def test_close_tries_never_gives_up_on_a_file_a_failed_batch_left_bytes_in(fs):
+    """Renaming such a file as it is would close it with the rolled-back events inside, which the
+    retry then writes again: it is retried until its extra bytes can be cut off."""
+    events = numbered(20)
+    params = base_params(fs, hdfs__idleTimeout="0.2", hdfs__retryInterval="0.05", hdfs__closeTries="1")
+    async with running_sink(params) as (sink, channel):
+        await put(channel, events)
+        await sink.process()
+        fs.crash_on("APPEND", "after_write")
+        with pytest.raises(EventDeliveryError):
+            await sink.process()
+        await fs.crashed.wait()
+        await eventually(lambda: sink.counters.connections_failed >= 3)
+        assert sink.closing, "still waiting to be cut back and closed"
+        await fs.start()
+        await eventually(lambda: not sink.closing)
+        await drain(sink, channel)
+    assert in_use_files(fs) == []
+    assert lines(fs) == bodies(events)
+
+
+async def test_proxy_user_writes_as_that_user():
+    async with FakeWebHDFS(strict=True, proxy_users={"flume"}) as fs:
+        async with running_sink(base_params(fs, hdfs__proxyUser="etl")) as (sink, channel):
+            await put(channel, numbered(2))
+            await drain(sink, channel)
+        [name] = closed_files(fs)
+        assert fs.status(f"/flume/{name}")["owner"] == "etl"
+        async with running_sink(base_params(fs, hdfs__user="nobody", hdfs__proxyUser="etl")) as (sink, channel):
+            await put(channel, numbered(1))
+            with pytest.raises(EventDeliveryError, match="not allowed to impersonate"):
+                await sink.process()
+            assert channel.size == 1

@@ -136,6 +136,19 @@ async def test_status_rules_most_specific_wins(endpoint):
     assert endpoint.bodies == [b"e0", b"e1", b"e1"]
 
 
+async def test_default_keys_decide_statuses_without_a_rule(endpoint):
+    params = {"defaultRollback": "false", "defaultBackoff": "false", "defaultIncrementMetrics": "true",
+              "rollback.4XX": "true", "backoff.4XX": "true", "incrementMetrics.4XX": "false"}
+    endpoint.statuses = [404, 201]
+    async with running_sink(endpoint.url, **params) as (sink, channel):
+        await put(channel, events(1))
+        assert await sink.process() is Status.BACKOFF
+        assert (channel.size, sink.counters.drain_success) == (1, 0)
+        await sink.process()
+        assert (channel.size, sink.counters.drain_success) == (0, 1)
+    assert endpoint.bodies == [b"e0", b"e0"]
+
+
 async def test_rollback_without_backoff_retries_at_once(endpoint):
     params = {**DELIVER_2XX, "backoff.503": "false"}
     endpoint.statuses = [503]

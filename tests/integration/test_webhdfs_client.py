@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 
@@ -96,6 +98,15 @@ async def test_directories_listing_rename_delete(fs, client):
     assert not fs.exists("/d")
 
 
+async def test_open_of_a_missing_file_or_past_the_end_is_typed(fs, client):
+    with pytest.raises(FileNotFound):
+        await client.open("/missing")
+    await client.create("/f", b"abc")
+    with pytest.raises(WebHDFSError) as raised:
+        await client.open("/f", offset=3)
+    assert (raised.value.status, raised.value.exception) == (403, "IOException")
+
+
 async def test_missing_file_status_is_typed(client):
     with pytest.raises(FileNotFound) as raised:
         await client.get_file_status("/nope")
@@ -138,6 +149,28 @@ async def test_delegation_token_is_sent_instead_of_user_name():
             with pytest.raises(AccessDenied) as raised:
                 await client.home_directory()
         assert raised.value.exception == "InvalidToken"
+
+
+async def test_proxy_user_is_sent_as_doas():
+    async with FakeWebHDFS(strict=True, proxy_users={"flume"}) as fs:
+        async with WebHDFSClient(fs.url, user="flume", proxy_user="etl") as client:
+            assert await client.home_directory() == "/user/etl"
+            await client.create("/as-etl", b"x")
+        assert fs.status("/as-etl")["owner"] == "etl"
+        async with WebHDFSClient(fs.url, user="nobody", proxy_user="etl") as client:
+            with pytest.raises(AccessDenied) as raised:
+                await client.home_directory()
+        assert "not allowed to impersonate" in raised.value.message
+
+
+async def test_a_namenode_slower_than_the_timeout_is_given_up(fs):
+    async with WebHDFSClient(fs.url, user="alice", timeout=0.3) as client:
+        fs.hang_on("GETFILESTATUS")
+        with pytest.raises(NoNameNodeAvailable, match="Timeout"):
+            await asyncio.wait_for(client.get_file_status("/"), 20)
+        assert fs.hung.is_set()
+        fs.release()
+        assert (await client.get_file_status("/")).type == "DIRECTORY"
 
 
 async def test_fails_over_from_a_standby_namenode():

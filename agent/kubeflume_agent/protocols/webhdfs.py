@@ -125,7 +125,9 @@ class WebHDFSClient:
 
     `namenodes`: "http://host:port" base URLs (a comma-separated string is accepted).
     Authentication: `user` is sent as `user.name` (simple auth); `delegation_token`, when set,
-    is sent as `delegation` instead.
+    is sent as `delegation` instead. `proxy_user` is sent as `doas`: the requests act as that
+    user, which HDFS allows when the authenticated user is a proxy user (hadoop.proxyuser.*).
+    `timeout` (seconds) bounds each connect and each wait for the server's next bytes.
     """
 
     def __init__(
@@ -135,6 +137,8 @@ class WebHDFSClient:
         delegation_token: str | None = None,
         session: aiohttp.ClientSession | None = None,
         timeout: float = 30.0,
+        *,
+        proxy_user: str | None = None,
     ) -> None:
         if isinstance(namenodes, str):
             namenodes = [item.strip() for item in namenodes.split(",") if item.strip()]
@@ -143,6 +147,7 @@ class WebHDFSClient:
         self.namenodes = [url.rstrip("/") for url in namenodes]
         self.user = user
         self.delegation_token = delegation_token
+        self.proxy_user = proxy_user
         self.timeout = timeout
         self._session = session
         self._owns_session = session is None
@@ -238,6 +243,8 @@ class WebHDFSClient:
             query["delegation"] = self.delegation_token
         elif self.user:
             query["user.name"] = self.user
+        if self.proxy_user:
+            query["doas"] = self.proxy_user
         query.update({key: str(value) for key, value in params.items()})
         return query
 

@@ -9,9 +9,10 @@ No event is acknowledged before HDFS has it: a batch is sent as one CREATE or AP
 touches, and the channel commits only after every one succeeded. When a batch fails half way, the
 bytes it left behind are cut off before the batch is written again (TRUNCATE back to the last
 committed length; files the batch created are deleted), so a retried batch is not written twice.
-Rolled files are renamed only after their whole batch is in, and a failed rename is retried
-`hdfs.closeTries` times every `hdfs.retryInterval` seconds. In-use files that a crash left behind
-are renamed to their final names the first time their bucket is used again.
+Rolled files are renamed only after their whole batch is in, and a failed close is retried
+`hdfs.closeTries` times every `hdfs.retryInterval` seconds (a file a failed batch left bytes in,
+until they are cut off). In-use files that a crash or a given-up close left behind are renamed to
+their final names the first time their bucket is used again.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class HdfsSink(Sink):
             doc="user.name sent to WebHDFS (simple auth); default: this process's user (flume if it has no name)"),
         Key("hdfs.delegationToken", str, None,
             doc="a delegation token (URL-safe string), sent instead of user.name on secure clusters"),
+        Key("hdfs.proxyUser", str, None,
+            doc="user to write as (WebHDFS doas); the authenticated user must be an HDFS proxy user"),
         Key("hdfs.filePrefix", str, "FlumeData", doc="file name prefix, with escapes"),
         Key("hdfs.fileSuffix", str, "", doc="file name suffix (e.g. .avro); replaces the codec's extension"),
         Key("hdfs.inUsePrefix", str, "", doc="name prefix of a file while it is being written"),
@@ -84,8 +87,12 @@ class HdfsSink(Sink):
         Key("hdfs.writeFormat", one_of("Writable", "Text"), "writable",
             doc="SequenceFile value class: Writable (BytesWritable) or Text"),
         Key("hdfs.maxOpenFiles", positive_integer, 5000, doc="open files kept; the least recently used is closed"),
-        Key("hdfs.callTimeout", positive_integer, 30000, doc="milliseconds one HDFS call may take"),
-        Key("hdfs.closeTries", non_negative_integer, 0, doc="attempts to close a file; 0 = until it works"),
+        Key("hdfs.callTimeout", positive_integer, 30000,
+            doc="milliseconds an HDFS call may wait to connect or for the server's next bytes; "
+                "then the batch rolls back"),
+        Key("hdfs.closeTries", non_negative_integer, 0,
+            doc="attempts to close (rename) a file; 0 = until it works. A file that a failed batch left "
+                "bytes in is retried until they are cut off"),
         Key("hdfs.retryInterval", number, 180.0, doc="seconds between attempts to close a file"),
         Key("hdfs.round", boolean, False, doc="round the event time down for the escapes"),
         Key("hdfs.roundValue", positive_integer, 1, doc="round down to a multiple of this many units"),
@@ -166,6 +173,7 @@ class HdfsSink(Sink):
             user=self.settings["hdfs.user"] or process_user(),
             delegation_token=self.settings["hdfs.delegationToken"],
             timeout=self.call_timeout,
+            proxy_user=self.settings["hdfs.proxyUser"],
         )
         self._timer = asyncio.get_running_loop().create_task(self._roll_timer(), name=f"sink {self.name} rolls")
         await self._recover_static_bucket()
@@ -292,24 +300,34 @@ class HdfsSink(Sink):
                 self.closing.remove(pending)
 
     async def _try_close(self, pending: PendingClose, *, final_attempt: bool) -> bool:
-        """One attempt to finish and rename a rolled file; True when it needs no more attempts."""
+        """One attempt to finish and rename a rolled file; True when it needs no more attempts.
+
+        `hdfs.closeTries` never gives up on a file a failed batch left bytes in: renamed as it
+        is, it would hold events the channel still has and delivers again."""
         pending.tries += 1
+        file = pending.file
         try:
-            await pending.file.bucket.close(pending.file)
+            await file.bucket.close(file)
         except Exception as error:
             self.counters.connections_failed += 1
             tries_allowed = self.settings["hdfs.closeTries"]
-            if final_attempt or (tries_allowed and pending.tries >= tries_allowed):
-                log.error("sink %s: giving up closing %s after %d tries (%s); it keeps its in-use name "
-                          "and is renamed when the sink next starts", self.name, pending.file.in_use_path,
-                          pending.tries, error)
+            if final_attempt or (tries_allowed and pending.tries >= tries_allowed and not file.dirty):
+                self._log_given_up(file, pending.tries, error)
                 return True
             log.warning("sink %s: closing %s failed (%s); retrying in %ss", self.name,
-                        pending.file.in_use_path, error, self.settings["hdfs.retryInterval"])
+                        file.in_use_path, error, self.settings["hdfs.retryInterval"])
             pending.next_attempt = time.monotonic() + self.settings["hdfs.retryInterval"]
             return False
         self.counters.connections_closed += 1
         return True
+
+    def _log_given_up(self, file: HdfsFile, tries: int, error: Exception) -> None:
+        log.error("sink %s: giving up closing %s after %d tries (%s); it keeps its in-use name "
+                  "and is renamed when its bucket is next used", self.name, file.in_use_path, tries, error)
+        if file.dirty:
+            log.error("sink %s: %s may hold events of a batch that was rolled back after %d committed "
+                      "bytes; those events can appear twice once it is renamed", self.name,
+                      file.in_use_path, file.committed)
 
 
 def process_user() -> str:

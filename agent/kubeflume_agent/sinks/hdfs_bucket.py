@@ -34,6 +34,10 @@ TRUNCATE_WAIT = 0.2  # seconds between checks while HDFS finishes a truncate in 
 NAME_ATTEMPTS = 10  # file numbers tried when names are taken (another writer with the same prefix)
 
 
+class RenameRefused(WebHDFSError):
+    """HDFS answered RENAME with false and the source is still there (the target name is taken)."""
+
+
 @dataclass(frozen=True)
 class Codec:
     """A CompressedStream codec. Each write is a complete member, and concatenated members are
@@ -282,7 +286,7 @@ class Bucket:
             await self.client.get_file_status(source)
         except FileNotFound:
             return  # an earlier attempt did it; only its answer was lost
-        raise WebHDFSError(0, "RenameFailed", "", f"could not rename {source} to {target} (does it exist?)")
+        raise RenameRefused(0, "RenameFailed", "", f"could not rename {source} to {target} (does it exist?)")
 
     def detach(self) -> HdfsFile | None:
         """Hand the current file over for closing (rollInterval, idleTimeout, eviction, stop)."""
@@ -302,7 +306,9 @@ class Bucket:
         return self.current is None and not self.abandoned
 
     async def recover_leftovers(self) -> None:
-        """Rename in-use files an earlier run of this bucket left behind (crash, failed closes)."""
+        """Rename in-use files a crash or a given-up close left behind in this bucket.
+
+        One whose final name is taken stays as it is, so it cannot block the bucket's new data."""
         layout = self.sink.layout
         if not (layout.in_use_prefix or layout.in_use_suffix):
             return
@@ -315,5 +321,8 @@ class Bucket:
         for entry in entries:
             match = pattern.fullmatch(entry.path_suffix)
             if entry.type == "FILE" and match:
-                log.warning("closing %s left in use by an earlier run", base + entry.path_suffix)
-                await self._rename(base + entry.path_suffix, base + match.group(1))
+                log.warning("closing %s, left in use by a crash or a given-up close", base + entry.path_suffix)
+                try:
+                    await self._rename(base + entry.path_suffix, base + match.group(1))
+                except RenameRefused as error:
+                    log.error("leaving %s as it is: %s", base + entry.path_suffix, error)
