@@ -7,15 +7,22 @@ team's reference `yarn-dshell-variant.md`:
 - `POST /ws/v1/cluster/apps/new-application` -> 200, ids `application_<cluster ts>_<NNNN>` numbered
   from 1, `maximum-resource-capability`;
 - `POST /ws/v1/cluster/apps` -> 202 + `Location`, empty body; the body is validated strictly (the
-  `{"entry": [{"key", "value"}]}` maps, numbers given as strings tolerated, `{"command": ...}`);
-  an id never issued is refused (400), the same id twice is accepted once (202, no second app);
+  `{"entry": [{"key", "value"}]}` maps of the DAOs' HashMaps: local-resources, environment,
+  service-data, application-acls, credentials.tokens and .secrets; numbers given as strings
+  tolerated; `{"command": ...}`); an id never issued is refused (400), the same id twice is
+  accepted once (202, no second app);
 - `GET /apps/{id}` -> `{"app": {...}}`, unknown id -> 404; `GET /apps/{id}/appattempts`;
 - `GET/PUT /apps/{id}/state`: the first `PUT {"state": "KILLED"}` -> 202 with the current state,
   later ones -> 200 once KILLED; another target -> 400; a finished app keeps its final state;
 - simple auth: no `user.name` (and no `X-Hadoop-Delegation-Token`) -> 401 AuthorizationException;
   a delegation token is accepted when it is one of `tokens` (token -> user), else 401;
 - `standby_of=<active fake>`: every request -> 307 + `Location` on the active one, plain text body
-  "This is standby RM. The redirect url is: ...", as RMWebAppFilter answers;
+  "This is standby RM. The redirect url is: ...", as RMWebAppFilter answers; Hadoop 3's filter
+  appends the query string to the Location, Hadoop 2's (`getRequestURI()` only) does not:
+  `standby_keeps_query=False` answers like the latter;
+- delegation tokens in `am-container-spec.credentials` are cancelled when the application ends
+  (the fake HDFS stops accepting them) unless `cancel-tokens-when-complete` is false, as the RM's
+  DelegationTokenRenewer does;
 - errors as `{"RemoteException": {...}}`; anything unexpected -> 503.
 
 Applications move NEW -> NEW_SAVING -> SUBMITTED -> ACCEPTED -> RUNNING -> FINISHED. What
@@ -29,6 +36,7 @@ happens while RUNNING is chosen per fake:
   with kubeflume's local runner. SUCCEEDED iff every container exits 0, else FAILED with the AM's
   "Application Failure: ..." diagnostics and the container's stderr tail.
 - `Behaviour.SCRIPTED`: no process; FINISHED with `final_status`/`diagnostics` after `run_seconds`.
+While RUNNING the report shows `progress` and, when given, `tracking_url` (else a proxy URL).
 - `Behaviour.STUCK`: stays ACCEPTED (an AM that never registers), then FAILED with the AM
   liveness-expiry diagnostics after `run_seconds`.
 """
@@ -119,6 +127,9 @@ class FakeResourceManager:
         strict: bool = True,
         tokens: dict[str, str] | None = None,
         standby_of: FakeResourceManager | None = None,
+        standby_keeps_query: bool = True,
+        progress: float = 10.0,
+        tracking_url: str | None = None,
         max_memory_mb: int = 8192,
         max_vcores: int = 8,
         host: str = "127.0.0.1",
@@ -132,6 +143,9 @@ class FakeResourceManager:
         self.strict = strict
         self.tokens = tokens or {}
         self.standby_of = standby_of
+        self.standby_keeps_query = standby_keeps_query
+        self.progress = progress
+        self.tracking_url = tracking_url
         self.max_memory_mb, self.max_vcores = max_memory_mb, max_vcores
         self.host = host
         self.issued: list[str] = []
@@ -215,7 +229,7 @@ class FakeResourceManager:
         path = request.match_info["path"]
         self.requests.append((request.method, path))
         if self.standby_of is not None:
-            location = f"{self.standby_of.url}{request.rel_url}"
+            location = f"{self.standby_of.url}{request.rel_url if self.standby_keeps_query else request.path}"
             return web.Response(status=307, headers={"Location": location},
                                 text=f"This is standby RM. The redirect url is: {location}")
         user = self._user(request)
@@ -309,7 +323,7 @@ class FakeResourceManager:
             "id": app.id, "user": app.user, "name": context.get("application-name", ""),
             "queue": context.get("queue") or "default", "state": app.state, "finalStatus": app.final_status,
             "progress": app.progress, "trackingUI": "History" if finished else "ApplicationMaster",
-            "trackingUrl": f"{self.url}/{'cluster/app' if finished else 'proxy'}/{app.id}/",
+            "trackingUrl": self._tracking_url(app, finished),
             "diagnostics": app.diagnostics, "clusterId": CLUSTER_TIMESTAMP,
             "applicationType": context.get("application-type") or "YARN",
             "applicationTags": ",".join(context.get("application-tags", {}).get("tag", [])),
@@ -320,6 +334,11 @@ class FakeResourceManager:
             "runningContainers": 0 if finished else 1, "logAggregationStatus": "DISABLED",
             "unmanagedApplication": False,
         }
+
+    def _tracking_url(self, app: Application, finished: bool) -> str:
+        if self.tracking_url and app.state != "ACCEPTED":
+            return self.tracking_url
+        return f"{self.url}/{'cluster/app' if finished else 'proxy'}/{app.id}/"
 
     @staticmethod
     def _attempt(app: Application) -> dict[str, Any]:
@@ -340,7 +359,7 @@ class FakeResourceManager:
                           f"for attempt appattempt_{app.id.removeprefix('application_')}_000001 timed out. "
                           "Failing the application.")
                 return
-            app.state, app.progress = "RUNNING", 10.0
+            app.state, app.progress = "RUNNING", self.progress
             if self.behaviour is Behaviour.SCRIPTED:
                 await asyncio.sleep(self.run_seconds)
                 self._end(app, "FINISHED", self.final_status, self.diagnostics)
@@ -356,10 +375,12 @@ class FakeResourceManager:
                       f"appattempt_{app.id.removeprefix('application_')}_000001 exited: {error}. "
                       "Failing the application.")
 
-    @staticmethod
-    def _end(app: Application, state: str, final_status: str, diagnostics: str) -> None:
+    def _end(self, app: Application, state: str, final_status: str, diagnostics: str) -> None:
         app.state, app.final_status, app.diagnostics = state, final_status, diagnostics
         app.progress, app.finished = 100.0, int(time.time() * 1000)
+        if app.context.get("cancel-tokens-when-complete", True) is not False and self.hdfs is not None:
+            for token in app.context["am-container-spec"]["credentials"]["tokens"].values():
+                self.hdfs.tokens.pop(token, None)
 
     async def _run_master(self, app: Application) -> tuple[str, str]:
         """The DistributedShell AM and the NodeManager, from the submission alone."""
@@ -489,13 +510,22 @@ def validate_submission(body: Any) -> dict[str, Any]:
             raise bad_request(f"local resource {key}: visibility {value.get('visibility')!r}")
         _number(value, "size", f"local resource {key}")
         _number(value, "timestamp", f"local resource {key}")
-    env = _entry_map(spec.get("environment", {}), "environment")
-    if not all(isinstance(v, str) for v in env.values()):
-        raise bad_request("environment values must be strings")
+    env = _string_map(spec.get("environment", {}), "environment")
+    for key in ("service-data", "application-acls"):
+        _string_map(spec.get(key, {}), key)
+    credentials = spec.get("credentials", {})
+    if not isinstance(credentials, dict) or set(credentials) - {"tokens", "secrets"}:
+        raise bad_request('am-container-spec.credentials must be {"tokens": {...}, "secrets": {...}}')
+    flat_credentials = {key: _string_map(credentials.get(key, {}), f"credentials.{key}")
+                        for key in ("tokens", "secrets")}
+    for key in ("unmanaged-AM", "keep-containers-across-application-attempts", "cancel-tokens-when-complete"):
+        if not isinstance(body.get(key, False), bool):
+            raise bad_request(f"{key} must be a boolean")
     tags = body.get("application-tags", {"tag": []})
     if not isinstance(tags, dict) or not isinstance(tags.get("tag", []), list):
         raise bad_request('application-tags must be {"tag": [...]}')
-    return {**body, "am-container-spec": {**spec, "local-resources": local, "environment": env}}
+    return {**body, "am-container-spec": {**spec, "local-resources": local, "environment": env,
+                                          "credentials": flat_credentials}}
 
 
 SUBMISSION_FIELDS = {
@@ -515,8 +545,15 @@ def _number(data: dict[str, Any], key: str, where: str) -> int:
     raise bad_request(f"{where}: {key} must be a number, got {value!r}")
 
 
+def _string_map(value: Any, where: str) -> dict[str, str]:
+    entries = _entry_map(value, where)
+    if not all(isinstance(v, str) for v in entries.values()):
+        raise bad_request(f"{where}: values must be strings")
+    return entries
+
+
 def _entry_map(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict) or not isinstance(value.get("entry", []), list):
+    if not isinstance(value, dict) or set(value) - {"entry"} or not isinstance(value.get("entry", []), list):
         raise bad_request(f'{where} must be {{"entry": [{{"key": ..., "value": ...}}]}}')
     entries = value.get("entry", [])
     if not all(isinstance(e, dict) and isinstance(e.get("key"), str) and "value" in e for e in entries):

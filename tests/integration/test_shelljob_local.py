@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,12 +89,23 @@ async def test_a_failing_command_ends_failed_with_its_stderr(tmp_path):
     assert status["yarn"]["finalStatus"] == "FAILED"
 
 
+async def wait_until_gone(pid: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while running(pid):
+        assert time.monotonic() < deadline, f"process {pid} still runs"
+        await asyncio.sleep(0.05)
+
+
 async def test_the_timeout_kills_the_command_and_what_it_started(tmp_path):
-    status = await run_shelljob_locally(
-        shelljob({"script": "sleep 300 & echo $! > child.pid; wait", "timeoutSeconds": 1}), tmp_path)
+    # The second child ignores SIGTERM: only the SIGKILL to the whole process group stops it.
+    script = ("sleep 300 & echo $! > child.pid\n"
+              "(trap '' TERM; sleep 300) & echo $! > stubborn.pid\n"
+              "wait")
+    status = await run_shelljob_locally(shelljob({"script": script, "timeoutSeconds": 2}), tmp_path)
     assert status["phase"] == "Killed"
     assert "timeout" in status["diagnostics"]
-    assert not running(int((tmp_path / "child.pid").read_text()))
+    for name in ("child.pid", "stubborn.pid"):
+        await wait_until_gone(int((tmp_path / name).read_text()))
 
 
 async def test_a_missing_source_is_reported_and_nothing_runs(tmp_path, file_server):

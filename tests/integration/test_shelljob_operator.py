@@ -7,10 +7,14 @@ worker container's `ExecScript.sh` on this machine, so a Succeeded job really ra
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
+from aiohttp import web
 
 from kubeflume_operator.shelljob.submission import staging_directory
 from tests.fakes.javajob import WORDS, build_java_job, serve_directory
@@ -38,6 +42,8 @@ USER = "alice"
 HOME = f"/user/{USER}"
 AM_JAR_PATH = "/apps/distributedshell/AppMaster.jar"
 ENV = {"KUBEFLUME_SHELLJOB_POLL_INTERVAL": "0.2"}
+HOSTILE_ARGUMENT = "$(touch pwned) `touch pwned2`; it's \"quoted\" | cat"
+HOSTILE_LABEL = "nightly 'run' $HOME; touch pwned3"
 HDFS_TOKEN = "HAAFYWxpY2UAAAAA-hdfs"
 YARN_TOKEN = "MgAFYWxpY2UAAAAA-yarn"
 
@@ -116,10 +122,10 @@ async def test_a_java_job_runs_on_the_dshell_variant_with_its_jars_and_archive(c
         await create(kmock, SHELLJOBS, shelljob(job_spec(
             hadoop,
             jar={"url": "hdfs:///jobs/wordcount.jar", "mainClass": "demo.WordCount"},
-            args=["--label-check", "a b"],
+            args=["--label-check", "a b", HOSTILE_ARGUMENT],
             files=[{"url": f"{repository}/greeter-1.0.jar"}],
             archives=[{"configMap": {"name": "dictionaries", "key": "dict.zip"}}],
-            env=[{"name": "JOB_LABEL", "value": "from the operator"}],
+            env=[{"name": "JOB_LABEL", "value": HOSTILE_LABEL}],
             applicationTags=["kubeflume"],
         )))
         status = await wait_for_phase(kmock, operator, "Succeeded", "Failed", "Killed")
@@ -129,6 +135,8 @@ async def test_a_java_job_runs_on_the_dshell_variant_with_its_jars_and_archive(c
     assert hadoop.rm.issued == [application_id]
     assert status["yarn"] == {"state": "FINISHED", "finalStatus": "SUCCEEDED", "progress": 100.0}
     assert status["trackingUrl"].endswith(f"/cluster/app/{application_id}/")
+    assert status["amContainerLogs"].endswith(f"/node/containerlogs/container_{application_id[12:]}_01_000001/{USER}")
+    assert status["diagnostics"] == ""
     assert status["observedGeneration"] == 1
     assert status["startTime"] and status["completionTime"]
     assert condition(status, "Complete")["status"] == "True"
@@ -152,8 +160,10 @@ async def test_a_java_job_runs_on_the_dshell_variant_with_its_jars_and_archive(c
     stdout = hadoop.rm.container_log(application_id)
     assert "hello yarn from greeter" in stdout
     assert f"words=3 {','.join(WORDS)}" in stdout
-    assert "label=from the operator" in stdout
-    assert "arg[1]=a b" in stdout
+    assert f"label={HOSTILE_LABEL}\n" in stdout
+    assert f"arg[1]=a b\narg[2]={HOSTILE_ARGUMENT}\n" in stdout
+    workdir = hadoop.rm.apps[application_id].workdir
+    assert not list(workdir.rglob("pwned*"))
     submission = hadoop.rm.submissions[0]
     assert submission["application-tags"] == {"tag": ["kubeflume"]}
     await wait_for(lambda: reasons_posted(kmock) >= {"Staging", "Submitted", "Running", "Succeeded"},
@@ -222,6 +232,8 @@ async def test_deleting_a_running_job_kills_it_and_removes_the_staging_directory
     await delete(kmock, SHELLJOBS, NS, NAME)
     await wait_for(lambda: stored(kmock, SHELLJOBS, NS, NAME) is None, "the ShellJob to go", operator=operator)
     assert hadoop.rm.apps[application_id].state == "KILLED"
+    kills = [path for method, path in hadoop.rm.requests if method == "PUT"]
+    assert len(kills) >= 2 and set(kills) == {f"/apps/{application_id}/state"}  # 202 first, then 200 KILLED
     assert not hadoop.hdfs.exists(staging)
 
 
@@ -302,7 +314,75 @@ async def test_delegation_tokens_and_secret_files_come_from_secrets(cluster, had
     assert status["phase"] == "Succeeded", status
     application_id = status["applicationId"]
     assert hadoop.rm.apps[application_id].user == USER
-    credentials = hadoop.rm.submissions[0]["am-container-spec"]["credentials"]
-    assert list(credentials["tokens"].values()) == [HDFS_TOKEN]
-    assert hadoop.hdfs.read(f"{hadoop.staging(application_id)}/pw") == b"s3cret"
+    submission = hadoop.rm.submissions[0]
+    tokens = submission["am-container-spec"]["credentials"]["tokens"]["entry"]
+    assert [entry["value"] for entry in tokens] == [HDFS_TOKEN]
+    assert submission["cancel-tokens-when-complete"] is False
+    staging = hadoop.staging(application_id)
+    assert hadoop.hdfs.read(f"{staging}/pw") == b"s3cret"
     assert hadoop.rm.container_log(application_id) == "s3cret"
+    # The application ended without cancelling the Secret's token: the cleanup still can use it.
+    await delete(kmock, SHELLJOBS, NS, NAME)
+    await wait_for(lambda: stored(kmock, SHELLJOBS, NS, NAME) is None, "the ShellJob to go", operator=operator)
+    assert not hadoop.hdfs.exists(staging)
+
+
+@contextlib.asynccontextmanager
+async def held_download(content: bytes) -> AsyncIterator[tuple[str, asyncio.Event, list[str]]]:
+    """A real HTTP server whose answer waits for the returned event; yields (url, release, requests)."""
+    release, requests = asyncio.Event(), []
+
+    async def serve(request: web.Request) -> web.Response:
+        requests.append(request.path)
+        await release.wait()
+        return web.Response(body=content)
+
+    app = web.Application()
+    app.router.add_get("/{name}", serve)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", release, requests
+    finally:
+        release.set()
+        await runner.cleanup()
+
+
+async def test_an_operator_killed_while_staging_resumes_with_the_stored_application(cluster, hadoop, tmp_path):
+    kmock = cluster
+    async with held_download(b"downloaded once\n") as (url, release, requests):
+        async with running_operator(kmock, tmp_path, watched=[SHELLJOBS], env=ENV) as first:
+            await create(kmock, SHELLJOBS, shelljob(job_spec(hadoop, command=["cat", "input.txt"],
+                                                             files=[{"url": f"{url}/input.txt"}])))
+            await wait_for(lambda: requests, "the download to start", operator=first)
+            during = job_status(kmock)  # the id is stored before anything is staged
+            first.process.kill()
+            await first.process.wait()
+        assert during["phase"] == "Staging" and "staged" not in during
+        stored_id = during["applicationId"]
+        assert hadoop.rm.issued == [stored_id] and hadoop.rm.submissions == []
+        release.set()
+        async with running_operator(kmock, tmp_path, watched=[SHELLJOBS], env=ENV) as second:
+            status = await wait_for_phase(kmock, second, "Succeeded", "Failed", "Killed")
+    assert status["phase"] == "Succeeded", status
+    assert status["applicationId"] == stored_id and hadoop.rm.issued == [stored_id]
+    assert list(hadoop.rm.apps) == [stored_id]
+    assert hadoop.rm.container_log(stored_id) == "downloaded once\n"
+    staged = {s["name"]: s for s in status["staged"]}
+    on_hdfs = hadoop.hdfs.status(f"{hadoop.staging(stored_id)}/input.txt")
+    assert (staged["input.txt"]["size"], staged["input.txt"]["timestamp"]) == (16, on_hdfs["modificationTime"])
+
+
+async def test_a_job_whose_spec_lost_its_cluster_can_still_be_deleted(cluster, hadoop, operator):
+    kmock = cluster
+    await create(kmock, SHELLJOBS, shelljob(job_spec(hadoop, command=["sleep", "300"])))
+    application_id = (await wait_for_phase(kmock, operator, "Running"))["applicationId"]
+    await update_spec(kmock, SHELLJOBS, NS, NAME, {"command": ["sleep", "300"]})  # no yarn block any more
+    rejected = await wait_for(lambda: (s := job_status(kmock)).get("observedGeneration") == 2
+                              and s.get("phase") == "Failed" and s, "generation 2 to be rejected", operator=operator)
+    assert "spec.yarn: required" in rejected["diagnostics"]
+    await delete(kmock, SHELLJOBS, NS, NAME)
+    await wait_for(lambda: stored(kmock, SHELLJOBS, NS, NAME) is None, "the ShellJob to go", operator=operator)
+    await wait_for(lambda: "CleanupSkipped" in reasons_posted(kmock), "the CleanupSkipped Event", operator=operator)
+    assert hadoop.rm.apps[application_id].state == "RUNNING"  # nothing says where to kill it: told, not hidden

@@ -110,3 +110,42 @@ async def test_an_am_that_never_registers_stays_accepted_then_fails():
         report = await client.application(application_id)
         assert "ACCEPTED" in states and "RUNNING" not in states
         assert report["finalStatus"] == "FAILED" and "timed out" in report["diagnostics"]
+
+
+async def test_a_hadoop2_standby_redirect_without_the_query_keeps_the_user():
+    """Hadoop 2's RMWebAppFilter drops the query string from its Location: user.name must survive."""
+    async with FakeResourceManager() as active, FakeResourceManager(standby_of=active,
+                                                                   standby_keeps_query=False) as standby:
+        async with ResourceManagerClient([standby.url], user="alice") as client:
+            application_id = (await client.new_application()).application_id
+            await client.submit(minimal_context(application_id))
+        assert active.apps[application_id].user == "alice"
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("credentials", {"tokens": {"alias": "token"}, "secrets": {}}),  # a plain object is not a JAXB map
+    ("credentials", {"tokens": {"entry": [{"key": "alias", "value": 7}]}}),
+    ("environment", {"A": "1"}),
+    ("application-acls", {"entry": [{"key": "VIEW_APP"}]}),
+])
+async def test_maps_of_the_submission_must_be_entry_lists(field, value):
+    async with FakeResourceManager(behaviour=Behaviour.SCRIPTED) as rm, \
+            ResourceManagerClient([rm.url], user="alice") as client:
+        context = minimal_context((await client.new_application()).application_id)
+        context["am-container-spec"][field] = value
+        with pytest.raises(ResourceManagerError) as refused:
+            await client.submit(context)
+        assert refused.value.status == 400 and field.split("-")[0] in refused.value.message
+        assert rm.apps == {}
+
+
+async def test_the_report_follows_the_scripted_progress_and_tracking_url():
+    async with FakeResourceManager(behaviour=Behaviour.SCRIPTED, run_seconds=30, progress=42.5,
+                                   tracking_url="http://am.example:4040/") as rm, \
+            ResourceManagerClient([rm.url], user="alice") as client:
+        application_id = (await client.new_application()).application_id
+        await client.submit(minimal_context(application_id))
+        while (report := await client.application(application_id))["state"] != "RUNNING":
+            await asyncio.sleep(0.05)
+        assert (report["progress"], report["trackingUrl"]) == (42.5, "http://am.example:4040/")
+        await client.kill(application_id)

@@ -8,8 +8,8 @@ import subprocess
 import pytest
 
 from kubeflume_operator.shelljob.launcher import worker_script
-from kubeflume_operator.shelljob.spec import parse_spec
-from kubeflume_operator.shelljob.submission import staging_plan, submission_context
+from kubeflume_operator.shelljob.spec import SpecError, parse_spec
+from kubeflume_operator.shelljob.submission import location_problems, staging_plan, submission_context
 from kubeflume_operator.yarn.distributedshell import StagedFile, UnsafeValue
 
 APP = "application_1700000000000_0007"
@@ -130,3 +130,38 @@ def test_hostile_environment_values_reach_the_program_verbatim(tmp_path):
     seen = dict(item.split("=", 1) for item in printed.split("\0") if item.startswith("V"))
     assert seen == {f"V{i}": value for i, value in enumerate(HOSTILE)}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ExecScript.sh"]
+
+
+def test_delegation_tokens_go_as_an_entry_map_and_are_not_cancelled_at_the_end():
+    job = parse_spec(job_spec("dshell"), "x")
+    plan = staging_plan(job, APP, HOME)
+    context = submission_context(job, APP, HOME, staged_for(plan), {p.name: p.role for p in plan},
+                                 {"kubeflume-hdfs-delegation-token": "HAAFYWxpY2U"})
+    assert context["am-container-spec"]["credentials"] == {
+        "tokens": {"entry": [{"key": "kubeflume-hdfs-delegation-token", "value": "HAAFYWxpY2U"}]},
+        "secrets": {"entry": []},
+    }
+    assert context["cancel-tokens-when-complete"] is False
+    without = submission_context(job, APP, HOME, staged_for(plan), {p.name: p.role for p in plan})
+    assert "credentials" not in without["am-container-spec"] and "cancel-tokens-when-complete" not in without
+
+
+@pytest.mark.parametrize("hostile", ["/jobs/a b/app.jar", "/jobs/$(id)/app.jar", "/jobs/`id`/app.jar",
+                                     '/jobs/"x"/app.jar', "/jobs/x;id/app.jar"])
+def test_an_hdfs_location_used_in_place_is_refused_before_any_application(hostile):
+    job = parse_spec(job_spec("dshell", jar={"url": f"hdfs://{hostile}", "mainClass": "demo.Main"}), "x")
+    [problem] = location_problems(job)
+    assert "HDFS location" in problem and hostile in problem
+    copied = parse_spec(job_spec("distributedshell", jar={"url": f"hdfs://{hostile}", "mainClass": "demo.Main"}),
+                        "x")
+    assert location_problems(copied) == []  # the stock AM gets a copy in the staging directory
+
+
+@pytest.mark.parametrize(("field", "hostile"), [("defaultFS", "hdfs://nn:8020/$(id)"), ("user", "alice;id"),
+                                                 ("user", "$(id)"), ("defaultFS", "hdfs://nn`id`")])
+def test_cluster_values_that_reach_the_am_command_line_are_checked(field, hostile):
+    data = job_spec("dshell")
+    data["yarn"] = {**data["yarn"], field: hostile}
+    with pytest.raises(SpecError) as raised:
+        parse_spec(data, "x")
+    assert any(f"spec.yarn.{field}" in p for p in raised.value.problems)

@@ -39,6 +39,7 @@ from kubeflume_operator.shelljob.sources import (
 from kubeflume_operator.shelljob.spec import ShellJobSpec, Source, cluster_problems
 from kubeflume_operator.shelljob.submission import (
     PlannedFile,
+    location_problems,
     staging_directory,
     staging_plan,
     submission_context,
@@ -52,6 +53,8 @@ STAGING_PERMISSION = "700"
 HDFS_TOKEN_KEY = "hdfs"
 YARN_TOKEN_KEY = "yarn"
 HDFS_TOKEN_ALIAS = "kubeflume-hdfs-delegation-token"
+# Staging streams files of any size (http -> HDFS): no bound on a whole request, only on silence.
+TRANSFER_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
 
 
 class JobRejected(Exception):
@@ -61,6 +64,8 @@ class JobRejected(Exception):
 def check_runnable(job: ShellJobSpec) -> None:
     """JobRejected when the job cannot be submitted to YARN as specified."""
     problems = cluster_problems(job)
+    if not problems:
+        problems = location_problems(job)
     if problems:
         raise JobRejected("; ".join(problems))
 
@@ -83,7 +88,7 @@ async def connect(job: ShellJobSpec, namespace: str) -> AsyncIterator[Clients]:
         tokens = await read_kubernetes_object("Secret", namespace, cluster.token_secret)
     hdfs_token = tokens[HDFS_TOKEN_KEY].decode().strip() if HDFS_TOKEN_KEY in tokens else None
     yarn_token = tokens[YARN_TOKEN_KEY].decode().strip() if YARN_TOKEN_KEY in tokens else None
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(timeout=TRANSFER_TIMEOUT) as session:
         yield Clients(
             rm=ResourceManagerClient(list(cluster.resource_managers), cluster.user, yarn_token, session=session),
             hdfs=WebHDFSClient(list(cluster.webhdfs), cluster.user, hdfs_token, session=session),

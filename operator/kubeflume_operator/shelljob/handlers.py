@@ -175,10 +175,13 @@ async def remove(body: kopf.Body, name: str, namespace: str, uid: str, spec: kop
     if not application_id:
         return
     try:
-        job = parse_spec(spec, name)
+        job: ShellJobSpec | None = parse_spec(spec, name)
     except SpecError:
-        kopf.warn(body, reason="CleanupSkipped", message=f"the spec is invalid: application {application_id} "
-                  "and its staging directory are left as they are")
+        job = None
+    cluster = job.cluster if job else None
+    if job is None or cluster is None or not cluster.resource_managers or not cluster.webhdfs:
+        kopf.warn(body, reason="CleanupSkipped", message=f"the spec is invalid or names no YARN cluster: "
+                  f"application {application_id} and its staging directory are left as they are")
         return
     try:
         async with connect(job, namespace) as clients:

@@ -333,13 +333,18 @@ def _cluster(check: _Checker, yarn: Mapping[str, Any]) -> Cluster:
     default_fs = check.text(yarn, "defaultFS", "spec.yarn")
     if default_fs is None and webhdfs:
         default_fs = f"hdfs://{urlsplit(webhdfs[0]).hostname}:8020"
-    elif default_fs is not None and (urlsplit(default_fs).scheme != "hdfs" or not urlsplit(default_fs).netloc):
+    elif default_fs is not None and (urlsplit(default_fs).scheme != "hdfs" or not urlsplit(default_fs).netloc
+                                     or not ds.SAFE_WORD.fullmatch(default_fs)):
         check.problem("spec.yarn.defaultFS", f"{default_fs!r}: expected hdfs://<namenode or nameservice>[:port]")
+    user = check.text(yarn, "user", "spec.yarn")
+    if user is not None and not ds.SAFE_WORD.fullmatch(user):
+        # The user's home directory is part of the ApplicationMaster's command line.
+        check.problem("spec.yarn.user", f"{user!r}: may only contain letters, digits and . _ , : / = @ % + -")
     return Cluster(
         resource_managers=resource_managers,
         webhdfs=webhdfs,
         default_fs=(default_fs or "hdfs://localhost:8020").rstrip("/"),
-        user=check.text(yarn, "user", "spec.yarn"),
+        user=user,
         token_secret=check.text(yarn, "delegationTokenSecret", "spec.yarn"),
     )
 

@@ -60,6 +60,19 @@ def staging_plan(job: ShellJobSpec, application_id: str, home: str) -> list[Plan
     return plan
 
 
+def location_problems(job: ShellJobSpec) -> list[str]:
+    """hdfs:// sources used in place whose URL cannot go into the AM's environment as it is."""
+    assert job.cluster is not None
+    problems = []
+    for planned in staging_plan(job, "application_0_0000", "/"):
+        if planned.in_place and planned.source is not None:
+            try:
+                ds.command_word(planned.uri(job.cluster.default_fs), "HDFS location")
+            except ds.UnsafeValue as error:
+                problems.append(f"{planned.source.describe()}: {error}")
+    return problems
+
+
 def _planned(name: str, type_: str, role: str, source: Source, directory: str, staged_name: str,
              may_stay: bool) -> PlannedFile:
     if source.kind == "hdfs" and may_stay:
@@ -75,7 +88,10 @@ def submission_context(
     job: ShellJobSpec, application_id: str, home: str, staged: Sequence[ds.StagedFile],
     roles: Mapping[str, str], credentials: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The application-submission-context; `roles` maps each staged file's name to its role."""
+    """The application-submission-context; `roles` maps each staged file's name to its role.
+
+    `credentials`: alias -> delegation token (URL-safe encoded), handed to the ApplicationMaster.
+    """
     by_role: dict[str, list[ds.StagedFile]] = {AM_ROLE: [], SCRIPT_ROLE: [], WORKER_ROLE: []}
     for item in staged:
         by_role[roles[item.name]].append(item)
@@ -99,7 +115,8 @@ def submission_context(
                                               launch)},
     }
     if credentials:
-        am_spec["credentials"] = {"tokens": dict(credentials), "secrets": {}}
+        # CredentialsInfo's tokens and secrets are maps, sent like every map of the API.
+        am_spec["credentials"] = {"tokens": _entries(credentials), "secrets": _entries({})}
     context: dict[str, Any] = {
         "application-id": application_id,
         "application-name": job.app_name,
@@ -112,6 +129,10 @@ def submission_context(
         "resource": {"memory": job.master.memory_mb, "vCores": job.master.vcores},
         "keep-containers-across-application-attempts": False,
     }
+    if credentials:
+        # The tokens come from the user's Secret and serve later jobs too: the RM must not cancel
+        # them when this application ends (the REST default is true).
+        context["cancel-tokens-when-complete"] = False
     if job.tags:
         context["application-tags"] = {"tag": list(job.tags)}
     if job.node_label_expression is not None:

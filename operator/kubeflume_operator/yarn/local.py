@@ -12,7 +12,6 @@ the test suite uses them to run the worker container of an application it was se
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import pathlib
 import signal
@@ -44,7 +43,9 @@ from kubeflume_operator.yarn.archives import ArchiveError, unpack
 from kubeflume_operator.yarn.distributedshell import EXEC_SCRIPT
 
 SCRIPT_NAME = f"{EXEC_SCRIPT}.sh"
-STOP_GRACE_SECONDS = 5.0
+# SIGTERM -> SIGKILL delay: the NodeManager's yarn.nodemanager.sleep-delay-before-sigkill.ms default.
+STOP_GRACE_SECONDS = 0.25
+STOP_POLL_SECONDS = 0.02
 STDERR_TAIL = 2000
 
 
@@ -110,15 +111,27 @@ async def run_container(
 
 
 async def _stop(process: asyncio.subprocess.Process) -> None:
-    """SIGTERM to the process group, SIGKILL if it is still there after a grace period."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            await asyncio.wait_for(process.wait(), STOP_GRACE_SECONDS)
-            return
-        except TimeoutError:
-            continue
+    """SIGTERM to the process group, then SIGKILL to whatever is left of it after a grace period.
+
+    The whole group, as the NodeManager does, not only its leader: a child that ignores SIGTERM
+    or outlives the script is stopped too.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STOP_GRACE_SECONDS
+    _signal_group(process.pid, signal.SIGTERM)
+    while _signal_group(process.pid, 0) and loop.time() < deadline:
+        await asyncio.sleep(STOP_POLL_SECONDS)
+    _signal_group(process.pid, signal.SIGKILL)
+    await process.wait()
+
+
+def _signal_group(group: int, sig: int) -> bool:
+    """Send `sig` to a process group; False when nothing of it is left."""
+    try:
+        os.killpg(group, sig)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 async def run_shelljob_locally(manifest: dict, workdir: pathlib.Path | None = None) -> dict:

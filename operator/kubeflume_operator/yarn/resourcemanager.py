@@ -2,8 +2,9 @@
 
 Only what a DistributedShell-style client needs: new-application, submit, the application report
 and the kill. Several ResourceManager URLs may be given (an HA set): a standby answers 307 with
-the active one in `Location`, which is followed with the same method and body; a ResourceManager
-that cannot be reached is skipped for the next. The one that answered is asked first next time.
+the active one in `Location` (with the query string from Hadoop 3 on, without it before), which
+is followed with the same method, body and authentication; a ResourceManager that cannot be
+reached is skipped for the next. The one that answered is asked first next time.
 
 Authentication: `user` is sent as `user.name` (simple auth); a delegation token, when given, as
 the `X-Hadoop-Delegation-Token` header instead.
@@ -15,6 +16,7 @@ import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -183,7 +185,8 @@ class ResourceManagerClient:
                                             headers={**JSON_HEADERS, **headers}) as response:
                 if response.status in REDIRECTS and "Location" in response.headers:
                     url = response.headers["Location"]
-                    params = {}  # the Location carries the original query
+                    if urlsplit(url).query:
+                        params = {}  # Hadoop 3 carries the original query over; Hadoop 2 drops it
                     continue
                 if response.status >= 400:
                     return response.status, await _error(response)
