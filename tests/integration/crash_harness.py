@@ -71,7 +71,19 @@ def recorded(path: Path) -> collections.Counter:
     """How often each line reached the recording sink."""
     if not path.exists():
         return collections.Counter()
-    return collections.Counter(path.read_text().splitlines())
+    return collections.Counter(line for line in path.read_text().splitlines() if not line.startswith("+"))
+
+
+def delivered_after_their_take_committed(path: Path) -> list[str]:
+    """Events the recording sink got again after the channel had committed their take."""
+    committed: set[str] = set()
+    again = []
+    for line in path.read_text().splitlines():
+        if line.startswith("+"):
+            committed.add(line[1:])
+        elif line in committed:
+            again.append(line)
+    return again
 
 
 def file_channel_config(tmp_path: Path, capacity: int = 200000) -> str:

@@ -49,6 +49,26 @@ async def test_a_full_channel_holds_the_batch_and_loses_nothing():
     assert source.counters.channel_write_fail > 0
 
 
+def blocked_writing_to_its_pipe(pid: int) -> bool:
+    """The kernel's word for where the process sleeps: writing to a full pipe nobody reads."""
+    return "pipe_write" in Path(f"/proc/{pid}/wchan").read_text()
+
+
+async def test_a_full_channel_stops_the_reading_so_the_command_blocks():
+    channel = memory_channel(capacity=150, transaction_capacity=100, keep_alive="0")
+    total = 300_000  # about 2 MB of output, far more than the pipe and the reader's buffer hold
+    params = {"command": f"seq 1 {total}", "batchSize": "100", "batchTimeout": "50"}
+    async with running_source("exec", params, channel) as (source, _):
+        await wait_for(lambda: source.counters.channel_write_fail > 0, what="the channel to refuse a batch")
+        await wait_for(lambda: blocked_writing_to_its_pipe(source.process.pid), timeout=60,
+                       what="the command to block on its full stdout pipe")
+        assert source.process.returncode is None
+        assert source.counters.events_received < total // 4  # what was read is one held batch, not all
+        channel.capacity = total  # room at last: the held batch goes in, reading resumes
+        events = await collect(channel, total, timeout=120)
+    assert [e.body for e in events] == [str(i).encode() for i in range(1, total + 1)]
+
+
 async def test_restart_runs_the_command_again():
     params = {"command": "echo again", "restart": "true", "restartThrottle": "10"}
     async with running_source("exec", params) as (source, channel):

@@ -56,7 +56,7 @@ async def test_youngest_first_and_patterns(tmp_path):
     write(tmp_path / "skip.tmp", "tmp\n", mtime=3000)
     write(tmp_path / "ignored.log", "ignored\n", mtime=3000)
     params = spool_params(tmp_path, consumeOrder="youngest", includePattern=r"^.*\.log$",
-                          ignorePattern="^ignored")
+                          ignorePattern="^ignored.*")
     async with running_source("spooldir", params) as (source, channel):
         await drain(source)
         assert [e.body for e in await take_all(channel)] == [b"new", b"old"]
@@ -236,3 +236,35 @@ async def test_avro_deserializer_with_the_schema_literal(tmp_path):
     literal = event.headers["flume.avro.schema.literal"]
     assert fastavro.parse_schema(json.loads(literal)) == fastavro.parse_schema(schema)
     assert fastavro.schemaless_reader(io.BytesIO(event.body), fastavro.parse_schema(schema)) == {"at": 7}
+
+
+async def test_an_empty_file_is_one_empty_event(tmp_path):
+    write(tmp_path / "empty.log", b"", mtime=1000)
+    write(tmp_path / "next.log", "next\n", mtime=2000)
+    async with running_source("spooldir", spool_params(tmp_path)) as (source, channel):
+        await drain(source)
+        assert [e.body for e in await take_all(channel)] == [b"", b"next"]
+    assert (tmp_path / "empty.log.COMPLETED").exists()
+
+
+async def test_a_restart_after_the_empty_event_does_not_send_it_again(tmp_path):
+    write(tmp_path / "empty.log", b"")
+    channel = memory_channel()
+    async with running_source("spooldir", spool_params(tmp_path), channel) as (source, _):
+        await source.process()  # the empty event is committed; the agent goes away before renaming
+    assert (tmp_path / "empty.log").exists()
+    async with running_source("spooldir", spool_params(tmp_path), channel) as (source, _):
+        await drain(source)
+    assert [e.body for e in await take_all(channel)] == [b""]
+    assert (tmp_path / "empty.log.COMPLETED").exists()
+
+
+async def test_patterns_match_the_whole_file_name_as_in_java(tmp_path):
+    write(tmp_path / "a.log", "a\n", mtime=1000)
+    write(tmp_path / "a.log.bak", "bak\n", mtime=2000)
+    write(tmp_path / "keep-x.log", "keep\n", mtime=3000)
+    params = spool_params(tmp_path, includePattern=r".*\.log", ignorePattern="keep")
+    async with running_source("spooldir", params) as (source, channel):
+        await drain(source)
+        assert [e.body for e in await take_all(channel)] == [b"a", b"keep"]
+    assert (tmp_path / "a.log.bak").exists()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 
 import orjson
+import pytest
 from source_harness import memory_channel, running_source, settings_for, take_all
 
 from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.sources import taildir
 
 
 def tail_params(tmp_path, pattern: str = r"app\.log", **extra) -> dict[str, str]:
@@ -238,3 +241,133 @@ async def test_kubernetes_container_log_symlinks_rotated_by_the_kubelet(tmp_path
         received += await poll_all(source, channel)
         received += await poll_all(source, channel)
     assert received == expected(0, 30)
+
+
+async def test_position_file_is_flumes_json_and_fingerprints_sit_beside_it(tmp_path):
+    logs = tmp_path / "logs"
+    append(logs / "app.log", 0, 10)
+    async with running_source("TAILDIR", tail_params(tmp_path)) as (source, channel):
+        await poll_all(source, channel)
+    position_file = tmp_path / "state" / "taildir_position.json"
+    assert orjson.loads(position_file.read_bytes()) == [
+        {"inode": os.stat(logs / "app.log").st_ino, "pos": os.path.getsize(logs / "app.log"),
+         "file": str(logs / "app.log")}]
+    [fingerprinted] = orjson.loads((tmp_path / "state" / "taildir_position.json.kubeflume").read_bytes())
+    assert fingerprinted["pos"] == os.path.getsize(logs / "app.log")
+    assert {"headLength", "headCrc", "group", "realPath"} <= fingerprinted.keys()
+
+
+async def test_fingerprints_that_disagree_with_the_position_file_are_not_used(tmp_path, caplog):
+    """As after a crash between the two writes, or after Flume wrote the position file."""
+    caplog.set_level(logging.INFO)
+    logs = tmp_path / "logs"
+    append(logs / "app.log", 0, 10)
+    async with running_source("TAILDIR", tail_params(tmp_path)) as (source, channel):
+        await poll_all(source, channel)
+    position_file = tmp_path / "state" / "taildir_position.json"
+    [entry] = orjson.loads(position_file.read_bytes())
+    entry["pos"] = len("".join(f"line-{i}\n" for i in range(6)))  # Flume says: six lines read
+    position_file.write_bytes(orjson.dumps([entry]))
+    async with running_source("TAILDIR", tail_params(tmp_path)) as (source, channel):
+        assert await poll_all(source, channel) == expected(6, 4)
+    assert "using the position file alone" in caplog.text
+
+
+async def test_skip_to_end_never_skips_a_known_file_that_was_rewritten(tmp_path):
+    logs = tmp_path / "logs"
+    append(logs / "app.log", 0, 10)
+    params = tail_params(tmp_path, skipToEnd="true")
+    async with running_source("TAILDIR", params) as (source, channel):
+        append(logs / "app.log", 10, 2)  # lines after the start, which skipped the first ten
+        assert await poll_all(source, channel) == expected(10, 2)
+    with open(logs / "app.log", "r+") as file:  # truncated and rewritten while the agent was down
+        file.truncate(0)
+    append(logs / "app.log", 0, 3, "fresh")
+    async with running_source("TAILDIR", params) as (source, channel):
+        assert await poll_all(source, channel) == expected(0, 3, "fresh")
+
+
+async def test_copy_truncate_of_a_file_not_read_yet(tmp_path):
+    logs = tmp_path / "logs"
+    append(logs / "app.log", 0, 20)
+    params = tail_params(tmp_path, pattern=r"app\.log.*")
+    async with running_source("TAILDIR", params) as (source, channel):
+        # copied and truncated before the first poll read anything of app.log
+        shutil.copyfile(logs / "app.log", logs / "app.log.1")
+        with open(logs / "app.log", "r+") as file:
+            file.truncate(0)
+        append(logs / "app.log", 20, 30)
+        received = await poll_all(source, channel)
+    assert sorted(received, key=lambda s: int(s.split("-")[1])) == expected(0, 50)
+
+
+@pytest.mark.parametrize("old_file", ["deleted", "kept"])
+async def test_a_new_file_that_only_starts_like_a_rotated_one_is_read_whole(tmp_path, monkeypatch, old_file):
+    """Rotation by rename to a matching name, and the new file begins with the same banner: it is
+    no copy (the original is never truncated), so every line of it arrives."""
+    monkeypatch.setattr(taildir, "TRUNCATE_WAIT", 0.0)  # a copy-truncate's truncation is overdue at once
+    logs = tmp_path / "logs"
+    banner = "service starting, version 1.2.3, configuration /etc/service.conf\n"
+    logs.mkdir()
+    (logs / "app.log").write_text(banner)
+    params = tail_params(tmp_path, pattern=r"app\.log.*", idleTimeout=0)
+    async with running_source("TAILDIR", params) as (source, channel):
+        received = await poll_all(source, channel)
+        os.rename(logs / "app.log", logs / "app.log.1")
+        if old_file == "deleted":
+            os.remove(logs / "app.log.1")
+        (logs / "app.log").write_text(banner + "second run\n")
+        for _ in range(3):
+            received += await poll_all(source, channel)
+    assert received == [banner.strip(), banner.strip(), "second run"]
+
+
+async def test_copy_truncate_while_stopped_goes_on_in_the_copy(tmp_path):
+    logs = tmp_path / "logs"
+    append(logs / "app.log", 0, 20)
+    channel = memory_channel()
+    params = tail_params(tmp_path, pattern=r"app\.log.*")
+    async with running_source("TAILDIR", params, channel) as (source, _):
+        received = await poll_all(source, channel)
+    append(logs / "app.log", 20, 5)  # written after the last read, then copied away and truncated
+    shutil.copyfile(logs / "app.log", logs / "app.log.1")
+    with open(logs / "app.log", "r+") as file:
+        file.truncate(0)
+    append(logs / "app.log", 25, 5)
+    async with running_source("TAILDIR", params, channel) as (source, _):
+        received += await poll_all(source, channel)
+    assert sorted(received, key=lambda s: int(s.split("-")[1])) == expected(0, 30)
+    assert len(received) == 30
+
+
+async def test_a_flume_position_beyond_the_end_means_truncation(tmp_path):
+    """Flume's rule for its own position file (no fingerprints): a file now shorter than its saved
+    position was truncated while the agent was down and is read from its start."""
+    logs = tmp_path / "logs"
+    append(logs / "app.log", 0, 3, "fresh")
+    state = tmp_path / "state"
+    state.mkdir()
+    entry = {"inode": os.stat(logs / "app.log").st_ino, "pos": 10_000, "file": str(logs / "app.log")}
+    (state / "taildir_position.json").write_bytes(orjson.dumps([entry]))
+    async with running_source("TAILDIR", tail_params(tmp_path)) as (source, channel):
+        assert await poll_all(source, channel) == expected(0, 3, "fresh")
+
+
+async def test_copy_truncate_whose_copy_is_listed_only_after_the_truncation(tmp_path):
+    """The poll that notices the truncation may list the directory just before the copy appears."""
+    logs, staging = tmp_path / "logs", tmp_path / "staging"
+    staging.mkdir()
+    append(logs / "app.log", 0, 20)
+    params = tail_params(tmp_path, pattern=r"app\.log.*")
+    async with running_source("TAILDIR", params) as (source, channel):
+        received = await poll_all(source, channel)
+        append(logs / "app.log", 20, 5)
+        shutil.copyfile(logs / "app.log", staging / "app.log.1")  # the copy, not listed yet
+        with open(logs / "app.log", "r+") as file:
+            file.truncate(0)
+        append(logs / "app.log", 25, 5)
+        received += await poll_all(source, channel)
+        os.rename(staging / "app.log.1", logs / "app.log.1")  # now it is
+        received += await poll_all(source, channel)
+    assert sorted(received, key=lambda s: int(s.split("-")[1])) == expected(0, 30)
+    assert len(received) == 30

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import random
 import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -141,6 +144,27 @@ async def test_concurrent_commits_share_fsyncs(channels, tmp_path, monkeypatch):
     assert channel.size == 2000
     assert len(syncs) < 200  # 200 commits; group commit must have merged some
     assert sorted(int(e.headers["n"]) for e in await take_all(channel)) == list(range(2000))
+
+
+async def test_commit_returns_only_after_its_group_is_fdatasynced(channels, tmp_path, monkeypatch):
+    channel = await started(channels, tmp_path)
+    syncing, release = threading.Event(), threading.Event()
+    real_fdatasync = os.fdatasync
+
+    def held_fdatasync(fd):
+        syncing.set()
+        release.wait(30)
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", held_fdatasync)
+    commit = asyncio.create_task(put(channel, numbered(0, 5)))
+    await asyncio.to_thread(syncing.wait, 30)
+    done, _ = await asyncio.wait({commit}, timeout=0.5)  # a slow machine can only make this pass
+    assert not done, "commit() returned before the data was synced"
+    assert channel.size == 0  # nor can a sink take what is not durable yet
+    release.set()
+    await asyncio.wait_for(commit, 30)
+    assert channel.size == 5
 
 
 async def test_full_replay_without_checkpoint_gives_the_same_queue(channels, tmp_path, caplog):
@@ -422,3 +446,107 @@ def test_pointer_queue_across_chunks():
     assert queue.pop_front(100000) == [*range(9997, 20005)]
     assert len(queue) == 0
     assert queue.pop_front(1) == []
+
+
+async def test_a_failed_write_leaves_no_stale_bytes_for_later_reads(channels, tmp_path, monkeypatch):
+    """A take that reads the data file while a group is being written may see that group's bytes;
+    if the group then fails and is cut off, the next group's records take its place, and reads
+    must return those, not what the failed group had left in the read window."""
+    channel = await started(channels, tmp_path, eventCacheBytes=0)  # every take reads the data file
+    await put(channel, numbered(0, 10))
+    writing, release = threading.Event(), threading.Event()
+    real_fdatasync = os.fdatasync
+
+    def failing_fdatasync(fd):  # fails once, for the group; cutting it off then works
+        monkeypatch.setattr(os, "fdatasync", real_fdatasync)
+        writing.set()
+        release.wait(30)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
+    doomed = asyncio.create_task(put(channel, [Event(f"doomed-{i:02d}".encode(), {"n": "x"}) for i in range(10)]))
+    await asyncio.to_thread(writing.wait, 30)  # its bytes are in the file now, not yet synced
+    tx = channel.transaction()
+    assert [e.headers["n"] for e in tx.take(1)] == ["0"]  # reads a window reaching into them
+    tx.rollback()
+    release.set()
+    with pytest.raises(ChannelError, match="Input/output error"):
+        await doomed
+    await put(channel, [Event(f"stored-{i:02d}".encode(), {"n": "y"}) for i in range(10)])  # same offsets
+    assert [e.body for e in await take_all(channel)][10:] == [f"stored-{i:02d}".encode() for i in range(10)]
+
+
+FILE_SIZE_LIMITED_CHILD = """
+import asyncio, pathlib, resource, signal, sys
+sys.path.insert(0, {tests!r})
+from test_file_channel import make_channel, numbered, put, take_all
+from kubeflume_agent.errors import ChannelError
+
+async def main(directory):
+    channel = make_channel(pathlib.Path(directory), maxFileSize=64 * 1024 * 1024)
+    await channel.start()
+    stored = 0
+    try:
+        while True:
+            await put(channel, numbered(stored, 50, size=1000))
+            stored += 50
+    except ChannelError as error:
+        print("refused:", error)
+    size, put_errors = channel.size, channel.counters.put_error
+    await channel.stop()
+    return stored, size, put_errors
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (300 * 1024, resource.RLIM_INFINITY))
+print("result", *asyncio.run(main(sys.argv[1])))
+"""
+
+
+async def test_a_write_the_kernel_refuses_midway_is_cut_off_and_the_log_stays_sound(tmp_path, channels):
+    """Without a small disk to fill (mounting one needs privileges), RLIMIT_FSIZE makes the kernel
+    refuse a write past 300 KiB of the data file, part-way through a group, just as a full disk
+    would: the commit fails, nothing half-written stays, and every stored event is still there."""
+    script = FILE_SIZE_LIMITED_CHILD.format(tests=str(Path(__file__).parent))
+    child = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", script, str(tmp_path)],
+                                    capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr
+    assert "refused:" in child.stdout and "File too large" in child.stdout, child.stdout
+    stored, size, put_errors = map(int, child.stdout.split("result")[1].split())
+    assert stored > 100 and size == stored and put_errors == 50
+    again = await started(channels, tmp_path)
+    assert again.last_replay.skipped == 0
+    assert again.last_replay.scan.torn_tail_bytes == 0
+    assert [int(e.headers["n"]) for e in await take_all(again)] == list(range(stored))
+
+
+async def test_a_data_file_deleted_by_hand_costs_only_its_own_events(channels, tmp_path, caplog):
+    channel = await started(channels, tmp_path, maxFileSize=2048, eventCacheBytes=0)
+    for first in range(0, 200, 20):
+        await put(channel, numbered(first, 20))
+    await channel.stop()
+    dirs = [str(tmp_path / "data1"), str(tmp_path / "data2")]
+    files = list_log_files(dirs)
+    victim = sorted(files)[len(files) // 2]
+    os.remove(files[victim])
+
+    again = await started(channels, tmp_path, maxFileSize=2048, eventCacheBytes=0)
+    with caplog.at_level(logging.ERROR):
+        numbers = [int(e.headers["n"]) for e in await take_all(again)]
+    lost = 200 - len(numbers)
+    assert 0 < lost < 200
+    assert numbers == sorted(numbers)  # the others all arrive, in order
+    assert again.counters.corrupt_records_skipped == again.counters.take_error == lost
+    assert f"log-{victim} " in caplog.text and "its data file is gone" in caplog.text
+
+
+def test_encryption_keys_are_refused_rather_than_silently_ignored():
+    from kubeflume_agent.config.properties import parse_properties
+
+    config = parse_properties(
+        "a1.channels = c1\na1.sinks = k1\n"
+        "a1.channels.c1.type = file\na1.channels.c1.checkpointDir = /tmp/c\na1.channels.c1.dataDirs = /tmp/d\n"
+        "a1.channels.c1.encryption.activeKey = key-0\na1.channels.c1.encryption.cipherProvider = AESCTRNOPADDING\n"
+        "a1.sinks.k1.type = null\na1.sinks.k1.channel = c1\n", "a1")
+    errors = config.errors()
+    assert sorted(e.key for e in errors) == ["encryption.activeKey", "encryption.cipherProvider"]
+    assert all("not supported" in e.message for e in errors)

@@ -125,6 +125,7 @@ class FileChannel(Channel):
         Key("compressBackupCheckpoint", boolean, False, doc="accepted for compatibility; backups are plain"),
         Key("use-fast-replay", boolean, False, doc="accepted for compatibility; replay is always fast"),
         Key("use-log-replay-v1", boolean, False, doc="accepted for compatibility; no effect"),
+        Key("encryption.", str, prefix=True, doc="refused: data files are not encrypted (encrypt the volume)"),
     )
 
     def __init__(self, name: str, settings: Settings) -> None:
@@ -174,6 +175,9 @@ class FileChannel(Channel):
                 problems.append(("backupCheckpointDir", "must differ from checkpointDir and dataDirs"))
         if checkpoint_dir in data_dirs:
             problems.append(("checkpointDir", "must differ from every dataDirs entry"))
+        problems += [(f"encryption.{key}", "encryption of data files is not supported: remove the "
+                                           "encryption.* keys and encrypt the volume instead")
+                     for key in settings["encryption."]]
         return problems
 
     @classmethod
@@ -295,7 +299,8 @@ class FileChannel(Channel):
         file_id, offset = split_pointer(value)
         self.counters.take_error += 1
         self.counters.corrupt_records_skipped += 1
-        log.error("channel %s: event record at log-%d offset %d is damaged; skipping it", self.name, file_id, offset)
+        log.error("channel %s: event record at log-%d offset %d is damaged or its data file is gone; skipping it",
+                  self.name, file_id, offset)
 
     def _restore(self, pointers: list[int], events: list[Event]) -> None:
         """Roll back takes: pointers go back to the head; their events return to the cache."""
@@ -366,6 +371,8 @@ class FileChannel(Channel):
         """Runs on the loop right after a group is durable: queue and checkpoint position move together."""
         self.counters.unhealthy = int(any(isinstance(r, Exception) and not isinstance(r, SpaceExhausted)
                                           for r in results))
+        if self.counters.unhealthy:
+            self._reader.discard_window()
         for (encoded, puts, take_pointers, future), result in zip(group, results, strict=True):
             self._reserved_puts -= len(puts)
             if isinstance(result, Exception):

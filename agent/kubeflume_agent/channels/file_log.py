@@ -17,6 +17,7 @@ damaged bytes by searching for the next magic whose record checks out (see docs/
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mmap
 import os
@@ -316,6 +317,18 @@ class LogReader:
         for file_id in list(self._fds):
             self.forget(file_id)
 
+    def _open(self, file_id: int) -> int | None:
+        fd = self._fds.get(file_id)
+        if fd is None and file_id in self.paths:
+            with contextlib.suppress(FileNotFoundError):
+                fd = self._fds[file_id] = os.open(self.paths[file_id], os.O_RDONLY)
+        return fd
+
+    def discard_window(self) -> None:
+        """Forget the bytes read ahead: they may hold a failed write's records, since cut off and
+        about to be overwritten by the next group."""
+        self._window_file, self._window = -1, b""
+
     def _read_one(self, value: int) -> Event | None:
         file_id, offset = split_pointer(value)
         relative = offset - self._window_start
@@ -333,11 +346,12 @@ class LogReader:
         return decode_event(memoryview(self._window)[start:start + found[2]])
 
     def _load(self, file_id: int, offset: int, needed: int) -> int:
-        fd = self._fds.get(file_id)
-        if fd is None:
-            fd = self._fds[file_id] = os.open(self.paths[file_id], os.O_RDONLY)
-        available = max(0, os.fstat(fd).st_size - offset)  # a damaged length must not size the read
-        self._window = os.pread(fd, min(max(READ_WINDOW, needed), available), offset)
+        fd = self._open(file_id)
+        if fd is None:  # the data file is gone (deleted by hand): its records read as damaged
+            self._window = b""
+        else:
+            available = max(0, os.fstat(fd).st_size - offset)  # a damaged length must not size the read
+            self._window = os.pread(fd, min(max(READ_WINDOW, needed), available), offset)
         self._window_file, self._window_start = file_id, offset
         if len(self._window) < HEAD_SIZE:
             self._window += bytes(HEAD_SIZE)  # a short read then fails the checks

@@ -4,7 +4,9 @@ Each `process()` call reads one batch from the current file and delivers it; onl
 channels committed it is the read position saved (`<trackerDir>/.kubeflume-spool-position.json`),
 so a restart resumes where the last committed batch ended: nothing lost, nothing skipped. A
 finished file is renamed to `<name><fileSuffix>`, deleted, or (trackingPolicy=tracker_dir) marked
-by an empty `<trackerDir>/<relative path><fileSuffix>`.
+by an empty `<trackerDir>/<relative path><fileSuffix>`. As in Flume, `includePattern` and
+`ignorePattern` must match the whole file name (Java's `matches()`), and an empty file gives one
+event with an empty body.
 
 Where Flume stops the whole source until a restart (a file changed after it was placed, a name
 used twice, undecodable bytes with decodeErrorPolicy=FAIL) this source sets that one file aside:
@@ -37,6 +39,7 @@ from kubeflume_agent.config.keys import (
     resolve,
 )
 from kubeflume_agent.errors import ChannelError
+from kubeflume_agent.event import Event
 from kubeflume_agent.protocols.deserializers import (
     Deserializer,
     LineDeserializer,
@@ -73,6 +76,7 @@ class OpenFile:
     stream: object
     deserializer: Deserializer
     committed: int  # position after the last committed batch
+    untouched: bool  # opened at its start, nothing delivered from it yet (not even after a restart)
 
 
 class SpoolDirectorySource(PollableSource):
@@ -174,6 +178,8 @@ class SpoolDirectorySource(PollableSource):
             self.counters.event_read_fail += 1
             await asyncio.to_thread(self._set_aside, current, f"cannot read it: {error}")
             return Status.READY
+        if not events and current.untouched:  # an empty file is one empty event, as in Flume
+            events = [Event(b"")]
         if not events:
             await asyncio.to_thread(self._finish, current)
             return Status.READY
@@ -185,6 +191,7 @@ class SpoolDirectorySource(PollableSource):
             await self._back_off(error)
             return Status.READY
         self._backoff = 0.0
+        current.untouched = False
         current.committed = current.deserializer.tell()
         await asyncio.to_thread(self._save_position, current)
         return Status.READY
@@ -221,13 +228,13 @@ class SpoolDirectorySource(PollableSource):
     def _descend(self, path: str) -> bool:
         name = os.path.basename(path)
         return (self.settings["recursiveDirectorySearch"] and not name.startswith(".")
-                and path != self.tracker_dir and not self.settings["ignorePattern"].match(name))
+                and path != self.tracker_dir and not self.settings["ignorePattern"].fullmatch(name))
 
     def _wanted(self, path: str) -> bool:
         name = os.path.basename(path)
         settings = self.settings
         if (name.startswith(".") or name.endswith(settings["fileSuffix"])
-                or not settings["includePattern"].match(name) or settings["ignorePattern"].match(name)
+                or not settings["includePattern"].fullmatch(name) or settings["ignorePattern"].fullmatch(name)
                 or not os.path.isfile(path) or os.path.exists(self._marker(path, FAILED_SUFFIX))):
             return False
         tracked = settings["deletePolicy"] == "never" and settings["trackingPolicy"] == "tracker_dir"
@@ -280,7 +287,7 @@ class SpoolDirectorySource(PollableSource):
             deserializer.seek(position)
             log.info("source %s: resuming %s at position %d", self.name, path, position)
         return OpenFile(path, stat.st_ino, stat.st_mtime_ns, stat.st_size, stream, deserializer,
-                        deserializer.tell())
+                        deserializer.tell(), untouched=position is None)
 
     # -- finishing files ----------------------------------------------------------------------
 

@@ -6,15 +6,24 @@ neither loses nor duplicates lines (Flume's most reported taildir bug, FLUME-321
   open descriptor, under its new name if that still matches, else until it has been idle for
   `idleTimeout`; the new `app.log` is a new inode, read from its start;
 - copy-truncate (`app.log` copied to `app.log.1`, then emptied): a new file whose first bytes equal
-  those of a followed file is that file's copy; it is read only from where the original was, and
-  only once the original has been truncated (until then the original supplies those lines);
+  those of a followed file may be that file's copy. Until the original is truncated it supplies
+  those lines and the copy waits; once it is, the copy is read from where the original was. A
+  copy first listed after the truncation was seen (or after a restart) is recognised for a minute
+  by the original's old first bytes. An original that goes away instead, or is not truncated
+  within a minute, was never copied: the look-alike is read from its start (a duplicate at worst,
+  never a loss);
 - a file whose first bytes changed (truncated and rewritten, or a reused inode) is read from 0.
   Copy-truncate still loses what was written between the last read and the truncation when the
   copy's name does not match a pattern: that is inherent to copy-truncate.
 
-Positions (`positionFile`, JSON as in Flume plus a fingerprint of each file's first bytes) advance
-only after the channel committed the lines before them and are written every `writePosInterval`
-and at stop, so a crash re-reads at most that interval's lines and never skips any.
+Positions advance only after the channel committed the lines before them and are written every
+`writePosInterval` and at stop, so a crash re-reads at most that interval's lines and never skips
+any. `positionFile` is exactly Flume's JSON (`[{"inode":..,"pos":..,"file":".."}]`), so Flume can
+take over from it; `<positionFile>.kubeflume` beside it holds the same entries plus what inode and
+path alone cannot tell (a fingerprint of each file's first bytes, its group, its real path). It is
+written first and used only while its inodes, positions and paths equal the position file's; else
+(a crash between the two writes, a file written by Flume) the position file alone is used, with
+Flume's rule: a position applies to the same inode under the same path.
 """
 
 from __future__ import annotations
@@ -49,6 +58,10 @@ log = logging.getLogger(__name__)
 HEAD_BYTES = 1024  # how much of a file's start identifies it
 READ_CHUNK = 64 * 1024
 MAX_BATCHES_PER_POLL = 1000  # then the other files get their turn; the runner polls again at once
+MIN_COPY_HEAD = 64  # fewer first bytes than this cannot tell a copy from a new file that starts alike
+TRUNCATE_WAIT = 60.0  # seconds a copy-truncate's truncation may lag its copy
+FINGERPRINTS_SUFFIX = ".kubeflume"
+FLUME_KEYS = ("inode", "pos", "file")
 
 
 @dataclass
@@ -63,7 +76,8 @@ class TailFile:
     last_growth: float = field(default_factory=time.monotonic)
     size: int = 0
     visible: bool = True  # still matched by a pattern (else: read to the end, then dropped)
-    twin: TailFile | None = None  # the original this file is a copy of (copy-truncate)
+    twin: TailFile | None = None  # the original this file may be a copy of (copy-truncate)
+    twin_since: float = 0.0
 
     def head_matches(self, data: bytes) -> bool:
         return len(data) >= self.head_length and zlib.crc32(data[:self.head_length]) == self.head_crc
@@ -112,6 +126,7 @@ class TaildirSource(PollableSource):
         self._last_position_write = 0.0
         self._positions_stale = False
         self._unreadable: set[int] = set()
+        self._left_behind: list[dict] = []  # positions of files truncated (or gone while down): see _copy_of
 
     @staticmethod
     def position_path(settings: Settings) -> str:
@@ -142,11 +157,15 @@ class TaildirSource(PollableSource):
     async def start(self) -> None:
         os.makedirs(os.path.dirname(self.position_file), exist_ok=True)
         saved = self._load_positions()
-        for inode, path, group, size in self._matching_files():
-            entry = saved.pop(inode, None)
-            self._follow(inode, path, group, size, entry, at_start=True)
+        found = self._matching_files()
+        for inode, path, group, size in found:  # first the known files: which of them went on elsewhere?
+            if inode in saved:
+                self._follow(inode, path, group, size, saved.pop(inode), at_start=True)
         for entry in saved.values():
             self._finish_rotated_while_down(entry)
+        for inode, path, group, size in found:
+            if inode not in self.files and inode not in self._unreadable:
+                self._follow(inode, path, group, size, None, at_start=True)
         await super().start()
 
     async def stop(self) -> None:
@@ -249,12 +268,18 @@ class TaildirSource(PollableSource):
         tail = TailFile(inode, path, group, 0, fd, size=size)
         tail.head_length, tail.head_crc = len(head), zlib.crc32(head)
         if saved is not None and self._same_file(saved, path, head):
-            tail.pos = min(int(saved["pos"]), size)
+            tail.pos = int(saved["pos"]) if int(saved["pos"]) <= size else 0  # shorter: truncated, as in Flume
+        elif saved is not None:
+            self._leave_behind(saved)
+        elif (left := self._copy_of(head)) is not None:
+            tail.pos = min(int(left["pos"]), size)
+            log.info("source %s: %s begins as %s did before it was truncated: it is its copy; reading it "
+                     "from offset %d", self.name, path, left.get("file"), tail.pos)
         elif (original := self._original_of(tail, head)) is not None:
-            tail.twin, tail.pos = original, min(original.pos, size)
-            log.info("source %s: %s is a copy of %s; reading it from offset %d only if the original is "
-                     "truncated", self.name, path, original.path, tail.pos)
-        elif at_start and self.settings["skipToEnd"]:
+            tail.twin, tail.twin_since, tail.pos = original, time.monotonic(), min(original.pos, size)
+            log.info("source %s: %s looks like a copy of %s; reading it from offset %d once the original "
+                     "is truncated", self.name, path, original.path, tail.pos)
+        elif at_start and saved is None and self.settings["skipToEnd"]:
             tail.pos = size
         self.files[inode] = tail
 
@@ -275,6 +300,7 @@ class TaildirSource(PollableSource):
                         log.info("source %s: %s (inode %d) is no longer matched after a restart; "
                                  "reading it to its end", self.name, candidate.path, candidate.inode())
                     return
+        self._leave_behind(entry)
 
     @staticmethod
     def _same_file(saved: dict, path: str, head: bytes) -> bool:
@@ -285,18 +311,38 @@ class TaildirSource(PollableSource):
         length = int(saved["headLength"])
         return len(head) >= length and zlib.crc32(head[:length]) == int(saved["headCrc"])
 
+    def _leave_behind(self, entry: dict) -> None:
+        """Remember where a truncated (or, while the agent was down, vanished) file had been read to,
+        with its old fingerprint: its copy may appear in a later listing than its truncation."""
+        if int(entry.get("headLength", 0)) >= MIN_COPY_HEAD:
+            self._left_behind.append({**entry, "since": time.monotonic()})
+
+    def _copy_of(self, head: bytes) -> dict | None:
+        """The left-behind position of a file this new file is a copy of (its first bytes are that
+        file's before its truncation), taken out of the list; positions expire after TRUNCATE_WAIT."""
+        now = time.monotonic()
+        self._left_behind = [e for e in self._left_behind if now - e["since"] < TRUNCATE_WAIT]
+        for entry in self._left_behind:
+            length = int(entry["headLength"])
+            if len(head) >= length and zlib.crc32(head[:length]) == int(entry["headCrc"]):
+                self._left_behind.remove(entry)
+                return entry
+        return None
+
     def _original_of(self, copy: TailFile, head: bytes) -> TailFile | None:
-        if len(head) < 64:  # too little to tell a copy from a new file that starts alike
+        if len(head) < MIN_COPY_HEAD:
             return None
-        return next((t for t in self.files.values()
-                     if t.inode != copy.inode and t.head_length >= 64 and t.twin is None and t.head_matches(head)),
-                    None)
+        return next((t for t in self.files.values() if t.inode != copy.inode and t.head_length >= MIN_COPY_HEAD
+                     and t.twin is None and t.head_matches(head)), None)
 
     def _check_content(self, tail: TailFile) -> None:
         """Notice truncation or rewritten content; complete the fingerprint of young files."""
         size = os.fstat(tail.fd).st_size
         if size < tail.pos or (size != tail.size and not tail.head_matches(os.pread(tail.fd, tail.head_length, 0))):
             log.info("source %s: %s was truncated or rewritten; reading it from the start", self.name, tail.path)
+            if not self._release_copies(tail):  # its copy may not be listed yet
+                self._leave_behind({"headLength": tail.head_length, "headCrc": tail.head_crc, "pos": tail.pos,
+                                    "file": tail.path})
             tail.pos = 0
             tail.head_length = 0
         if tail.head_length < HEAD_BYTES and size > tail.head_length:
@@ -326,13 +372,27 @@ class TaildirSource(PollableSource):
         events.append(self._event(tail, rest, end))
         return events, end + len(rest)
 
+    def _release_copies(self, original: TailFile) -> bool:
+        """The original was truncated: its copies go on from where it had read. Were there any?"""
+        copies = [copy for copy in self.files.values() if copy.twin is original]
+        for copy in copies:
+            copy.twin, copy.pos = None, min(original.pos, os.fstat(copy.fd).st_size)
+            log.info("source %s: %s was truncated; reading its copy %s from offset %d",
+                     self.name, original.path, copy.path, copy.pos)
+        return bool(copies)
+
     def _twin_still_supplies(self, copy: TailFile) -> bool:
-        """While the original is intact, it supplies the copied lines; the copy just keeps pace."""
+        """While the original is intact, it supplies the copied lines; the copy just keeps pace.
+        An original that went away or stayed untruncated was never copied: read the file from 0."""
         original = copy.twin
-        if original.inode not in self.files or original.pos < copy.pos or original.head_length == 0:
-            return False
-        copy.pos = min(original.pos, os.fstat(copy.fd).st_size)
-        return True
+        if (original.inode in self.files and original.visible
+                and time.monotonic() - copy.twin_since < TRUNCATE_WAIT):
+            copy.pos = min(original.pos, os.fstat(copy.fd).st_size)
+            return True
+        log.info("source %s: %s was not truncated after %s appeared, so that is no copy of it; reading "
+                 "%s from its start", self.name, original.path, copy.path, copy.path)
+        copy.pos = 0
+        return False
 
     def _read_lines_from(self, fd: int, pos: int, size: int) -> bytes:
         data = os.pread(fd, min(READ_CHUNK, size - pos), pos)
@@ -374,26 +434,50 @@ class TaildirSource(PollableSource):
     # -- positions ----------------------------------------------------------------------------
 
     def _write_positions(self) -> None:
+        """The fingerprints first, then Flume's position file (each replaced atomically). A copy
+        still waiting for its original's truncation is left out: after a restart it is recognised again."""
         entries = [{"inode": t.inode, "pos": t.pos, "file": t.path, "headLength": t.head_length,
                     "headCrc": t.head_crc, "group": t.group, "realPath": os.path.realpath(t.path)}
-                   for t in self.files.values()]
-        temporary = self.position_file + ".tmp"
-        with open(temporary, "wb") as file:
-            file.write(orjson.dumps(entries))
-        os.replace(temporary, self.position_file)
+                   for t in self.files.values() if t.twin is None]
+        _replace(self.position_file + FINGERPRINTS_SUFFIX, orjson.dumps(entries))
+        _replace(self.position_file, orjson.dumps([{key: entry[key] for key in FLUME_KEYS} for entry in entries]))
         self._last_position_write = time.monotonic()
         self._positions_stale = False
 
     def _load_positions(self) -> dict[int, dict]:
+        positions = self._read_entries(self.position_file)
+        fingerprinted = self._read_entries(self.position_file + FINGERPRINTS_SUFFIX)
+        if fingerprinted and [_flume_part(e) for e in fingerprinted] == [_flume_part(e) for e in positions]:
+            positions = fingerprinted
+        elif fingerprinted:
+            log.info("source %s: %s does not match %s (written by Flume, or the agent died between the two "
+                     "writes); using the position file alone", self.name, self.position_file + FINGERPRINTS_SUFFIX,
+                     self.position_file)
+        return {int(entry["inode"]): entry for entry in positions}
+
+    def _read_entries(self, path: str) -> list[dict]:
         try:
-            with open(self.position_file, "rb") as file:
+            with open(path, "rb") as file:
                 entries = orjson.loads(file.read())
         except FileNotFoundError:
-            return {}
+            return []
         except orjson.JSONDecodeError as error:
-            log.error("source %s: position file %s is not valid JSON (%s); starting files from their "
-                      "beginning", self.name, self.position_file, error)
-            return {}
-        return {int(entry["inode"]): entry for entry in entries
-                if isinstance(entry, dict) and {"inode", "pos"} <= entry.keys()}
+            log.error("source %s: %s is not valid JSON (%s); ignoring it", self.name, path, error)
+            return []
+        if not isinstance(entries, list):
+            log.error("source %s: %s is not a JSON array; ignoring it", self.name, path)
+            return []
+        return [entry for entry in entries if isinstance(entry, dict) and {"inode", "pos"} <= entry.keys()]
+
+
+def _flume_part(entry: dict) -> tuple:
+    return tuple(entry.get(key) for key in FLUME_KEYS)
+
+
+def _replace(path: str, data: bytes) -> None:
+    """Write `path` through a temporary file and a rename: a crash leaves the old or the new one."""
+    temporary = path + ".tmp"
+    with open(temporary, "wb") as file:
+        file.write(data)
+    os.replace(temporary, path)
 
