@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import struct
+import zlib
 
 import pytest
 import trustme
@@ -195,6 +197,9 @@ async def test_tls_sink_to_source():
                 with pytest.raises(EventDeliveryError):
                     await sink.process()
                 assert sink.counters.connections_failed == 1
+            async with avro_sink(dict(untrusting, **{"trust-all-certs": "true"}), numbered(1)) as (sink, _):
+                assert await sink.process() == Status.READY
+            assert await collect(received, 1) == numbered(1)
 
 
 async def test_pkcs12_keystore(tmp_path):
@@ -231,8 +236,53 @@ async def test_ip_filter_refuses_denied_peers():
         assert await take_all(received) == []
 
 
-async def test_malformed_and_oversized_frames_close_only_that_connection():
+async def test_a_batch_above_max_batch_events_is_failed_and_the_connection_kept():
+    async with running_source("avro", {"bind": "127.0.0.1", "port": "0", "max-batch-events": "1"}) as (
+            source, received):
+        reader, writer = await asyncio.open_connection("127.0.0.1", source.bound_ports[0])
+        writer.write(frame(1, HANDSHAKE_KNOWN + BATCH_OF_TWO))
+        assert await read_frame(reader) == (1, b"\x00\x00\x00\x00" + b"\x00\x00" + b"\x02")  # FAILED
+        writer.write(frame(2, b"\x00" + avro_string(b"append") + b"\x00" + avro_string(b"one")))
+        assert await read_frame(reader) == (2, b"\x00\x00\x00")  # the same connection, OK
+        writer.close()
+        assert await collect(received, 1) == [Event(b"one", {})]
+    assert source.counters.event_read_fail == 1
+
+
+def avro_long(value: int) -> bytes:
+    zigzag, out = (value << 1) ^ (value >> 63), b""
+    while zigzag > 0x7F:
+        out += bytes([zigzag & 0x7F | 0x80])
+        zigzag >>= 7
+    return out + bytes([zigzag])
+
+
+async def test_a_frame_of_a_million_empty_events_is_refused_before_it_is_built(caplog):
+    """2 MB that fastavro would turn into a million dicts: the decoding budget stops it."""
+    hostile = b"\x00" + avro_string(b"appendBatch") + avro_long(1_000_000) + b"\x00\x00" * 1_000_000 + b"\x00"
+    params = {"bind": "127.0.0.1", "port": "0", "max-batch-events": "100"}
+    caplog.set_level(logging.WARNING)
+    async with running_source("avro", params) as (source, received):
+        reader, writer = await asyncio.open_connection("127.0.0.1", source.bound_ports[0])
+        writer.write(frame(1, HANDSHAKE_KNOWN + hostile))
+        assert await reader.read() == b""  # closed, not answered
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", source.bound_ports[0])
+        big_but_honest = [Event(b"x" * 10_000, {"n": str(i)}) for i in range(100)]  # 1 MB: counted, passes
+        events = b"".join(b"\x02" + avro_string(b"n") + avro_string(e.headers["n"].encode()) + b"\x00"
+                          + avro_long(len(e.body)) + e.body for e in big_but_honest)
+        writer.write(frame(1, HANDSHAKE_KNOWN + b"\x00" + avro_string(b"appendBatch") + avro_long(100) + events
+                           + b"\x00"))
+        assert (await read_frame(reader))[1].endswith(b"\x00\x00\x00")  # OK
+        writer.close()
+        assert await collect(received, 100) == big_but_honest
+    assert source.counters.event_read_fail == 1
+    assert "closing connection from 127.0.0.1" in caplog.text and "max-batch-events" in caplog.text
+
+
+async def test_malformed_and_oversized_frames_close_only_that_connection(caplog):
     params = {"bind": "127.0.0.1", "port": "0", "max-request-bytes": "1000"}
+    caplog.set_level(logging.WARNING)
     async with running_source("avro", params) as (source, received):
         port = source.bound_ports[0]
         good_reader, good_writer = await asyncio.open_connection("127.0.0.1", port)
@@ -248,6 +298,7 @@ async def test_malformed_and_oversized_frames_close_only_that_connection():
         good_writer.close()
         assert len(await collect(received, 2)) == 2
     assert source.counters.event_read_fail == 3
+    assert caplog.text.count("closing connection from 127.0.0.1") == 3
 
 
 async def test_stop_lets_an_in_flight_batch_answer():
@@ -320,3 +371,74 @@ async def test_reset_connection_interval_renews_the_connection():
             assert await sink.process() == Status.READY
             assert (sink.counters.connections_created, sink.counters.connections_closed) == (2, 1)
         assert len(await collect(received, 4)) == 4
+
+
+async def test_load_balancing_round_robin_alternates_and_random_reaches_every_host():
+    async with running_source("avro", {"bind": "127.0.0.1", "port": "0"}) as (first, first_received), \
+            running_source("avro", {"bind": "127.0.0.1", "port": "0"}) as (second, second_received):
+        hosts = {"client.type": "default_loadbalance", "hosts": "h1 h2", "batch-size": "5",
+                 "hosts.h1": f"127.0.0.1:{first.bound_ports[0]}", "hosts.h2": f"127.0.0.1:{second.bound_ports[0]}"}
+        async with avro_sink(hosts, numbered(20)) as (sink, _):
+            for _ in range(4):
+                assert await sink.process() == Status.READY
+        assert await take_all(first_received) == numbered(5) + numbered(15)[10:]  # batches 1 and 3
+        assert await take_all(second_received) == numbered(10)[5:] + numbered(20)[15:]  # batches 2 and 4
+        async with avro_sink(dict(hosts, **{"host-selector": "random", "batch-size": "1"}), numbered(200)) as (
+                sink, _):
+            while not (first_received.size and second_received.size):
+                assert await sink.process() == Status.READY  # 2**-199 to miss a host after all 200
+        assert sink.counters.connections_created == 2
+
+
+async def test_request_timeout_gives_up_on_a_silent_server_and_keeps_the_batch():
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # reads everything, answers nothing
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        params = {"hostname": "127.0.0.1", "port": str(port), "request-timeout": "300"}
+        async with avro_sink(params, numbered(3)) as (sink, channel):
+            with pytest.raises(EventDeliveryError):
+                await sink.process()
+            assert channel.size == 3
+            assert (sink.counters.connections_created, sink.counters.connections_closed) == (1, 1)
+            assert sink.counters.event_write_fail == 1
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_deflate_stream_byte_exact():
+    """The whole framed stream is one zlib stream (RFC 1950), sync-flushed per write (Netty's
+    JZlibEncoder/Decoder as Flume sets them up), built here with zlib alone."""
+    async with running_source("avro", {"bind": "127.0.0.1", "port": "0", "compression-type": "deflate"}) as (
+            source, received):
+        reader, writer = await asyncio.open_connection("127.0.0.1", source.bound_ports[0])
+        deflater, inflater = zlib.compressobj(6), zlib.decompressobj()
+        writer.write(deflater.compress(frame(1, HANDSHAKE_KNOWN + BATCH_OF_TWO)) + deflater.flush(zlib.Z_SYNC_FLUSH))
+        answer = b""
+        while len(answer) < 19:  # serial, count, length, BOTH handshake + meta + flag + OK
+            answer += inflater.decompress(await reader.read(1024))
+        assert answer == frame(1, b"\x00\x00\x00\x00" + b"\x00\x00\x00")
+        writer.close()
+        assert len(await collect(received, 2)) == 2
+
+
+class Refusing:
+    """An interceptor that raises, as a buggy custom one would."""
+
+    def intercept(self, events):
+        raise RuntimeError("interceptor bug")
+
+
+async def test_any_processing_failure_is_answered_failed_as_flume_does():
+    async with running_source("avro", {"bind": "127.0.0.1", "port": "0"}) as (source, received):
+        source.processor.interceptors = (Refusing(),)
+        reader, writer = await asyncio.open_connection("127.0.0.1", source.bound_ports[0])
+        writer.write(frame(1, HANDSHAKE_KNOWN + BATCH_OF_TWO))
+        assert await read_frame(reader) == (1, b"\x00\x00\x00\x00" + b"\x00\x00" + b"\x02")  # FAILED
+        writer.close()
+        assert await take_all(received) == []
+    assert source.counters.generic_processing_fail == 1

@@ -125,6 +125,50 @@ async def test_blob_handler_and_mandatory_parameters(tmp_path):
     assert event == Event(b"\x00raw\xffbytes", {"tenant": "t1", "x": "y"})
 
 
+async def test_a_large_blob_arrives_whole(tmp_path):
+    blob = tmp_path / "blob.bin"
+    content = bytes(range(256)) * 12_000  # 3 MB: many reads of the request stream
+    blob.write_bytes(content)
+    async with running_source("http", {"bind": "127.0.0.1", "port": "0", "handler": "blob"}) as (source, channel):
+        status, _ = await curl(url(source), "--data-binary", f"@{blob}")
+        [event] = await collect(channel, 1)
+    assert status == 200 and event.body == content
+
+
+@pytest.mark.parametrize("count", [3, 200_000], ids=["small-body", "large-body"])
+async def test_more_events_than_max_batch_events_is_413(tmp_path, count):
+    body = tmp_path / "events.json"
+    body.write_text("[" + ",".join(['{"headers": {}, "body": "x"}'] * count) + "]")
+    params = {"bind": "127.0.0.1", "port": "0", "max-batch-events": "2"}
+    async with running_source("http", params) as (source, channel):
+        status, text = await curl(url(source), "-H", f"Content-Type: {JSON}", "--data-binary", f"@{body}")
+        assert status == 413 and b"max-batch-events" in text
+        status, _ = await curl(url(source), "-H", f"Content-Type: {JSON}", "--data-binary",
+                               '[{"body": "1"}, {"body": "2"}]')
+        assert status == 200
+        assert [e.body for e in await collect(channel, 2)] == [b"1", b"2"]
+    assert source.counters.event_read_fail == 1
+
+
+async def test_a_large_body_is_given_up_once_its_objects_exceed_what_events_can_hold(tmp_path):
+    """One event whose headers hold 300 000 objects (2 MB): counting stops the parse (413) long
+    before they are all built; parsed whole it would be a 400 (headers must be strings)."""
+    body = tmp_path / "objects.json"
+    body.write_text('[{"headers": {' + ",".join(f'"k{i}": {{}}' for i in range(300_000)) + '}, "body": "x"}]')
+    async with running_source("http", {"bind": "127.0.0.1", "port": "0"}) as (source, channel):
+        status, text = await curl(url(source), "-H", f"Content-Type: {JSON}", "--data-binary", f"@{body}")
+        assert await take_all(channel) == []
+    assert status == 413 and b"max-batch-events" in text
+
+
+async def test_too_many_events_from_a_custom_handler_is_413():
+    params = {"bind": "127.0.0.1", "port": "0", "handler": "tests.integration.test_http_source.UpperHandler",
+              "max-batch-events": "2"}
+    async with running_source("http", params) as (source, channel):
+        assert (await curl(url(source), "--data-binary", "a\nb\nc"))[0] == 413
+        assert await take_all(channel) == []
+
+
 async def test_handler_by_python_path():
     params = {"bind": "127.0.0.1", "port": "0", "handler": "tests.integration.test_http_source.UpperHandler",
               "handler.header": "via"}

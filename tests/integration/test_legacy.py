@@ -145,3 +145,18 @@ async def test_avro_legacy_full_channel_is_an_avro_error(tmp_path):
     assert refused[4:6] == b"\x00\x01"  # after the handshake: no meta, error flag set
     assert b"channel refused" in refused
     assert full.size == 1
+
+
+async def test_avro_legacy_garbage_is_a_400_and_counted(tmp_path):
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(http_buffers(b"\xff" * 20))
+    async with running_source("avroLegacy", {"host": "127.0.0.1", "port": "0"}) as (source, channel):
+        url = f"http://127.0.0.1:{source.bound_ports[0]}/"
+        status, _ = await curl_post(url, garbage)
+        assert status == 400
+        good = tmp_path / "good.bin"
+        good.write_bytes(og_avro_request(b"still served"))
+        assert (await curl_post(url, good))[0] == 200
+        [event] = await collect(channel, 1)
+    assert event.body == b"still served"
+    assert source.counters.event_read_fail == 1

@@ -51,3 +51,23 @@ async def test_full_channel_is_retried_not_dropped():
             received += await take_all(channel)
             await asyncio.sleep(0.01)
     assert sorted(int(e.body) for e in received) == list(range(20))
+
+
+async def test_what_waits_for_a_full_channel_is_bounded_in_bytes():
+    """A flood of large datagrams while the channel is full: beyond max_pending_bytes they are
+    dropped and counted (UDP cannot push back), the rest is delivered once there is room."""
+    channel = memory_channel(capacity=1, transaction_capacity=1, keep_alive="0.05")
+    async with running_source("netcatudp", {"bind": "127.0.0.1", "port": "0"}, channel) as (source, _):
+        source.server.max_pending_bytes = 5000
+        with sender() as sock:
+            for i in range(50):
+                sock.sendto(b"%02d" % i + b"x" * 998, ("127.0.0.1", source.bound_ports[0]))
+        await wait_for(lambda: source.counters.channel_write_fail >= 40, what="the flood to be dropped")
+        assert source.server.pending_bytes <= 5000
+        received = []
+        while source.server.pending_bytes:
+            received += await take_all(channel)
+            await asyncio.sleep(0.01)
+        received += await take_all(channel)
+    assert 1 <= len(received) <= 7  # one in the channel, one in flight, at most five waiting
+    assert all(len(e.body) == 1000 for e in received)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(60)
 OK, TRY_LATER = 0, 1
 
 
-def log_call(entries: list[tuple[str | None, str]], strict: bool, seqid: int = 1) -> bytes:
+def log_call(entries: list[tuple[str | bytes | None, str | bytes]], strict: bool, seqid: int = 1) -> bytes:
     """A `Log(messages)` call encoded by the Apache library."""
     buffer = TMemoryBuffer()
     p = TBinaryProtocol(buffer, strictRead=strict, strictWrite=strict)
@@ -31,10 +31,10 @@ def log_call(entries: list[tuple[str | None, str]], strict: bool, seqid: int = 1
         p.writeStructBegin("LogEntry")
         if category is not None:
             p.writeFieldBegin("category", TType.STRING, 1)
-            p.writeString(category)
+            p.writeBinary(category if isinstance(category, bytes) else category.encode())
             p.writeFieldEnd()
         p.writeFieldBegin("message", TType.STRING, 2)
-        p.writeString(message)
+        p.writeBinary(message if isinstance(message, bytes) else message.encode())
         p.writeFieldEnd()
         p.writeFieldStop()
         p.writeStructEnd()
@@ -88,6 +88,18 @@ async def test_full_channel_answers_try_later_and_stores_nothing():
     assert source.counters.channel_write_fail == 1
 
 
+async def test_garbage_closes_only_that_connection():
+    async with running_source("scribe", {"bind": "127.0.0.1", "port": "0"}) as (source, channel):
+        reader, writer = await asyncio.open_connection("127.0.0.1", source.bound_ports[0])
+        writer.write(struct.pack(">I", 6) + b"\x80\x01\x00\x01\xff\xff")  # a versioned header cut short
+        assert await reader.read() == b""
+        writer.close()
+        _, code = await asyncio.to_thread(send_log, source.bound_ports[0], [("c", "after")], False)
+        assert code == OK
+        assert len(await collect(channel, 1)) == 1
+    assert source.counters.event_read_fail == 1
+
+
 async def test_oversized_frame_closes_the_connection():
     params = {"bind": "127.0.0.1", "port": "0", "maxReadBufferBytes": "100"}
     async with running_source("scribe", params) as (source, channel):
@@ -99,4 +111,25 @@ async def test_oversized_frame_closes_the_connection():
         _, code = await asyncio.to_thread(send_log, source.bound_ports[0], [("c", "small")], False)
         assert code == OK
         assert len(await collect(channel, 1)) == 1
+    assert source.counters.event_read_fail == 1
+
+
+async def test_bytes_that_are_not_utf8():
+    """The message keeps the bytes sent; the category header is text (replacement characters)."""
+    async with running_source("scribe", {"bind": "127.0.0.1", "port": "0"}) as (source, channel):
+        _, code = await asyncio.to_thread(send_log, source.bound_ports[0], [(b"cat\xff", b"raw \xfe")], False)
+        [event] = await collect(channel, 1)
+    assert code == OK
+    assert (event.headers, event.body) == ({"category": "cat\ufffd"}, b"raw \xfe")
+
+
+async def test_a_call_above_max_batch_events_is_try_later():
+    params = {"bind": "127.0.0.1", "port": "0", "max-batch-events": "2"}
+    async with running_source("scribe", params) as (source, channel):
+        _, code = await asyncio.to_thread(send_log, source.bound_ports[0], [("c", "m")] * 3, False)
+        assert code == TRY_LATER
+        assert channel.size == 0
+        _, code = await asyncio.to_thread(send_log, source.bound_ports[0], [("c", "m")] * 2, False)
+        assert code == OK
+        assert len(await collect(channel, 2)) == 2
     assert source.counters.event_read_fail == 1

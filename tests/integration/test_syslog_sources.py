@@ -132,12 +132,14 @@ async def test_client_ip_header_and_hostname_header():
     assert event.headers["peer"] == socket.getnameinfo(("127.0.0.1", 0), socket.NI_NAMEREQD)[0]
 
 
-async def test_full_channel_stops_reading_and_loses_nothing():
+@pytest.mark.parametrize(("kind", "params"), [("syslogtcp", {"host": "127.0.0.1", "port": "0"}),
+                                            ("multiport_syslogtcp", {"host": "127.0.0.1", "ports": "0"})])
+async def test_full_channel_stops_reading_and_loses_nothing(kind, params):
     """Flume drops events on a full channel; we stop reading the socket and retry the batch."""
     channel = memory_channel(capacity=50, transaction_capacity=50, keep_alive="0.05")
     count = 2000
     payload = b"".join(b"<13>Nov 22 05:40:03 host app: seq=%d\n" % i for i in range(count))
-    async with running_source("syslogtcp", {"host": "127.0.0.1", "port": "0"}, channel) as (source, _):
+    async with running_source(kind, params, channel) as (source, _):
         sender = asyncio.create_task(send_tcp(source.bound_ports[0], payload))
         await wait_for(lambda: source.counters.channel_write_fail > 0, what="a refused batch")
         assert channel.size == 50
@@ -148,6 +150,7 @@ async def test_full_channel_stops_reading_and_loses_nothing():
         await sender
     assert [e.body for e in received] == [b"app: seq=%d" % i for i in range(count)]
     assert source.counters.events_accepted == count
+    assert source.counters.events_received == count  # counted once, however often a batch was retried
 
 
 async def test_idle_connections_do_not_block_others_and_huge_lines_are_bounded():
@@ -179,16 +182,30 @@ async def test_tls():
     assert event.body == b"app: secret"
 
 
-@pytest.mark.parametrize("rfc", ["--rfc3164", "--rfc5424"])
-async def test_logger_over_udp(rfc):
+@pytest.mark.parametrize(("rfc", "body"), [("--rfc3164", b"app: over udp"),
+                                         ("--rfc5424", b'app - - [timeQuality tzKnown="1" isSynced="0"] over udp')])
+async def test_logger_over_udp(rfc, body):
     params = {"host": "127.0.0.1", "port": "0", "clientIPHeader": "ip"}
     async with running_source("syslogudp", params) as (source, channel):
         await asyncio.to_thread(logger, rfc, "-n", "127.0.0.1", "-P", str(source.bound_ports[0]), "-d", "over udp")
         [event] = await collect(channel, 1)
-    assert event.body.endswith(b"over udp")
-    assert event.headers["Facility"] == "19" and event.headers["Severity"] == "4"
-    assert event.headers["host"] == HOST and event.headers["ip"] == "127.0.0.1"
-    assert ("version" in event.headers) == (rfc == "--rfc5424")
+    assert event.body == body
+    assert event.headers.pop("timestamp").isdigit()
+    version = {"version": "1"} if rfc == "--rfc5424" else {}
+    assert event.headers == {"Facility": "19", "Severity": "4", "priority": "156", **version, "host": HOST,
+                             "ip": "127.0.0.1"}
+    assert (source.counters.events_received, source.counters.events_accepted) == (1, 1)
+
+
+async def test_udp_invalid_datagram_then_a_good_one():
+    async with running_source("syslogudp", {"host": "127.0.0.1", "port": "0"}) as (source, channel):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            sender.sendto(b"no priority at all", ("127.0.0.1", source.bound_ports[0]))
+            sender.sendto(b"<13>Nov 22 05:40:03 host app: fine", ("127.0.0.1", source.bound_ports[0]))
+            bad, good = await collect(channel, 2)
+    assert (bad.headers, bad.body) == ({"Facility": "0", "Severity": "0", "flume.syslog.status": "Invalid"},
+                                       b"no priority at all")
+    assert good.body == b"app: fine" and "flume.syslog.status" not in good.headers
 
 
 async def test_udp_with_full_channel_queues_then_delivers():
@@ -225,6 +242,16 @@ async def test_multiport_charsets_port_header_and_parser_headers():
     assert second.body == "app: caf\u00e9".encode("latin-1")
     assert bad.headers == {"flume.syslog.status": "Invalid", "port": str(utf8_port)}
     assert source.counters.event_read_fail == 1
+
+
+async def test_multiport_delivers_in_transactions_of_batch_size():
+    params = {"host": "127.0.0.1", "ports": "0", "batchSize": "10"}
+    lines = b"".join(b"<14>Nov 22 05:40:03 web2 app: n=%d\n" % i for i in range(35))
+    async with running_source("multiport_syslogtcp", params) as (source, channel):
+        await send_tcp(source.bound_ports[0], lines)  # one write: usually one read of 35 lines
+        events = await collect(channel, 35)
+    assert [e.body for e in events] == [b"app: n=%d" % i for i in range(35)]
+    assert source.counters.append_batch_accepted >= 4  # no transaction above 10 events
 
 
 async def test_multiport_configured_charset_per_port():

@@ -5,6 +5,7 @@ thrift sink against the source."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 
 import pytest
@@ -14,7 +15,7 @@ from thrift.protocol.TCompactProtocol import TCompactProtocol
 from thrift.Thrift import TApplicationException, TMessageType, TType
 from thrift.transport.TSocket import TSocket
 from thrift.transport.TSSLSocket import TSSLSocket
-from thrift.transport.TTransport import TFramedTransport
+from thrift.transport.TTransport import TFramedTransport, TMemoryBuffer
 
 from kubeflume_agent.errors import EventDeliveryError
 from kubeflume_agent.event import Event
@@ -41,8 +42,8 @@ class ApacheFlumeClient:
         p.writeFieldBegin("headers", TType.MAP, 1)
         p.writeMapBegin(TType.STRING, TType.STRING, len(event.headers))
         for key, value in event.headers.items():
-            p.writeString(key)
-            p.writeString(value)
+            p.writeBinary(key if isinstance(key, bytes) else key.encode())
+            p.writeBinary(value if isinstance(value, bytes) else value.encode())
         p.writeMapEnd()
         p.writeFieldEnd()
         p.writeFieldBegin("body", TType.STRING, 2)
@@ -132,8 +133,68 @@ async def test_unknown_method_is_an_application_exception():
         client.close()
 
 
-async def test_malformed_and_oversized_frames_close_only_that_connection():
+async def test_header_bytes_that_are_not_utf8_become_replacement_characters():
+    """Java's readString decodes with replacement; a header is text whatever the client sends."""
+    async with running_source("thrift", {"bind": "127.0.0.1", "port": "0"}) as (source, channel):
+        client = await asyncio.to_thread(ApacheFlumeClient, source.bound_ports[0])
+        odd = Event(b"\xff body bytes stay", {b"k\xff": b"v\xfe", "ok": "fine"})
+        assert await asyncio.to_thread(client.call, "append", [odd]) == OK
+        client.close()
+        [event] = await collect(channel, 1)
+    assert event == Event(b"\xff body bytes stay", {"k\ufffd": "v\ufffd", "ok": "fine"})
+
+
+async def test_a_batch_above_max_batch_events_is_failed_and_the_connection_kept():
+    params = {"bind": "127.0.0.1", "port": "0", "max-batch-events": "2"}
+    async with running_source("thrift", params) as (source, channel):
+        client = await asyncio.to_thread(ApacheFlumeClient, source.bound_ports[0])
+        assert await asyncio.to_thread(client.call, "appendBatch", EVENTS) == FAILED
+        assert channel.size == 0
+        assert await asyncio.to_thread(client.call, "appendBatch", EVENTS[:2]) == OK
+        client.close()
+        assert await collect(channel, 2) == EVENTS[:2]
+    assert source.counters.event_read_fail == 1 and source.counters.append_batch_accepted == 1
+
+
+def empty_events_batch(count: int) -> bytes:
+    """appendBatch of `count` events that are only a field stop each: 1 byte per event (compact)."""
+    buffer = TMemoryBuffer()
+    p = TCompactProtocol(buffer)
+    p.writeMessageBegin("appendBatch", TMessageType.CALL, 1)
+    p.writeStructBegin("appendBatch_args")
+    p.writeFieldBegin("events", TType.LIST, 1)
+    p.writeListBegin(TType.STRUCT, count)
+    for _ in range(count):
+        p.writeFieldStop()
+    p.writeListEnd()
+    p.writeFieldEnd()
+    p.writeFieldStop()
+    p.writeStructEnd()
+    p.writeMessageEnd()
+    return buffer.getvalue()
+
+
+async def test_a_frame_of_a_million_tiny_events_is_refused_before_it_is_built(caplog):
+    """1 MB that would decode into a million event objects: the decoding budget stops it."""
+    params = {"bind": "127.0.0.1", "port": "0", "max-batch-events": "100"}
+    async with running_source("thrift", params) as (source, channel):
+        reader, writer = await asyncio.open_connection("127.0.0.1", source.bound_ports[0])
+        hostile = empty_events_batch(1_000_000)
+        with caplog.at_level(logging.WARNING):
+            writer.write(struct.pack(">I", len(hostile)) + hostile)
+            assert await reader.read() == b""  # closed, not answered
+        writer.close()
+        good = await asyncio.to_thread(ApacheFlumeClient, source.bound_ports[0])
+        assert await asyncio.to_thread(good.call, "appendBatch", EVENTS) == OK
+        good.close()
+        assert len(await collect(channel, 3)) == 3
+    assert source.counters.event_read_fail == 1 and source.counters.events_received == 3
+    assert "closing connection from 127.0.0.1" in caplog.text and "max-batch-events" in caplog.text
+
+
+async def test_malformed_and_oversized_frames_close_only_that_connection(caplog):
     params = {"bind": "127.0.0.1", "port": "0", "max-request-bytes": "1000"}
+    caplog.set_level(logging.WARNING)
     async with running_source("thrift", params) as (source, channel):
         port = source.bound_ports[0]
         good = await asyncio.to_thread(ApacheFlumeClient, port)
@@ -148,6 +209,7 @@ async def test_malformed_and_oversized_frames_close_only_that_connection():
         good.close()
         assert len(await collect(channel, 1)) == 1
     assert source.counters.event_read_fail == 3
+    assert caplog.text.count("closing connection from 127.0.0.1") == 3
 
 
 async def test_tls_with_apache_ssl_socket():
@@ -215,3 +277,25 @@ def test_kerberos_is_refused_by_the_config_check():
         ("kerberos", "Kerberos (SASL) transport is not supported; use ssl")]
 
 
+
+
+async def test_thrift_sink_over_tls():
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    with certificate.cert_chain_pems[0].tempfile() as cert, certificate.private_key_pem.tempfile() as key, \
+            authority.cert_pem.tempfile() as ca:
+        params = {"bind": "127.0.0.1", "port": "0", "ssl": "true", "ssl-certfile": cert, "ssl-keyfile": key}
+        async with running_source("thrift", params) as (source, received):
+            channel = memory_channel()
+            await channel.start()
+            tx = channel.transaction()
+            tx.put_all(EVENTS)
+            await tx.commit()
+            sink_class, settings = settings_for("sink", "thrift", {
+                "hostname": "127.0.0.1", "port": str(source.bound_ports[0]), "ssl": "true", "truststore": ca,
+                "truststore-type": "PEM"})
+            sink = sink_class("k1", settings, channel)
+            await sink.start()
+            assert await sink.process() == Status.READY
+            await sink.stop()
+            assert await collect(received, 3) == EVENTS

@@ -22,7 +22,7 @@ from kubeflume_agent.protocols.avro_rpc import (
     parse_http_buffers,
     read_netty_frame,
 )
-from kubeflume_agent.protocols.framing import FrameError
+from kubeflume_agent.protocols.framing import DecodeBudgetExceeded, FrameError, decode_budget
 
 FLUME = AvroProtocol.packaged("AvroSourceProtocol")
 
@@ -128,3 +128,14 @@ async def test_inflating_a_bomb_stops_at_the_frame_limit():
 async def test_bad_deflate_data():
     with pytest.raises(FrameError):
         await InflatingReader(stream(b"not zlib at all")).readexactly(4)
+
+
+def test_a_large_call_beyond_the_decode_budget_is_refused():
+    responder = Responder(FLUME, max_reads=decode_budget(100))
+    handshake = FLUME.md5 + b"\x00" + FLUME.md5 + b"\x00"
+    empty_events = b"\x80\x89\x7a" + b"\x00\x00" * 1_000_000 + b"\x00"  # 1 000 000 events, 2 MB
+    with pytest.raises(DecodeBudgetExceeded):
+        responder.read_call(handshake + b"\x00\x16appendBatch" + empty_events, Session())
+    small = responder.read_call(handshake + b"\x00\x16appendBatch" + b"\x80\x0f" + b"\x00\x00" * 960 + b"\x00",
+                                Session())  # 960 events in 2 kB: below the counted size, decoded
+    assert len(small.params["events"]) == 960

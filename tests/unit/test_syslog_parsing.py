@@ -166,6 +166,12 @@ class TestFramer:
     def test_digit_lines_that_are_not_octet_counts_stay_lines(self):
         assert SyslogFramer(100).feed(b"123abc\n12345678901 x\n") == [b"123abc", b"12345678901 x"]
 
+    def test_a_count_not_followed_by_a_syslog_message_is_a_line(self):
+        """A plain "200 OK" line must not swallow the 200 bytes after it."""
+        framer = SyslogFramer(100)
+        assert framer.feed(b"200 OK done\n<13>next\n12 ") == [b"200 OK done", b"<13>next"]
+        assert framer.feed(b"<13>counted!") == [b"<13>counted!"]
+
     def test_long_line_is_cut_and_the_rest_follows(self):
         frames = SyslogFramer(10).feed(b"0123456789abcdef\n")
         assert frames == [b"0123456789", b"abcdef"]
@@ -173,7 +179,7 @@ class TestFramer:
 
     def test_long_octet_frame_is_cut_and_its_rest_skipped_across_reads(self):
         framer = SyslogFramer(10)
-        assert framer.feed(b"20 0123456789") == [b"0123456789"]
+        assert framer.feed(b"20 <123456789") == [b"<123456789"]
         assert framer.feed(b"abcde") == []
         assert framer.feed(b"fghij5 <1>x\n") == [b"<1>x"]
 
@@ -194,7 +200,7 @@ class TestFramer:
                     min_size=1, max_size=20),
            st.lists(st.booleans(), min_size=20, max_size=20), st.data())
     def test_any_split_of_the_stream_gives_the_same_frames(self, messages, counted, data):
-        stream = b"".join((b"%d %s" % (len(m), m)) if use_count else m + b"\n"
+        stream = b"".join((b"%d %s" % (len(m), m)) if use_count and m.startswith(b"<") else m + b"\n"
                           for m, use_count in zip(messages, counted, strict=False))
         cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
         framer = SyslogFramer(1000)

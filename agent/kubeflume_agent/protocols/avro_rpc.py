@@ -12,6 +12,10 @@ Wire facts (Avro 1.11 `Requestor`/`Responder`, `NettyTransportCodec`):
 `Responder` and `Requestor` hold the handshake state and turn payloads into calls and back; they
 do no I/O, so the sources and sinks own their sockets and the same code serves Netty framing
 (avro source/sink) and Avro's HTTP framing (legacy source).
+
+A responder given a decode budget (framing.decode_budget) reads large call parameters through a
+reader that counts fastavro's reads (one or more per decoded value), so a frame of tiny values
+cannot make it build millions of objects; small payloads cannot, and skip the counting.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from kubeflume_agent.protocols.framing import FrameError, read_length
+from kubeflume_agent.protocols.framing import FrameError, budget_exceeded, read_length
 
 _HEADER = struct.Struct(">ii")
 _LENGTH = struct.Struct(">i")
@@ -40,6 +44,8 @@ _META = parse_schema({"type": "map", "values": "bytes"})
 _STRING = parse_schema("string")
 _BOOLEAN = parse_schema("boolean")
 _PROTOCOL_CACHE_LIMIT = 64
+# Below this many bytes of parameters a call decodes into a few tens of MB at most: no counting.
+_COUNTED_DECODE_BYTES = 512 * 1024
 
 
 def _package_text(name: str) -> str:
@@ -101,6 +107,23 @@ def _read(buffer: io.BytesIO, schema: Any, reader_schema: Any = None) -> Any:
     return schemaless_reader(buffer, schema, reader_schema)
 
 
+class _CountingReader:
+    """What fastavro reads from: a payload, and a budget of reads that it must not exceed."""
+
+    __slots__ = ("_budget", "_read", "_reads_left")
+
+    def __init__(self, data: bytes, budget: int) -> None:
+        self._read = io.BytesIO(data).read
+        self._budget = budget
+        self._reads_left = budget
+
+    def read(self, size: int = -1) -> bytes:
+        self._reads_left -= 1
+        if self._reads_left < 0:
+            raise budget_exceeded(self._budget)
+        return self._read(size)
+
+
 def _write(schema: Any, value: Any) -> bytes:
     out = io.BytesIO()
     schemaless_writer(out, schema, value)
@@ -129,10 +152,13 @@ class Session:
 
 
 class Responder:
-    """Server side of Avro IPC for one local protocol; client protocols are cached by MD5."""
+    """Server side of Avro IPC for one local protocol; client protocols are cached by MD5.
 
-    def __init__(self, local: AvroProtocol) -> None:
+    `max_reads` bounds the decoding of one call's parameters (framing.decode_budget)."""
+
+    def __init__(self, local: AvroProtocol, max_reads: int | None = None) -> None:
         self.local = local
+        self.max_reads = max_reads
         self._protocols: dict[bytes, AvroProtocol] = {local.md5: local}
 
     def read_call(self, payload: bytes, session: Session) -> Call:
@@ -157,15 +183,24 @@ class Responder:
         if local_message is None or remote_message is None:
             call.reply = self.error(call, f"No such remote message: {name}")
             return call
+        params = self._params_reader(payload, buffer)
         try:
             if remote is self.local:
-                call.params = _read(buffer, local_message.request)
+                call.params = _read(params, local_message.request)
             else:
-                call.params = _read(buffer, remote_message.request, local_message.request)
+                call.params = _read(params, remote_message.request, local_message.request)
+        except FrameError:
+            raise
         except Exception as error:
             raise FrameError(f"undecodable parameters of {name}: {error!r}") from error
         call.message = local_message
         return call
+
+    def _params_reader(self, payload: bytes, buffer: io.BytesIO):
+        """`buffer` itself, or for a large payload a reader counting against the budget."""
+        if self.max_reads is None or len(payload) - buffer.tell() <= _COUNTED_DECODE_BYTES:
+            return buffer
+        return _CountingReader(payload[buffer.tell():], self.max_reads)
 
     def _handshake(self, buffer: io.BytesIO, session: Session) -> tuple[bytes, str]:
         request = _read(buffer, HANDSHAKE_REQUEST)

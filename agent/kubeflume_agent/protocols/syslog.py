@@ -101,7 +101,9 @@ class SyslogFramer:
     """Splits a TCP byte stream into syslog messages; state is kept across reads.
 
     A message starting with `<` (or anything but a digit) runs to the next LF, as in Flume. A
-    message starting with a non-zero digit is RFC 6587 octet counting: `MSG-LEN SP MSG`. A line
+    message starting with a non-zero digit, a space and `<` is RFC 6587 octet counting
+    (`MSG-LEN SP MSG`, and a syslog MSG starts with its `<PRI>`); other lines starting with digits
+    ("200 OK ...") stay lines, so a sender that is not syslog cannot make us swallow what follows. A line
     reaching `max_size` bytes is cut there (Flume's `eventSize`); the rest of that line becomes
     the next message, as in Flume. An over-long octet-counted frame is cut and its rest skipped.
     """
@@ -177,6 +179,10 @@ class SyslogFramer:
         length = int(digits)
         start = header_end + 1
         available = len(buffer) - start
+        if not available:
+            return -1  # is a `<` coming?
+        if buffer[start] != 60:  # `<`
+            return 0
         if length > self.max_size:
             if available < self.max_size:
                 return -1

@@ -13,6 +13,7 @@ Protocol flavours, as Flume configures them:
 from __future__ import annotations
 
 import struct
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -23,7 +24,7 @@ from thriftpy2.protocol.compact import TCompactProtocolFactory
 from thriftpy2.thrift import TApplicationException, TMessageType
 from thriftpy2.transport import TMemoryBuffer, TTransportException
 
-from kubeflume_agent.protocols.framing import FrameError
+from kubeflume_agent.protocols.framing import FrameError, budget_exceeded
 
 
 def load_idl(name: str):
@@ -46,6 +47,13 @@ SCRIBE_PROTOCOL = TBinaryProtocolFactory(strict_read=False, strict_write=False)
 INCOMPLETE = (EOFError, struct.error, TTransportException, IndexError)
 
 
+def text(value: str | bytes) -> str:
+    """A Thrift `string` as text. thriftpy2 hands over bytes that are not valid UTF-8 as bytes;
+    Java's readString decodes them with replacement characters, and so do we, so a header is
+    always text whatever a client sends."""
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
 @dataclass
 class ThriftCall:
     name: str
@@ -54,14 +62,15 @@ class ThriftCall:
     args: Any  # the `<name>_args` struct, or None for an unknown method
 
 
-def read_call(data: bytes, factory, service) -> tuple[ThriftCall, int]:
-    """(the call, bytes consumed). Raises one of INCOMPLETE if `data` ends inside the message and
-    FrameError if it cannot be a Thrift message at all."""
-    buffer = _ReadBuffer(data)
+def read_call(data: bytes, factory, service, max_reads: int | None = None) -> tuple[ThriftCall, int]:
+    """(the call, bytes consumed). Raises one of INCOMPLETE if `data` ends inside the message,
+    FrameError if it cannot be a Thrift message at all, and DecodeBudgetExceeded if decoding it
+    takes more than `max_reads` reads (framing.decode_budget)."""
+    buffer = _ReadBuffer(data, max_reads)
     protocol = factory.get_protocol(buffer)
     try:
         name, message_type, seqid = protocol.read_message_begin()
-    except INCOMPLETE:
+    except (FrameError, *INCOMPLETE):
         raise
     except Exception as error:
         raise FrameError(f"not a Thrift message: {error!r}") from error
@@ -74,7 +83,7 @@ def read_call(data: bytes, factory, service) -> tuple[ThriftCall, int]:
         else:
             protocol.read_struct(args)
         protocol.read_message_end()
-    except INCOMPLETE:
+    except (FrameError, *INCOMPLETE):
         raise
     except Exception as error:
         raise FrameError(f"undecodable arguments of {name!r}: {error!r}") from error
@@ -83,15 +92,21 @@ def read_call(data: bytes, factory, service) -> tuple[ThriftCall, int]:
 
 class _ReadBuffer:
     """The read side of a memory transport that knows how much was consumed and fails loudly
-    (EOFError) when a message runs past the data, so a stream can wait for more."""
+    (EOFError) when a message runs past the data, so a stream can wait for more. Every decoded
+    value takes at least one read, so counting reads bounds what the message can make us build."""
 
-    __slots__ = ("_data", "position")
+    __slots__ = ("_budget", "_data", "_reads_left", "position")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, max_reads: int | None = None) -> None:
         self._data = data
         self.position = 0
+        self._budget = max_reads
+        self._reads_left = sys.maxsize if max_reads is None else max_reads
 
     def read(self, size: int) -> bytes:
+        self._reads_left -= 1
+        if self._reads_left < 0:
+            raise budget_exceeded(self._budget)
         end = self.position + size
         if end > len(self._data):
             raise EOFError("message continues past the data received")

@@ -1,11 +1,17 @@
 """Flume's `avro` source: AvroSourceProtocol (`append`, `appendBatch`) over Avro IPC Netty framing.
 
 Log4j appenders, the Flume SDK and upstream Flume agents' avro sinks connect unchanged. Each call
-is one channel transaction; the answer is `OK` only after it committed, `FAILED` when the channel
-refused it (the SDK then raises EventDeliveryException and the client retries).
+is one channel transaction; the answer is `OK` only after it committed, otherwise `FAILED` (a
+full channel, an interceptor that raised: as Flume; the SDK raises EventDeliveryException and
+the client retries).
 
-Bounds against hostile clients: `max-request-bytes` per call (after inflating, with deflate);
-an oversized or undecodable frame closes that connection only.
+Bounds against hostile clients: `max-request-bytes` per call (after inflating, with deflate) and
+`max-batch-events` per call (a larger batch is answered `FAILED`; one that would decode into
+far more values than that many events carry closes the connection); an oversized or
+undecodable frame closes that connection only, with a log line and an EventReadFail.
+
+Unlike Flume, a call whose strings are not valid UTF-8 is undecodable here and closes the
+connection (Java's decoder replaces the bad bytes); Java clients always send valid UTF-8.
 """
 
 from __future__ import annotations
@@ -33,9 +39,16 @@ from kubeflume_agent.protocols.avro_rpc import (
     netty_frame,
     read_netty_frame,
 )
+from kubeflume_agent.protocols.framing import decode_budget
 from kubeflume_agent.protocols.ipfilter import IpFilter, parse_rules
 from kubeflume_agent.sources.base import Source
-from kubeflume_agent.sources.tcp_server import Connection, Outcome, TcpServer, deliver_call
+from kubeflume_agent.sources.tcp_server import (
+    MAX_BATCH_EVENTS_KEY,
+    Connection,
+    Outcome,
+    TcpServer,
+    deliver_call,
+)
 
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
@@ -50,6 +63,7 @@ class AvroSource(Source):
         Key("ipFilterRules", parse_rules, (), doc="allow|deny:ip|name:pattern, comma-separated"),
         Key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES,
             doc="largest call accepted (bytes); larger frames close the connection"),
+        MAX_BATCH_EVENTS_KEY,
         Key("reusePort", boolean, False, doc="SO_REUSEPORT: several agent processes share the port"),
         *tls.SERVER_KEYS,
     )
@@ -57,7 +71,8 @@ class AvroSource(Source):
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
-        self.responder = Responder(AvroProtocol.packaged(self.protocol_name))
+        self.max_batch_events: int = settings["max-batch-events"]
+        self.responder = Responder(AvroProtocol.packaged(self.protocol_name), decode_budget(self.max_batch_events))
         self.deflate = settings["compression-type"] == "deflate"
         self.max_request_bytes: int = settings["max-request-bytes"]
         self.server = TcpServer(
@@ -102,9 +117,7 @@ class AvroSource(Source):
     async def _answer(self, call: Call) -> bytes:
         single = call.message.name == "append"
         events = [_event(call.params["event"])] if single else [_event(e) for e in call.params["events"]]
-        outcome = await deliver_call(self, events, single=single)
-        if outcome == Outcome.FAILED:
-            return self.responder.error(call, "could not process the events")
+        outcome = await deliver_call(self, events, single=single, max_events=self.max_batch_events)
         return self.responder.response(call, "OK" if outcome == Outcome.STORED else "FAILED")
 
 

@@ -13,13 +13,16 @@ Handlers (`handler` key):
 
 Answers as Flume 1.11: 200 stored; 400 `BadRequest` (malformed JSON); 503 channel full; 500 any
 other handler error; 403 for TRACE/OPTIONS. Unlike Flume, GET is refused (405) unless
-`enableGet = true` (Flume passes GET to the handler "for experimentation"), and request bodies
-are bounded by `max-request-bytes` (413 above it).
+`enableGet = true` (Flume passes GET to the handler "for experimentation"), request bodies are
+bounded by `max-request-bytes` and requests by `max-batch-events` (413 above either). A JSON
+body decodes into some 40 times its size in objects, so bodies above 1 MiB are parsed counting
+the objects and given up as soon as they exceed what `max-batch-events` events can hold.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 from typing import Any, ClassVar
 
@@ -30,15 +33,20 @@ from kubeflume_agent.config.keys import Key, Settings, boolean, comma_list, port
 from kubeflume_agent.event import Event
 from kubeflume_agent.protocols import tls
 from kubeflume_agent.sources.base import Source
-from kubeflume_agent.sources.tcp_server import Outcome, deliver_call
+from kubeflume_agent.sources.tcp_server import DEFAULT_MAX_BATCH_EVENTS, MAX_BATCH_EVENTS_KEY, Outcome, deliver_call
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+FAST_PARSE_BYTES = 1024 * 1024  # orjson below this size: at most some 40 MB of objects
 
 
 class BadRequest(Exception):
     """A handler's verdict that the request is malformed: answered 400 (HTTPBadRequestException)."""
+
+
+class TooManyEvents(Exception):
+    """The request holds more events than `max-batch-events`: answered 413."""
 
 
 class JsonHandler:
@@ -47,8 +55,9 @@ class JsonHandler:
     # Java's encoders: UTF-16 writes a big-endian BOM, UTF-32 is big-endian without one.
     _ENCODERS = {"utf-8": ("utf-8", b""), "utf-16": ("utf-16-be", b"\xfe\xff"), "utf-32": ("utf-32-be", b"")}
 
-    def __init__(self, settings: dict[str, str]) -> None:
+    def __init__(self, settings: dict[str, str], max_events: int = DEFAULT_MAX_BATCH_EVENTS) -> None:
         self.settings = settings
+        self.max_events = max_events
 
     async def get_events(self, request: web.Request) -> list[Event]:
         charset = (request.charset or "utf-8").lower().replace("_", "-")
@@ -57,17 +66,36 @@ class JsonHandler:
         raw = await request.read()
         if not raw.strip():
             raise ValueError("empty request body")
-        text = _decode_java(raw, charset)
-        try:
-            document = orjson.loads(text)
-        except orjson.JSONDecodeError as error:
-            raise BadRequest(f"malformed JSON: {error}") from error
+        document = self._parse(_decode_java(raw, charset), len(raw))
         if document is None:
             raise ValueError("request body is null")
         if not isinstance(document, list):
             raise BadRequest("expected a JSON array of events")
+        if len(document) > self.max_events:
+            raise TooManyEvents(f"{len(document)} events, more than max-batch-events = {self.max_events}")
         codec, bom = self._ENCODERS[charset]
         return [_json_event(item, codec, bom) for item in document]
+
+    def _parse(self, text: str, size: int) -> Any:
+        if size <= FAST_PARSE_BYTES:
+            try:
+                return orjson.loads(text)
+            except orjson.JSONDecodeError as error:
+                raise BadRequest(f"malformed JSON: {error}") from error
+        # An event is one object, its headers another: stop counting objects beyond that.
+        objects_left = 2 * self.max_events + 1
+
+        def count_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+            nonlocal objects_left
+            objects_left -= 1
+            if objects_left < 0:
+                raise TooManyEvents(f"more objects than {self.max_events} events (max-batch-events) can hold")
+            return dict(pairs)
+
+        try:
+            return json.loads(text, object_pairs_hook=count_object)
+        except json.JSONDecodeError as error:
+            raise BadRequest(f"malformed JSON: {error}") from error
 
 
 def _decode_java(raw: bytes, charset: str) -> str:
@@ -116,8 +144,8 @@ class BlobHandler:
         missing = [name for name in self.mandatory if name not in headers]
         if missing:
             raise ValueError(f"missing mandatory parameters: {', '.join(missing)}")
-        body = await request.content.read(self.max_length)  # longer bodies are cut, as in Flume
-        return [Event(body, headers)]
+        body = await request.read()  # bounded by max-request-bytes
+        return [Event(body[:self.max_length], headers)]  # longer bodies are cut, as in Flume
 
 
 HANDLERS = {
@@ -127,6 +155,15 @@ HANDLERS = {
     "org.apache.flume.sink.solr.morphline.blobhandler": BlobHandler,
     "blob": BlobHandler,
 }
+
+
+def build_handler(settings: Settings) -> Any:
+    """The configured handler, built with its `handler.*` settings (and the JSON handler with the
+    source's `max-batch-events`, which it needs while parsing)."""
+    handler_class = load_handler_class(settings["handler"])
+    if handler_class is JsonHandler:
+        return JsonHandler(dict(settings["handler."]), settings["max-batch-events"])
+    return handler_class(dict(settings["handler."]))
 
 
 def load_handler_class(name: str) -> type:
@@ -145,6 +182,7 @@ class HttpSource(Source):
         Key("handler.", str, prefix=True, doc="settings passed to the handler"),
         Key("enableGet", boolean, False, doc="also pass GET requests to the handler (Flume always does)"),
         Key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES, doc="largest body accepted"),
+        MAX_BATCH_EVENTS_KEY,
         Key("reusePort", boolean, False, doc="SO_REUSEPORT: several agent processes share the port"),
         Key("enableSSL", boolean, None, doc="deprecated spelling of ssl"),
         Key("keystorePassword", str, None, doc="deprecated spelling of keystore-password"),
@@ -159,7 +197,7 @@ class HttpSource(Source):
     def __init__(self, name: str, settings: Settings, processor) -> None:
         settings = _apply_deprecated_keys(settings)
         super().__init__(name, settings, processor)
-        self.handler = load_handler_class(settings["handler"])(dict(settings["handler."]))
+        self.handler = build_handler(settings)
         self.runner: web.AppRunner | None = None
         self.bound_ports: list[int] = []
 
@@ -200,11 +238,15 @@ class HttpSource(Source):
             return web.Response(status=405, headers={"Allow": "POST"})
         try:
             events = await self.handler.get_events(request)
+            if len(events) > self.settings["max-batch-events"]:
+                raise TooManyEvents(f"{len(events)} events, more than max-batch-events = "
+                                    f"{self.settings['max-batch-events']}")
         except BadRequest as error:
             self.counters.event_read_fail += 1
             return web.Response(status=400, text=f"Bad request from client. {error}")
-        except web.HTTPRequestEntityTooLarge as error:
+        except (web.HTTPRequestEntityTooLarge, TooManyEvents) as error:
             self.counters.event_read_fail += 1
+            log.warning("%s: refused a request from %s: %s", self.name, request.remote, error)
             return web.Response(status=413, text=str(error))
         except Exception as error:
             self.counters.generic_processing_fail += 1

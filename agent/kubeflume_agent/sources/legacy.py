@@ -22,8 +22,8 @@ from aiohttp import web
 from kubeflume_agent.config.keys import Key, Settings, boolean, port_number, positive_integer
 from kubeflume_agent.event import Event
 from kubeflume_agent.protocols.avro_rpc import AvroProtocol, Responder, Session, http_buffers, parse_http_buffers
-from kubeflume_agent.protocols.framing import FrameError
-from kubeflume_agent.protocols.thrift_rpc import FLUME_OG, INCOMPLETE, PROTOCOLS, read_call, write_reply
+from kubeflume_agent.protocols.framing import FrameError, decode_budget
+from kubeflume_agent.protocols.thrift_rpc import FLUME_OG, INCOMPLETE, PROTOCOLS, read_call, text, write_reply
 from kubeflume_agent.sources.base import Source
 from kubeflume_agent.sources.tcp_server import (
     READ_SIZE,
@@ -37,6 +37,8 @@ from kubeflume_agent.sources.tcp_server import (
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+# OG calls carry one event: thousands of `fields` decode, millions (a hostile message) do not.
+MAX_READS_PER_CALL = decode_budget(1_000)
 _PRIORITY_NAMES = {value: name for name, value in vars(FLUME_OG.Priority).items() if isinstance(value, int)}
 
 _KEYS = (
@@ -47,15 +49,11 @@ _KEYS = (
 )
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
 def og_event(body: bytes, host: str | None, timestamp: int, priority: str, nanos: int,
              fields: dict[Any, Any] | None) -> Event:
-    headers = {"host": host or "", "timestamp": str(timestamp), "pri": priority, "nanos": str(nanos)}
+    headers = {"host": text(host or ""), "timestamp": str(timestamp), "pri": priority, "nanos": str(nanos)}
     for key, value in (fields or {}).items():
-        headers[_text(key)] = _text(value)
+        headers[text(key)] = text(value)
     headers["FlumeOG"] = "yes"
     return Event(body or b"", headers)
 
@@ -65,7 +63,7 @@ class AvroLegacySource(Source):
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
-        self.responder = Responder(AvroProtocol.packaged("FlumeOGEventAvroServer"))
+        self.responder = Responder(AvroProtocol.packaged("FlumeOGEventAvroServer"), MAX_READS_PER_CALL)
         self.runner: web.AppRunner | None = None
         self.bound_ports: list[int] = []
 
@@ -152,7 +150,7 @@ class ThriftLegacySource(Source):
         service = FLUME_OG.ThriftFlumeEventServer
         while buffer:
             try:
-                call, used = read_call(buffer, self.factory, service)
+                call, used = read_call(buffer, self.factory, service, MAX_READS_PER_CALL)
             except INCOMPLETE:
                 break
             buffer = buffer[used:]

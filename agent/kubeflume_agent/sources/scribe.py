@@ -3,7 +3,9 @@
 Each LogEntry becomes one event (body = message, header `category`); one call is one channel
 transaction, answered `OK` after the commit and `TRY_LATER` when anything failed (Scribe
 senders then buffer and retry). Replies use the old unversioned message header, as Flume's
-lenient binary protocol does.
+lenient binary protocol does. A call of more than `max-batch-events` entries is answered
+`TRY_LATER` and not stored (a sender should split it); frames above `maxReadBufferBytes` and
+messages that would decode into far more values close that connection.
 """
 
 from __future__ import annotations
@@ -12,16 +14,17 @@ from typing import ClassVar
 
 from kubeflume_agent.config.keys import Key, Settings, boolean, port_number, positive_integer
 from kubeflume_agent.event import Event
-from kubeflume_agent.protocols.thrift_rpc import SCRIBE, SCRIBE_PROTOCOL, ThriftCall
+from kubeflume_agent.protocols.thrift_rpc import SCRIBE, SCRIBE_PROTOCOL, ThriftCall, text
 from kubeflume_agent.sources.base import Source
-from kubeflume_agent.sources.tcp_server import Connection, Outcome, TcpServer, deliver_call
+from kubeflume_agent.sources.tcp_server import MAX_BATCH_EVENTS_KEY, Connection, Outcome, TcpServer, deliver_call
 from kubeflume_agent.sources.thrift import serve_framed
 
 
-def _bytes(text: str | bytes | None) -> bytes:
-    if text is None:
+def _bytes(value: str | bytes | None) -> bytes:
+    """A message's bytes: as sent (thriftpy2 keeps what is not UTF-8 as bytes)."""
+    if value is None:
         return b""
-    return text if isinstance(text, bytes) else text.encode()
+    return value if isinstance(value, bytes) else value.encode()
 
 
 class ScribeSource(Source):
@@ -30,6 +33,7 @@ class ScribeSource(Source):
         Key("bind", str, "0.0.0.0", doc="address to bind (Flume binds every interface)"),
         Key("maxReadBufferBytes", positive_integer, 16384000, doc="largest frame accepted"),
         Key("workerThreads", positive_integer, 5, doc="accepted for Flume compatibility; unused"),
+        MAX_BATCH_EVENTS_KEY,
         Key("reusePort", boolean, False, doc="SO_REUSEPORT: several agent processes share the port"),
     )
 
@@ -52,7 +56,7 @@ class ScribeSource(Source):
 
     async def _serve(self, connection: Connection) -> None:
         await serve_framed(connection, SCRIBE_PROTOCOL, SCRIBE.Scribe, self.settings["maxReadBufferBytes"],
-                           self._answer)
+                           self.settings["max-batch-events"], self._answer)
 
     async def _answer(self, call: ThriftCall) -> int:
         entries = call.args.messages
@@ -60,7 +64,7 @@ class ScribeSource(Source):
             return SCRIBE.ResultCode.TRY_LATER
         events = []
         for entry in entries:
-            headers = {} if entry.category is None else {"category": str(entry.category)}
+            headers = {} if entry.category is None else {"category": text(entry.category)}
             events.append(Event(_bytes(entry.message), headers))
-        outcome = await deliver_call(self, events)
+        outcome = await deliver_call(self, events, max_events=self.settings["max-batch-events"])
         return SCRIBE.ResultCode.OK if outcome == Outcome.STORED else SCRIBE.ResultCode.TRY_LATER

@@ -95,6 +95,9 @@ def _add_headers(events: list[Event], extra: dict[str, str]) -> None:
 class _SyslogTcpBase(Source):
     """TCP plumbing shared by syslogtcp and multiport_syslogtcp: read, frame, parse, deliver."""
 
+    # Most events per channel transaction (multiport's batchSize); None: what the channels take.
+    batch_size: int | None = None
+
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
         self.client_headers = _ClientHeaders(settings)
@@ -128,7 +131,7 @@ class _SyslogTcpBase(Source):
                 events = self._parse(frames, connection)
                 if extra:
                     _add_headers(events, extra)
-                if not await deliver_until_accepted(self, events, stopped):
+                if not await deliver_until_accepted(self, events, stopped, self.batch_size):
                     return
                 connection.busy = False
             if not data:
@@ -180,6 +183,7 @@ class MultiportSyslogTcpSource(_SyslogTcpBase):
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
         self.parser = MultiportSyslogParser(settings["keepFields"])
+        self.batch_size = settings["batchSize"]
         self.port_header = settings["portHeader"]
         self._charsets: dict[int, str] = {}
 

@@ -17,6 +17,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 
+from kubeflume_agent.config.keys import Key, positive_integer
 from kubeflume_agent.errors import ChannelError
 from kubeflume_agent.event import Event
 from kubeflume_agent.protocols.framing import FrameError
@@ -137,13 +138,16 @@ class TcpServer:
                 await writer.wait_closed()
 
 
-async def deliver_until_accepted(source: Source, events: list[Event], stopped: asyncio.Event) -> bool:
+async def deliver_until_accepted(source: Source, events: list[Event], stopped: asyncio.Event,
+                                 batch_size: int | None = None) -> bool:
     """Backpressure for sources that cannot answer "failed": hand `events` over in channel-sized
-    batches, retrying a refused batch until it is accepted or `stopped` is set (False then).
-    A TCP caller reads no more from its socket meanwhile, so the sender's window closes instead
-    of data being lost.
+    batches (at most `batch_size` events each, if given), retrying a refused batch until it is
+    accepted or `stopped` is set (False then). A TCP caller reads no more from its socket
+    meanwhile, so the sender's window closes instead of data being lost. Each refusal counts a
+    ChannelWriteFail; the events count as received once.
     """
-    step = source.processor.max_batch
+    counters = source.counters
+    step = min(source.processor.max_batch, batch_size or source.processor.max_batch)
     for start in range(0, len(events), step):
         batch = events[start:start + step] if len(events) > step else events
         delay = 0.01
@@ -158,6 +162,8 @@ async def deliver_until_accepted(source: Source, events: list[Event], stopped: a
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopped.wait(), delay)
                 delay = min(delay * 2, 1.0)
+                counters.events_received -= len(batch)  # `deliver` counts them again on the retry
+                counters.append_batch_received -= 1
     return True
 
 
@@ -169,13 +175,33 @@ class Outcome:
     FAILED = "failed"  # anything else went wrong (an interceptor raised...)
 
 
-async def deliver_call(source: Source, events: list[Event], *, single: bool = False) -> str:
+DEFAULT_MAX_BATCH_EVENTS = 10_000
+
+
+# The `max-batch-events` key of the RPC and HTTP sources.
+MAX_BATCH_EVENTS_KEY = Key(
+    "max-batch-events", positive_integer, DEFAULT_MAX_BATCH_EVENTS,
+    doc="most events one call may carry: larger calls are refused, and decoding stops as soon as a call "
+        "holds more values than that many events would (some 14 headers each)")
+
+
+async def deliver_call(source: Source, events: list[Event], *, single: bool = False,
+                       max_events: int | None = None) -> str:
     """Deliver the events of one RPC call (Avro/Thrift `append`, `appendBatch`, Scribe `Log`).
 
     Counted the Flume way: a single `append` moves to AppendReceived/AppendAccepted instead of the
-    batch counters that `deliver` keeps.
+    batch counters that `deliver` keeps. A call of more than `max_events` events is refused
+    without reaching the channels (an EventReadFail), as the channel would refuse one larger
+    than its transactionCapacity.
     """
     counters = source.counters
+    if max_events is not None and len(events) > max_events:
+        log.warning("%s: refused a call of %d events, more than max-batch-events = %d",
+                    source.name, len(events), max_events)
+        counters.events_received += len(events)
+        counters.append_batch_received += 1
+        counters.event_read_fail += 1
+        return Outcome.REFUSED
     try:
         await source.deliver(events)
         outcome = Outcome.STORED

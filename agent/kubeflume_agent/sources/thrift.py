@@ -22,32 +22,42 @@ from kubeflume_agent.config.keys import (
 )
 from kubeflume_agent.event import Event
 from kubeflume_agent.protocols import tls
-from kubeflume_agent.protocols.framing import FrameError, length_prefixed, read_length_prefixed
+from kubeflume_agent.protocols.framing import FrameError, decode_budget, length_prefixed, read_length_prefixed
 from kubeflume_agent.protocols.thrift_rpc import (
     FLUME,
     INCOMPLETE,
     PROTOCOLS,
     ThriftCall,
     read_call,
+    text,
     write_reply,
     write_unknown_method,
 )
 from kubeflume_agent.sources.base import Source
-from kubeflume_agent.sources.tcp_server import Connection, Outcome, TcpServer, deliver_call
+from kubeflume_agent.sources.tcp_server import (
+    MAX_BATCH_EVENTS_KEY,
+    Connection,
+    Outcome,
+    TcpServer,
+    deliver_call,
+)
 
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 Answer = Callable[[ThriftCall], Awaitable[Any]]
 
 
-async def serve_framed(connection: Connection, factory, service, limit: int, answer: Answer) -> None:
+async def serve_framed(connection: Connection, factory, service, limit: int, max_events: int,
+                       answer: Answer) -> None:
     """Framed Thrift calls on one connection, answered in order; `answer` returns the result
-    value of a known method."""
+    value of a known method. Frames are bounded by `limit` bytes and what they decode into by
+    `max_events` (framing.decode_budget)."""
+    max_reads = decode_budget(max_events)
     while connection.open:
         frame = await read_length_prefixed(connection.reader, limit, "Thrift frame")
         connection.busy = True
         try:
-            call, _ = read_call(frame, factory, service)
+            call, _ = read_call(frame, factory, service, max_reads)
         except INCOMPLETE as error:
             raise FrameError(f"Thrift message cut short by its frame: {error!r}") from error
         if call.args is None:
@@ -61,7 +71,8 @@ async def serve_framed(connection: Connection, factory, service, limit: int, ans
 def flume_event(thrift_event: Any) -> Event:
     if thrift_event is None:
         raise FrameError("null event")
-    return Event(thrift_event.body or b"", dict(thrift_event.headers or {}))
+    headers = {text(key): text(value) for key, value in (thrift_event.headers or {}).items()}
+    return Event(thrift_event.body or b"", headers)
 
 
 class ThriftSource(Source):
@@ -72,6 +83,7 @@ class ThriftSource(Source):
         Key("protocol", one_of("compact", "binary"), "compact", doc="Thrift protocol of the clients"),
         Key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES,
             doc="largest frame accepted; larger ones close the connection"),
+        MAX_BATCH_EVENTS_KEY,
         Key("kerberos", boolean, False, doc="not supported"),
         Key("agent-principal", str, None, doc="not supported (kerberos)"),
         Key("agent-keytab", str, None, doc="not supported (kerberos)"),
@@ -107,10 +119,10 @@ class ThriftSource(Source):
 
     async def _serve(self, connection: Connection) -> None:
         await serve_framed(connection, self.factory, FLUME.ThriftSourceProtocol,
-                           self.settings["max-request-bytes"], self._answer)
+                           self.settings["max-request-bytes"], self.settings["max-batch-events"], self._answer)
 
     async def _answer(self, call: ThriftCall) -> int:
         single = call.name == "append"
         events = [flume_event(call.args.event)] if single else [flume_event(e) for e in call.args.events or []]
-        outcome = await deliver_call(self, events, single=single)
+        outcome = await deliver_call(self, events, single=single, max_events=self.settings["max-batch-events"])
         return FLUME.Status.OK if outcome == Outcome.STORED else FLUME.Status.FAILED

@@ -2,14 +2,17 @@
 
 Datagrams are queued as they arrive and one task turns whatever is queued into a batch of
 events and delivers it, retrying while the channel is full. UDP cannot push back on a sender,
-so the queue is bounded (`max_pending` datagrams): beyond it datagrams are dropped and counted
-as `ChannelWriteFail`, which is where Flume counts the events it drops on a full channel.
+so the queue is bounded (`max_pending` datagrams and `max_pending_bytes`, since a datagram may
+be 64 KiB): beyond it datagrams are dropped and counted as `ChannelWriteFail`, which is where
+Flume counts the events it drops on a full channel.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 
 from kubeflume_agent.event import Event
@@ -18,8 +21,8 @@ from kubeflume_agent.sources.tcp_server import deliver_until_accepted
 
 log = logging.getLogger(__name__)
 
-MAX_DATAGRAM = 65536
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+MAX_PENDING_BYTES = 64 * 1024 * 1024
 
 Datagram = tuple[bytes, str, int]  # payload, sender IP, sender port
 MakeEvents = Callable[[list[Datagram]], Awaitable[list[Event]]]
@@ -38,12 +41,14 @@ class _Receiver(asyncio.DatagramProtocol):
 
 class UdpServer:
     def __init__(self, source: Source, make_events: MakeEvents, *, reuse_port: bool = False,
-                 max_pending: int = 100_000) -> None:
+                 max_pending: int = 100_000, max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
         self.source = source
         self.make_events = make_events
         self.reuse_port = reuse_port
         self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
         self.stopped = asyncio.Event()
+        self.pending_bytes = 0
         self._pending: list[Datagram] = []
         self._wake = asyncio.Event()
         self._transport: asyncio.DatagramTransport | None = None
@@ -55,12 +60,8 @@ class UdpServer:
             lambda: _Receiver(self), local_addr=(host or "0.0.0.0", port), reuse_port=self.reuse_port or None,
         )
         sock = self._transport.get_extra_info("socket")
-        try:
-            import socket
-
+        with contextlib.suppress(OSError):  # a larger kernel buffer is a wish, not a need
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
-        except OSError:
-            pass
         self._consumer = asyncio.create_task(self._consume(), name=f"{self.source.name}-udp")
         return sock.getsockname()[1]
 
@@ -75,10 +76,11 @@ class UdpServer:
 
     def received(self, data: bytes, address: tuple) -> None:
         pending = self._pending
-        if len(pending) >= self.max_pending:
+        if len(pending) >= self.max_pending or self.pending_bytes + len(data) > self.max_pending_bytes:
             self.source.counters.channel_write_fail += 1
             return
         pending.append((data, address[0], address[1]))
+        self.pending_bytes += len(data)
         if len(pending) == 1:
             self._wake.set()
 
@@ -92,6 +94,7 @@ class UdpServer:
                 await self._wake.wait()
                 continue
             batch, self._pending = self._pending[:step], self._pending[step:]
+            self.pending_bytes -= sum(len(payload) for payload, _, _ in batch)
             try:
                 events = await self.make_events(batch)
             except Exception:  # a bug in parsing must not stop the socket
