@@ -208,3 +208,15 @@ class TestFramer:
         for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
             frames += framer.feed(stream[start:end])
         assert frames == messages
+
+
+def test_events_with_the_same_header_do_not_share_their_headers():
+    """The parser remembers the headers of a header it has seen; each event gets its own copy."""
+    parser = SyslogUtilsParser()
+    line = b"<13>Nov 22 05:40:03 host app: message"
+    first, second = parser.parse(line), parser.parse(line)
+    first.headers["added"] = "by an interceptor"
+    truncated = parser.parse(Truncated(line))
+    assert "added" not in second.headers and "flume.syslog.status" not in second.headers
+    assert truncated.headers["flume.syslog.status"] == "Incomplete" and "added" not in truncated.headers
+    assert first.headers["host"] == second.headers["host"] == "host"

@@ -22,7 +22,8 @@ import calendar
 import datetime
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from kubeflume_agent.event import Event
 
@@ -37,18 +38,19 @@ INCOMPLETE = "Incomplete"
 KEEP_FIELD_NAMES = ("priority", "version", "timestamp", "hostname")
 KEEP_ALL = frozenset(("all",))
 
-# Flume's SyslogUtils regexes (Java `matches()`: whole line; `.` stops at \r and \n).
+# Flume's SyslogUtils regexes, without their last part: the message `(.*)` after the header. Java's
+# `matches()` takes the whole line and its `.` stops at \r and \n, so a message holding either does
+# not match; the parser checks that with two byte searches instead of running the regex engine
+# over every byte of the message.
 _RFC5424 = re.compile(
     rb"<(\d{1,3})>(\d?)\s?"
     rb"(?:(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:[+-]\d{2}:\d{2}|Z)?)|-)\s"
     rb"(?:([A-Za-z0-9_][A-Za-z0-9_.@\-]*)|-)\s"
-    rb"([^\r\n]*)"
 )
 _RFC3164 = re.compile(
     rb"<(\d{1,3})>(\d)?\s?"
     rb"([A-Z][a-z][a-z]\s{1,2}\d{1,2}\s\d{2}:\d{2}:\d{2})\s"
     rb"([A-Za-z0-9_][A-Za-z0-9_.@\-]*)\s"
-    rb"([^\r\n]*)"
 )
 _PRI = re.compile(rb"<(\d{1,3})>")
 _MONTHS = {name.encode(): number for number, name in enumerate(calendar.month_abbr) if name}
@@ -199,21 +201,21 @@ class SyslogFramer:
         return header_end + 1 - position + length
 
 
-class _TimestampCache:
-    """Bounded memo for timestamp conversions: a busy sender repeats the same second."""
+class _Memo:
+    """Bounded memo for conversions a busy sender repeats: the same second, the same header."""
 
     __slots__ = ("_values",)
 
     def __init__(self) -> None:
-        self._values: dict[bytes, str | None] = {}
+        self._values: dict[bytes, Any] = {}
 
-    def get(self, text: bytes, convert) -> str | None:
+    def get(self, key: bytes, convert: Callable[[bytes], Any]) -> Any:
         values = self._values
-        if text in values:
-            return values[text]
+        if key in values:
+            return values[key]
         if len(values) >= _CACHE_LIMIT:
             values.clear()
-        value = values[text] = convert(text)
+        value = values[key] = convert(key)
         return value
 
 
@@ -301,6 +303,22 @@ def _priority(digits: bytes) -> tuple[str, str, str]:
     return found
 
 
+def _header_values(match: re.Match, times: _Memo, convert: Callable[[bytes], str | None]) -> dict[str, str]:
+    """SyslogUtils' headers for one matched header: Facility, Severity, priority, version,
+    timestamp and host (the last three only when present)."""
+    priority, version, stamp, hostname = match.groups()
+    facility, severity, priority_text = _priority(priority)
+    headers = {FACILITY: facility, SEVERITY: severity, "priority": priority_text}
+    if version:
+        headers["version"] = version.decode()
+    millis = times.get(stamp, convert) if stamp else None
+    if millis is not None:
+        headers[TIMESTAMP] = millis
+    if hostname:
+        headers[HOST] = hostname.decode()
+    return headers
+
+
 class SyslogUtilsParser:
     """Flume's SyslogUtils: one frame (a line without its LF, or a datagram) -> one event.
 
@@ -308,15 +326,16 @@ class SyslogUtilsParser:
     one may carry stale headers; we do not copy that bug.
     """
 
-    __slots__ = ("_formats", "keep")
+    __slots__ = ("_formats", "_headers", "keep")
 
     def __init__(self, keep_fields: frozenset[str] = frozenset()) -> None:
         self.keep = keep_fields
-        # (regex, timestamp cache, conversion). A line matching one can never match the other
+        # (regex, timestamp memo, conversion). A line matching one can never match the other
         # (where RFC 5424 needs a digit or "-", RFC 3164 has a month name), so trying the format
         # that matched last first changes no result and saves a regex call per line.
-        self._formats = [(_RFC5424, _TimestampCache(), rfc5424_millis_flume),
-                         (_RFC3164, _TimestampCache(), _rfc3164_local)]
+        self._formats = [(_RFC5424, _Memo(), rfc5424_millis_flume),
+                         (_RFC3164, _Memo(), _rfc3164_local)]
+        self._headers: dict[bytes, dict[str, str]] = {}  # header bytes (PRI to host) -> their headers
 
     def parse_all(self, frames: Iterable[bytes]) -> list[Event]:
         parse = self.parse
@@ -325,34 +344,39 @@ class SyslogUtilsParser:
     def parse(self, frame: bytes) -> Event:
         formats = self._formats
         regex, times, convert = formats[0]
-        match = regex.fullmatch(frame)
+        match = regex.match(frame)
         if match is None:
             regex, times, convert = formats[1]
-            match = regex.fullmatch(frame)
+            match = regex.match(frame)
             if match is None:
                 return self._unparsed(frame)
             formats.reverse()
-        stamp = match.group(3)
-        millis = times.get(stamp, convert) if stamp else None
-        priority, version, _, hostname, message = match.groups()
-        facility, severity, priority_text = _priority(priority)
-        headers = {FACILITY: facility, SEVERITY: severity, "priority": priority_text}
-        if version:
-            headers["version"] = version.decode()
-        if millis is not None:
-            headers[TIMESTAMP] = millis
-        if hostname:
-            headers[HOST] = hostname.decode()
+        end = match.end()
+        message = frame[end:]
+        if b"\r" in message or b"\n" in message:
+            return self._unparsed(frame)
+        header = frame[:end]
+        known = self._headers.get(header)
+        if known is None:
+            known = self._remember(header, _header_values(match, times, convert))
+        headers = known.copy()
         if type(frame) is Truncated:
             headers[STATUS] = INCOMPLETE
         keep = self.keep
         if keep is KEEP_ALL or not message:
             body = bytes(frame)
         elif keep:
+            priority, version, stamp, hostname = match.groups()
             body = add_kept_fields(keep, message, priority, version, stamp, hostname)
         else:
             body = message
         return Event(body, headers)
+
+    def _remember(self, header: bytes, headers: dict[str, str]) -> dict[str, str]:
+        if len(self._headers) >= _CACHE_LIMIT:
+            self._headers.clear()
+        self._headers[header] = headers
+        return headers
 
     @staticmethod
     def _unparsed(frame: bytes) -> Event:
@@ -381,7 +405,7 @@ class MultiportSyslogParser:
 
     def __init__(self, keep_fields: frozenset[str] = frozenset()) -> None:
         self.keep = keep_fields
-        self._rfc3164_times = _TimestampCache()
+        self._rfc3164_times = _Memo()
 
     def parse(self, frame: bytes, charset: str) -> Event:
         """One line -> one event; raises UnicodeDecodeError if the line is not in `charset`
