@@ -150,7 +150,14 @@ def arguments() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = arguments().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = arguments()
+    # argparse's REMAINDER does not take a leading `-x`: `operator` hands its words on as they are.
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "operator":
+        args.operator_args = argv[argv.index("operator") + 1:]
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     setup_logging(args.log_level)
     try:
         return args.handler(args)

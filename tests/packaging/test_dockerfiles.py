@@ -98,6 +98,8 @@ def test_final_stage_is_only_the_runtime(image: str) -> None:
     copied = [c for c in final.all("COPY") if any(f.startswith("--from") for f in c.flags)]
     assert [c.value for c in copied] == [("/opt/kubeflume", "/opt/kubeflume")]
     assert not any("pip" in c.value[0] for c in final.all("RUN")), "no installs in the runtime stage"
+    venvs = [part for c in builders[-1].all("RUN") for part in c.value[0].split("&&") if " venv " in part]
+    assert venvs and all("--without-pip" in part for part in venvs), "the copied venv must not carry pip"
 
 
 @pytest.mark.parametrize("image", sorted(IMAGES))

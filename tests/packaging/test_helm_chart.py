@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import re
 import shutil
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -114,13 +118,56 @@ def test_operator_deployment_runs_one_replica_with_a_liveness_probe(helm: HelmRu
     assert port["containerPort"] == url.port
 
 
-def test_operator_gets_the_default_agent_image_and_status_interval(helm: HelmRun) -> None:
-    from kubeflume_operator.flumeagent import resources
-
-    values = {"agentImage": {"repository": "r/agent", "tag": "v9"}, "statusInterval": 30}
+def test_operator_gets_the_default_agent_image_and_its_intervals(helm: HelmRun) -> None:
+    """The operator's own modules, imported with the rendered environment, read what the values say."""
+    values = {"agentImage": {"repository": "r/agent", "tag": "v9"}, "statusInterval": 30,
+              "shellJobPollInterval": 2.5}
     environ = {e["name"]: e["value"] for e in only_container(only(render(helm, values), "Deployment"))["env"]}
-    assert resources.default_image(environ) == "r/agent:v9"
-    assert environ["KUBEFLUME_STATUS_INTERVAL"] == "30"
+    done = subprocess.run(
+        [sys.executable, "-c",
+         "from kubeflume_operator.flumeagent import handlers, resources; "
+         "from kubeflume_operator.shelljob import handlers as jobs; "
+         "print(resources.default_image(), handlers.STATUS_INTERVAL, jobs.POLL_INTERVAL)"],
+        env={**os.environ, **environ}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["r/agent:v9", "30.0", "2.5"]
+
+
+def test_values_schema_declares_every_value() -> None:
+    """Each key of values.yaml is declared in values.schema.json, down to the free-form objects
+    (resources, affinity...) whose content is Kubernetes' to check."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    undeclared = list(undeclared_keys(values, schema, schema, "values"))
+    assert undeclared == [], f"not in values.schema.json: {undeclared}"
+
+
+def undeclared_keys(value: Any, node: dict[str, Any], schema: dict[str, Any], path: str) -> Iterator[str]:
+    if "$ref" in node:
+        node = schema["definitions"][node["$ref"].rpartition("/")[2]]
+    if not isinstance(value, dict) or "properties" not in node:
+        return
+    for key, item in value.items():
+        if key not in node["properties"]:
+            yield f"{path}.{key}"
+        else:
+            yield from undeclared_keys(item, node["properties"][key], schema, f"{path}.{key}")
+
+
+@pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["team-a"], "crds": {"install": False},
+                                         "podMonitor": {"enabled": True}}], ids=["defaults", "everything"])
+def test_notes_tell_what_was_installed_and_what_to_do_next(helm: HelmRun, values: dict[str, Any]) -> None:
+    answer = helm(values=values)
+    assert answer["render_error"] is None, answer["render_error"]
+    notes = next(text for path, text in answer["manifests"].items() if path.endswith("NOTES.txt"))
+    for command in ("rollout status deployment/kubeflume", "kubectl get flumeagents", "kubectl get shelljobs",
+                    "docs/troubleshooting.md"):
+        assert command in notes
+    for example in re.findall(r"kubectl apply (?:--server-side )?-f (\S+)", notes):
+        assert (REPO / example).exists(), f"NOTES.txt names {example}, which is not in the repository"
+    assert ("the namespaces team-a" in notes) == bool(values.get("watchNamespaces"))
+    assert ("install the FlumeAgent and ShellJob CRDs yourself" in notes) == (values.get("crds") is not None)
+    assert ("PodMonitor kubeflume-agents" in notes) == bool(values.get("podMonitor"))
 
 
 def test_operator_runs_as_non_root_on_a_read_only_root_filesystem(helm: HelmRun) -> None:
