@@ -41,7 +41,7 @@ from kubeflume_agent.protocols.avro_rpc import (
 )
 from kubeflume_agent.protocols.framing import decode_budget
 from kubeflume_agent.protocols.ipfilter import IpFilter, parse_rules
-from kubeflume_agent.sources.base import Source
+from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.tcp_server import (
     MAX_BATCH_EVENTS_KEY,
     Connection,
@@ -53,7 +53,7 @@ from kubeflume_agent.sources.tcp_server import (
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 
-class AvroSource(Source):
+class AvroSource(ListeningSource):
     keys: ClassVar = (
         Key("bind", str, required=True, doc="address to bind"),
         Key("port", port_number, required=True),
@@ -64,7 +64,7 @@ class AvroSource(Source):
         Key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES,
             doc="largest call accepted (bytes); larger frames close the connection"),
         MAX_BATCH_EVENTS_KEY,
-        Key("reusePort", boolean, False, doc="SO_REUSEPORT: several agent processes share the port"),
+        REUSE_PORT_KEY,
         *tls.SERVER_KEYS,
     )
     protocol_name = "AvroSourceProtocol"
@@ -80,11 +80,6 @@ class AvroSource(Source):
             ssl_context=tls.server_context(settings), reuse_port=settings["reusePort"],
             ip_filter=IpFilter(settings["ipFilterRules"]) if settings["ipFilter"] else None,
         )
-        self.bound_ports: list[int] = []
-
-    @classmethod
-    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
-        return [(settings["port"], "TCP")]
 
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
@@ -92,14 +87,6 @@ class AvroSource(Source):
         if settings["ipFilter"] and not settings["ipFilterRules"]:
             problems.append(("ipFilterRules", "ipFilter is on but no rules are given"))
         return problems
-
-    async def start(self) -> None:
-        self.bound_ports = await self.server.start(self.settings["bind"], [self.settings["port"]])
-        await super().start()
-
-    async def stop(self) -> None:
-        await self.server.stop()
-        await super().stop()
 
     async def _serve(self, connection: Connection) -> None:
         reader = InflatingReader(connection.reader) if self.deflate else connection.reader

@@ -6,9 +6,9 @@ called by a runner (`process()`), which backs off while they return BACKOFF.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
-from kubeflume_agent.config.keys import Key, Settings
+from kubeflume_agent.config.keys import Key, Settings, boolean
 from kubeflume_agent.errors import ChannelError
 from kubeflume_agent.event import Event
 from kubeflume_agent.runtime.counters import SourceCounters
@@ -73,6 +73,51 @@ class Source:
     def storage_paths(cls, settings: Settings) -> list[str]:
         """Directories this source keeps state in (the operator gives them persistent storage)."""
         return []
+
+
+REUSE_PORT_KEY = Key("reusePort", boolean, False, doc="SO_REUSEPORT: several agent processes share the port")
+
+
+class Server(Protocol):
+    """What a listening source needs of its server (sources.tcp_server.TcpServer, udp_server.UdpServer)."""
+
+    async def start(self, host: str | None, ports: Sequence[int]) -> list[int]: ...
+
+    async def stop(self) -> None: ...
+
+
+class ListeningSource(Source):
+    """A source that owns a server on one address: bound at start, closed at stop.
+
+    Subclasses make `self.server` in their __init__. Flume names the address key `bind` for most
+    sources and `host` for the syslog and legacy ones (`address_key`); the ports are the `port`
+    key unless `configured_ports` says otherwise (multiport syslog).
+    """
+
+    address_key: ClassVar[str] = "bind"
+    transport: ClassVar[str] = "TCP"
+    server: Server
+
+    def __init__(self, name: str, settings: Settings, processor: ChannelProcessor) -> None:
+        super().__init__(name, settings, processor)
+        self.bound_ports: list[int] = []
+
+    @classmethod
+    def configured_ports(cls, settings: Settings) -> list[int]:
+        return [settings["port"]]
+
+    @classmethod
+    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
+        return [(port, cls.transport) for port in cls.configured_ports(settings)]
+
+    async def start(self) -> None:
+        self.bound_ports = await self.server.start(self.settings[self.address_key],
+                                                   self.configured_ports(self.settings))
+        await super().start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        await super().stop()
 
 
 class PollableSource(Source):

@@ -32,7 +32,7 @@ from aiohttp import web
 from kubeflume_agent.config.keys import Key, Settings, boolean, comma_list, port_number, positive_integer
 from kubeflume_agent.event import Event
 from kubeflume_agent.protocols import tls
-from kubeflume_agent.sources.base import Source
+from kubeflume_agent.sources.base import REUSE_PORT_KEY, Source
 from kubeflume_agent.sources.tcp_server import DEFAULT_MAX_BATCH_EVENTS, MAX_BATCH_EVENTS_KEY, Outcome, deliver_call
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ class HttpSource(Source):
         Key("enableGet", boolean, False, doc="also pass GET requests to the handler (Flume always does)"),
         Key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES, doc="largest body accepted"),
         MAX_BATCH_EVENTS_KEY,
-        Key("reusePort", boolean, False, doc="SO_REUSEPORT: several agent processes share the port"),
+        REUSE_PORT_KEY,
         Key("enableSSL", boolean, None, doc="deprecated spelling of ssl"),
         Key("keystorePassword", str, None, doc="deprecated spelling of keystore-password"),
         Key("excludeProtocols", str, None, doc="deprecated spelling of exclude-protocols"),

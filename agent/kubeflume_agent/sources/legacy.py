@@ -19,12 +19,12 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from kubeflume_agent.config.keys import Key, Settings, boolean, port_number, positive_integer
+from kubeflume_agent.config.keys import Key, Settings, port_number, positive_integer
 from kubeflume_agent.event import Event
 from kubeflume_agent.protocols.avro_rpc import AvroProtocol, Responder, Session, http_buffers, parse_http_buffers
 from kubeflume_agent.protocols.framing import FrameError, decode_budget
 from kubeflume_agent.protocols.thrift_rpc import FLUME_OG, INCOMPLETE, PROTOCOLS, read_call, text, write_reply
-from kubeflume_agent.sources.base import Source
+from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource, Source
 from kubeflume_agent.sources.tcp_server import (
     READ_SIZE,
     Connection,
@@ -45,7 +45,7 @@ _KEYS = (
     Key("host", str, required=True, doc="address to bind"),
     Key("port", port_number, required=True),
     Key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES, doc="largest request accepted"),
-    Key("reusePort", boolean, False, doc="SO_REUSEPORT: several agent processes share the port"),
+    REUSE_PORT_KEY,
 )
 
 
@@ -65,11 +65,6 @@ class AvroLegacySource(Source):
         super().__init__(name, settings, processor)
         self.responder = Responder(AvroProtocol.packaged("FlumeOGEventAvroServer"), MAX_READS_PER_CALL)
         self.runner: web.AppRunner | None = None
-        self.bound_ports: list[int] = []
-
-    @classmethod
-    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
-        return [(settings["port"], "TCP")]
 
     async def start(self) -> None:
         app = web.Application(client_max_size=self.settings["max-request-bytes"])
@@ -105,7 +100,8 @@ class AvroLegacySource(Source):
         return web.Response(body=http_buffers(reply), content_type="avro/binary")
 
 
-class ThriftLegacySource(Source):
+class ThriftLegacySource(ListeningSource):
+    address_key = "host"
     keys: ClassVar = _KEYS
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
@@ -117,14 +113,6 @@ class ThriftLegacySource(Source):
     @classmethod
     def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
         return [(settings["port"], "TCP")]
-
-    async def start(self) -> None:
-        self.bound_ports = await self.server.start(self.settings["host"], [self.settings["port"]])
-        await super().start()
-
-    async def stop(self) -> None:
-        await self.server.stop()
-        await super().stop()
 
     async def _serve(self, connection: Connection) -> None:
         limit = self.settings["max-request-bytes"]

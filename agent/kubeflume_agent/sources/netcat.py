@@ -21,7 +21,7 @@ from typing import ClassVar
 from kubeflume_agent.config.keys import Key, Settings, boolean, charset, port_number, positive_integer
 from kubeflume_agent.event import Event
 from kubeflume_agent.protocols.lines import TOO_LONG, LineSplitter
-from kubeflume_agent.sources.base import Source
+from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.tcp_server import READ_SIZE, Connection, TcpServer, deliver_until_accepted
 
 log = logging.getLogger(__name__)
@@ -29,14 +29,14 @@ log = logging.getLogger(__name__)
 OK = b"OK\n"
 
 
-class NetcatSource(Source):
+class NetcatSource(ListeningSource):
     keys: ClassVar = (
         Key("bind", str, required=True, doc="address to bind"),
         Key("port", port_number, required=True),
         Key("max-line-length", positive_integer, 512, doc="longest line in characters, counting its LF"),
         Key("ack-every-event", boolean, True, doc="answer OK for every stored line"),
         Key("encoding", charset, "utf-8", doc="charset of the received text; bodies are stored as UTF-8"),
-        Key("reusePort", boolean, False, doc="SO_REUSEPORT: several agent processes share the port"),
+        REUSE_PORT_KEY,
     )
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
@@ -48,19 +48,6 @@ class NetcatSource(Source):
             f"FAILED: Event exceeds the maximum length ({self.max_line_length} chars, including newline)\n"
         ).encode()
         self.server = TcpServer(name, self.counters, self._serve, reuse_port=settings["reusePort"])
-        self.bound_ports: list[int] = []
-
-    @classmethod
-    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
-        return [(settings["port"], "TCP")]
-
-    async def start(self) -> None:
-        self.bound_ports = await self.server.start(self.settings["bind"], [self.settings["port"]])
-        await super().start()
-
-    async def stop(self) -> None:
-        await self.server.stop()
-        await super().stop()
 
     async def _serve(self, connection: Connection) -> None:
         splitter = LineSplitter(self.max_line_length, self.encoding)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from kubeflume_agent.config.keys import Key, Settings, boolean, port_number, positive_integer
+from kubeflume_agent.config.keys import Key, Settings, port_number, positive_integer
 from kubeflume_agent.event import Event
 from kubeflume_agent.protocols.thrift_rpc import SCRIBE, SCRIBE_PROTOCOL, ThriftCall, text
-from kubeflume_agent.sources.base import Source
+from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.tcp_server import MAX_BATCH_EVENTS_KEY, Connection, Outcome, TcpServer, deliver_call
 from kubeflume_agent.sources.thrift import serve_framed
 
@@ -27,32 +27,19 @@ def _bytes(value: str | bytes | None) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
 
 
-class ScribeSource(Source):
+class ScribeSource(ListeningSource):
     keys: ClassVar = (
         Key("port", port_number, 1499),
         Key("bind", str, "0.0.0.0", doc="address to bind (Flume binds every interface)"),
         Key("maxReadBufferBytes", positive_integer, 16384000, doc="largest frame accepted"),
         Key("workerThreads", positive_integer, 5, doc="accepted for Flume compatibility; unused"),
         MAX_BATCH_EVENTS_KEY,
-        Key("reusePort", boolean, False, doc="SO_REUSEPORT: several agent processes share the port"),
+        REUSE_PORT_KEY,
     )
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
         self.server = TcpServer(name, self.counters, self._serve, reuse_port=settings["reusePort"])
-        self.bound_ports: list[int] = []
-
-    @classmethod
-    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
-        return [(settings["port"], "TCP")]
-
-    async def start(self) -> None:
-        self.bound_ports = await self.server.start(self.settings["bind"], [self.settings["port"]])
-        await super().start()
-
-    async def stop(self) -> None:
-        await self.server.stop()
-        await super().stop()
 
     async def _serve(self, connection: Connection) -> None:
         await serve_framed(connection, SCRIBE_PROTOCOL, SCRIBE.Scribe, self.settings["maxReadBufferBytes"],

@@ -17,7 +17,6 @@ from kubeflume_agent.config.keys import (
     InvalidValue,
     Key,
     Settings,
-    boolean,
     charset,
     integer,
     port_number,
@@ -34,7 +33,7 @@ from kubeflume_agent.protocols.syslog import (
     SyslogUtilsParser,
     parse_keep_fields,
 )
-from kubeflume_agent.sources.base import Source
+from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.tcp_server import READ_SIZE, Connection, TcpServer, deliver_until_accepted
 from kubeflume_agent.sources.udp_server import Datagram, UdpServer
 
@@ -57,7 +56,7 @@ _CLIENT_KEYS = (
     Key("keepFields", parse_keep_fields, frozenset(), doc="none, all, or priority version timestamp hostname"),
     Key("clientIPHeader", str, None, doc="header to put the client's IP address in"),
     Key("clientHostnameHeader", str, None, doc="header to put the client's host name in (reverse DNS)"),
-    Key("reusePort", boolean, False, doc="SO_REUSEPORT: several agent processes share the port"),
+    REUSE_PORT_KEY,
 )
 
 
@@ -92,8 +91,10 @@ def _add_headers(events: list[Event], extra: dict[str, str]) -> None:
         event.headers.update(extra)
 
 
-class _SyslogTcpBase(Source):
+class _SyslogTcpBase(ListeningSource):
     """TCP plumbing shared by syslogtcp and multiport_syslogtcp: read, frame, parse, deliver."""
+
+    address_key = "host"
 
     # Most events per channel transaction (multiport's batchSize); None: what the channels take.
     batch_size: int | None = None
@@ -105,15 +106,10 @@ class _SyslogTcpBase(Source):
             name, self.counters, self._serve,
             ssl_context=tls.server_context(settings), reuse_port=settings["reusePort"],
         )
-        self.bound_ports: list[int] = []
 
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
         return tls.validate_server(settings)
-
-    async def stop(self) -> None:
-        await self.server.stop()
-        await super().stop()
 
     def _parse(self, frames: list[bytes], connection: Connection) -> list[Event]:
         raise NotImplementedError
@@ -151,14 +147,6 @@ class SyslogTcpSource(_SyslogTcpBase):
         super().__init__(name, settings, processor)
         self.parser = SyslogUtilsParser(settings["keepFields"])
 
-    @classmethod
-    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
-        return [(settings["port"], "TCP")]
-
-    async def start(self) -> None:
-        self.bound_ports = await self.server.start(self.settings["host"], [self.settings["port"]])
-        await super().start()
-
     def _parse(self, frames: list[bytes], connection: Connection) -> list[Event]:
         return self.parser.parse_all(frames)
 
@@ -188,8 +176,8 @@ class MultiportSyslogTcpSource(_SyslogTcpBase):
         self._charsets: dict[int, str] = {}
 
     @classmethod
-    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
-        return [(port, "TCP") for port in settings["ports"]]
+    def configured_ports(cls, settings: Settings) -> list[int]:
+        return settings["ports"]
 
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
@@ -200,12 +188,11 @@ class MultiportSyslogTcpSource(_SyslogTcpBase):
         return problems
 
     async def start(self) -> None:
-        self.bound_ports = await self.server.start(self.settings["host"], self.settings["ports"])
+        await super().start()
         per_port = {int(port): name for port, name in self.settings["charset.port."].items()}
         default = self.settings["charset.default"]
         for configured, bound in zip(self.settings["ports"], self.bound_ports, strict=True):
             self._charsets[bound] = per_port.get(configured, default)
-        await super().start()
 
     def _parse(self, frames: list[bytes], connection: Connection) -> list[Event]:
         local_port = connection.writer.get_extra_info("sockname")[1]
@@ -223,7 +210,9 @@ class MultiportSyslogTcpSource(_SyslogTcpBase):
         return events
 
 
-class SyslogUdpSource(Source):
+class SyslogUdpSource(ListeningSource):
+    address_key = "host"
+    transport = "UDP"
     keys: ClassVar = (
         Key("host", str, required=True, doc="address to bind"),
         Key("port", port_number, required=True),
@@ -236,18 +225,6 @@ class SyslogUdpSource(Source):
         self.client_headers = _ClientHeaders(settings)
         self.server = UdpServer(self, self._events, reuse_port=settings["reusePort"])
         self.bound_ports: list[int] = []
-
-    @classmethod
-    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
-        return [(settings["port"], "UDP")]
-
-    async def start(self) -> None:
-        self.bound_ports = [await self.server.start(self.settings["host"], self.settings["port"])]
-        await super().start()
-
-    async def stop(self) -> None:
-        await self.server.stop()
-        await super().stop()
 
     async def _events(self, datagrams: list[Datagram]) -> list[Event]:
         """One datagram, up to its first LF, is one message (Flume's syslogudp)."""

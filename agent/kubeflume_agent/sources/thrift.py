@@ -33,7 +33,7 @@ from kubeflume_agent.protocols.thrift_rpc import (
     write_reply,
     write_unknown_method,
 )
-from kubeflume_agent.sources.base import Source
+from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.tcp_server import (
     MAX_BATCH_EVENTS_KEY,
     Connection,
@@ -75,7 +75,7 @@ def flume_event(thrift_event: Any) -> Event:
     return Event(thrift_event.body or b"", headers)
 
 
-class ThriftSource(Source):
+class ThriftSource(ListeningSource):
     keys: ClassVar = (
         Key("bind", str, required=True, doc="address to bind"),
         Key("port", port_number, required=True),
@@ -87,7 +87,7 @@ class ThriftSource(Source):
         Key("kerberos", boolean, False, doc="not supported"),
         Key("agent-principal", str, None, doc="not supported (kerberos)"),
         Key("agent-keytab", str, None, doc="not supported (kerberos)"),
-        Key("reusePort", boolean, False, doc="SO_REUSEPORT: several agent processes share the port"),
+        REUSE_PORT_KEY,
         *tls.SERVER_KEYS,
     )
 
@@ -96,11 +96,6 @@ class ThriftSource(Source):
         self.factory = PROTOCOLS[settings["protocol"]]
         self.server = TcpServer(name, self.counters, self._serve, ssl_context=tls.server_context(settings),
                                 reuse_port=settings["reusePort"])
-        self.bound_ports: list[int] = []
-
-    @classmethod
-    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
-        return [(settings["port"], "TCP")]
 
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
@@ -108,14 +103,6 @@ class ThriftSource(Source):
         if settings["kerberos"]:
             problems.append(("kerberos", "Kerberos (SASL) transport is not supported; use ssl"))
         return problems
-
-    async def start(self) -> None:
-        self.bound_ports = await self.server.start(self.settings["bind"], [self.settings["port"]])
-        await super().start()
-
-    async def stop(self) -> None:
-        await self.server.stop()
-        await super().stop()
 
     async def _serve(self, connection: Connection) -> None:
         await serve_framed(connection, self.factory, FLUME.ThriftSourceProtocol,

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from kubeflume_agent.event import Event
 from kubeflume_agent.sources.base import Source
@@ -54,7 +54,9 @@ class UdpServer:
         self._transport: asyncio.DatagramTransport | None = None
         self._consumer: asyncio.Task | None = None
 
-    async def start(self, host: str | None, port: int) -> int:
+    async def start(self, host: str | None, ports: Sequence[int]) -> list[int]:
+        """Bind the one port of a UDP source (0 picks a free one); returns it, as TcpServer does."""
+        (port,) = ports
         loop = asyncio.get_running_loop()
         self._transport, _ = await loop.create_datagram_endpoint(
             lambda: _Receiver(self), local_addr=(host or "0.0.0.0", port), reuse_port=self.reuse_port or None,
@@ -63,7 +65,7 @@ class UdpServer:
         with contextlib.suppress(OSError):  # a larger kernel buffer is a wish, not a need
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
         self._consumer = asyncio.create_task(self._consume(), name=f"{self.source.name}-udp")
-        return sock.getsockname()[1]
+        return [sock.getsockname()[1]]
 
     async def stop(self) -> None:
         """Stop receiving, deliver what is queued (unless the channel stays full), then return."""
