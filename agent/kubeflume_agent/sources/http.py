@@ -33,11 +33,16 @@ from kubeflume_agent.config.keys import Key, Settings, boolean, comma_list, port
 from kubeflume_agent.event import Event
 from kubeflume_agent.protocols import tls
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, Source
-from kubeflume_agent.sources.tcp_server import DEFAULT_MAX_BATCH_EVENTS, MAX_BATCH_EVENTS_KEY, Outcome, deliver_call
+from kubeflume_agent.sources.tcp_server import (
+    DEFAULT_MAX_BATCH_EVENTS,
+    DEFAULT_MAX_REQUEST_BYTES,
+    MAX_BATCH_EVENTS_KEY,
+    Outcome,
+    deliver_call,
+)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 FAST_PARSE_BYTES = 1024 * 1024  # orjson below this size: at most some 40 MB of objects
 
 

@@ -26,6 +26,7 @@ from kubeflume_agent.protocols.framing import FrameError, decode_budget
 from kubeflume_agent.protocols.thrift_rpc import FLUME_OG, INCOMPLETE, PROTOCOLS, read_call, text, write_reply
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource, Source
 from kubeflume_agent.sources.tcp_server import (
+    DEFAULT_MAX_REQUEST_BYTES,
     READ_SIZE,
     Connection,
     Outcome,
@@ -36,7 +37,6 @@ from kubeflume_agent.sources.tcp_server import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 # OG calls carry one event: thousands of `fields` decode, millions (a hostile message) do not.
 MAX_READS_PER_CALL = decode_budget(1_000)
 _PRIORITY_NAMES = {value: name for name, value in vars(FLUME_OG.Priority).items() if isinstance(value, int)}

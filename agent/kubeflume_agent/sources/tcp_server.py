@@ -178,6 +178,9 @@ class Outcome:
 DEFAULT_MAX_BATCH_EVENTS = 10_000
 
 
+# The default of the RPC and HTTP sources' `max-request-bytes`: what one call may make us hold.
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
 # The `max-batch-events` key of the RPC and HTTP sources.
 MAX_BATCH_EVENTS_KEY = Key(
     "max-batch-events", positive_integer, DEFAULT_MAX_BATCH_EVENTS,

@@ -35,14 +35,13 @@ from kubeflume_agent.protocols.thrift_rpc import (
 )
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.tcp_server import (
+    DEFAULT_MAX_REQUEST_BYTES,
     MAX_BATCH_EVENTS_KEY,
     Connection,
     Outcome,
     TcpServer,
     deliver_call,
 )
-
-DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 Answer = Callable[[ThriftCall], Awaitable[Any]]
 
