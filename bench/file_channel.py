@@ -7,8 +7,7 @@ Parts, each in its own child process so CPU seconds and peak RSS are its own:
 - `channel`: in-process producers (batches of 100 events of 200 bytes, 8 concurrent, as a busy
   source's connections would commit) and one sink draining batches of 1000, memory vs file channel;
 - `agent`: netcat -> channel -> null through the real agent CLI (`kubeflume-agent`), memory vs file,
-  with 8 netcat clients each waiting for its `OK`s (skipped with a note if the netcat source or the
-  null sink is not installed);
+  with 8 netcat clients each waiting for its `OK`s;
 - `replay`: fill a file channel with N events, stop it, then time a start from the checkpoint and a
   start after deleting the checkpoint (full replay of the data files), then drain it (every event
   read back from the data files).
@@ -162,17 +161,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def agent_available() -> bool:
-    from kubeflume_agent.runtime.registry import UnknownType, lookup
-
-    try:
-        lookup("source", "netcat")
-        lookup("sink", "null")
-        return True
-    except UnknownType:
-        return False
-
-
 async def send_lines(port: int, count: int) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     line = BODY + b"\n"
@@ -269,11 +257,8 @@ def main() -> None:
         report("channel alone (8 producers x batches of 100, 1 sink x batches of 1000)",
                {kind: run_child("channel", kind, args.events) for kind in ("memory", "file")})
     if "agent" in parts:
-        if agent_available():
-            report("agent: netcat -> channel -> null (8 clients)",
-                   {kind: agent_throughput(kind, args.events) for kind in ("memory", "file")})
-        else:
-            print("\nagent: skipped, the netcat source or null sink is not installed yet")
+        report("agent: netcat -> channel -> null (8 clients)",
+               {kind: agent_throughput(kind, args.events) for kind in ("memory", "file")})
     if "replay" in parts:
         result = run_child("replay", "file", args.replay_events)
         print(f"\nreplay of a file channel holding {result['from_checkpoint_events']:,d} events "
