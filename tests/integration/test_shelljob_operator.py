@@ -12,8 +12,10 @@ import base64
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+import yaml
 from aiohttp import web
 
 from kubeflume_operator.shelljob.submission import staging_directory
@@ -31,6 +33,8 @@ from tests.integration.operator_env import (
     update_spec,
     wait_for,
 )
+
+CRD = Path(__file__).resolve().parents[2] / "crds" / "shelljobs.yaml"
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.kmock(cls=KubernetesApiEmulator)]
 
@@ -60,6 +64,9 @@ class Hadoop:
     def staging(self, application_id: str, app_name: str = NAME) -> str:
         return staging_directory(HOME, app_name, application_id)
 
+    def kills(self) -> list[str]:
+        return [path for method, path in self.rm.requests if method == "PUT"]
+
 
 @pytest.fixture
 def cluster(kmock):
@@ -67,12 +74,19 @@ def cluster(kmock):
     return kmock
 
 
-@pytest.fixture
-async def hadoop():
+@contextlib.asynccontextmanager
+async def fake_hadoop() -> AsyncIterator[Hadoop]:
+    """A fake HDFS and ResourceManager, with the ApplicationMaster jar in place."""
     async with FakeWebHDFS(strict=True, tokens={HDFS_TOKEN: USER}) as hdfs, \
             FakeResourceManager(hdfs, tokens={YARN_TOKEN: USER}) as rm:
         hdfs.write(AM_JAR_PATH, b"PK-not-really-the-distributedshell-jar", owner="yarn")
         yield Hadoop(hdfs, rm)
+
+
+@pytest.fixture
+async def hadoop():
+    async with fake_hadoop() as cluster:
+        yield cluster
 
 
 @pytest.fixture
@@ -108,6 +122,28 @@ def condition(status: dict, type_: str) -> dict:
     return next(c for c in status["conditions"] if c["type"] == type_)
 
 
+def undeclared(value, schema: dict, path: str = "status") -> list[str]:
+    """Fields the CRD's structural schema does not declare: a real API server would prune them."""
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        return [found for key, item in value.items()
+                for found in ([f"{path}.{key}"] if key not in properties
+                              else undeclared(item, properties[key], f"{path}.{key}"))]
+    if isinstance(value, list):
+        return [found for item in value for found in undeclared(item, schema.get("items", {}), f"{path}[]")]
+    return []
+
+
+def status_schema() -> dict:
+    crd = yaml.safe_load(CRD.read_text())
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+
+
+def recorded_cluster(hadoop: Hadoop) -> dict:
+    return {"resourceManagers": [hadoop.rm.url], "webhdfs": [hadoop.hdfs.url], "user": USER,
+            "defaultFS": f"hdfs://{hadoop.hdfs.namenode_address}"}
+
+
 async def test_a_java_job_runs_on_the_dshell_variant_with_its_jars_and_archive(cluster, hadoop, operator, tmp_path):
     kmock = cluster
     java = build_java_job(tmp_path / "build")
@@ -138,6 +174,9 @@ async def test_a_java_job_runs_on_the_dshell_variant_with_its_jars_and_archive(c
     assert status["amContainerLogs"].endswith(f"/node/containerlogs/container_{application_id[12:]}_01_000001/{USER}")
     assert status["diagnostics"] == ""
     assert status["observedGeneration"] == 1
+    assert status["cluster"] == recorded_cluster(hadoop)
+    assert status["stagingDirectory"] == hadoop.staging(application_id)
+    assert undeclared(status, status_schema()) == []
     assert status["startTime"] and status["completionTime"]
     assert condition(status, "Complete")["status"] == "True"
     assert condition(status, "Failed")["status"] == "False"
@@ -374,15 +413,77 @@ async def test_an_operator_killed_while_staging_resumes_with_the_stored_applicat
     assert (staged["input.txt"]["size"], staged["input.txt"]["timestamp"]) == (16, on_hdfs["modificationTime"])
 
 
-async def test_a_job_whose_spec_lost_its_cluster_can_still_be_deleted(cluster, hadoop, operator):
+@pytest.mark.parametrize(("keep_cluster", "change", "reason", "diagnostics"), [
+    (True, {"command": ["sleep", "300"], "script": "sleep 300"}, "InvalidSpec", "give exactly one of command, script"),
+    (False, {"command": ["sleep", "300"]}, "Rejected", "spec.yarn: required"),  # no yarn block any more
+], ids=["invalid", "no-cluster"])
+async def test_a_spec_edit_the_job_cannot_run_still_retires_the_running_application(
+        cluster, hadoop, operator, keep_cluster, change, reason, diagnostics):
     kmock = cluster
     await create(kmock, SHELLJOBS, shelljob(job_spec(hadoop, command=["sleep", "300"])))
-    application_id = (await wait_for_phase(kmock, operator, "Running"))["applicationId"]
-    await update_spec(kmock, SHELLJOBS, NS, NAME, {"command": ["sleep", "300"]})  # no yarn block any more
-    rejected = await wait_for(lambda: (s := job_status(kmock)).get("observedGeneration") == 2
-                              and s.get("phase") == "Failed" and s, "generation 2 to be rejected", operator=operator)
-    assert "spec.yarn: required" in rejected["diagnostics"]
+    running = await wait_for_phase(kmock, operator, "Running")
+    application_id = running["applicationId"]
+    assert undeclared(running, status_schema()) == []
+    await update_spec(kmock, SHELLJOBS, NS, NAME, {**job_spec(hadoop), **change} if keep_cluster else change)
+    refused = await wait_for(lambda: (s := job_status(kmock)).get("observedGeneration") == 2
+                             and s.get("phase") == "Failed" and s, "generation 2 to be refused", operator=operator)
+    assert condition(refused, "Failed")["reason"] == reason
+    assert diagnostics in refused["diagnostics"]
+    assert hadoop.rm.apps[application_id].state == "KILLED"
+    assert f"/apps/{application_id}/state" in hadoop.kills()
+    assert not hadoop.hdfs.exists(hadoop.staging(application_id))
+    assert {"applicationId", "cluster", "stagingDirectory"}.isdisjoint(refused)
+    assert hadoop.rm.issued == [application_id]  # nothing created for the refused generation
+    await wait_for(lambda: "SpecChanged" in reasons_posted(kmock), "the SpecChanged Event", operator=operator)
+
+    kills = len(hadoop.kills())
     await delete(kmock, SHELLJOBS, NS, NAME)
     await wait_for(lambda: stored(kmock, SHELLJOBS, NS, NAME) is None, "the ShellJob to go", operator=operator)
-    await wait_for(lambda: "CleanupSkipped" in reasons_posted(kmock), "the CleanupSkipped Event", operator=operator)
-    assert hadoop.rm.apps[application_id].state == "RUNNING"  # nothing says where to kill it: told, not hidden
+    assert len(hadoop.kills()) == kills and "CleanupSkipped" not in reasons_posted(kmock)
+
+
+async def test_a_spec_moved_to_another_cluster_kills_the_old_application_where_it_runs(cluster, hadoop, operator):
+    kmock = cluster
+    await create(kmock, SHELLJOBS, shelljob(job_spec(hadoop, command=["sleep", "300"])))
+    first = (await wait_for_phase(kmock, operator, "Running"))["applicationId"]
+    async with fake_hadoop() as other:
+        await update_spec(kmock, SHELLJOBS, NS, NAME, job_spec(other, command=["echo", "elsewhere"],
+                                                                applicationName="moved"))
+        status = await wait_for(lambda: (s := job_status(kmock)).get("observedGeneration") == 2
+                                and s.get("phase") in ("Succeeded", "Failed", "Killed") and s,
+                                "generation 2 to end", operator=operator)
+        assert status["phase"] == "Succeeded", status
+        second = status["applicationId"]
+        assert hadoop.rm.apps[first].state == "KILLED"  # on the cluster it was created on
+        assert set(hadoop.kills()) == {f"/apps/{first}/state"}
+        assert not hadoop.hdfs.exists(hadoop.staging(first))  # under the old applicationName
+        assert hadoop.rm.issued == [first]
+        assert other.rm.issued == [second] and other.kills() == []  # the same id there is not touched
+        assert other.rm.container_log(second) == "elsewhere\n"
+        assert status["cluster"] == recorded_cluster(other)
+        assert status["stagingDirectory"] == other.staging(second, app_name="moved")
+        assert other.hdfs.exists(f"{other.staging(second, app_name='moved')}/ExecScript")
+
+
+async def test_deleting_a_job_whose_spec_became_invalid_kills_its_application_where_it_runs(cluster, hadoop,
+                                                                                           tmp_path):
+    kmock = cluster
+    async with running_operator(kmock, tmp_path, watched=[SHELLJOBS], env=ENV) as first:
+        await create(kmock, SHELLJOBS, shelljob(job_spec(hadoop, command=["sleep", "300"])))
+        application_id = (await wait_for_phase(kmock, first, "Running"))["applicationId"]
+        first.process.kill()  # the edit and the deletion happen while no operator runs
+        await first.process.wait()
+    nowhere = {"resourceManagers": ["http://127.0.0.1:9"], "webhdfs": ["http://127.0.0.1:9"], "user": "bob"}
+    await update_spec(kmock, SHELLJOBS, NS, NAME, {**job_spec(hadoop), "yarn": nowhere, "applicationName": "other",
+                                                   "command": ["sleep", "1"], "script": "sleep 1"})
+    await delete(kmock, SHELLJOBS, NS, NAME)
+    assert stored(kmock, SHELLJOBS, NS, NAME) is not None  # the finalizer holds it for the operator
+
+    async with running_operator(kmock, tmp_path, watched=[SHELLJOBS], env=ENV) as second:
+        await wait_for(lambda: stored(kmock, SHELLJOBS, NS, NAME) is None, "the ShellJob to go", operator=second)
+    assert hadoop.rm.apps[application_id].state == "KILLED"
+    assert set(hadoop.kills()) == {f"/apps/{application_id}/state"}
+    assert not hadoop.hdfs.exists(hadoop.staging(application_id))
+    cleaned = [e["message"] for e in events_about(kmock, NS, "ShellJob", NAME) if e["reason"] == "CleanedUp"]
+    assert cleaned == [f"application {application_id} KILLED; {hadoop.staging(application_id)} deleted"]
+    assert {"CleanupSkipped", "SpecChanged"}.isdisjoint(reasons_posted(kmock))  # the deletion did it

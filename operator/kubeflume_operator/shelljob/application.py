@@ -4,7 +4,8 @@ Each step is idempotent and keyed on the application id stored in the status, so
 handler can be re-run after a crash at any point and never creates a second application for a
 generation:
 
-1. new-application, and the id written to status at once (with `observedGeneration`);
+1. new-application, and the id written to status at once (with `observedGeneration`, and where
+   the application lives: `cluster` and `stagingDirectory`, see placement.py);
 2. staging under `<home>/<appName>/<appId>/`, sizes and timestamps read back with GETFILESTATUS
    and written to `status.staged`; once recorded, staged files are never written again (the
    NodeManager refuses a file whose timestamp changed). Before that, a re-run overwrites them:
@@ -26,8 +27,10 @@ import aiohttp
 
 from kubeflume_agent.protocols.webhdfs import FileNotFound, WebHDFSClient
 from kubeflume_operator import conditions
+from kubeflume_operator.shelljob import placement
 from kubeflume_operator.shelljob import status as job_status
 from kubeflume_operator.shelljob.launcher import worker_script
+from kubeflume_operator.shelljob.placement import Placement
 from kubeflume_operator.shelljob.sources import (
     SourceUnavailable,
     first_chunk_checked,
@@ -36,7 +39,7 @@ from kubeflume_operator.shelljob.sources import (
     read_small,
     stream_http,
 )
-from kubeflume_operator.shelljob.spec import ShellJobSpec, Source, cluster_problems
+from kubeflume_operator.shelljob.spec import Cluster, ShellJobSpec, Source, cluster_problems
 from kubeflume_operator.shelljob.submission import (
     PlannedFile,
     location_problems,
@@ -79,10 +82,8 @@ class Clients:
 
 
 @contextlib.asynccontextmanager
-async def connect(job: ShellJobSpec, namespace: str) -> AsyncIterator[Clients]:
-    """Clients for the job's cluster, with the delegation tokens of its Secret if it names one."""
-    cluster = job.cluster
-    assert cluster is not None
+async def connect(cluster: Cluster, namespace: str) -> AsyncIterator[Clients]:
+    """Clients for the cluster, with the delegation tokens of its Secret if it names one."""
     tokens: dict[str, bytes] = {}
     if cluster.token_secret:
         tokens = await read_kubernetes_object("Secret", namespace, cluster.token_secret)
@@ -150,9 +151,12 @@ class ApplicationRun:
                 await self._hdfs_status(hdfs_path(source.url or ""), source)
 
     async def _new_application(self) -> None:
+        assert self.job.cluster is not None
+        home = await self.clients.hdfs.home_directory()
         new = await self.clients.rm.new_application()
+        directory = staging_directory(home, self.job.app_name, new.application_id)
         await self.record({"applicationId": new.application_id, "observedGeneration": self.generation,
-                           "startTime": conditions.now()})
+                           "startTime": conditions.now(), **placement.record(self.job.cluster, directory)})
         await self.set_phase(job_status.STAGING, "Staging", f"application {new.application_id} created; "
                              "staging its files")
         master = self.job.master
@@ -247,15 +251,20 @@ class ApplicationRun:
         return time.time() - started > self.job.timeout_seconds
 
 
-async def remove_application(job: ShellJobSpec, application_id: str, phase: str | None, clients: Clients) -> str:
-    """Kill the application unless it ended, then delete its staging directory; says what was done."""
+async def remove_application(where: Placement, phase: str | None, clients: Clients) -> str:
+    """Kill the application unless it ended, then delete its staging directory; says what was done.
+
+    `clients` must be connected to `where.cluster`.
+    """
     done = []
+    application_id = where.application_id
     if phase not in job_status.TERMINAL:
         with contextlib.suppress(ApplicationNotFound):
             state = await clients.rm.kill(application_id)
             done.append(f"application {application_id} {state}")
-    home = await clients.hdfs.home_directory()
-    directory = staging_directory(home, job.app_name, application_id)
+    directory = where.staging_directory
+    if directory is None:  # an older status: the spec's applicationName under the user's home
+        directory = staging_directory(await clients.hdfs.home_directory(), where.app_name, application_id)
     if await clients.hdfs.delete(directory, recursive=True):
         done.append(f"{directory} deleted")
     return "; ".join(done) or f"nothing left of application {application_id}"

@@ -7,8 +7,10 @@ before anything else happens. What this process wrote is also kept in the object
 next tick may start before the watch has delivered our own write, and must not act on stale
 status (that is how a second application would be created).
 
-Deletion (kopf's finalizer): a running application is killed, then its staging directory is
-removed; a finished one is just cleaned up.
+A spec change (a new generation) first retires the previous generation's application, whatever
+the new spec says or whether it is valid at all. Retiring and deleting (kopf's finalizer) kill a
+running application, then remove its staging directory (a finished one is just cleaned up), on
+the cluster recorded in the status with its id (placement.py), not the one the spec names now.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import kubernetes
 
 from kubeflume_agent.protocols.webhdfs import WebHDFSError
 from kubeflume_operator import GROUP, VERSION
+from kubeflume_operator.shelljob import placement
 from kubeflume_operator.shelljob import status as job_status
 from kubeflume_operator.shelljob.application import (
     ApplicationRun,
@@ -34,7 +37,7 @@ from kubeflume_operator.shelljob.application import (
     remove_application,
 )
 from kubeflume_operator.shelljob.sources import SourceUnavailable
-from kubeflume_operator.shelljob.spec import ShellJobSpec, SpecError, parse_spec
+from kubeflume_operator.shelljob.spec import SpecError, parse_spec
 from kubeflume_operator.yarn.distributedshell import UnsafeValue
 from kubeflume_operator.yarn.resourcemanager import ResourceManagerError
 
@@ -45,6 +48,8 @@ POLL_INTERVAL = float(os.environ.get("KUBEFLUME_SHELLJOB_POLL_INTERVAL", "5"))
 MERGE_PATCH = "application/merge-patch+json"
 EVENT_MESSAGE_LIMIT = 1000
 CLUSTER_ERRORS = (ResourceManagerError, WebHDFSError, aiohttp.ClientError, TimeoutError)
+PREVIOUS_GENERATION_FIELDS = ("applicationId", "trackingUrl", "amContainerLogs", "diagnostics", "yarn", "startTime",
+                              "completionTime", "staged", placement.CLUSTER_FIELD, placement.STAGING_FIELD)
 MEMO_KEY = "shelljob_status"
 WARNING_MEMO_KEY = "shelljob_last_warning"
 
@@ -107,17 +112,16 @@ async def drive_application(
     if current.get("phase") in job_status.TERMINAL and current.get("observedGeneration") == generation:
         return  # our own final write, not yet seen by the watch
     try:
+        if current.get("applicationId") and current.get("observedGeneration") != generation:
+            current = await retire_previous(spec, name, namespace, current, writer, notify, generation)
         job = parse_spec(spec, name)
-    except SpecError as error:
-        await reject(writer, current, generation, "InvalidSpec", str(error), notify)
-        return
-    try:
-        if current.get("applicationId") and current.get("observedGeneration") != generation and job.cluster:
-            current = await retire_previous(job, namespace, current, writer, notify, generation)
         check_runnable(job)
-        async with connect(job, namespace) as clients:
+        assert job.cluster is not None
+        async with connect(job.cluster, namespace) as clients:
             run = ApplicationRun(job, namespace, generation, current, clients, writer.record, notify)
             await run.advance()
+    except SpecError as error:
+        await reject(writer, current, generation, "InvalidSpec", str(error), notify)
     except (JobRejected, UnsafeValue) as error:
         await reject(writer, current, generation, "Rejected", str(error), notify)
     except SourceUnavailable as error:
@@ -153,13 +157,20 @@ async def report_waiting(writer: StatusWriter, current: dict[str, Any], generati
         notify("Warning", reason, message)
 
 
-async def retire_previous(job: ShellJobSpec, namespace: str, current: dict[str, Any], writer: StatusWriter,
-                          notify: Notify, generation: int | None) -> dict[str, Any]:
-    """The spec changed: the previous generation's application is killed (if running) and cleaned up."""
-    async with connect(job, namespace) as clients:
-        done = await remove_application(job, current["applicationId"], current.get("phase"), clients)
-    reset = {key: None for key in ("applicationId", "trackingUrl", "amContainerLogs", "diagnostics", "yarn",
-                                   "startTime", "completionTime", "staged")}
+async def retire_previous(spec: kopf.Spec, name: str, namespace: str, current: dict[str, Any],
+                          writer: StatusWriter, notify: Notify, generation: int | None) -> dict[str, Any]:
+    """The spec changed: the previous generation's application is killed (if running) and cleaned up.
+
+    Where it runs comes from the status, so this does not depend on the new spec. Only a status
+    written by an older operator, with a spec that names no usable cluster, leaves it in place
+    (and in the status, where a later spec or the deletion can still find it).
+    """
+    where = placement.locate(current, spec, name)
+    if where is None:
+        return current
+    async with connect(where.cluster, namespace) as clients:
+        done = await remove_application(where, current.get("phase"), clients)
+    reset: dict[str, Any] = dict.fromkeys(PREVIOUS_GENERATION_FIELDS)
     reset.update(job_status.with_phase(current, job_status.PENDING, "SpecChanged",
                                        f"generation {generation}: {done}", generation, submitted=False))
     await writer.record(reset)
@@ -174,18 +185,15 @@ async def remove(body: kopf.Body, name: str, namespace: str, uid: str, spec: kop
     application_id = current.get("applicationId")
     if not application_id:
         return
-    try:
-        job: ShellJobSpec | None = parse_spec(spec, name)
-    except SpecError:
-        job = None
-    cluster = job.cluster if job else None
-    if job is None or cluster is None or not cluster.resource_managers or not cluster.webhdfs:
-        kopf.warn(body, reason="CleanupSkipped", message=f"the spec is invalid or names no YARN cluster: "
-                  f"application {application_id} and its staging directory are left as they are")
+    where = placement.locate(current, spec, name)
+    if where is None:
+        kopf.warn(body, reason="CleanupSkipped", message=f"the status records no cluster for application "
+                  f"{application_id} (written by an older operator) and the spec is invalid or names none: "
+                  "the application and its staging directory are left as they are")
         return
     try:
-        async with connect(job, namespace) as clients:
-            done = await remove_application(job, application_id, current.get("phase"), clients)
+        async with connect(where.cluster, namespace) as clients:
+            done = await remove_application(where, current.get("phase"), clients)
     except (*CLUSTER_ERRORS, SourceUnavailable) as error:
         kopf.warn(body, reason="CleanupFailed", message=f"{type(error).__name__}: {error}")
         raise kopf.TemporaryError(f"cannot clean up application {application_id}: {error}", delay=10) from error
