@@ -15,7 +15,6 @@ Errors are raised as typed exceptions carrying the server's RemoteException.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,19 +22,14 @@ from urllib.parse import quote
 
 import aiohttp
 
+from kubeflume_agent.protocols.hadoop_rest import HadoopRemoteError, HaRestClient, remote_exception
+
 API_PREFIX = "/webhdfs/v1"
 OCTET_STREAM = {"Content-Type": "application/octet-stream"}
 
 
-class WebHDFSError(Exception):
+class WebHDFSError(HadoopRemoteError):
     """An error answer from WebHDFS, with the fields of its RemoteException."""
-
-    def __init__(self, status: int, exception: str, java_class: str, message: str) -> None:
-        super().__init__(f"{exception}: {message}" if exception else message)
-        self.status = status
-        self.exception = exception
-        self.java_class = java_class
-        self.message = message
 
 
 class FileNotFound(WebHDFSError):
@@ -106,21 +100,14 @@ class FileStatus:
 
 async def error_from_response(response: aiohttp.ClientResponse) -> WebHDFSError:
     """The typed exception for an error answer (a RemoteException JSON body, or any text)."""
-    text = await response.text(errors="replace")
-    try:
-        remote = json.loads(text)["RemoteException"]
-        exception = remote.get("exception", "")
-        java_class = remote.get("javaClassName", "")
-        message = remote.get("message", "")
-    except (ValueError, KeyError, TypeError, AttributeError):
-        exception, java_class, message = "", "", f"HTTP {response.status}: {text.strip()[:500]}"
+    exception, java_class, message = await remote_exception(response)
     if response.status == 401 and not exception:
         exception = "SecurityException"
     cls = _ERROR_CLASSES.get(exception, WebHDFSError)
     return cls(response.status, exception, java_class, message)
 
 
-class WebHDFSClient:
+class WebHDFSClient(HaRestClient):
     """An async WebHDFS client for one HDFS cluster (one NameNode or an HA set of them).
 
     `namenodes`: "http://host:port" base URLs (a comma-separated string is accepted).
@@ -140,37 +127,17 @@ class WebHDFSClient:
         *,
         proxy_user: str | None = None,
     ) -> None:
-        if isinstance(namenodes, str):
-            namenodes = [item.strip() for item in namenodes.split(",") if item.strip()]
-        if not namenodes:
-            raise ValueError("WebHDFSClient needs at least one NameNode URL")
-        self.namenodes = [url.rstrip("/") for url in namenodes]
-        self.user = user
-        self.delegation_token = delegation_token
+        super().__init__(namenodes, "NameNode", user, delegation_token, session, timeout)
         self.proxy_user = proxy_user
-        self.timeout = timeout
-        self._session = session
-        self._owns_session = session is None
-        self._active = 0
-
-    async def __aenter__(self) -> WebHDFSClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-        self._session = None
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            timeout = aiohttp.ClientTimeout(sock_connect=self.timeout, sock_read=self.timeout)
-            self._session = aiohttp.ClientSession(timeout=timeout)
-            self._owns_session = True
-        return self._session
+    def namenodes(self) -> list[str]:
+        return self.urls
+
+    def session_timeout(self) -> aiohttp.ClientTimeout:
+        """Each connect and each wait for the next bytes, not the whole call: staging may stream
+        gigabytes."""
+        return aiohttp.ClientTimeout(sock_connect=self.timeout, sock_read=self.timeout)
 
     # --- operations -------------------------------------------------------------------------
 

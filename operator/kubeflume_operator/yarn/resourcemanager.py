@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from kubeflume_agent.protocols.hadoop_rest import HadoopRemoteError, HaRestClient, remote_exception
+
 API_PREFIX = "/ws/v1/cluster"
 JSON_HEADERS = {"Accept": "application/json"}
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -27,15 +29,8 @@ KILL_POLL_SECONDS = 0.5
 KILL_ATTEMPTS = 120
 
 
-class ResourceManagerError(Exception):
-    """An error answer, with the fields of the RemoteException when there is one."""
-
-    def __init__(self, status: int, exception: str, java_class: str, message: str) -> None:
-        super().__init__(f"{exception}: {message}" if exception else message)
-        self.status = status
-        self.exception = exception
-        self.java_class = java_class
-        self.message = message
+class ResourceManagerError(HadoopRemoteError):
+    """An error answer from the ResourceManager, with the fields of its RemoteException."""
 
 
 class ApplicationNotFound(ResourceManagerError):
@@ -58,13 +53,7 @@ class NewApplication:
 
 
 async def _error(response: aiohttp.ClientResponse) -> ResourceManagerError:
-    text = await response.text(errors="replace")
-    try:
-        remote = json.loads(text)["RemoteException"]
-        exception, java_class, message = remote.get("exception", ""), remote.get("javaClassName", ""), \
-            remote.get("message", "")
-    except (ValueError, KeyError, TypeError, AttributeError):
-        exception, java_class, message = "", "", f"HTTP {response.status}: {text.strip()[:500]}"
+    exception, java_class, message = await remote_exception(response)
     if response.status == 404:
         return ApplicationNotFound(response.status, exception, java_class, message)
     if response.status in (401, 403):
@@ -72,7 +61,7 @@ async def _error(response: aiohttp.ClientResponse) -> ResourceManagerError:
     return ResourceManagerError(response.status, exception, java_class, message)
 
 
-class ResourceManagerClient:
+class ResourceManagerClient(HaRestClient):
     def __init__(
         self,
         urls: list[str] | str,
@@ -81,35 +70,7 @@ class ResourceManagerClient:
         session: aiohttp.ClientSession | None = None,
         timeout: float = 30.0,
     ) -> None:
-        if isinstance(urls, str):
-            urls = [url.strip() for url in urls.split(",") if url.strip()]
-        if not urls:
-            raise ValueError("ResourceManagerClient needs at least one ResourceManager URL")
-        self.urls = [url.rstrip("/") for url in urls]
-        self.user = user
-        self.delegation_token = delegation_token
-        self.timeout = timeout
-        self._session = session
-        self._owns_session = session is None
-        self._active = 0
-
-    async def __aenter__(self) -> ResourceManagerClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-        self._session = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-            self._owns_session = True
-        return self._session
+        super().__init__(urls, "ResourceManager", user, delegation_token, session, timeout)
 
     # --- operations -------------------------------------------------------------------------
 
