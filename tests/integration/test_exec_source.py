@@ -7,7 +7,7 @@ from pathlib import Path
 
 from source_harness import collect, memory_channel, running_source, wait_for
 
-from kubeflume_agent.sources.exec import LineSplitter
+from kubeflume_agent.protocols.lines import ReadLineSplitter
 
 
 async def test_lines_of_a_command_arrive_in_order():
@@ -25,7 +25,7 @@ async def test_shell_and_every_line_ending():
 
 
 def test_crlf_split_across_reads_is_one_line_end():
-    splitter = LineSplitter()
+    splitter = ReadLineSplitter()
     assert splitter.feed(b"one\r") == [b"one"]
     assert splitter.feed(b"\ntwo\n") == [b"two"]
     assert splitter.feed(b"three") == []

@@ -1,18 +1,25 @@
-"""LF-terminated lines off a TCP stream, with Flume netcat's bound on line length.
+"""Lines off a byte stream, the two ways Flume reads them.
 
-Flume's netcat source counts `max-line-length` in characters, including the LF. A line over the
+`BoundedLineSplitter`: LF-terminated lines with the netcat source's bound on line length. Flume's
+netcat source counts `max-line-length` in characters, including the LF. A line over the
 bound is refused whole (up to and including its LF) and stands in the output as `TOO_LONG`, in
 its place, so the caller can answer every line in order; nothing of it becomes an event. What is
 held between reads is bounded too: a line is refused as soon as it has grown past the limit,
 without waiting for its LF.
+
+`ReadLineSplitter`: lines as Java's BufferedReader.readLine() ends them (\n, \r or \r\n), as the
+exec source reads a command's output.
 """
 
 from __future__ import annotations
 
-TOO_LONG = None  # stands for a refused line in what `feed()` returns
+import re
+
+TOO_LONG = None  # stands for a refused line in what `BoundedLineSplitter.feed()` returns
+_READLINE_END = re.compile(rb"\r\n|\r|\n")
 
 
-class LineSplitter:
+class BoundedLineSplitter:
     __slots__ = ("_discarding", "_pending", "encoding", "limit")
 
     def __init__(self, max_line_length: int, encoding: str = "utf-8") -> None:
@@ -49,3 +56,23 @@ class LineSplitter:
     def _too_long(self, line: bytes) -> bool:
         """Bytes over the limit are only too long if the characters are (multi-byte charsets)."""
         return len(line) > self.limit and len(line.decode(self.encoding, "replace")) > self.limit
+
+
+class ReadLineSplitter:
+    """Splits a byte stream into lines at \\n, \\r or \\r\\n, even when a \\r\\n straddles two reads."""
+
+    def __init__(self) -> None:
+        self._rest = b""
+        self._after_cr = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self._after_cr and data.startswith(b"\n"):
+            data = data[1:]
+        self._after_cr = data.endswith(b"\r")
+        parts = _READLINE_END.split(self._rest + data)
+        self._rest = parts.pop()
+        return parts
+
+    def finish(self) -> list[bytes]:
+        rest, self._rest = self._rest, b""
+        return [rest] if rest else []

@@ -17,42 +17,21 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import shlex
 import signal
 
 from kubeflume_agent.config.keys import Key, Settings, boolean, charset, non_negative_integer, positive_integer
 from kubeflume_agent.errors import ChannelError
 from kubeflume_agent.event import Event
+from kubeflume_agent.protocols.lines import ReadLineSplitter
 from kubeflume_agent.sources.base import Source
 
 log = logging.getLogger(__name__)
 
-LINE_END = re.compile(rb"\r\n|\r|\n")
 READ_SIZE = 64 * 1024
 FIRST_RETRY = 0.25
 MAX_RETRY = 5.0
 STOP_GRACE = 5.0
-
-
-class LineSplitter:
-    """Splits a byte stream into lines at \\n, \\r or \\r\\n, even when a \\r\\n straddles two reads."""
-
-    def __init__(self) -> None:
-        self._rest = b""
-        self._after_cr = False
-
-    def feed(self, data: bytes) -> list[bytes]:
-        if self._after_cr and data.startswith(b"\n"):
-            data = data[1:]
-        self._after_cr = data.endswith(b"\r")
-        parts = LINE_END.split(self._rest + data)
-        self._rest = parts.pop()
-        return parts
-
-    def finish(self) -> list[bytes]:
-        rest, self._rest = self._rest, b""
-        return [rest] if rest else []
 
 
 class ExecSource(Source):
@@ -121,7 +100,7 @@ class ExecSource(Source):
         return await self.process.wait()
 
     async def _read_stdout(self, stdout: asyncio.StreamReader) -> None:
-        splitter = LineSplitter()
+        splitter = ReadLineSplitter()
         batch: list[Event] = []
         timeout = self.settings["batchTimeout"] / 1000
         loop = asyncio.get_running_loop()
@@ -167,7 +146,7 @@ class ExecSource(Source):
                 pause = min(pause * 2, MAX_RETRY)
 
     async def _drain_stderr(self, stderr: asyncio.StreamReader) -> None:
-        splitter = LineSplitter()
+        splitter = ReadLineSplitter()
         while data := await stderr.read(READ_SIZE):
             if self.settings["logStdErr"]:
                 for line in splitter.feed(data):

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from kubeflume_agent.config.keys import Key, Settings, boolean, charset, port_number, positive_integer
 from kubeflume_agent.event import Event
-from kubeflume_agent.protocols.lines import TOO_LONG, LineSplitter
+from kubeflume_agent.protocols.lines import TOO_LONG, BoundedLineSplitter
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.tcp_server import READ_SIZE, Connection, TcpServer, deliver_until_accepted
 
@@ -50,7 +50,7 @@ class NetcatSource(ListeningSource):
         self.server = TcpServer(name, self.counters, self._serve, reuse_port=settings["reusePort"])
 
     async def _serve(self, connection: Connection) -> None:
-        splitter = LineSplitter(self.max_line_length, self.encoding)
+        splitter = BoundedLineSplitter(self.max_line_length, self.encoding)
         read = connection.reader.read
         while connection.open:
             data = await read(READ_SIZE)
