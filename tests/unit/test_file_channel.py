@@ -10,6 +10,7 @@ import random
 import subprocess
 import sys
 import threading
+from array import array
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,28 @@ async def test_concurrent_commits_share_fsyncs(channels, tmp_path, monkeypatch):
     assert channel.size == 2000
     assert len(syncs) < 200  # 200 commits; group commit must have merged some
     assert sorted(int(e.headers["n"]) for e in await take_all(channel)) == list(range(2000))
+
+
+async def test_a_group_written_in_short_writes_is_stored_whole(channels, tmp_path, monkeypatch):
+    """The kernel may write less than asked; the rest of the group must follow, in order."""
+    channel = await started(channels, tmp_path, eventCacheBytes=0)  # takes read the data file back
+    real_writev = os.writev
+    short_writes = []
+
+    def short_writev(fd, buffers):  # writes at most 100 bytes of what it is given
+        short_writes.append(fd)
+        return real_writev(fd, [b"".join(buffers)[:100]])
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    await asyncio.gather(*(put(channel, numbered(first, 10)) for first in range(0, 50, 10)))
+    assert short_writes
+    assert [int(e.headers["n"]) for e in await take_all(channel)] == list(range(50))
+    await put(channel, numbered(50, 10))
+    monkeypatch.undo()
+    await channel.stop()
+    again = await started(channels, tmp_path, eventCacheBytes=0)
+    assert again.last_replay.skipped == 0
+    assert [int(e.headers["n"]) for e in await take_all(again)] == list(range(50, 60))
 
 
 async def test_commit_returns_only_after_its_group_is_fdatasynced(channels, tmp_path, monkeypatch):
@@ -435,17 +458,19 @@ async def test_a_commit_cancelled_while_writing_does_not_stall_its_group(channel
     assert set(taken) <= set(range(10))  # the cancelled batch is durable or not, never half
 
 
-def test_pointer_queue_across_chunks():
-    queue = PointerQueue(range(20000))
+def test_pointer_queue_keeps_pointers_and_events_in_step_across_chunks():
+    queue = PointerQueue(range(20000))  # a replayed queue: cut into chunks, no event in memory
     assert len(queue) == 20000
-    head = queue.pop_front(10000)  # ends inside the second chunk
-    assert head == list(range(10000))
-    queue.push_front(head[-3:])
-    queue.extend(range(20000, 20005))
-    assert queue.snapshot().tolist() == [*range(9997, 20005)]
-    assert queue.pop_front(100000) == [*range(9997, 20005)]
+    head, events = queue.pop_front(10000)  # ends inside the second chunk
+    assert head.tolist() == list(range(10000)) and events == [None] * 10000
+    queue.push_front(head[-3:], [Event(b"a"), None, Event(b"c")])  # a rolled-back take
+    queue.append(array("q", range(20000, 20002)), [Event(b"x"), Event(b"y")])  # a commit
+    assert queue.snapshot().tolist() == [*range(9997, 20002)]
+    pointers, events = queue.pop_front(100000)
+    assert pointers.tolist() == [*range(9997, 20002)]
+    assert events == [Event(b"a"), None, Event(b"c"), *[None] * 10000, Event(b"x"), Event(b"y")]
     assert len(queue) == 0
-    assert queue.pop_front(1) == []
+    assert [part.tolist() if isinstance(part, array) else part for part in queue.pop_front(1)] == [[], []]
 
 
 async def test_a_failed_write_leaves_no_stale_bytes_for_later_reads(channels, tmp_path, monkeypatch):

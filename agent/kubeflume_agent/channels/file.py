@@ -3,11 +3,12 @@
 How it stays durable and fast:
 - A commit encodes its puts and takes as records (see `file_log` for the byte format and
   docs/file-channel-format.md) and hands them to a writer thread. Commits that arrive while the
-  writer is busy wait and go together in the next group: one `write` and one `fdatasync` for all
+  writer is busy wait and go together in the next group: one `writev` and one `fdatasync` for all
   of them (group commit). `commit()` returns only after the fdatasync of its group.
-- Takes come from an in-memory queue of record pointers (8 bytes per event). The events of recent
-  puts are also kept in memory up to `eventCacheBytes`, so a channel whose sinks keep up never
-  reads the disk; older events are read back from the data files, CRC-checked.
+- Takes come from an in-memory queue of record pointers (16 bytes per event, see `pointer_queue`).
+  The events of recent puts are kept beside their pointers up to `eventCacheBytes`, so a channel
+  whose sinks keep up never reads the disk; older events are read back from the data files,
+  CRC-checked. Batches move as chunks: a take of n events is a few slices, not n look-ups.
 - Every `checkpointInterval` the pointer queue is written as a checkpoint (atomically; also to
   `backupCheckpointDir` with `useDualCheckpoints`). A restart loads it and replays only the log
   after it; a missing or damaged checkpoint means a full replay of the data files, which still
@@ -31,6 +32,8 @@ import os
 from array import array
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
+from operator import attrgetter, is_
 
 from kubeflume_agent.channels import checkpoint as checkpoints
 from kubeflume_agent.channels.base import Channel, Transaction
@@ -44,7 +47,7 @@ from kubeflume_agent.channels.file_log import (
     split_pointer,
 )
 from kubeflume_agent.channels.file_replay import ReplayResult, replay
-from kubeflume_agent.channels.pointer_queue import PointerQueue
+from kubeflume_agent.channels.pointer_queue import PointerQueue, new_pointers
 from kubeflume_agent.config.keys import (
     Key,
     Settings,
@@ -63,6 +66,7 @@ log = logging.getLogger(__name__)
 MAX_FILE_SIZE = 2146435071  # Flume's default and ceiling: offsets stay below 2**31
 MIN_REQUIRED_SPACE = 1024 * 1024  # Flume's floor for minimumRequiredSpace
 EVENT_OVERHEAD = 200  # rough bytes of Python objects around a cached event's body
+_BODY = attrgetter("body")
 
 
 class FileChannelCounters(ChannelCounters):
@@ -91,11 +95,11 @@ class FileTransaction(Transaction):
 
     def __init__(self, channel: FileChannel) -> None:
         super().__init__(channel)
-        self.take_pointers: list[int] = []
+        self.take_pointers = new_pointers()
 
     def _take(self, count: int) -> list[Event]:
         events, pointers = self.channel._pop(count)
-        self.take_pointers += pointers
+        self.take_pointers.extend(pointers)
         return events
 
     async def _commit(self) -> None:
@@ -136,8 +140,8 @@ class FileChannel(Channel):
         self.checkpoint_dir, self.data_dirs, self.backup_dir = self.directories(settings)
         self.last_replay: ReplayResult | None = None
         self._queue = PointerQueue()
-        self._cache: dict[int, Event] = {}
-        self._cache_bytes = 0
+        self._cache_bytes = 0  # bytes of the events the queue holds in memory
+        self._uncached = 0  # queued events held only on disk
         self._taken: set[int] = set()  # taken by transactions not yet durably committed
         self._reserved_puts = 0
         self._next_txid = 1
@@ -146,7 +150,7 @@ class FileChannel(Channel):
         self._writer: LogWriter | None = None
         self._reader: LogReader | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._waiting: list[tuple[EncodedTransaction, list[Event], Sequence[int], asyncio.Future]] = []
+        self._waiting: list[tuple[EncodedTransaction, list[Event], array, asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
         self._checkpointer: asyncio.Task | None = None
         self._checkpoint_lock = asyncio.Lock()
@@ -196,15 +200,14 @@ class FileChannel(Channel):
             os.makedirs(directory, exist_ok=True)
         for directory in directories:
             self._lock(directory)
-        self._cache.clear()  # a restarted channel (config reload) rebuilds everything from disk
-        self._cache_bytes = 0
-        self._taken.clear()
+        self._taken.clear()  # a restarted channel (config reload) rebuilds everything from disk
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"file-channel-{self.name}")
         log_files = list_log_files(self.data_dirs)
         result = await asyncio.to_thread(
             replay, [self.checkpoint_dir, *([self.backup_dir] if self.backup_dir else [])], log_files)
         self._report_replay(result)
         self._queue = PointerQueue(result.pointers)
+        self._cache_bytes, self._uncached = 0, len(self._queue)
         self._next_txid = result.next_txid
         self.counters.size = len(self._queue)
         self.counters.corrupt_records_skipped = result.skipped
@@ -271,18 +274,20 @@ class FileChannel(Channel):
 
     # -- takes --------------------------------------------------------------------------------
 
-    def _pop(self, count: int) -> tuple[list[Event], list[int]]:
-        pointers = self._queue.pop_front(count)
+    def _pop(self, count: int) -> tuple[list[Event], array]:
+        pointers, events = self._queue.pop_front(count)
         self._taken.update(pointers)
         self.counters.size = len(self._queue)
-        events = [self._cache.pop(value, None) for value in pointers]
-        cached = [event for event in events if event is not None]
-        self._cache_bytes -= _cost(cached)
-        if len(cached) < len(events):
-            events = self._read_missing(pointers, events)
+        missing = sum(map(is_, events, repeat(None, len(events)))) if self._uncached else 0
+        if not missing:  # all in memory: the usual case
+            self._cache_bytes -= _cost(events)
+            return events, pointers
+        self._uncached -= missing
+        self._cache_bytes -= _cost([event for event in events if event is not None])
+        events = self._read_missing(pointers, events)
         return [event for event in events if event is not None], pointers
 
-    def _read_missing(self, pointers: list[int], events: list[Event | None]) -> list[Event | None]:
+    def _read_missing(self, pointers: array, events: list[Event | None]) -> list[Event | None]:
         """Fill in the events no longer cached from the data files; damaged ones stay None."""
         read = iter(self._reader.read([value for value, event in zip(pointers, events, strict=True)
                                        if event is None]))
@@ -302,31 +307,39 @@ class FileChannel(Channel):
         log.error("channel %s: event record at log-%d offset %d is damaged or its data file is gone; skipping it",
                   self.name, file_id, offset)
 
-    def _restore(self, pointers: list[int], events: list[Event]) -> None:
-        """Roll back takes: pointers go back to the head; their events return to the cache."""
-        self._queue.push_front(pointers)
+    def _restore(self, pointers: array, events: list[Event]) -> None:
+        """Roll back takes: pointers and events go back to the head (damaged ones left out of
+        `events` make the whole batch be read from disk again)."""
+        if len(events) == len(pointers):
+            held = self._held(events)
+        else:
+            held = [*repeat(None, len(pointers))]
+            self._uncached += len(pointers)
+        self._queue.push_front(pointers, held)
         self._taken.difference_update(pointers)
         self.counters.size = len(self._queue)
-        if len(events) == len(pointers):
-            self._cache_events(pointers, events)
 
-    def _cache_events(self, pointers: Sequence[int], events: Sequence[Event]) -> None:
+    def _held(self, events: list[Event]) -> list[Event | None]:
+        """A copy of `events` to queue beside their pointers: the head of the batch that fits in
+        `eventCacheBytes`, None for the rest (read back from disk)."""
         room = self.settings["eventCacheBytes"] - self._cache_bytes
         cost = _cost(events)
-        if cost > room:  # keep the head of the batch that fits; the rest is read back from disk
-            fitting = cost = 0
-            for event in events:
-                if cost + len(event.body) + EVENT_OVERHEAD > room:
-                    break
-                cost += len(event.body) + EVENT_OVERHEAD
-                fitting += 1
-            pointers, events = pointers[:fitting], events[:fitting]
-        self._cache.update(zip(pointers, events, strict=True))
+        if cost <= room:
+            self._cache_bytes += cost
+            return list(events)
+        fitting = cost = 0
+        for event in events:
+            if cost + len(event.body) + EVENT_OVERHEAD > room:
+                break
+            cost += len(event.body) + EVENT_OVERHEAD
+            fitting += 1
         self._cache_bytes += cost
+        self._uncached += len(events) - fitting
+        return [*events[:fitting], *repeat(None, len(events) - fitting)]
 
     # -- commits ------------------------------------------------------------------------------
 
-    async def _commit(self, puts: list[Event], take_pointers: list[int]) -> None:
+    async def _commit(self, puts: list[Event], take_pointers: array) -> None:
         if not puts and not take_pointers:
             return
         needed = len(puts) - len(take_pointers)
@@ -382,9 +395,8 @@ class FileChannel(Channel):
             file_id = result >> 32
             if file_id not in self._reader.paths:
                 self._reader.paths[file_id] = self._writer.path_of(file_id)
-            pointers = [result + offset for offset in encoded.put_offsets]
-            self._queue.extend(pointers)
-            self._cache_events(pointers, puts)
+            pointers = new_pointers(map(result.__add__, encoded.put_offsets))
+            self._queue.append(pointers, self._held(puts))
             self._taken.difference_update(take_pointers)
             if not future.done():  # a committer cancelled while waiting: its data is durable anyway
                 future.set_result(None)
@@ -455,4 +467,4 @@ class FileChannel(Channel):
 
 def _cost(events: Sequence[Event]) -> int:
     """Rough bytes the events take in memory."""
-    return sum(len(event.body) for event in events) + EVENT_OVERHEAD * len(events)
+    return sum(map(len, map(_BODY, events))) + EVENT_OVERHEAD * len(events)

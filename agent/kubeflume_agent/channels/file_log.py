@@ -9,7 +9,7 @@ Each data file `log-<id>` starts with a 16-byte file header, then records:
     COMMIT       := put_count:u32 take_pointer:i64 ...
 
 All integers are little-endian. A transaction is its PUT records followed by one COMMIT record (the
-number of its puts and the pointers of the events it took), written contiguously in one `write` and
+number of its puts and the pointers of the events it took), written contiguously in one `writev` and
 made durable by one `fdatasync` shared with every transaction of the same group. A pointer is
 `file_id << 32 | offset` of a PUT record. Readers verify the CRC of every record; `scan` skips
 damaged bytes by searching for the next magic whose record checks out (see docs/file-channel-format.md).
@@ -50,6 +50,7 @@ COMMIT = 2
 FILE_NAME = re.compile(r"^log-(\d+)$")
 READ_WINDOW = 256 * 1024
 RELEASE_EVERY = 16 * 1024 * 1024
+IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
 
 
 def pointer(file_id: int, offset: int) -> int:
@@ -74,7 +75,8 @@ class EncodedTransaction:
 
 
 def encode_transaction(txid: int, events: Sequence[Event], take_pointers: Sequence[int]) -> EncodedTransaction:
-    """The records of one transaction; the hot path of every put, so kept to a few C calls an event."""
+    """The records of one transaction; the hot path of every put, so kept to a few C calls an event
+    (measured faster than one map() pass over the batch per step)."""
     parts: list[bytes] = []
     put_offsets: list[int] = []
     offset = 0
@@ -89,9 +91,9 @@ def encode_transaction(txid: int, events: Sequence[Event], take_pointers: Sequen
         parts += (RECORD_MAGIC, crc_pack(crc32(body, crc32(fields))), fields, body)
         put_offsets.append(offset)
         offset += HEAD_SIZE + length
-    commit = U32.pack(len(events)) + array("q", take_pointers).tobytes()
-    fields = FIELDS.pack(COMMIT, txid, len(commit)) + commit
-    parts += (RECORD_MAGIC, crc_pack(crc32(fields)), fields)
+    takes = take_pointers if isinstance(take_pointers, array) else array("q", take_pointers)
+    commit = FIELDS.pack(COMMIT, txid, U32.size + 8 * len(takes)) + U32.pack(len(events)) + takes.tobytes()
+    parts += (RECORD_MAGIC, crc_pack(crc32(commit)), commit)
     return EncodedTransaction(b"".join(parts), put_offsets, bool(events))
 
 
@@ -241,7 +243,7 @@ class LogWriter:
             free -= size
         if chunks:
             try:
-                self._write_all(b"".join(chunks))
+                self._write_all(chunks)
                 os.fdatasync(self.fd)
             except OSError as error:
                 self._cut_back()
@@ -258,11 +260,14 @@ class LogWriter:
         stat = os.statvfs(os.path.dirname(self.path_of(self.file_id)))
         return stat.f_bavail * stat.f_frsize
 
-    def _write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.write(self.fd, view)
-            view = view[written:]
+    def _write_all(self, chunks: list[bytes]) -> None:
+        """One `writev` per IOV_MAX transactions: the group is not copied into one buffer first."""
+        for start in range(0, len(chunks), IOV_MAX):
+            batch = chunks[start:start + IOV_MAX]
+            written = os.writev(self.fd, batch)
+            view = memoryview(b"".join(batch))[written:] if written < sum(map(len, batch)) else b""
+            while view:  # a short write (rare on a regular file): write the rest
+                view = view[os.write(self.fd, view):]
 
     def _cut_back(self) -> None:
         """Drop a failed group's bytes; if even that fails, continue in a fresh file."""
