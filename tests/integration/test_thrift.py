@@ -15,12 +15,13 @@ from thrift.protocol.TCompactProtocol import TCompactProtocol
 from thrift.Thrift import TApplicationException, TMessageType, TType
 from thrift.transport.TSocket import TSocket
 from thrift.transport.TSSLSocket import TSSLSocket
-from thrift.transport.TTransport import TFramedTransport, TMemoryBuffer
+from thrift.transport.TTransport import TFramedTransport
 
 from kubeflume_agent.errors import EventDeliveryError
 from kubeflume_agent.event import Event
 from kubeflume_agent.runtime.status import Status
 from tests.integration.source_harness import collect, memory_channel, running_source, settings_for, take_all
+from tests.integration.thrift_frames import batch_of_empty_events
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -156,22 +157,6 @@ async def test_a_batch_above_max_batch_events_is_failed_and_the_connection_kept(
     assert source.counters.event_read_fail == 1 and source.counters.append_batch_accepted == 1
 
 
-def empty_events_batch(count: int) -> bytes:
-    """appendBatch of `count` events that are only a field stop each: 1 byte per event (compact)."""
-    buffer = TMemoryBuffer()
-    p = TCompactProtocol(buffer)
-    p.writeMessageBegin("appendBatch", TMessageType.CALL, 1)
-    p.writeStructBegin("appendBatch_args")
-    p.writeFieldBegin("events", TType.LIST, 1)
-    p.writeListBegin(TType.STRUCT, count)
-    for _ in range(count):
-        p.writeFieldStop()
-    p.writeListEnd()
-    p.writeFieldEnd()
-    p.writeFieldStop()
-    p.writeStructEnd()
-    p.writeMessageEnd()
-    return buffer.getvalue()
 
 
 async def test_a_frame_of_a_million_tiny_events_is_refused_before_it_is_built(caplog):
@@ -179,7 +164,7 @@ async def test_a_frame_of_a_million_tiny_events_is_refused_before_it_is_built(ca
     params = {"bind": "127.0.0.1", "port": "0", "max-batch-events": "100"}
     async with running_source("thrift", params) as (source, channel):
         reader, writer = await asyncio.open_connection("127.0.0.1", source.bound_ports[0])
-        hostile = empty_events_batch(1_000_000)
+        hostile = batch_of_empty_events("compact", 1_000_000)
         with caplog.at_level(logging.WARNING):
             writer.write(struct.pack(">I", len(hostile)) + hostile)
             assert await reader.read() == b""  # closed, not answered

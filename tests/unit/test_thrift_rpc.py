@@ -4,33 +4,10 @@ what one message can make us build, in both protocols, and messages cut short.""
 from __future__ import annotations
 
 import pytest
-from thrift.protocol.TBinaryProtocol import TBinaryProtocol
-from thrift.protocol.TCompactProtocol import TCompactProtocol
-from thrift.Thrift import TMessageType, TType
-from thrift.transport.TTransport import TMemoryBuffer
 
 from kubeflume_agent.protocols.framing import DecodeBudgetExceeded, decode_budget
 from kubeflume_agent.protocols.thrift_rpc import FLUME, INCOMPLETE, PROTOCOLS, read_call, text
-
-APACHE = {"compact": TCompactProtocol, "binary": TBinaryProtocol}
-
-
-def batch_of_empty_events(protocol: str, count: int) -> bytes:
-    """appendBatch with `count` events that are nothing but a field stop (Apache library)."""
-    buffer = TMemoryBuffer()
-    p = APACHE[protocol](buffer)
-    p.writeMessageBegin("appendBatch", TMessageType.CALL, 1)
-    p.writeStructBegin("appendBatch_args")
-    p.writeFieldBegin("events", TType.LIST, 1)
-    p.writeListBegin(TType.STRUCT, count)
-    for _ in range(count):
-        p.writeFieldStop()
-    p.writeListEnd()
-    p.writeFieldEnd()
-    p.writeFieldStop()
-    p.writeStructEnd()
-    p.writeMessageEnd()
-    return buffer.getvalue()
+from tests.integration.thrift_frames import batch_of_empty_events
 
 
 @pytest.mark.parametrize("protocol", ["compact", "binary"])
