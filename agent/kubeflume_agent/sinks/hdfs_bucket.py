@@ -175,8 +175,8 @@ class Bucket:
     async def _send(self, file: HdfsFile, chunk: Sequence[Event]) -> None:
         data = file.serializer.encode(chunk) if file.exists else file.serializer.begin() + file.serializer.encode(chunk)
         codec = self.sink.layout.codec
-        if codec is not None:
-            data = codec.compress(data)
+        if codec is not None:  # off the event loop: zlib and bz2 release the GIL, other pipelines go on
+            data = await asyncio.to_thread(codec.compress, data)
         if file.exists:
             await self.client.append(file.in_use_path, data)
         else:
