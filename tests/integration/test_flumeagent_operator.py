@@ -101,6 +101,8 @@ async def test_a_flumeagent_becomes_a_configmap_a_deployment_and_a_service(clust
                                 operator=operator)
     deployment = await wait_for(lambda: stored(kmock, DEPLOYMENTS, NS, NAME), "the Deployment", operator=operator)
     service = await wait_for(lambda: stored(kmock, SERVICES, NS, NAME), "the Service", operator=operator)
+    metrics = await wait_for(lambda: stored(kmock, SERVICES, NS, f"{NAME}-metrics"), "the metrics Service",
+                             operator=operator)
 
     assert config_map["data"]["flume.conf"] == config.to_properties()
     template = deployment["spec"]["template"]
@@ -110,7 +112,8 @@ async def test_a_flumeagent_becomes_a_configmap_a_deployment_and_a_service(clust
     assert container["image"] == "registry.test/kubeflume/agent:dev"
     assert container["args"] == ["-n", "a1", "-f", "/etc/kubeflume/flume.conf", "--metrics-port", "41414"]
     assert service["spec"]["ports"] == [{"name": "tcp-5140", "port": 5140, "targetPort": 5140, "protocol": "TCP"}]
-    for child in (config_map, deployment, service):
+    assert metrics["spec"]["clusterIP"] == "None" and metrics["spec"]["ports"][0]["port"] == 41414
+    for child in (config_map, deployment, service, metrics):
         assert child["metadata"]["labels"][resources.INSTANCE_LABEL] == NAME
         owner = child["metadata"]["ownerReferences"][0]
         assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == \

@@ -24,13 +24,15 @@ HelmRun = Callable[..., dict[str, Any]]
 
 KUBERNETES_VERSIONS = ("1.25.0", kubernetes_validate.latest_version())
 # Kinds from other projects' CRDs, which kubernetes-validate has no schema for.
-FOREIGN_KINDS = {("monitoring.coreos.com/v1", "PodMonitor")}
+FOREIGN_KINDS = {("monitoring.coreos.com/v1", "PodMonitor"), ("monitoring.coreos.com/v1", "ServiceMonitor")}
 RENDERED: dict[str, list[dict[str, Any]]] = {}  # values as JSON -> objects; Helm runs once per values
 SCENARIOS = {
     "defaults": {},
     "namespaced-with-peering": {"watchNamespaces": ["team-a", "team-b"], "peering": {"enabled": True}},
     "cluster-wide-with-peering": {"peering": {"enabled": True}},
     "pod-monitor": {"podMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+    "service-monitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+                        "watchNamespaces": ["team-a"]},
     "bring-your-own-account": {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "ops"}},
     "scheduling": {
         "nodeSelector": {"kubernetes.io/os": "linux"},
@@ -105,6 +107,26 @@ def test_pod_monitor_scrapes_the_agent_pods(helm: HelmRun) -> None:
     assert all(o["kind"] != "PodMonitor" for o in render(helm))
 
 
+def test_service_monitor_scrapes_only_the_agents_headless_metrics_services(helm: HelmRun) -> None:
+    from kubeflume_operator.flumeagent import resources
+
+    monitor = only(render(helm, SCENARIOS["service-monitor"]), "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["team-a"]}
+    agent = {"apiVersion": "kubeflume.io/v1alpha1", "kind": "FlumeAgent",
+             "metadata": {"name": "a", "namespace": "team-a", "uid": "u"},
+             "spec": {"sources": {"r1": {"type": "netcat", "channels": ["c1"], "bind": "0.0.0.0", "port": 4444}},
+                      "channels": {"c1": {"type": "memory"}}, "sinks": {"k1": {"type": "null", "channel": "c1"}}}}
+    from kubeflume_agent.config.manifest import parse_manifest
+
+    rendered = resources.render(agent, parse_manifest(agent), image="agent:test")
+    selected = [child for child in rendered.children if child["kind"] == "Service"
+                and monitor["spec"]["selector"]["matchLabels"].items() <= child["metadata"]["labels"].items()]
+    assert selected == [rendered.metrics_service]  # never the client Service
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == [p["name"] for p in selected[0]["spec"]["ports"]]
+    assert all(o["kind"] != "ServiceMonitor" for o in render(helm))
+
+
 def test_operator_deployment_runs_one_replica_with_a_liveness_probe(helm: HelmRun) -> None:
     deployment = only(render(helm), "Deployment")
     assert deployment["spec"]["replicas"] == 1
@@ -155,7 +177,8 @@ def undeclared_keys(value: Any, node: dict[str, Any], schema: dict[str, Any], pa
 
 
 @pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["team-a"], "crds": {"install": False},
-                                         "podMonitor": {"enabled": True}}], ids=["defaults", "everything"])
+                                         "podMonitor": {"enabled": True}, "serviceMonitor": {"enabled": True}}],
+                         ids=["defaults", "everything"])
 def test_notes_tell_what_was_installed_and_what_to_do_next(helm: HelmRun, values: dict[str, Any]) -> None:
     answer = helm(values=values)
     assert answer["render_error"] is None, answer["render_error"]
@@ -168,6 +191,7 @@ def test_notes_tell_what_was_installed_and_what_to_do_next(helm: HelmRun, values
     assert ("the namespaces team-a" in notes) == bool(values.get("watchNamespaces"))
     assert ("install the FlumeAgent and ShellJob CRDs yourself" in notes) == (values.get("crds") is not None)
     assert ("PodMonitor kubeflume-agents" in notes) == bool(values.get("podMonitor"))
+    assert ("ServiceMonitor kubeflume-agents" in notes) == bool(values.get("serviceMonitor"))
 
 
 def test_operator_runs_as_non_root_on_a_read_only_root_filesystem(helm: HelmRun) -> None:

@@ -101,12 +101,29 @@ def test_network_sources_get_a_service_with_their_ports():
     ]
 
 
-def test_no_network_source_no_service():
+def test_no_network_source_no_service_for_clients():
     agent = flume_agent()
     agent["spec"]["sources"] = {"r1": {"type": "seq", "channels": ["c1"]}}
     rendered = render(agent)
     assert rendered.service is None
-    assert [obj["kind"] for obj in rendered.children] == ["ConfigMap", "Deployment"]
+    assert [(obj["kind"], obj["metadata"]["name"]) for obj in rendered.children] == [
+        ("ConfigMap", "web-logs-config"), ("Deployment", "web-logs"), ("Service", "web-logs-metrics")]
+
+
+def test_every_agent_gets_a_headless_metrics_service_apart_from_its_client_service():
+    """What a ServiceMonitor scrapes; never the LoadBalancer clients reach."""
+    agent = flume_agent(service={"type": "LoadBalancer"}, metrics={"port": 9100})
+    rendered = render(agent)
+    metrics = rendered.metrics_service
+    assert metrics["metadata"]["labels"][resources.METRICS_SERVICE_LABEL] == "true"
+    assert resources.METRICS_SERVICE_LABEL not in rendered.service["metadata"]["labels"]
+    assert metrics["spec"] == {
+        "clusterIP": "None",
+        "selector": resources.selector_labels("web-logs"),
+        "ports": [{"name": "metrics", "port": 9100, "targetPort": "metrics", "protocol": "TCP"}],
+    }
+    assert all(p["name"] != "metrics" for p in rendered.service["spec"]["ports"])
+    assert metrics["metadata"]["ownerReferences"][0]["kind"] == "FlumeAgent"
 
 
 def test_file_channel_makes_a_statefulset_with_a_claim_for_its_directories():
@@ -170,7 +187,8 @@ def test_every_child_is_owned_by_the_flumeagent_and_labelled():
             "apiVersion": "kubeflume.io/v1alpha1", "kind": "FlumeAgent", "name": "web-logs",
             "uid": "6f1c-uid", "controller": True, "blockOwnerDeletion": True,
         }]
-        assert child["metadata"]["labels"] == resources.labels("web-logs")
+        extra = {resources.METRICS_SERVICE_LABEL: "true"} if child is rendered.metrics_service else {}
+        assert child["metadata"]["labels"] == {**resources.labels("web-logs"), **extra}
 
 
 def test_pod_settings_pass_through():

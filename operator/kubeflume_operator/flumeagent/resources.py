@@ -2,7 +2,9 @@
 
 Pure functions: no API calls, so the rendering is unit-tested directly. The children are a
 ConfigMap holding the rendered flume.conf, a Deployment, StatefulSet or DaemonSet running
-`kubeflume-agent`, and a Service when a source listens on the network. The pod template carries
+`kubeflume-agent`, a Service when a source listens on the network, and a headless `<name>-metrics`
+Service for every agent: the port Prometheus (a ServiceMonitor) scrapes, kept off the client
+Service so a LoadBalancer never publishes the metrics. The pod template carries
 the config hash, so a changed config rolls the pods and an unchanged one leaves them alone.
 """
 
@@ -40,6 +42,7 @@ WORKLOAD_KINDS = (DEPLOYMENT, STATEFULSET, DAEMONSET)
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "kubeflume-operator"
+METRICS_SERVICE_LABEL = f"{GROUP}/metrics"  # on the headless metrics Services: what a ServiceMonitor selects
 
 
 @dataclass(frozen=True)
@@ -61,13 +64,15 @@ class AgentResources:
     config_map: dict[str, Any]
     workload: dict[str, Any]
     service: dict[str, Any] | None
+    metrics_service: dict[str, Any]
     config_hash: str
     ports: list[ListeningPort]
     notes: list[str] = field(default_factory=list)  # things the user should know (posted as Events)
 
     @property
     def children(self) -> list[dict[str, Any]]:
-        return [obj for obj in (self.config_map, self.workload, self.service) if obj is not None]
+        return [obj for obj in (self.config_map, self.workload, self.service, self.metrics_service)
+                if obj is not None]
 
 
 def default_image(environ: Mapping[str, str] = os.environ) -> str:
@@ -192,7 +197,8 @@ def render(agent: Mapping[str, Any], config: AgentConfig, *, image: str) -> Agen
         "spec": _workload_spec(kind, name, spec, template, bool(state_paths)),
     }
     service = _service(name, namespace, spec, ports) if ports else None
-    resources = AgentResources(config_map, workload, service, config_hash, ports, notes)
+    resources = AgentResources(config_map, workload, service, _metrics_service(name, namespace, spec), config_hash,
+                               ports, notes)
     kopf.append_owner_reference(resources.children, owner=agent)
     return resources
 
@@ -291,6 +297,22 @@ def _workload_spec(kind: str, name: str, spec: Mapping[str, Any], template: dict
         if needs_storage:
             result["volumeClaimTemplates"] = [_volume_claim_template(spec)]
     return result
+
+
+def _metrics_service(name: str, namespace: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Headless: it only lists the pods' metrics endpoints, for Prometheus' service discovery."""
+    metadata = _metadata(f"{name}-metrics", namespace, name)
+    metadata["labels"][METRICS_SERVICE_LABEL] = "true"
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata,
+        "spec": {
+            "clusterIP": "None",
+            "selector": selector_labels(name),
+            "ports": [{"name": "metrics", "port": metrics_port(spec), "targetPort": "metrics", "protocol": "TCP"}],
+        },
+    }
 
 
 def _service(name: str, namespace: str, spec: Mapping[str, Any], ports: list[ListeningPort]) -> dict[str, Any]:
