@@ -53,6 +53,12 @@ async def running_source(type_name: str, params: dict[str, str], channel: Memory
         await channel.stop()
 
 
+async def put_all(channel, events: list[Event]) -> None:
+    """Commit `events` into `channel` in one transaction (the test is the source)."""
+    async with channel.transaction() as tx:
+        tx.put_all(events)
+
+
 async def take_all(channel: MemoryChannel) -> list[Event]:
     """Everything in the channel now, taken in committed transactions (the test is the sink)."""
     events = []

@@ -17,7 +17,7 @@ from kubeflume_agent.errors import EventDeliveryError
 from kubeflume_agent.event import Event
 from kubeflume_agent.runtime.status import Status
 from kubeflume_agent.sinks.file_roll import RollingFileSink
-from tests.integration.source_harness import memory_channel, settings_for, wait_for
+from tests.integration.source_harness import memory_channel, put_all, settings_for, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,11 +39,6 @@ async def running_sink(params: dict[str, str]):
         await channel.stop()
 
 
-async def put(channel, events: list[Event]) -> None:
-    async with channel.transaction() as tx:
-        tx.put_all(events)
-
-
 def numbered(start: int, stop: int, **headers: str) -> list[Event]:
     return [Event(f"event {i}".encode(), dict(headers)) for i in range(start, stop)]
 
@@ -60,7 +55,7 @@ async def test_text_files_are_named_as_flume_names_them(tmp_path):
     async with running_sink(params) as (sink, channel):
         assert out.is_dir(), "the directory is created at start"
         assert list(out.iterdir()) == [], "no file before the first batch"
-        await put(channel, numbered(0, 25))
+        await put_all(channel, numbered(0, 25))
         assert [await sink.process() for _ in range(4)] == [Status.READY] * 3 + [Status.BACKOFF]
         assert channel.size == 0
         assert (sink.counters.drain_success, sink.counters.batch_complete, sink.counters.batch_underflow) == (25, 2, 1)
@@ -75,11 +70,11 @@ async def test_text_files_are_named_as_flume_names_them(tmp_path):
 async def test_each_batch_is_in_the_file_before_process_returns(tmp_path):
     async with running_sink({"sink.directory": str(tmp_path), "sink.rollInterval": "0",
                              "sink.serializer.appendNewline": "false"}) as (sink, channel):
-        await put(channel, [Event(b"a"), Event(b"b")])
+        await put_all(channel, [Event(b"a"), Event(b"b")])
         await sink.process()
         [written] = files(tmp_path)
         assert written.read_bytes() == b"ab"
-        await put(channel, [Event(b"c")])
+        await put_all(channel, [Event(b"c")])
         await sink.process()
         assert written.read_bytes() == b"abc"
 
@@ -87,7 +82,7 @@ async def test_each_batch_is_in_the_file_before_process_returns(tmp_path):
 async def test_header_and_text_writes_headers_as_a_java_map(tmp_path):
     params = {"sink.directory": str(tmp_path), "sink.rollInterval": "0", "sink.serializer": "HEADER_AND_TEXT"}
     async with running_sink(params) as (sink, channel):
-        await put(channel, [Event(b"hello", {"host": "web1", "timestamp": "1700000000000"}), Event(b"bare")])
+        await put_all(channel, [Event(b"hello", {"host": "web1", "timestamp": "1700000000000"}), Event(b"bare")])
         assert await sink.process() is Status.READY
     [written] = files(tmp_path)
     assert written.read_bytes() == b"{host=web1, timestamp=1700000000000} hello\n{} bare\n"
@@ -99,7 +94,7 @@ async def test_avro_event_files_read_back_with_fastavro(tmp_path):
               "sink.batchSize": "7"}
     events = [Event(f"body {i}".encode(), {"n": str(i)}) for i in range(20)]
     async with running_sink(params) as (sink, channel):
-        await put(channel, events)
+        await put_all(channel, events)
         while await sink.process() is Status.READY:
             pass
         [written] = files(tmp_path)
@@ -120,7 +115,7 @@ async def test_files_roll_on_the_interval(tmp_path):
 
         async def second_file_written() -> bool:
             nonlocal sent
-            await put(channel, numbered(sent, sent + 1))
+            await put_all(channel, numbered(sent, sent + 1))
             sent += 1
             await sink.process()
             return len(list(tmp_path.iterdir())) >= 2
@@ -135,7 +130,7 @@ async def test_files_roll_on_the_interval(tmp_path):
 
 async def test_an_idle_sink_leaves_no_empty_files(tmp_path):
     async with running_sink({"sink.directory": str(tmp_path), "sink.rollInterval": "0.05"}) as (sink, channel):
-        await put(channel, numbered(0, 1))
+        await put_all(channel, numbered(0, 1))
         await sink.process()
         await wait_for(lambda: sink.counters.connections_closed == 1, timeout=30, what="the roll")
         for _ in range(3):
@@ -148,7 +143,7 @@ async def test_roll_interval_zero_keeps_one_file(tmp_path):
                              "sink.batchSize": "5"}) as (sink, channel):
         assert sink._timer is None
         for start in range(0, 50, 5):
-            await put(channel, numbered(start, start + 5))
+            await put_all(channel, numbered(start, start + 5))
             assert await sink.process() is Status.READY
     [written] = files(tmp_path)
     assert written.read_text().splitlines() == [f"event {i}" for i in range(50)]
@@ -157,7 +152,7 @@ async def test_roll_interval_zero_keeps_one_file(tmp_path):
 async def test_rolltime_path_manager_names_files_by_the_roll_time(tmp_path):
     async with running_sink({"sink.directory": str(tmp_path), "sink.rollInterval": "0",
                              "sink.pathManager": "rolltime", "sink.pathManager.extension": "txt"}) as (sink, channel):
-        await put(channel, numbered(0, 1))
+        await put_all(channel, numbered(0, 1))
         await sink.process()
     [written] = files(tmp_path)
     assert re.fullmatch(r"\d{14}-1\.txt", written.name)
@@ -167,7 +162,7 @@ async def test_an_existing_file_is_never_overwritten(tmp_path):
     async with running_sink({"sink.directory": str(tmp_path), "sink.rollInterval": "0"}) as (sink, channel):
         taken = tmp_path / f"{sink.series_millis}-1"
         taken.write_bytes(b"someone else's\n")
-        await put(channel, numbered(0, 2))
+        await put_all(channel, numbered(0, 2))
         await sink.process()
     assert taken.read_bytes() == b"someone else's\n"
     assert (tmp_path / f"{sink.series_millis}-2").read_text() == "event 0\nevent 1\n"
@@ -178,7 +173,7 @@ async def test_an_unusable_directory_keeps_events_in_the_channel_until_fixed(tmp
     blocker.write_text("a regular file where a directory should be")
     out = blocker / "out"
     async with running_sink({"sink.directory": str(out), "sink.rollInterval": "0"}) as (sink, channel):
-        await put(channel, numbered(0, 3))
+        await put_all(channel, numbered(0, 3))
         for _ in range(2):
             with pytest.raises(EventDeliveryError):
                 await sink.process()
@@ -197,12 +192,12 @@ async def test_an_unusable_directory_keeps_events_in_the_channel_until_fixed(tmp
 async def test_a_directory_replaced_under_an_open_file_is_not_acknowledged(tmp_path):
     out = tmp_path / "out"
     async with running_sink({"sink.directory": str(out), "sink.rollInterval": "0"}) as (sink, channel):
-        await put(channel, numbered(0, 2))
+        await put_all(channel, numbered(0, 2))
         assert await sink.process() is Status.READY
         shutil.rmtree(out)
         out.write_text("not a directory any more")
 
-        await put(channel, numbered(2, 4))
+        await put_all(channel, numbered(2, 4))
         with pytest.raises(EventDeliveryError, match="deleted"):
             await sink.process()  # the open file is gone: writing there would lose the batch
         assert channel.size == 2
@@ -222,7 +217,7 @@ async def test_a_directory_replaced_under_an_open_file_is_not_acknowledged(tmp_p
 async def test_a_failed_batch_is_cut_from_the_file_so_a_retry_is_not_written_twice(tmp_path, monkeypatch):
     params = {"sink.directory": str(tmp_path), "sink.rollInterval": "0", "sink.batchSize": "2"}
     async with running_sink(params) as (sink, channel):
-        await put(channel, numbered(0, 4))
+        await put_all(channel, numbered(0, 4))
         assert await sink.process() is Status.READY
         real_write = os.write
 

@@ -22,6 +22,7 @@ from kubeflume_agent.runtime.agent import Agent
 from kubeflume_agent.runtime.registry import lookup
 from kubeflume_agent.sinks.hdfs import HdfsSink
 from tests.fakes.webhdfs import FakeWebHDFS
+from tests.integration.source_harness import put_all
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -67,11 +68,6 @@ async def running_sink(params: dict[str, str]):
         await sink.stop()
 
 
-async def put(channel: MemoryChannel, events: list[Event]) -> None:
-    async with channel.transaction() as tx:
-        tx.put_all(events)
-
-
 async def drain(sink: HdfsSink, channel: MemoryChannel) -> None:
     while channel.size:
         await sink.process()
@@ -114,7 +110,7 @@ def test_registered_under_flume_names():
 async def test_rolls_by_count_with_in_use_names_until_closed(fs):
     events = numbered(25)
     async with running_sink(base_params(fs, hdfs__rollCount="10")) as (sink, channel):
-        await put(channel, events)
+        await put_all(channel, events)
         await drain(sink, channel)
         assert len(closed_files(fs)) == 2
         [open_file] = in_use_files(fs)
@@ -130,7 +126,7 @@ async def test_rolls_by_count_with_in_use_names_until_closed(fs):
 async def test_rolls_by_size_after_the_event_that_crosses_it(fs):
     events = numbered(7)  # 10-byte bodies
     async with running_sink(base_params(fs, hdfs__rollSize="25")) as (sink, channel):
-        await put(channel, events)
+        await put_all(channel, events)
         await drain(sink, channel)
     sizes = [len(fs.read(f"/flume/{n}").splitlines()) for n in sorted(closed_files(fs))]
     assert sizes == [3, 3, 1]
@@ -139,11 +135,11 @@ async def test_rolls_by_size_after_the_event_that_crosses_it(fs):
 
 async def test_rolls_by_interval(fs):
     async with running_sink(base_params(fs, hdfs__rollInterval="0.3")) as (sink, channel):
-        await put(channel, numbered(3))
+        await put_all(channel, numbered(3))
         await drain(sink, channel)
         assert len(in_use_files(fs)) == 1
         await eventually(lambda: closed_files(fs) and not in_use_files(fs))
-        await put(channel, numbered(2, start=3))
+        await put_all(channel, numbered(2, start=3))
         await drain(sink, channel)
         await eventually(lambda: len(closed_files(fs)) == 2 and not in_use_files(fs))
     assert lines(fs) == bodies(numbered(5))
@@ -151,7 +147,7 @@ async def test_rolls_by_interval(fs):
 
 async def test_idle_timeout_closes_a_quiet_file(fs):
     async with running_sink(base_params(fs, hdfs__idleTimeout="0.3")) as (sink, channel):
-        await put(channel, numbered(2))
+        await put_all(channel, numbered(2))
         await drain(sink, channel)
         await eventually(lambda: closed_files(fs) and not in_use_files(fs))
 
@@ -160,7 +156,7 @@ async def test_name_prefix_suffix_and_in_use_affixes(fs):
     params = base_params(fs, hdfs__filePrefix="events-%{host}", hdfs__fileSuffix=".log",
                          hdfs__inUsePrefix="_", hdfs__inUseSuffix=".writing")
     async with running_sink(params) as (sink, channel):
-        await put(channel, numbered(2, host="web1"))
+        await put_all(channel, numbered(2, host="web1"))
         await drain(sink, channel)
         [name] = fs.listdir("/flume")
         assert name.startswith("_events-web1.") and name.endswith(".log.writing")
@@ -170,7 +166,7 @@ async def test_name_prefix_suffix_and_in_use_affixes(fs):
 
 async def test_empty_in_use_suffix_writes_final_names_directly(fs):
     async with running_sink(base_params(fs, hdfs__emptyInUseSuffix="true")) as (sink, channel):
-        await put(channel, numbered(2))
+        await put_all(channel, numbered(2))
         await drain(sink, channel)
         [name] = fs.listdir("/flume")
         assert not name.endswith(".tmp")
@@ -183,7 +179,7 @@ async def test_path_escapes_make_one_bucket_per_value(fs):
     events = [*numbered(2, dc="eu", timestamp=day1), *numbered(3, start=2, dc="us", timestamp=day1),
               *numbered(1, start=5, dc="eu", timestamp=day2)]
     async with running_sink(params) as (sink, channel):
-        await put(channel, events)
+        await put_all(channel, events)
         await drain(sink, channel)
     assert lines(fs, "/logs/eu/2023-11-14") == [b"event-0000", b"event-0001"]
     assert lines(fs, "/logs/us/2023-11-14") == [b"event-0002", b"event-0003", b"event-0004"]
@@ -195,7 +191,7 @@ async def test_local_timestamp_and_rounding(fs):
     params = base_params(fs, hdfs__path=path, hdfs__useLocalTimeStamp="true", hdfs__round="true",
                          hdfs__roundUnit="hour", hdfs__roundValue="1", hdfs__timeZone="UTC")
     async with running_sink(params) as (sink, channel):
-        await put(channel, numbered(1))
+        await put_all(channel, numbered(1))
         await drain(sink, channel)
     [bucket] = fs.listdir("/r")
     assert bucket.endswith("00")
@@ -204,7 +200,7 @@ async def test_local_timestamp_and_rounding(fs):
 async def test_missing_timestamp_is_a_clear_error_and_loses_nothing(fs):
     params = base_params(fs, hdfs__path=f"webhdfs://{fs.namenode_address}/t/%Y")
     async with running_sink(params) as (sink, channel):
-        await put(channel, numbered(3))
+        await put_all(channel, numbered(3))
         with pytest.raises(EventDeliveryError, match="timestamp"):
             await sink.process()
         assert channel.size == 3
@@ -216,7 +212,7 @@ async def test_compressed_stream_gzip(fs):
     events = numbered(30)
     params = base_params(fs, hdfs__fileType="CompressedStream", hdfs__codeC="gzip", hdfs__rollCount="20")
     async with running_sink(params) as (sink, channel):
-        await put(channel, events)
+        await put_all(channel, events)
         await drain(sink, channel)
     names = sorted(closed_files(fs))
     assert all(name.endswith(".gz") for name in names)
@@ -227,7 +223,7 @@ async def test_compressed_stream_gzip(fs):
 async def test_compressed_stream_bzip2(fs):
     params = base_params(fs, hdfs__fileType="CompressedStream", hdfs__codeC="BZip2Codec")
     async with running_sink(params) as (sink, channel):
-        await put(channel, numbered(25))
+        await put_all(channel, numbered(25))
         await drain(sink, channel)
     [name] = closed_files(fs)
     assert name.endswith(".bz2")
@@ -239,7 +235,7 @@ async def test_avro_event_serializer(fs):
     params = base_params(fs, serializer="avro_event", serializer__compressionCodec="deflate",
                          hdfs__fileSuffix=".avro")
     async with running_sink(params) as (sink, channel):
-        await put(channel, events)
+        await put_all(channel, events)
         await drain(sink, channel)
     [name] = closed_files(fs)
     records = list(fastavro.reader(io.BytesIO(fs.read(f"/flume/{name}"))))
@@ -248,7 +244,7 @@ async def test_avro_event_serializer(fs):
 
 async def test_header_and_text_serializer(fs):
     async with running_sink(base_params(fs, serializer="header_and_text")) as (sink, channel):
-        await put(channel, [Event(b"hi", {"a": "1"})])
+        await put_all(channel, [Event(b"hi", {"a": "1"})])
         await drain(sink, channel)
     [name] = closed_files(fs)
     assert fs.read(f"/flume/{name}") == b"{a=1} hi\n"
@@ -258,7 +254,7 @@ async def test_sequence_file_is_flumes_default(fs):
     params = base_params(fs)
     del params["hdfs.fileType"]
     async with running_sink(params) as (sink, channel):
-        await put(channel, [Event(b"payload", {"timestamp": "1700000000000"})])
+        await put_all(channel, [Event(b"payload", {"timestamp": "1700000000000"})])
         await drain(sink, channel)
     [name] = closed_files(fs)
     data = fs.read(f"/flume/{name}")
@@ -270,7 +266,7 @@ async def test_sequence_file_is_flumes_default(fs):
 async def test_namenode_goes_away_mid_batch_then_the_batch_is_retried(fs):
     events = numbered(40)
     async with running_sink(base_params(fs, hdfs__rollCount="15")) as (sink, channel):
-        await put(channel, events)
+        await put_all(channel, events)
         await sink.process()  # first batch: creates the file
         fs.crash_on("APPEND")
         with pytest.raises(EventDeliveryError):
@@ -290,7 +286,7 @@ async def test_lost_append_answer_is_cut_off_before_the_retry(fs):
     """The bytes reached HDFS but the answer did not: the retry must not write them twice."""
     events = numbered(30)
     async with running_sink(base_params(fs, hdfs__rollCount="100")) as (sink, channel):
-        await put(channel, events)
+        await put_all(channel, events)
         await sink.process()
         fs.crash_on("APPEND", "after_write")
         with pytest.raises(EventDeliveryError):
@@ -336,7 +332,7 @@ def sequence_file_bodies(data: bytes) -> list[bytes]:
 async def test_a_retried_batch_leaves_binary_files_whole_and_without_doubles(fs, params, read):
     events = numbered(30)
     async with running_sink({**base_params(fs, hdfs__rollCount="100"), **params}) as (sink, channel):
-        await put(channel, events)
+        await put_all(channel, events)
         await sink.process()
         fs.crash_on("APPEND", "after_write")
         with pytest.raises(EventDeliveryError):
@@ -351,7 +347,7 @@ async def test_a_retried_batch_leaves_binary_files_whole_and_without_doubles(fs,
 async def test_lost_create_answer_is_deleted_before_the_retry(fs):
     events = numbered(25)
     async with running_sink(base_params(fs, hdfs__rollCount="10")) as (sink, channel):
-        await put(channel, events)
+        await put_all(channel, events)
         await sink.process()  # file 1 full
         fs.crash_on("CREATE", "after_write")
         with pytest.raises(EventDeliveryError):
@@ -367,7 +363,7 @@ async def test_a_failure_in_the_second_bucket_undoes_the_first(fs):
     path = f"webhdfs://{fs.namenode_address}/b/%{{k}}"
     events = [Event(f"{n}".encode(), {"k": "one" if n % 2 else "two"}) for n in range(20)]
     async with running_sink(base_params(fs, hdfs__path=path)) as (sink, channel):
-        await put(channel, events)
+        await put_all(channel, events)
         await sink.process()
         fs.crash_on("APPEND", "namenode", skip=1)  # bucket one appends, bucket two's append fails
         with pytest.raises(EventDeliveryError):
@@ -381,13 +377,13 @@ async def test_a_failure_in_the_second_bucket_undoes_the_first(fs):
 
 async def test_file_names_taken_by_another_writer_are_skipped(fs):
     async with running_sink(base_params(fs, hdfs__rollCount="2")) as (sink, channel):
-        await put(channel, numbered(1))
+        await put_all(channel, numbered(1))
         await drain(sink, channel)
         [bucket] = sink.buckets.values()
         taken = [f"/flume/FlumeData.{bucket.counter + n}.tmp" for n in (1, 2)]
         for path in taken:
             fs.write(path, b"another writer's\n", owner="flume")
-        await put(channel, numbered(2, start=1))
+        await put_all(channel, numbered(2, start=1))
         await drain(sink, channel)
         assert fs.exists(f"/flume/FlumeData.{bucket.counter}.tmp")
         assert bucket.counter == int(taken[-1].split(".")[1]) + 1
@@ -400,10 +396,10 @@ async def test_fails_over_to_the_active_namenode():
     async with FakeWebHDFS(standby=True, namenodes=2) as fs:
         params = base_params(fs, hdfs__namenodes=",".join(fs.urls), hdfs__path="/ha")
         async with running_sink(params) as (sink, channel):
-            await put(channel, numbered(5))
+            await put_all(channel, numbered(5))
             await drain(sink, channel)
             fs.set_active(0)
-            await put(channel, numbered(5, start=5))
+            await put_all(channel, numbered(5, start=5))
             await drain(sink, channel)
         assert lines(fs, "/ha") == bodies(numbered(10))
 
@@ -412,11 +408,11 @@ async def test_the_active_namenode_dies_and_the_standby_takes_over_without_a_fai
     async with FakeWebHDFS(standby=True, namenodes=2) as fs:
         params = base_params(fs, hdfs__namenodes=",".join(fs.urls), hdfs__path="/ha", hdfs__rollCount="7")
         async with running_sink(params) as (sink, channel):
-            await put(channel, numbered(10))
+            await put_all(channel, numbered(10))
             await sink.process()
             await fs.stop(1)
             fs.set_active(0)
-            await put(channel, numbered(10, start=10))
+            await put_all(channel, numbered(10, start=10))
             await drain(sink, channel)
             assert sink.counters.event_write_fail == 0
         assert lines(fs, "/ha") == bodies(numbered(20))
@@ -437,7 +433,7 @@ async def test_escaped_buckets_close_leftovers_when_first_used(fs):
     params = base_params(fs, hdfs__path=f"webhdfs://{fs.namenode_address}/e/%{{k}}")
     async with running_sink(params) as (sink, channel):
         assert fs.exists("/e/x/FlumeData.1000.tmp")
-        await put(channel, numbered(1, k="x"))
+        await put_all(channel, numbered(1, k="x"))
         await drain(sink, channel)
         assert fs.read("/e/x/FlumeData.1000") == b"left behind\n"
 
@@ -446,7 +442,7 @@ async def test_start_does_not_fail_while_the_namenode_is_away(fs):
     fs.write("/flume/FlumeData.1000.tmp", b"left behind\n", owner="flume")
     await fs.stop()
     async with running_sink(base_params(fs)) as (sink, channel):
-        await put(channel, numbered(2))
+        await put_all(channel, numbered(2))
         with pytest.raises(EventDeliveryError):
             await sink.process()
         await fs.start()
@@ -458,7 +454,7 @@ async def test_start_does_not_fail_while_the_namenode_is_away(fs):
 async def test_failed_close_is_retried_and_the_batch_still_counts(fs):
     params = base_params(fs, hdfs__rollCount="5", hdfs__retryInterval="0.1", hdfs__closeTries="0")
     async with running_sink(params) as (sink, channel):
-        await put(channel, numbered(5))
+        await put_all(channel, numbered(5))
         fs.crash_on("RENAME")
         await sink.process()  # the data is in; only the rename failed
         assert channel.size == 0
@@ -473,9 +469,9 @@ async def test_failed_close_is_retried_and_the_batch_still_counts(fs):
 async def test_max_open_files_closes_the_least_recently_used(fs):
     path = f"webhdfs://{fs.namenode_address}/m/%{{k}}"
     async with running_sink(base_params(fs, hdfs__path=path, hdfs__maxOpenFiles="1")) as (sink, channel):
-        await put(channel, numbered(2, k="a"))
+        await put_all(channel, numbered(2, k="a"))
         await drain(sink, channel)
-        await put(channel, numbered(2, start=2, k="b"))
+        await put_all(channel, numbered(2, start=2, k="b"))
         await drain(sink, channel)
         assert in_use_files(fs, "/m/a") == [] and closed_files(fs, "/m/a")
         assert len(in_use_files(fs, "/m/b")) == 1
@@ -485,7 +481,7 @@ async def test_delegation_token_auth():
     async with FakeWebHDFS(strict=True, tokens={"tok": "svc"}) as fs:
         params = base_params(fs, hdfs__delegationToken="tok")
         async with running_sink(params) as (sink, channel):
-            await put(channel, numbered(1))
+            await put_all(channel, numbered(1))
             await drain(sink, channel)
         [name] = closed_files(fs)
         assert fs.status(f"/flume/{name}")["owner"] == "svc"
@@ -555,7 +551,7 @@ async def test_a_leftover_whose_final_name_is_taken_does_not_block_the_sink(fs):
     fs.write("/flume/FlumeData.1000.tmp", b"left behind\n", owner="flume")
     fs.write("/flume/FlumeData.1000", b"already closed\n", owner="flume")
     async with running_sink(base_params(fs)) as (sink, channel):
-        await put(channel, numbered(3))
+        await put_all(channel, numbered(3))
         await drain(sink, channel)
         assert sink.counters.drain_success == 3
     assert fs.read("/flume/FlumeData.1000.tmp") == b"left behind\n"
@@ -567,7 +563,7 @@ async def test_a_leftover_whose_final_name_is_taken_does_not_block_the_sink(fs):
 async def test_call_timeout_rolls_back_a_batch_the_namenode_is_too_slow_for(fs):
     events = numbered(20)
     async with running_sink(base_params(fs, hdfs__callTimeout="300")) as (sink, channel):
-        await put(channel, events)
+        await put_all(channel, events)
         await sink.process()
         fs.hang_on("APPEND")
         with pytest.raises(EventDeliveryError, match="Timeout"):
@@ -582,7 +578,7 @@ async def test_call_timeout_rolls_back_a_batch_the_namenode_is_too_slow_for(fs):
 async def test_close_tries_gives_up_and_the_next_start_closes_the_file(fs):
     params = base_params(fs, hdfs__rollCount="5", hdfs__retryInterval="0.05", hdfs__closeTries="2")
     async with running_sink(params) as (sink, channel):
-        await put(channel, numbered(5))
+        await put_all(channel, numbered(5))
         fs.crash_on("RENAME")
         await sink.process()
         await fs.crashed.wait()
@@ -602,7 +598,7 @@ async def test_close_tries_never_gives_up_on_a_file_a_failed_batch_left_bytes_in
     events = numbered(20)
     params = base_params(fs, hdfs__idleTimeout="0.2", hdfs__retryInterval="0.05", hdfs__closeTries="1")
     async with running_sink(params) as (sink, channel):
-        await put(channel, events)
+        await put_all(channel, events)
         await sink.process()
         fs.crash_on("APPEND", "after_write")
         with pytest.raises(EventDeliveryError):
@@ -620,12 +616,12 @@ async def test_close_tries_never_gives_up_on_a_file_a_failed_batch_left_bytes_in
 async def test_proxy_user_writes_as_that_user():
     async with FakeWebHDFS(strict=True, proxy_users={"flume"}) as fs:
         async with running_sink(base_params(fs, hdfs__proxyUser="etl")) as (sink, channel):
-            await put(channel, numbered(2))
+            await put_all(channel, numbered(2))
             await drain(sink, channel)
         [name] = closed_files(fs)
         assert fs.status(f"/flume/{name}")["owner"] == "etl"
         async with running_sink(base_params(fs, hdfs__user="nobody", hdfs__proxyUser="etl")) as (sink, channel):
-            await put(channel, numbered(1))
+            await put_all(channel, numbered(1))
             with pytest.raises(EventDeliveryError, match="not allowed to impersonate"):
                 await sink.process()
             assert channel.size == 1

@@ -15,6 +15,7 @@ from kubeflume_agent.event import Event
 from kubeflume_agent.runtime.registry import lookup
 from kubeflume_agent.runtime.status import Status
 from kubeflume_agent.sinks.http import HttpSink, StatusRules
+from tests.integration.source_harness import put_all
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -81,11 +82,6 @@ async def running_sink(url: str, **params: str):
         await sink.stop()
 
 
-async def put(channel: MemoryChannel, events: list[Event]) -> None:
-    async with channel.transaction() as tx:
-        tx.put_all(events)
-
-
 def events(count: int) -> list[Event]:
     return [Event(f"e{n}".encode(), {"n": str(n)}) for n in range(count)]
 
@@ -97,7 +93,7 @@ def test_registered_under_flume_names():
 
 async def test_flume_defaults_roll_back_and_back_off_even_on_200(endpoint):
     async with running_sink(endpoint.url) as (sink, channel):
-        await put(channel, events(1))
+        await put_all(channel, events(1))
         assert await sink.process() is Status.BACKOFF
         assert channel.size == 1
         assert sink.counters.drain_success == 0
@@ -108,7 +104,7 @@ async def test_delivers_each_event_as_a_post_with_the_configured_headers(endpoin
     params = {**DELIVER_2XX, "contentTypeHeader": "application/x-test", "acceptHeader": "text/x-reply",
               "batchSize": "10"}
     async with running_sink(endpoint.url, **params) as (sink, channel):
-        await put(channel, events(15))
+        await put_all(channel, events(15))
         assert await sink.process() is Status.READY
         assert await sink.process() is Status.READY
         assert await sink.process() is Status.BACKOFF
@@ -126,7 +122,7 @@ async def test_status_rules_most_specific_wins(endpoint):
               "incrementMetrics.503": "false"}
     endpoint.statuses = [503, 500]
     async with running_sink(endpoint.url, **params) as (sink, channel):
-        await put(channel, events(2))
+        await put_all(channel, events(2))
         assert await sink.process() is Status.BACKOFF  # 503 committed (dropped on purpose), 500 rolled back
         assert channel.size == 1
         assert sink.counters.drain_success == 0
@@ -141,7 +137,7 @@ async def test_default_keys_decide_statuses_without_a_rule(endpoint):
               "rollback.4XX": "true", "backoff.4XX": "true", "incrementMetrics.4XX": "false"}
     endpoint.statuses = [404, 201]
     async with running_sink(endpoint.url, **params) as (sink, channel):
-        await put(channel, events(1))
+        await put_all(channel, events(1))
         assert await sink.process() is Status.BACKOFF
         assert (channel.size, sink.counters.drain_success) == (1, 0)
         await sink.process()
@@ -153,7 +149,7 @@ async def test_rollback_without_backoff_retries_at_once(endpoint):
     params = {**DELIVER_2XX, "backoff.503": "false"}
     endpoint.statuses = [503]
     async with running_sink(endpoint.url, **params) as (sink, channel):
-        await put(channel, events(1))
+        await put_all(channel, events(1))
         assert await sink.process() is Status.READY
         assert channel.size == 1
         await sink.process()
@@ -164,7 +160,7 @@ async def test_rollback_without_backoff_retries_at_once(endpoint):
 async def test_server_errors_then_recovery_deliver_everything_once(endpoint):
     endpoint.statuses = [500, 500, 503]
     async with running_sink(endpoint.url, **DELIVER_2XX) as (sink, channel):
-        await put(channel, events(5))
+        await put_all(channel, events(5))
         while channel.size:
             await sink.process()
         assert sink.counters.drain_success == 5
@@ -174,7 +170,7 @@ async def test_server_errors_then_recovery_deliver_everything_once(endpoint):
 
 async def test_unreachable_endpoint_rolls_back(endpoint):
     async with running_sink("http://127.0.0.1:1/nothing", **DELIVER_2XX) as (sink, channel):
-        await put(channel, events(2))
+        await put_all(channel, events(2))
         assert await sink.process() is Status.BACKOFF
         assert channel.size == 2
         assert sink.counters.event_write_fail == 1
@@ -183,14 +179,14 @@ async def test_unreachable_endpoint_rolls_back(endpoint):
 async def test_request_timeout_rolls_back(endpoint):
     endpoint.hang = True
     async with running_sink(endpoint.url, requestTimeout="200", **DELIVER_2XX) as (sink, channel):
-        await put(channel, events(1))
+        await put_all(channel, events(1))
         assert await sink.process() is Status.BACKOFF
         assert channel.size == 1
 
 
 async def test_empty_bodies_are_taken_without_a_request(endpoint):
     async with running_sink(endpoint.url, **DELIVER_2XX) as (sink, channel):
-        await put(channel, [Event(b""), Event(b"x")])
+        await put_all(channel, [Event(b""), Event(b"x")])
         await sink.process()
         assert channel.size == 0
     assert endpoint.bodies == [b"x"]
@@ -198,7 +194,7 @@ async def test_empty_bodies_are_taken_without_a_request(endpoint):
 
 async def test_json_batch_sends_one_array_per_batch(endpoint):
     async with running_sink(endpoint.url, jsonBatch="true", batchSize="4", **DELIVER_2XX) as (sink, channel):
-        await put(channel, events(6))
+        await put_all(channel, events(6))
         assert await sink.process() is Status.READY
         assert await sink.process() is Status.READY
         assert channel.size == 0
@@ -212,7 +208,7 @@ async def test_json_batch_sends_one_array_per_batch(endpoint):
 async def test_json_batch_rolls_back_the_whole_batch(endpoint):
     endpoint.statuses = [500]
     async with running_sink(endpoint.url, jsonBatch="true", **DELIVER_2XX) as (sink, channel):
-        await put(channel, events(3))
+        await put_all(channel, events(3))
         assert await sink.process() is Status.BACKOFF
         assert channel.size == 3
         await sink.process()
@@ -222,7 +218,7 @@ async def test_json_batch_rolls_back_the_whole_batch(endpoint):
 
 async def test_json_batch_refuses_binary_bodies_and_keeps_them(endpoint):
     async with running_sink(endpoint.url, jsonBatch="true", **DELIVER_2XX) as (sink, channel):
-        await put(channel, [Event(b"\xff\xfe")])
+        await put_all(channel, [Event(b"\xff\xfe")])
         with pytest.raises(ValueError, match="UTF-8"):
             await sink.process()
         assert channel.size == 1

@@ -21,6 +21,7 @@ from kubeflume_agent.channels.pointer_queue import PointerQueue
 from kubeflume_agent.config.keys import resolve
 from kubeflume_agent.errors import ChannelError, ChannelFull
 from kubeflume_agent.event import Event
+from tests.integration.source_harness import put_all
 
 
 def make_channel(tmp_path, **params) -> FileChannel:
@@ -49,12 +50,6 @@ def damage_newest_log(tmp_path, marker: bytes, replacement: bytes) -> None:
     data = path.read_bytes()
     at = data.index(marker)
     path.write_bytes(data[:at] + replacement + data[at + len(replacement):])
-
-
-async def put(channel: FileChannel, events: list[Event]) -> None:
-    tx = channel.transaction()
-    tx.put_all(events)
-    await tx.commit()
 
 
 async def take_all(channel: FileChannel) -> list[Event]:
@@ -87,7 +82,7 @@ async def started(channels, tmp_path, **params) -> FileChannel:
 
 async def test_events_and_headers_round_trip_in_order(channels, tmp_path):
     channel = await started(channels, tmp_path)
-    await put(channel, numbered(0, 300))
+    await put_all(channel, numbered(0, 300))
     assert channel.size == 300
     assert channel.counters.put_success == 300
     taken = await take_all(channel)
@@ -98,7 +93,7 @@ async def test_events_and_headers_round_trip_in_order(channels, tmp_path):
 
 async def test_restart_keeps_committed_puts_and_forgets_committed_takes(channels, tmp_path):
     channel = await started(channels, tmp_path)
-    await put(channel, numbered(0, 100))
+    await put_all(channel, numbered(0, 100))
     tx = channel.transaction()
     assert tx.take(30) == numbered(0, 30)
     await tx.commit()
@@ -113,7 +108,7 @@ async def test_restart_keeps_committed_puts_and_forgets_committed_takes(channels
 
 async def test_rollback_puts_takes_back_at_the_head(channels, tmp_path):
     channel = await started(channels, tmp_path)
-    await put(channel, numbered(0, 20))
+    await put_all(channel, numbered(0, 20))
     tx = channel.transaction()
     tx.take(5)
     tx.rollback()
@@ -139,7 +134,7 @@ async def test_concurrent_commits_share_fsyncs(channels, tmp_path, monkeypatch):
 
     async def producer(first: int) -> None:
         for batch in range(10):
-            await put(channel, numbered(first + batch * 10, 10))
+            await put_all(channel, numbered(first + batch * 10, 10))
 
     await asyncio.gather(*(producer(p * 100) for p in range(20)))
     assert channel.size == 2000
@@ -158,10 +153,10 @@ async def test_a_group_written_in_short_writes_is_stored_whole(channels, tmp_pat
         return real_writev(fd, [b"".join(buffers)[:100]])
 
     monkeypatch.setattr(os, "writev", short_writev)
-    await asyncio.gather(*(put(channel, numbered(first, 10)) for first in range(0, 50, 10)))
+    await asyncio.gather(*(put_all(channel, numbered(first, 10)) for first in range(0, 50, 10)))
     assert short_writes
     assert [int(e.headers["n"]) for e in await take_all(channel)] == list(range(50))
-    await put(channel, numbered(50, 10))
+    await put_all(channel, numbered(50, 10))
     monkeypatch.undo()
     await channel.stop()
     again = await started(channels, tmp_path, eventCacheBytes=0)
@@ -180,7 +175,7 @@ async def test_commit_returns_only_after_its_group_is_fdatasynced(channels, tmp_
         real_fdatasync(fd)
 
     monkeypatch.setattr(os, "fdatasync", held_fdatasync)
-    commit = asyncio.create_task(put(channel, numbered(0, 5)))
+    commit = asyncio.create_task(put_all(channel, numbered(0, 5)))
     await asyncio.to_thread(syncing.wait, 30)
     done, _ = await asyncio.wait({commit}, timeout=0.5)  # a slow machine can only make this pass
     assert not done, "commit() returned before the data was synced"
@@ -192,7 +187,7 @@ async def test_commit_returns_only_after_its_group_is_fdatasynced(channels, tmp_
 
 async def test_full_replay_without_checkpoint_gives_the_same_queue(channels, tmp_path, caplog):
     channel = await started(channels, tmp_path, maxFileSize=4096)  # many small data files
-    await put(channel, numbered(0, 200))
+    await put_all(channel, numbered(0, 200))
     tx = channel.transaction()
     tx.take(50)
     await tx.commit()
@@ -208,7 +203,7 @@ async def test_full_replay_without_checkpoint_gives_the_same_queue(channels, tmp
 
 async def test_replay_after_kill_reads_log_written_after_the_checkpoint(channels, tmp_path):
     channel = await started(channels, tmp_path, checkpointOnClose="false")
-    await put(channel, numbered(0, 40))  # after the start-up checkpoint: only in the log
+    await put_all(channel, numbered(0, 40))  # after the start-up checkpoint: only in the log
     tx = channel.transaction()
     tx.take(15)
     await tx.commit()
@@ -222,8 +217,8 @@ async def test_replay_after_kill_reads_log_written_after_the_checkpoint(channels
 
 async def test_damaged_record_is_skipped_counted_and_the_rest_kept(channels, tmp_path, caplog):
     channel = await started(channels, tmp_path, checkpointOnClose="false")
-    await put(channel, numbered(0, 10))
-    await put(channel, numbered(10, 10))
+    await put_all(channel, numbered(0, 10))
+    await put_all(channel, numbered(10, 10))
     await channel.stop()
     damage_newest_log(tmp_path, b"00000003", b"XXXX")  # the body of event 3
 
@@ -238,7 +233,7 @@ async def test_damaged_record_is_skipped_counted_and_the_rest_kept(channels, tmp
 
 async def test_damaged_record_found_at_take_time_is_skipped(channels, tmp_path):
     channel = await started(channels, tmp_path)
-    await put(channel, numbered(0, 10))
+    await put_all(channel, numbered(0, 10))
     await channel.stop()  # checkpointed: replay reads no records, the take reads the disk
     damage_newest_log(tmp_path, b"00000005", b"\xff")
 
@@ -250,8 +245,8 @@ async def test_damaged_record_found_at_take_time_is_skipped(channels, tmp_path):
 
 async def test_torn_tail_from_a_crash_is_dropped_quietly(channels, tmp_path):
     channel = await started(channels, tmp_path, checkpointOnClose="false")
-    await put(channel, numbered(0, 10))
-    await put(channel, numbered(10, 10))
+    await put_all(channel, numbered(0, 10))
+    await put_all(channel, numbered(10, 10))
     await channel.stop()
     path = max(list_log_files([str(tmp_path / "data1"), str(tmp_path / "data2")]).items())[1]
     os.truncate(path, os.path.getsize(path) - HEAD_SIZE)  # the last commit record cut short
@@ -265,7 +260,7 @@ async def test_torn_tail_from_a_crash_is_dropped_quietly(channels, tmp_path):
 async def test_damaged_checkpoint_falls_back_to_backup_then_full_replay(channels, tmp_path, caplog):
     backup = tmp_path / "backup"
     channel = await started(channels, tmp_path, useDualCheckpoints="true", backupCheckpointDir=str(backup))
-    await put(channel, numbered(0, 30))
+    await put_all(channel, numbered(0, 30))
     await channel.stop()
     with open(tmp_path / "checkpoint" / "checkpoint", "r+b") as file:
         file.seek(40)
@@ -288,7 +283,7 @@ async def test_damaged_checkpoint_falls_back_to_backup_then_full_replay(channels
 async def test_fully_taken_data_files_are_reclaimed(channels, tmp_path):
     channel = await started(channels, tmp_path, maxFileSize=2048)
     for first in range(0, 400, 20):
-        await put(channel, numbered(first, 20))
+        await put_all(channel, numbered(first, 20))
     dirs = [str(tmp_path / "data1"), str(tmp_path / "data2")]
     before = list_log_files(dirs)
     assert len(before) > 5
@@ -298,17 +293,17 @@ async def test_fully_taken_data_files_are_reclaimed(channels, tmp_path):
     after = list_log_files(dirs)
     assert len(after) <= 2
     assert max(after) >= max(before)  # the writer's current file stays
-    await put(channel, numbered(500, 3))
+    await put_all(channel, numbered(500, 3))
     await channel.stop()
     assert await take_all(await started(channels, tmp_path)) == numbered(500, 3)
 
 
 async def test_too_little_free_space_refuses_puts_but_lets_sinks_drain(channels, tmp_path):
     channel = await started(channels, tmp_path)
-    await put(channel, numbered(0, 10))
+    await put_all(channel, numbered(0, 10))
     channel._writer.minimum_free_space = 1 << 62  # as if the disk had filled up
     with pytest.raises(ChannelFull, match="Usable space exhausted"):
-        await put(channel, numbered(10, 5))
+        await put_all(channel, numbered(10, 5))
     assert channel.counters.put_error == 5
     assert channel.size == 10
     assert await take_all(channel) == numbered(0, 10)
@@ -332,7 +327,7 @@ async def test_a_filling_disk_fails_puts_cleanly_and_keeps_what_is_stored(small_
     stored = 0
     with pytest.raises(ChannelFull, match="Usable space exhausted"):
         while True:
-            await put(channel, numbered(stored, 100, size=1000))
+            await put_all(channel, numbered(stored, 100, size=1000))
             stored += 100
     assert stored > 500
     assert channel.size == stored
@@ -349,12 +344,12 @@ async def test_a_write_that_hits_a_full_disk_is_cut_off_and_the_log_stays_sound(
     stored = 0
     with pytest.raises(ChannelError, match="No space left"):
         while True:
-            await put(channel, numbered(stored, 50, size=1000))
+            await put_all(channel, numbered(stored, 50, size=1000))
             stored += 50
     assert channel.size == stored
     assert channel.counters.put_error == 50
     (small_disk / "filler").unlink()
-    await put(channel, numbered(stored, 50, size=1000))  # room again: writing goes on
+    await put_all(channel, numbered(stored, 50, size=1000))  # room again: writing goes on
     await channel.stop()
     again = await started(channels, small_disk, dataDirs=str(small_disk / "data"))
     assert again.last_replay.skipped == 0
@@ -363,9 +358,9 @@ async def test_a_write_that_hits_a_full_disk_is_cut_off_and_the_log_stays_sound(
 
 async def test_commit_beyond_capacity_waits_then_fails(channels, tmp_path):
     channel = await started(channels, tmp_path, capacity=50, transactionCapacity=50, **{"keep-alive": 0.2})
-    await put(channel, numbered(0, 40))
+    await put_all(channel, numbered(0, 40))
     with pytest.raises(ChannelFull, match="capacity"):
-        await put(channel, numbered(40, 20))
+        await put_all(channel, numbered(40, 20))
     assert channel.size == 40
     assert channel.counters.put_error == 20
 
@@ -376,7 +371,7 @@ async def test_commit_beyond_capacity_waits_then_fails(channels, tmp_path):
         await tx.commit()
 
     channel.keep_alive = 10
-    await asyncio.gather(drain_soon(), put(channel, numbered(40, 20)))
+    await asyncio.gather(drain_soon(), put_all(channel, numbered(40, 20)))
     assert channel.size == 40
 
 
@@ -400,7 +395,7 @@ def test_settings_checks_and_storage_paths(tmp_path):
 
 async def test_the_same_channel_object_restarts_as_on_a_config_reload(channels, tmp_path):
     channel = await started(channels, tmp_path)
-    await put(channel, numbered(0, 10))
+    await put_all(channel, numbered(0, 10))
     await channel.stop()
     await channel.start()
     assert await take_all(channel) == numbered(0, 10)
@@ -418,7 +413,7 @@ async def test_random_operations_and_restarts_match_a_simple_queue(channels, tmp
         action = rng.random()
         if action < 0.4:
             count = rng.randint(1, 30)
-            await put(channel, numbered(next_number, count))
+            await put_all(channel, numbered(next_number, count))
             model += range(next_number, next_number + count)
             next_number += count
         elif action < 0.8:
@@ -478,7 +473,7 @@ async def test_a_failed_write_leaves_no_stale_bytes_for_later_reads(channels, tm
     if the group then fails and is cut off, the next group's records take its place, and reads
     must return those, not what the failed group had left in the read window."""
     channel = await started(channels, tmp_path, eventCacheBytes=0)  # every take reads the data file
-    await put(channel, numbered(0, 10))
+    await put_all(channel, numbered(0, 10))
     writing, release = threading.Event(), threading.Event()
     real_fdatasync = os.fdatasync
 
@@ -489,7 +484,7 @@ async def test_a_failed_write_leaves_no_stale_bytes_for_later_reads(channels, tm
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
-    doomed = asyncio.create_task(put(channel, [Event(f"doomed-{i:02d}".encode(), {"n": "x"}) for i in range(10)]))
+    doomed = asyncio.create_task(put_all(channel, [Event(f"doomed-{i:02d}".encode(), {"n": "x"}) for i in range(10)]))
     await asyncio.to_thread(writing.wait, 30)  # its bytes are in the file now, not yet synced
     tx = channel.transaction()
     assert [e.headers["n"] for e in tx.take(1)] == ["0"]  # reads a window reaching into them
@@ -497,14 +492,14 @@ async def test_a_failed_write_leaves_no_stale_bytes_for_later_reads(channels, tm
     release.set()
     with pytest.raises(ChannelError, match="Input/output error"):
         await doomed
-    await put(channel, [Event(f"stored-{i:02d}".encode(), {"n": "y"}) for i in range(10)])  # same offsets
+    await put_all(channel, [Event(f"stored-{i:02d}".encode(), {"n": "y"}) for i in range(10)])  # same offsets
     assert [e.body for e in await take_all(channel)][10:] == [f"stored-{i:02d}".encode() for i in range(10)]
 
 
 FILE_SIZE_LIMITED_CHILD = """
 import asyncio, pathlib, resource, signal, sys
-sys.path.insert(0, {tests!r})
-from test_file_channel import make_channel, numbered, put, take_all
+sys.path[:0] = [{tests!r}, {root!r}]
+from test_file_channel import make_channel, numbered, put_all, take_all
 from kubeflume_agent.errors import ChannelError
 
 async def main(directory):
@@ -513,7 +508,7 @@ async def main(directory):
     stored = 0
     try:
         while True:
-            await put(channel, numbered(stored, 50, size=1000))
+            await put_all(channel, numbered(stored, 50, size=1000))
             stored += 50
     except ChannelError as error:
         print("refused:", error)
@@ -531,7 +526,7 @@ async def test_a_write_the_kernel_refuses_midway_is_cut_off_and_the_log_stays_so
     """Without a small disk to fill (mounting one needs privileges), RLIMIT_FSIZE makes the kernel
     refuse a write past 300 KiB of the data file, part-way through a group, just as a full disk
     would: the commit fails, nothing half-written stays, and every stored event is still there."""
-    script = FILE_SIZE_LIMITED_CHILD.format(tests=str(Path(__file__).parent))
+    script = FILE_SIZE_LIMITED_CHILD.format(tests=str(Path(__file__).parent), root=str(Path(__file__).parents[2]))
     child = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", script, str(tmp_path)],
                                     capture_output=True, text=True, timeout=120)
     assert child.returncode == 0, child.stderr
@@ -547,7 +542,7 @@ async def test_a_write_the_kernel_refuses_midway_is_cut_off_and_the_log_stays_so
 async def test_a_data_file_deleted_by_hand_costs_only_its_own_events(channels, tmp_path, caplog):
     channel = await started(channels, tmp_path, maxFileSize=2048, eventCacheBytes=0)
     for first in range(0, 200, 20):
-        await put(channel, numbered(first, 20))
+        await put_all(channel, numbered(first, 20))
     await channel.stop()
     dirs = [str(tmp_path / "data1"), str(tmp_path / "data2")]
     files = list_log_files(dirs)

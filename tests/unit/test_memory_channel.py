@@ -8,6 +8,7 @@ from kubeflume_agent.channels.memory import MemoryChannel
 from kubeflume_agent.config.model import resolve_component
 from kubeflume_agent.errors import ChannelError, ChannelFull
 from kubeflume_agent.event import Event
+from tests.integration.source_harness import put_all
 
 WAIT = 30  # seconds: generous, only reached when something is broken
 
@@ -23,12 +24,6 @@ def numbered(count: int, start: int = 0, size: int = 0) -> list[Event]:
     return [Event(str(i).encode().ljust(size, b".")) for i in range(start, start + count)]
 
 
-async def put(channel: MemoryChannel, events: list[Event]) -> None:
-    tx = channel.transaction()
-    tx.put_all(events)
-    await tx.commit()
-
-
 async def take(channel: MemoryChannel, count: int) -> list[Event]:
     tx = channel.transaction()
     events = tx.take(count)
@@ -42,8 +37,8 @@ def bodies(events: list[Event]) -> list[bytes]:
 
 async def test_events_come_out_in_the_order_they_were_committed():
     channel = memory_channel()
-    await put(channel, numbered(3))
-    await put(channel, numbered(2, start=3))
+    await put_all(channel, numbered(3))
+    await put_all(channel, numbered(2, start=3))
     assert bodies(await take(channel, 10)) == [b"0", b"1", b"2", b"3", b"4"]
     assert channel.size == 0
 
@@ -61,10 +56,10 @@ async def test_puts_are_invisible_until_commit_and_a_rollback_stores_nothing():
 
 async def test_a_take_rollback_puts_the_events_back_at_the_head_in_order():
     channel = memory_channel()
-    await put(channel, numbered(3))
+    await put_all(channel, numbered(3))
     tx = channel.transaction()
     assert bodies(tx.take(2)) == [b"0", b"1"]
-    await put(channel, numbered(1, start=3))  # another transaction commits meanwhile
+    await put_all(channel, numbered(1, start=3))  # another transaction commits meanwhile
     tx.rollback()
     assert bodies(await take(channel, 10)) == [b"0", b"1", b"2", b"3"]
 
@@ -104,8 +99,8 @@ async def test_transaction_capacity_limits_puts():
 
 async def test_transaction_capacity_limits_takes():
     channel = memory_channel(capacity=10, transactionCapacity=3)
-    await put(channel, numbered(3))
-    await put(channel, numbered(2, start=3))
+    await put_all(channel, numbered(3))
+    await put_all(channel, numbered(2, start=3))
     tx = channel.transaction()
     assert len(tx.take(10)) == 3
     with pytest.raises(ChannelError, match="Take list for transaction of capacity 3 full"):
@@ -116,7 +111,7 @@ async def test_transaction_capacity_limits_takes():
 
 async def test_a_commit_without_room_fails_after_keep_alive_and_stores_nothing():
     channel = memory_channel(capacity=3, transactionCapacity=3, **{"keep-alive": 0.05})
-    await put(channel, numbered(2))
+    await put_all(channel, numbered(2))
     tx = channel.transaction()
     tx.put_all(numbered(2, start=2))
     with pytest.raises(ChannelFull, match="Space for commit to queue couldn't be acquired"):
@@ -129,8 +124,8 @@ async def test_a_commit_without_room_fails_after_keep_alive_and_stores_nothing()
 
 async def test_a_waiting_commit_goes_through_when_a_take_frees_room():
     channel = memory_channel(capacity=2, transactionCapacity=2, **{"keep-alive": WAIT})
-    await put(channel, numbered(2))
-    waiting = asyncio.ensure_future(put(channel, numbered(1, start=2)))
+    await put_all(channel, numbered(2))
+    waiting = asyncio.ensure_future(put_all(channel, numbered(1, start=2)))
     for _ in range(5):
         await asyncio.sleep(0)
     assert not waiting.done(), "the commit must wait for room, not fail or overfill"
@@ -141,18 +136,18 @@ async def test_a_waiting_commit_goes_through_when_a_take_frees_room():
 
 async def test_taken_events_keep_their_slot_until_the_take_commits():
     channel = memory_channel(capacity=2, transactionCapacity=2, **{"keep-alive": 0.05})
-    await put(channel, numbered(2))
+    await put_all(channel, numbered(2))
     tx = channel.transaction()
     tx.take(2)
     with pytest.raises(ChannelFull):  # room for the rollback is kept
-        await put(channel, numbered(1, start=2))
+        await put_all(channel, numbered(1, start=2))
     tx.rollback()
     assert bodies(await take(channel, 10)) == [b"0", b"1"]
 
 
 async def test_a_transaction_that_takes_as_many_as_it_puts_needs_no_room():
     channel = memory_channel(capacity=2, transactionCapacity=2, **{"keep-alive": 0.05})
-    await put(channel, numbered(2))
+    await put_all(channel, numbered(2))
     tx = channel.transaction()
     tx.take(1)
     tx.put(Event(b"2"))
@@ -164,20 +159,20 @@ async def test_byte_capacity_counts_100_byte_slots_of_body_bytes():
     # 1000 bytes minus the 20 % buffer = 800 bytes = 8 slots.
     channel = memory_channel(capacity=100, byteCapacity=1000, **{"keep-alive": 0.05})
     assert channel.byte_slot_capacity == 8
-    await put(channel, numbered(3, size=101))  # 2 slots each: 6
-    await put(channel, [Event(b"")])  # an empty body still costs one slot: 7
-    await put(channel, numbered(1, size=100))  # exactly one slot: 8
+    await put_all(channel, numbered(3, size=101))  # 2 slots each: 6
+    await put_all(channel, [Event(b"")])  # an empty body still costs one slot: 7
+    await put_all(channel, numbered(1, size=100))  # exactly one slot: 8
     with pytest.raises(ChannelFull, match="Byte capacity allocated to store event body 800 reached"):
-        await put(channel, [Event(b"x", {"big": "headers do not count" * 100})])
+        await put_all(channel, [Event(b"x", {"big": "headers do not count" * 100})])
     assert channel.size == 5
     await take(channel, 1)  # frees 2 slots
-    await put(channel, numbered(2, size=1))
+    await put_all(channel, numbered(2, size=1))
     assert channel.size == 6
 
 
 async def test_byte_capacity_zero_means_no_byte_limit():
     channel = memory_channel(capacity=10, transactionCapacity=10, byteCapacity=0)
-    await put(channel, [Event(b"x" * 1_000_000) for _ in range(10)])
+    await put_all(channel, [Event(b"x" * 1_000_000) for _ in range(10)])
     assert channel.size == 10
 
 
