@@ -35,11 +35,18 @@ class UsageError(Exception):
     """A file the command cannot use; the message says why."""
 
 
-def read_manifests(path: Path) -> list[dict[str, Any]]:
-    """Every document of a YAML file; each must be a manifest with a `kind`."""
+def read_text(path: Path) -> str:
     try:
-        documents = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-    except (OSError, yaml.YAMLError) as error:
+        return path.read_text()
+    except OSError as error:
+        raise UsageError(f"{path}: {error}") from error
+
+
+def manifests_in(text: str, path: Path) -> list[dict[str, Any]]:
+    """Every document of a YAML text; each must be a manifest with a `kind`."""
+    try:
+        documents = [doc for doc in yaml.safe_load_all(text) if doc]
+    except yaml.YAMLError as error:
         raise UsageError(f"{path}: {error}") from error
     if not documents or not all(isinstance(doc, dict) and "kind" in doc for doc in documents):
         raise UsageError(f"{path}: expected FlumeAgent or ShellJob manifests")
@@ -48,7 +55,7 @@ def read_manifests(path: Path) -> list[dict[str, Any]]:
 
 def choose_manifest(path: Path, name: str | None) -> dict[str, Any]:
     """The one manifest of the file, or the one named `name` (metadata.name) among several."""
-    documents = read_manifests(path)
+    documents = manifests_in(read_text(path), path)
     if name is not None:
         documents = [doc for doc in documents if doc.get("metadata", {}).get("name") == name]
         if not documents:
@@ -67,13 +74,10 @@ def agent_config_of(manifest: dict[str, Any], path: Path) -> AgentConfig:
 
 def load_agent_configs(path: Path, agent_name: str | None = None) -> list[tuple[str, AgentConfig]]:
     """(what, config) for each agent in a flume.conf or in the FlumeAgent manifests of a YAML file."""
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise UsageError(f"{path}: {error}") from error
+    text = read_text(path)
     if path.suffix in (".yaml", ".yml") or text.lstrip().startswith(("apiVersion", "kind")):
         return [(f"FlumeAgent {doc.get('metadata', {}).get('name')}", agent_config_of(doc, path))
-                for doc in read_manifests(path) if doc.get("kind") == "FlumeAgent"]
+                for doc in manifests_in(text, path) if doc.get("kind") == "FlumeAgent"]
     try:
         config = parse_properties(text, agent_name)
     except ConfigParseError as error:
