@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import logging
 import os
 import random
+import struct
 import subprocess
 import sys
 import threading
+import zlib
 from array import array
 from pathlib import Path
 
 import pytest
 
 from kubeflume_agent.channels.file import FileChannel
-from kubeflume_agent.channels.file_log import HEAD_SIZE, list_log_files
+from kubeflume_agent.channels.file_log import FILE_HEADER, FILE_MAGIC, list_log_files
+from kubeflume_agent.channels.file_records import (
+    HEAD_SIZE,
+    RECORD_MAGIC,
+    RECORD_TARGET,
+    decode_puts,
+    encode_transaction,
+    entry_pointers,
+)
 from kubeflume_agent.channels.pointer_queue import PointerQueue
 from kubeflume_agent.config.keys import resolve
 from kubeflume_agent.errors import ChannelError, ChannelFull
@@ -220,27 +231,28 @@ async def test_damaged_record_is_skipped_counted_and_the_rest_kept(channels, tmp
     await put_all(channel, numbered(0, 10))
     await put_all(channel, numbered(10, 10))
     await channel.stop()
-    damage_newest_log(tmp_path, b"00000003", b"XXXX")  # the body of event 3
+    damage_newest_log(tmp_path, b"00000003", b"XXXX")  # the body of event 3: its record is lost
 
     with caplog.at_level(logging.ERROR):
         again = await started(channels, tmp_path)
     assert again.last_replay.scan.corrupt_records == 1
-    assert again.counters.corrupt_records_skipped == again.last_replay.skipped >= 1
-    assert "skipped 1 damaged records" in caplog.text
-    remaining = [int(e.headers["n"]) for e in await take_all(again)]
-    assert remaining == [n for n in range(20) if n != 3]
+    assert again.last_replay.lost_puts == 10  # its COMMIT says how many events the record held
+    assert again.counters.corrupt_records_skipped == again.last_replay.skipped == 11
+    assert "skipped 1 damaged records" in caplog.text and "10 events lost to damage" in caplog.text
+    assert [int(e.headers["n"]) for e in await take_all(again)] == list(range(10, 20))
 
 
 async def test_damaged_record_found_at_take_time_is_skipped(channels, tmp_path):
     channel = await started(channels, tmp_path)
-    await put_all(channel, numbered(0, 10))
-    await channel.stop()  # checkpointed: replay reads no records, the take reads the disk
-    damage_newest_log(tmp_path, b"00000005", b"\xff")
+    for first in (0, 10, 20):
+        await put_all(channel, numbered(first, 10))
+    await channel.stop()  # checkpointed: replay reads no records, the takes read the disk
+    damage_newest_log(tmp_path, b"00000015", b"\xff")
 
     again = await started(channels, tmp_path)
-    assert [int(e.headers["n"]) for e in await take_all(again)] == [0, 1, 2, 3, 4, 6, 7, 8, 9]
-    assert again.counters.take_error == 1
-    assert again.counters.corrupt_records_skipped == 1
+    assert [int(e.headers["n"]) for e in await take_all(again)] == [*range(10), *range(20, 30)]
+    assert again.counters.take_error == 10
+    assert again.counters.corrupt_records_skipped == 10
 
 
 async def test_torn_tail_from_a_crash_is_dropped_quietly(channels, tmp_path):
@@ -570,3 +582,75 @@ def test_encryption_keys_are_refused_rather_than_silently_ignored():
     errors = config.errors()
     assert sorted(e.key for e in errors) == ["encryption.activeKey", "encryption.cipherProvider"]
     assert all("not supported" in e.message for e in errors)
+
+
+# -- the record layout: a PUTS record per batch of about RECORD_TARGET bytes ----------------------
+
+def test_a_batch_encodes_to_records_that_decode_to_the_same_events():
+    events = [Event(b"plain"), Event(b"", {"a": "1"}), Event(b"x" * 300, {"b": "2", "c": "\u00e9"}), Event()]
+    encoded = encode_transaction(7, events, array("q", [1 << 32 | 29]))
+    assert len(encoded.records) == 2  # one PUTS record, one COMMIT
+    assert encoded.put_runs == [(HEAD_SIZE + 8, 4)]
+    assert decode_puts(encoded.records[0][HEAD_SIZE - 8:]) == events
+    assert encoded.body_bytes == 305
+
+
+def test_entry_pointers_are_the_progression_of_entries():
+    for first, count in [(0, 0), (5 << 32 | 29, 1), (7 << 32 | 100, 70000), ((2**31 - 1) << 32 | 12345, 3)]:
+        assert entry_pointers(first, count).tolist() == list(range(first, first + 8 * count, 8))
+
+
+async def test_a_transaction_larger_than_a_record_is_split_and_read_back_in_order(channels, tmp_path):
+    channel = await started(channels, tmp_path, checkpointOnClose="false", transactionCapacity=1000)
+    big = numbered(0, 600, size=1000)  # 600 KB: three records
+    await put_all(channel, big)
+    assert len(encode_transaction(1, big, array("q")).put_runs) == 3
+    huge = Event(b"h" * (RECORD_TARGET + 1000), {"n": "600"})  # one event over the target: a record of its own
+    await put_all(channel, [huge, *numbered(601, 5)])
+    await channel.stop()
+    expected = [*big, huge, *numbered(601, 5)]
+
+    again = await started(channels, tmp_path, eventCacheBytes=0)  # replayed from the log, read from disk
+    assert again.last_replay.records == 5 + 2
+    assert await take_all(again) == expected
+
+
+async def test_damage_in_one_record_of_a_split_transaction_costs_only_that_record(channels, tmp_path):
+    channel = await started(channels, tmp_path, checkpointOnClose="false", transactionCapacity=1000)
+    await put_all(channel, numbered(0, 600, size=1000))
+    await channel.stop()
+    damage_newest_log(tmp_path, b"00000300", b"XXXXXXXX")  # in the second of the three records
+
+    again = await started(channels, tmp_path)
+    per_record = RECORD_TARGET // (1000 + 8)  # events of 1000 bytes, and their 8-byte entries
+    assert [int(e.headers["n"]) for e in await take_all(again)] == [
+        *range(per_record), *range(2 * per_record, 600)]
+    assert again.last_replay.lost_puts == per_record
+
+
+def legacy_log(events: list[Event]) -> bytes:
+    """A data file as kubeflume wrote it before PUTS records: one PUT record (kind 1) per event,
+    then the COMMIT. Built from the layout in docs/file-channel-format.md, not with the code."""
+    def record(kind: int, payload: bytes) -> bytes:
+        fields = struct.pack("<BQI", kind, 1, len(payload)) + payload
+        return RECORD_MAGIC + struct.pack("<I", zlib.crc32(fields)) + fields
+
+    data = FILE_HEADER.pack(FILE_MAGIC, 1, 0)
+    for event in events:
+        headers = json.dumps(event.headers).encode() if event.headers else b""
+        data += record(1, struct.pack("<I", len(headers)) + headers + event.body)
+    return data + record(2, struct.pack("<I", len(events)))
+
+
+async def test_data_files_of_the_earlier_per_event_layout_are_still_read(channels, tmp_path):
+    (tmp_path / "data1").mkdir()
+    (tmp_path / "data1" / "log-1").write_bytes(legacy_log(numbered(0, 30)))
+    channel = await started(channels, tmp_path, eventCacheBytes=0)  # full replay; every take reads the disk
+    assert channel.last_replay.source == "full replay" and channel.size == 30
+    tx = channel.transaction()
+    assert tx.take(10) == numbered(0, 10)
+    await tx.commit()
+    await put_all(channel, numbered(30, 5))  # new records go to a new file, in the new layout
+    await channel.stop()
+    again = await started(channels, tmp_path, eventCacheBytes=0)
+    assert await take_all(again) == numbered(10, 25)

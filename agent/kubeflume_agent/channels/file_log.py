@@ -1,18 +1,14 @@
-"""The file channel's data log: append-only files of checksummed records (format below).
+"""The file channel's data log: append-only files of checksummed records, and reading them back.
 
-Each data file `log-<id>` starts with a 16-byte file header, then records:
+Each data file `log-<id>` starts with a 16-byte file header, then records (their bytes are in
+`file_records`):
 
     file header  := b"KFLOGV01" id:u32 reserved:u32
-    record       := magic:b"KFR\\x02" crc:u32 kind:u8 txid:u64 length:u32 payload[length]
-    crc          := CRC-32 (zlib) of kind, txid, length and payload
-    PUT payload  := headers_length:u32 headers:JSON object (UTF-8, empty when no headers) body
-    COMMIT       := put_count:u32 take_pointer:i64 ...
 
-All integers are little-endian. A transaction is its PUT records followed by one COMMIT record (the
-number of its puts and the pointers of the events it took), written contiguously in one `writev` and
-made durable by one `fdatasync` shared with every transaction of the same group. A pointer is
-`file_id << 32 | offset` of a PUT record. Readers verify the CRC of every record; `scan` skips
-damaged bytes by searching for the next magic whose record checks out (see docs/file-channel-format.md).
+A group of transactions is written with `writev` and made durable by one `fdatasync`. A pointer is
+`file_id << 32 | offset` of an event's entry in its PUTS record (of a PUT record, for logs written
+by earlier versions). Readers verify the CRC of every record; `scan` skips damaged bytes by
+searching for the next magic whose record checks out (see docs/file-channel-format.md).
 """
 
 from __future__ import annotations
@@ -23,30 +19,30 @@ import mmap
 import os
 import re
 import struct
-import zlib
-from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-import orjson
-
+from kubeflume_agent.channels.file_records import (
+    ENTRY_SIZE,
+    FIRST_ENTRY,
+    HEAD_SIZE,
+    LENGTH_AT,
+    PUT,
+    PUTS,
+    RECORD_MAGIC,
+    U32,
+    EncodedTransaction,
+    check,
+    decode_event,
+    decode_puts,
+    prefixed,
+)
 from kubeflume_agent.event import Event
 
 log = logging.getLogger(__name__)
 
 FILE_MAGIC = b"KFLOGV01"
 FILE_HEADER = struct.Struct("<8sII")
-RECORD_MAGIC = b"KFR\x02"
-CRC = struct.Struct("<I")
-FIELDS = struct.Struct("<BQI")  # kind, txid, payload length: after magic and CRC, covered by the CRC
-PUT_FIELDS = struct.Struct("<BQII")  # the same, plus a PUT payload's headers length
-U32 = struct.Struct("<I")
-FIELDS_AT = len(RECORD_MAGIC) + CRC.size
-HEAD_SIZE = FIELDS_AT + FIELDS.size
-LENGTH_AT = HEAD_SIZE - U32.size
-EMPTY_HEADERS_COST = PUT_FIELDS.size - FIELDS.size
-PUT = 1
-COMMIT = 2
 FILE_NAME = re.compile(r"^log-(\d+)$")
 READ_WINDOW = 256 * 1024
 RELEASE_EVERY = 16 * 1024 * 1024
@@ -63,66 +59,6 @@ def split_pointer(value: int) -> tuple[int, int]:
 
 class SpaceExhausted(OSError):
     """Less free space than `minimumRequiredSpace` is left: the put is refused, nothing is written."""
-
-
-@dataclass
-class EncodedTransaction:
-    """One transaction's records, ready to append; `put_offsets` are relative to its start."""
-
-    data: bytes
-    put_offsets: list[int]
-    has_puts: bool
-
-
-def encode_transaction(txid: int, events: Sequence[Event], take_pointers: Sequence[int]) -> EncodedTransaction:
-    """The records of one transaction; the hot path of every put, so kept to a few C calls an event
-    (measured faster than one map() pass over the batch per step)."""
-    parts: list[bytes] = []
-    put_offsets: list[int] = []
-    offset = 0
-    dumps, crc32, pack, crc_pack = orjson.dumps, zlib.crc32, PUT_FIELDS.pack, CRC.pack
-    for event in events:
-        headers = dumps(event.headers) if event.headers else b""
-        body = event.body
-        length = EMPTY_HEADERS_COST + len(headers) + len(body)
-        fields = pack(PUT, txid, length, len(headers))
-        if headers:
-            fields += headers
-        parts += (RECORD_MAGIC, crc_pack(crc32(body, crc32(fields))), fields, body)
-        put_offsets.append(offset)
-        offset += HEAD_SIZE + length
-    takes = take_pointers if isinstance(take_pointers, array) else array("q", take_pointers)
-    commit = FIELDS.pack(COMMIT, txid, U32.size + 8 * len(takes)) + U32.pack(len(events)) + takes.tobytes()
-    parts += (RECORD_MAGIC, crc_pack(crc32(commit)), commit)
-    return EncodedTransaction(b"".join(parts), put_offsets, bool(events))
-
-
-def decode_event(payload: bytes | memoryview) -> Event:
-    (headers_length,) = U32.unpack_from(payload)
-    end = 4 + headers_length
-    headers = orjson.loads(payload[4:end]) if headers_length else {}
-    return Event(bytes(payload[end:]), headers)
-
-
-def decode_commit(payload: bytes | memoryview) -> tuple[int, array]:
-    takes = array("q")
-    takes.frombytes(payload[4:])
-    return U32.unpack_from(payload)[0], takes
-
-
-def _check(buffer, offset: int) -> tuple[int, int, int] | None:
-    """(kind, txid, payload length) of a sound record at `offset`, else None."""
-    if len(buffer) - offset < HEAD_SIZE or buffer[offset:offset + 4] != RECORD_MAGIC:
-        return None
-    kind, txid, length = FIELDS.unpack_from(buffer, offset + FIELDS_AT)
-    end = offset + HEAD_SIZE + length
-    if kind not in (PUT, COMMIT) or end > len(buffer):
-        return None
-    with memoryview(buffer) as view:
-        crc = zlib.crc32(view[offset + FIELDS_AT:end])
-    if crc != CRC.unpack_from(buffer, offset + len(RECORD_MAGIC))[0]:
-        return None
-    return kind, txid, length
 
 
 @dataclass
@@ -153,7 +89,7 @@ def scan(path: str, start: int, stats: ScanStats) -> Iterator[tuple[int, int, in
                     done = offset // mmap.PAGESIZE * mmap.PAGESIZE
                     data.madvise(mmap.MADV_DONTNEED, released, done - released)
                     released = done
-                found = _check(data, offset)
+                found = check(data, offset)
                 if found is None:
                     resume = _resync(data, offset + 1)
                     if resume is None:
@@ -176,7 +112,7 @@ def _resync(data, offset: int) -> int | None:
         offset = data.find(RECORD_MAGIC, offset)
         if offset < 0:
             return None
-        if _check(data, offset) is not None:
+        if check(data, offset) is not None:
             return offset
         offset += 1
 
@@ -230,17 +166,17 @@ class LogWriter:
         chunks: list[bytes] = []
         offset = self.offset
         for transaction in transactions:
-            size = len(transaction.data)
-            if transaction.has_puts and free - size < self.minimum_free_space:
+            if transaction.has_puts and free - transaction.size < self.minimum_free_space:
                 results.append(SpaceExhausted(
                     f"Usable space exhausted, only {free} bytes remaining in "
                     f"{os.path.dirname(self.path_of(self.file_id))}, required {self.minimum_free_space} bytes"
                 ))
                 continue
             results.append(pointer(self.file_id, offset))
-            chunks.append(transaction.data)
-            offset += size
-            free -= size
+            for record in transaction.records:
+                chunks += (prefixed(record), record)
+            offset += transaction.size
+            free -= transaction.size
         if chunks:
             try:
                 self._write_all(chunks)
@@ -261,7 +197,7 @@ class LogWriter:
         return stat.f_bavail * stat.f_frsize
 
     def _write_all(self, chunks: list[bytes]) -> None:
-        """One `writev` per IOV_MAX transactions: the group is not copied into one buffer first."""
+        """One `writev` per IOV_MAX buffers: the group is not copied into one buffer first."""
         for start in range(0, len(chunks), IOV_MAX):
             batch = chunks[start:start + IOV_MAX]
             written = os.writev(self.fd, batch)
@@ -296,7 +232,8 @@ class LogWriter:
 class LogReader:
     """Reads events back by pointer (takes of events no longer held in memory).
 
-    Reads a window at a time, so a run of neighbouring records costs one system call.
+    Reads a window at a time, so a run of neighbouring records costs one system call, and keeps
+    the events of the last PUTS record it checked, so the takes of its other events cost nothing.
     """
 
     def __init__(self, paths: dict[int, str]) -> None:
@@ -305,6 +242,7 @@ class LogReader:
         self._window_file = -1
         self._window_start = 0
         self._window = b""
+        self._record: tuple[int, int, list[Event] | None] = (-1, -1, None)  # file, offset, its events
 
     def read(self, pointers: Sequence[int]) -> list[Event | None]:
         """The events at `pointers`, None where the record no longer checks out."""
@@ -316,11 +254,17 @@ class LogReader:
             os.close(fd)
         self.paths.pop(file_id, None)
         if self._window_file == file_id:
-            self._window_file, self._window = -1, b""
+            self.discard_window()
 
     def close(self) -> None:
         for file_id in list(self._fds):
             self.forget(file_id)
+
+    def discard_window(self) -> None:
+        """Forget the bytes read ahead and the record kept: they may hold a failed write's records,
+        since cut off and about to be overwritten by the next group."""
+        self._window_file, self._window = -1, b""
+        self._record = (-1, -1, None)
 
     def _open(self, file_id: int) -> int | None:
         fd = self._fds.get(file_id)
@@ -329,28 +273,53 @@ class LogReader:
                 fd = self._fds[file_id] = os.open(self.paths[file_id], os.O_RDONLY)
         return fd
 
-    def discard_window(self) -> None:
-        """Forget the bytes read ahead: they may hold a failed write's records, since cut off and
-        about to be overwritten by the next group."""
-        self._window_file, self._window = -1, b""
-
     def _read_one(self, value: int) -> Event | None:
         file_id, offset = split_pointer(value)
-        relative = offset - self._window_start
-        if file_id != self._window_file or relative < 0 or relative + HEAD_SIZE > len(self._window):
-            relative = self._load(file_id, offset, HEAD_SIZE)
-        if self._window[relative:relative + 4] != RECORD_MAGIC:
+        kept_file, kept_start, events = self._record
+        if kept_file == file_id and events is not None and kept_start < offset:
+            index, misaligned = divmod(offset - kept_start - FIRST_ENTRY, ENTRY_SIZE)
+            if not misaligned and 0 <= index < len(events):  # the usual case: the next entry
+                return events[index]
+        first = self._bytes(file_id, offset, 4)
+        if first == RECORD_MAGIC:  # a PUT record of an earlier version: the pointer is the record
+            return self._read_put(file_id, offset)
+        back = U32.unpack(first)[0]
+        index, misaligned = divmod(back - FIRST_ENTRY, ENTRY_SIZE)
+        if misaligned or index < 0 or back > offset:
             return None
-        length = U32.unpack_from(self._window, relative + LENGTH_AT)[0]
-        if relative + HEAD_SIZE + length > len(self._window):
-            relative = self._load(file_id, offset, HEAD_SIZE + length)
-        found = _check(self._window, relative)
-        if found is None or found[0] != PUT:
-            return None
-        start = relative + HEAD_SIZE
-        return decode_event(memoryview(self._window)[start:start + found[2]])
+        events = self._puts_at(file_id, offset - back)
+        return events[index] if events is not None and index < len(events) else None
 
-    def _load(self, file_id: int, offset: int, needed: int) -> int:
+    def _puts_at(self, file_id: int, start: int) -> list[Event] | None:
+        """The events of the PUTS record at `start`, None if it does not check out."""
+        kept_file, kept_start, events = self._record
+        if (kept_file, kept_start) != (file_id, start):
+            payload = self._payload(file_id, start, PUTS)
+            events = None if payload is None else decode_puts(payload)
+            self._record = (file_id, start, events)
+        return events
+
+    def _read_put(self, file_id: int, offset: int) -> Event | None:
+        payload = self._payload(file_id, offset, PUT)
+        return None if payload is None else decode_event(payload)
+
+    def _payload(self, file_id: int, offset: int, kind: int) -> bytes | None:
+        """The payload of the record of `kind` at `offset`, if it checks out."""
+        length = U32.unpack(self._bytes(file_id, offset + LENGTH_AT, 4))[0]
+        record = self._bytes(file_id, offset, HEAD_SIZE + length)
+        found = check(record, 0)
+        return record[HEAD_SIZE:] if found is not None and found[0] == kind else None
+
+    def _bytes(self, file_id: int, offset: int, size: int) -> bytes:
+        """`size` bytes at `offset` (fewer, zero-padded to 4, past the end or in a missing file)."""
+        relative = offset - self._window_start
+        if file_id != self._window_file or relative < 0 or relative + size > len(self._window):
+            self._load(file_id, offset, size)
+            relative = 0
+        found = self._window[relative:relative + size]
+        return found if len(found) >= 4 else found.ljust(4, b"\0")
+
+    def _load(self, file_id: int, offset: int, needed: int) -> None:
         fd = self._open(file_id)
         if fd is None:  # the data file is gone (deleted by hand): its records read as damaged
             self._window = b""
@@ -358,6 +327,3 @@ class LogReader:
             available = max(0, os.fstat(fd).st_size - offset)  # a damaged length must not size the read
             self._window = os.pread(fd, min(max(READ_WINDOW, needed), available), offset)
         self._window_file, self._window_start = file_id, offset
-        if len(self._window) < HEAD_SIZE:
-            self._window += bytes(HEAD_SIZE)  # a short read then fails the checks
-        return 0

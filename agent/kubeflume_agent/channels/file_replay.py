@@ -4,11 +4,12 @@ Without a usable checkpoint (missing or damaged, backup too) every data file is 
 start ("full replay"). That gives the same queue because data files are only ever reclaimed
 oldest-first: any take record kept on disk refers to a put that is either kept too or gone.
 
-Record rules (one transaction = its PUTs then its COMMIT, written contiguously):
+Record rules (one transaction = its PUTS records then its COMMIT, written contiguously; logs of
+earlier versions have a PUT record per event instead):
 - a COMMIT applies its transaction: its puts join the queue, its take pointers leave it;
-- PUTs followed by records of another transaction lost their COMMIT to damage in the middle of a
+- puts followed by records of another transaction lost their COMMIT to damage in the middle of a
   file: the puts are kept (at-least-once: its takes may be delivered again) and counted;
-- PUTs at the end of a file without a COMMIT were a write cut short by a crash, never
+- puts at the end of a file without a COMMIT were a write cut short by a crash, never
   acknowledged: they are dropped;
 - a COMMIT announcing more puts than were readable counts the difference as lost events.
 """
@@ -21,7 +22,16 @@ from array import array
 from dataclasses import dataclass, field
 
 from kubeflume_agent.channels import checkpoint as checkpoints
-from kubeflume_agent.channels.file_log import COMMIT, FILE_HEADER, PUT, ScanStats, decode_commit, pointer, scan
+from kubeflume_agent.channels.file_log import FILE_HEADER, ScanStats, pointer, scan
+from kubeflume_agent.channels.file_records import (
+    COMMIT,
+    FIRST_ENTRY,
+    PUT,
+    PUTS,
+    decode_commit,
+    entry_pointers,
+    puts_count,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +96,7 @@ def replay(directories: list[str], log_files: dict[int, str]) -> ReplayResult:
 
 def _replay_file(file_id: int, path: str, offset: int, result: ReplayResult, taken: set[int]) -> None:
     live = result.pointers
-    pending: list[int] = []
+    pending = array("q")
     pending_txid = -1
     for kind, txid, record_offset, payload in scan(path, offset, result.scan):
         result.records += 1
@@ -94,15 +104,18 @@ def _replay_file(file_id: int, path: str, offset: int, result: ReplayResult, tak
         if pending and txid != pending_txid:
             result.commits_unreadable += 1
             live.extend(pending)
-            pending = []
-        if kind == PUT:
+            pending = array("q")
+        if kind == PUTS:
+            pending_txid = txid
+            pending += entry_pointers(pointer(file_id, record_offset + FIRST_ENTRY), puts_count(payload))
+        elif kind == PUT:
             pending_txid = txid
             pending.append(pointer(file_id, record_offset))
         elif kind == COMMIT:
             put_count, takes = decode_commit(payload)
             result.lost_puts += max(0, put_count - len(pending))
             live.extend(pending)
-            pending = []
+            pending = array("q")
             taken.update(takes)
     if pending:
         result.incomplete_transactions += 1

@@ -27,7 +27,8 @@ from kubeflume_agent.sources.base import Source
 
 log = logging.getLogger(__name__)
 
-READ_SIZE = 65536
+BUFFER_LIMIT = 64 * 1024  # a connection's stream buffer: the reading pauses at twice this
+READ_SIZE = 256 * 1024  # the most one read takes: all a client sent ahead, as one transaction
 STOP_GRACE_SECONDS = 10.0
 
 
@@ -84,7 +85,7 @@ class TcpServer:
             for port in ports:
                 server = await asyncio.start_server(
                     self._accept, host or None, port, ssl=self.ssl_context,
-                    reuse_port=self.reuse_port or None, limit=READ_SIZE, backlog=1024,
+                    reuse_port=self.reuse_port or None, limit=BUFFER_LIMIT, backlog=1024,
                 )
                 self._servers.append(server)
                 bound.append(server.sockets[0].getsockname()[1])
