@@ -1,16 +1,20 @@
 """File channel speed: throughput beside the memory channel, and replay time of a full channel.
 
     python3 bench/file_channel.py                 # all parts
-    python3 bench/file_channel.py --events 200000 --replay-events 1000000
+    python3 bench/file_channel.py --events 200000 --replay-events 1000000 --repeat 5
 
 Parts, each in its own child process so CPU seconds and peak RSS are its own:
 - `channel`: in-process producers (batches of 100 events of 200 bytes, 8 concurrent, as a busy
   source's connections would commit) and one sink draining batches of 1000, memory vs file channel;
 - `agent`: netcat -> channel -> null through the real agent CLI (`kubeflume-agent`), memory vs file,
-  with 8 netcat clients each waiting for its `OK`s;
+  with 8 netcat clients each waiting for its `OK`s (the clients' own CPU seconds are printed too: when
+  they come close to the wall time, the clients, not the agent, set the pace);
 - `replay`: fill a file channel with N events, stop it, then time a start from the checkpoint and a
   start after deleting the checkpoint (full replay of the data files), then drain it (every event
   read back from the data files).
+
+Throughput parts run `--repeat` times, memory and file taking turns, and report the run with the
+median rate of each (this machine's noise is large next to one run of a few seconds).
 """
 
 from __future__ import annotations
@@ -208,10 +212,14 @@ def agent_throughput(kind: str, events: int) -> dict:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+        clients_before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
         asyncio.run(send_from_clients(port, events // PRODUCERS))
         elapsed = time.perf_counter() - started
+        clients_after = resource.getrusage(resource.RUSAGE_SELF)
         usage = _process_usage(agent.pid)
+        usage["client_cpu_seconds"] = round(clients_after.ru_utime - clients_before.ru_utime
+                                            + clients_after.ru_stime - clients_before.ru_stime, 2)
     finally:
         agent.terminate()
         agent.wait(30)
@@ -229,12 +237,28 @@ def _process_usage(pid: int) -> dict:
             "peak_rss_mb": round(int(peak) / 1024, 1)}
 
 
+def median_runs(measure, repeat: int) -> dict[str, dict]:
+    """Per channel kind, the run with the median rate of `repeat` runs (memory and file take turns)."""
+    runs: dict[str, list[dict]] = {"memory": [], "file": []}
+    for _ in range(repeat):
+        for kind, results in runs.items():
+            results.append(measure(kind))
+    chosen = {}
+    for kind, results in runs.items():
+        results.sort(key=lambda result: result["events"] / result["seconds"])
+        rates = [result["events"] / result["seconds"] for result in results]
+        chosen[kind] = {**results[(len(results) - 1) // 2], "runs": len(results), "rates": rates}
+    return chosen
+
+
 def report(title: str, results: dict[str, dict]) -> None:
     print(f"\n{title}")
     for kind, result in results.items():
         rate = result["events"] / result["seconds"]
+        clients = f"  clients' cpu {result['client_cpu_seconds']:5.2f} s" if "client_cpu_seconds" in result else ""
         print(f"  {kind:7s} {result['events']:>9,d} events in {result['seconds']:6.2f} s = {rate:>10,.0f} events/s"
-              f"  cpu {result['cpu_seconds']:6.2f} s  peak RSS {result['peak_rss_mb']:7.1f} MB")
+              f"  cpu {result['cpu_seconds']:6.2f} s  peak RSS {result['peak_rss_mb']:7.1f} MB{clients}"
+              f"  (median of {result['runs']}: {', '.join(f'{r:,.0f}' for r in result['rates'])})")
     if {"memory", "file"} <= results.keys():
         ratio = (results["file"]["events"] / results["file"]["seconds"]) / (
             results["memory"]["events"] / results["memory"]["seconds"])
@@ -246,6 +270,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=400000)
     parser.add_argument("--replay-events", type=int, default=1000000)
     parser.add_argument("--parts", default="channel,agent,replay")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each throughput part (median reported)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -255,10 +280,10 @@ def main() -> None:
     print(f"host: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, 200-byte events")
     if "channel" in parts:
         report("channel alone (8 producers x batches of 100, 1 sink x batches of 1000)",
-               {kind: run_child("channel", kind, args.events) for kind in ("memory", "file")})
+               median_runs(lambda kind: run_child("channel", kind, args.events), args.repeat))
     if "agent" in parts:
         report("agent: netcat -> channel -> null (8 clients)",
-               {kind: agent_throughput(kind, args.events) for kind in ("memory", "file")})
+               median_runs(lambda kind: agent_throughput(kind, args.events), args.repeat))
     if "replay" in parts:
         result = run_child("replay", "file", args.replay_events)
         print(f"\nreplay of a file channel holding {result['from_checkpoint_events']:,d} events "

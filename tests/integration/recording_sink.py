@@ -5,7 +5,7 @@ directory on PYTHONPATH), as a user's own sink would be loaded. Each batch is wr
 `write` on an O_APPEND descriptor before `write()` returns, so a line is in the file (the page
 cache survives SIGKILL) before the channel commits its take: every event the channel let go of
 is on record, possibly twice. Once the take has committed, the same bodies are appended again
-with a `+` in front: an event recorded after its `+` line was delivered again after its take
+with a `+` in front (`committed`): an event recorded after its `+` line was delivered again after its take
 committed, which the channel must never do.
 """
 
@@ -16,7 +16,6 @@ from collections.abc import Sequence
 
 from kubeflume_agent.config.keys import Key, positive_integer
 from kubeflume_agent.event import Event
-from kubeflume_agent.runtime.status import Status
 from kubeflume_agent.sinks.base import Sink
 
 COMMITTED = b"+"
@@ -27,20 +26,14 @@ class RecordingSink(Sink):
 
     async def start(self) -> None:
         self._fd = os.open(self.settings["path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._written: Sequence[Event] = ()
         await super().start()
 
     async def stop(self) -> None:
+        await super().stop()  # the takes still in flight commit first, and write their `+` lines
         os.close(self._fd)
-        await super().stop()
-
-    async def process(self) -> Status:
-        self._written = ()
-        status = await super().process()  # raises, writing no `+` lines, unless the take committed
-        if self._written:
-            os.write(self._fd, b"".join(COMMITTED + event.body + b"\n" for event in self._written))
-        return status
 
     async def write(self, events: Sequence[Event]) -> None:
         os.write(self._fd, b"".join(event.body + b"\n" for event in events))
-        self._written = events
+
+    def committed(self, events: Sequence[Event]) -> None:
+        os.write(self._fd, b"".join(COMMITTED + event.body + b"\n" for event in events))

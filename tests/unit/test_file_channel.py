@@ -29,9 +29,11 @@ from kubeflume_agent.channels.file_records import (
     entry_pointers,
 )
 from kubeflume_agent.channels.pointer_queue import PointerQueue
-from kubeflume_agent.config.keys import resolve
+from kubeflume_agent.config.keys import Key, positive_integer, resolve
 from kubeflume_agent.errors import ChannelError, ChannelFull
 from kubeflume_agent.event import Event
+from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.sinks.base import Sink
 from tests.integration.source_harness import put_all
 
 
@@ -654,3 +656,75 @@ async def test_data_files_of_the_earlier_per_event_layout_are_still_read(channel
     await channel.stop()
     again = await started(channels, tmp_path, eventCacheBytes=0)
     assert await take_all(again) == numbered(10, 25)
+
+
+# -- sinks on a file channel: takes in flight while earlier ones are made durable -----------------
+
+class ListSink(Sink):
+    """Records what it was given and what the channel then let go of."""
+
+    keys = (Key("batchSize", positive_integer, 10),)
+
+    def __init__(self, channel: FileChannel) -> None:
+        super().__init__("k1", {"batchSize": 10}, channel)
+        self.written: list[list[int]] = []
+        self.let_go: list[list[int]] = []
+
+    async def write(self, events) -> None:
+        self.written.append([int(e.headers["n"]) for e in events])
+
+    def committed(self, events) -> None:
+        self.let_go.append([int(e.headers["n"]) for e in events])
+
+
+async def test_a_sink_delivers_the_next_batches_while_earlier_takes_are_synced(channels, tmp_path, monkeypatch):
+    channel = await started(channels, tmp_path)
+    await put_all(channel, numbered(0, 50))
+    sink = ListSink(channel)
+    await sink.start()
+    syncing, release = threading.Event(), threading.Event()
+    real_fdatasync = os.fdatasync
+
+    def held_fdatasync(fd):
+        syncing.set()
+        release.wait(30)
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", held_fdatasync)
+    assert await asyncio.wait_for(sink.process(), 10) is Status.READY  # its take waits for the fdatasync
+    await asyncio.to_thread(syncing.wait, 30)
+    assert await asyncio.wait_for(sink.process(), 10) is Status.READY  # delivered anyway, take queued
+    third = asyncio.ensure_future(sink.process())  # over COMMITS_IN_FLIGHT: waits for the first
+    await asyncio.sleep(0.2)
+    assert not third.done()
+    assert sink.written == [list(range(0, 10)), list(range(10, 20)), list(range(20, 30))]
+    assert sink.let_go == [] and sink.counters.drain_success == 0  # nothing is durable yet
+    release.set()
+    assert await asyncio.wait_for(third, 30) is Status.READY
+    await sink.stop()  # settles the takes still in flight
+    assert sink.let_go == sink.written and sink.counters.drain_success == 30
+    await channel.stop()
+    assert await take_all(await started(channels, tmp_path)) == numbered(30, 20)
+
+
+async def test_a_take_that_fails_to_commit_is_rolled_back_and_delivered_again(channels, tmp_path, monkeypatch):
+    channel = await started(channels, tmp_path)
+    await put_all(channel, numbered(0, 10))
+    sink = ListSink(channel)
+    await sink.start()
+    real_fdatasync = os.fdatasync
+
+    def failing_fdatasync(fd):  # fails once, for the take's group
+        monkeypatch.setattr(os, "fdatasync", real_fdatasync)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
+    await sink.process()
+    with pytest.raises(ChannelError, match="Input/output error"):
+        await sink.settle_commits()
+    assert channel.size == 10 and sink.let_go == []
+    await sink.process()
+    await sink.settle_commits()
+    assert sink.written == [list(range(10))] * 2 and sink.let_go == [list(range(10))]
+    assert channel.size == 0
+    await sink.stop()

@@ -105,6 +105,7 @@ class Channel:
     """Base of all channels. `keys` declares the config keys (see config.keys)."""
 
     keys: ClassVar[tuple[Key, ...]] = ()
+    commits_wait_for_disk: ClassVar[bool] = False  # sinks then keep several takes in flight (sinks.base)
 
     def __init__(self, name: str, settings: Settings) -> None:
         self.name = name

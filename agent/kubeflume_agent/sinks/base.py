@@ -2,11 +2,20 @@
 
 Subclasses implement `write(events)`; the base class owns the transaction, so no sink can forget
 to roll back: an exception from `write` rolls the batch back into the channel and is reported to
-the sink runner as EventDeliveryError, which backs off and retries.
+the sink runner as EventDeliveryError, which backs off and retries. A commit that fails rolls
+back too, so the batch is delivered again (at least once, never lost).
+
+On a channel whose commits wait for a disk (the file channel: a take is durable only after an
+fdatasync), a sink goes on with the next batch while the last ones' takes are being made durable,
+up to COMMITS_IN_FLIGHT of them; otherwise one fdatasync per batch would set the pace of every
+sink. `committed(events)` tells a subclass when the channel has really let a batch go.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections import deque
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -17,8 +26,11 @@ from kubeflume_agent.event import Event
 from kubeflume_agent.runtime.counters import SinkCounters
 from kubeflume_agent.runtime.status import Status
 
+log = logging.getLogger(__name__)
+
 # Keys that name where a sink delivers, in the order a person would look for them.
 DESTINATION_KEYS = ("sink.directory", "hdfs.path", "endpoint", "hostname", "hosts")
+COMMITS_IN_FLIGHT = 2
 
 
 class Sink:
@@ -31,11 +43,16 @@ class Sink:
         self.channel = channel
         self.counters = SinkCounters()
         self.batch_size: int = settings.get(self.batch_size_key, 100) if self.batch_size_key else 100
+        self._commits: deque[asyncio.Future] = deque()  # takes delivered, not yet durably committed
 
     async def start(self) -> None:
         self.counters.started()
 
     async def stop(self) -> None:
+        try:
+            await self.settle_commits()
+        except Exception as error:  # rolled back: the channel delivers the batch again
+            log.warning("sink %s: the last take did not commit while stopping: %s", self.name, error)
         self.counters.stopped()
 
     async def process(self) -> Status:
@@ -51,6 +68,7 @@ class Sink:
         if not count:
             tx.rollback()
             counters.batch_empty += 1
+            await self.settle_commits()
             return Status.BACKOFF
         counters.drain_attempt += count
         try:
@@ -59,13 +77,35 @@ class Sink:
             tx.rollback()
             counters.event_write_fail += 1
             raise EventDeliveryError(f"sink {self.name}: {error}") from error
-        await tx.commit()
-        counters.drain_success += count
-        if count < self.batch_size:
+        if not self.channel.commits_wait_for_disk:
+            await self._commit(tx, events)
+            return Status.READY
+        self._commits.append(asyncio.ensure_future(self._commit(tx, events)))
+        while len(self._commits) > COMMITS_IN_FLIGHT:
+            await self._commits.popleft()
+        return Status.READY
+
+    async def settle_commits(self) -> None:
+        """Wait for every take in flight to be committed (or fail, rolled back)."""
+        while self._commits:
+            await self._commits.popleft()
+
+    async def _commit(self, tx, events: Sequence[Event]) -> None:
+        try:
+            await tx.commit()
+        except Exception:
+            tx.rollback()
+            raise
+        counters = self.counters
+        counters.drain_success += len(events)
+        if len(events) < self.batch_size:
             counters.batch_underflow += 1
         else:
             counters.batch_complete += 1
-        return Status.READY
+        self.committed(events)
+
+    def committed(self, events: Sequence[Event]) -> None:
+        """The channel has durably let `events` go (their take committed). For subclasses."""
 
     async def write(self, events: Sequence[Event]) -> None:
         """Deliver `events` durably (or raise): the channel forgets them once this returns."""
