@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from kubeflume_agent.channels.file import FileChannel
+from kubeflume_agent.channels.file import EVENT_OVERHEAD, FileChannel
 from kubeflume_agent.channels.file_log import FILE_HEADER, FILE_MAGIC, list_log_files
 from kubeflume_agent.channels.file_records import (
     HEAD_SIZE,
@@ -467,19 +467,33 @@ async def test_a_commit_cancelled_while_writing_does_not_stall_its_group(channel
     assert set(taken) <= set(range(10))  # the cancelled batch is durable or not, never half
 
 
-def test_pointer_queue_keeps_pointers_and_events_in_step_across_chunks():
+def test_pointer_queue_keeps_pointers_events_and_sizes_in_step_across_chunks():
     queue = PointerQueue(range(20000))  # a replayed queue: cut into chunks, no event in memory
     assert len(queue) == 20000
-    head, events = queue.pop_front(10000)  # ends inside the second chunk
-    assert head.tolist() == list(range(10000)) and events == [None] * 10000
-    queue.push_front(head[-3:], [Event(b"a"), None, Event(b"c")])  # a rolled-back take
-    queue.append(array("q", range(20000, 20002)), [Event(b"x"), Event(b"y")])  # a commit
+    head, events, sizes = queue.pop_front(10000)  # ends inside the second chunk
+    assert head.tolist() == list(range(10000)) and events == [None] * 10000 and sizes.tolist() == [0] * 10000
+    queue.push_front(head[-3:], [Event(b"a"), None, Event(b"c")], array("I", [1, 0, 1]))  # a rolled-back take
+    queue.append(array("q", range(20000, 20002)), [Event(b"x"), Event(b"yy")], array("I", [1, 2]))  # a commit
     assert queue.snapshot().tolist() == [*range(9997, 20002)]
-    pointers, events = queue.pop_front(100000)
+    pointers, events, sizes = queue.pop_front(100000)
     assert pointers.tolist() == [*range(9997, 20002)]
-    assert events == [Event(b"a"), None, Event(b"c"), *[None] * 10000, Event(b"x"), Event(b"y")]
+    assert events == [Event(b"a"), None, Event(b"c"), *[None] * 10000, Event(b"x"), Event(b"yy")]
+    assert sizes.tolist() == [1, 0, 1, *[0] * 10000, 1, 2]
     assert len(queue) == 0
-    assert [part.tolist() if isinstance(part, array) else part for part in queue.pop_front(1)] == [[], []]
+    assert [part.tolist() if isinstance(part, array) else part for part in queue.pop_front(1)] == [[], [], []]
+
+
+async def test_the_event_cache_keeps_to_its_bytes_and_counts_them_back_on_takes(channels, tmp_path):
+    channel = await started(channels, tmp_path, eventCacheBytes=10 * (100 + EVENT_OVERHEAD))
+    await put_all(channel, numbered(0, 8, size=100))
+    await put_all(channel, numbered(8, 8, size=100))  # only two of these still fit
+    assert channel._uncached == 6 and channel._cache_bytes == 10 * (100 + EVENT_OVERHEAD)
+    tx = channel.transaction()
+    assert tx.take(12) == numbered(0, 12, size=100)  # two of them read back from disk
+    tx.rollback()  # all back at the head, as many held again as fit
+    assert channel._cache_bytes == 10 * (100 + EVENT_OVERHEAD) and channel._uncached == 6
+    assert await take_all(channel) == numbered(0, 16, size=100)
+    assert channel._cache_bytes == 0 and channel._uncached == 0
 
 
 async def test_a_failed_write_leaves_no_stale_bytes_for_later_reads(channels, tmp_path, monkeypatch):
@@ -594,7 +608,7 @@ def test_a_batch_encodes_to_records_that_decode_to_the_same_events():
     assert len(encoded.records) == 2  # one PUTS record, one COMMIT
     assert encoded.put_runs == [(HEAD_SIZE + 8, 4)]
     assert decode_puts(encoded.records[0][HEAD_SIZE - 8:]) == events
-    assert encoded.body_bytes == 305
+    assert encoded.sizes.tolist() == [5, 0, 300, 0]
 
 
 def test_entry_pointers_are_the_progression_of_entries():

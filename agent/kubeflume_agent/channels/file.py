@@ -31,10 +31,11 @@ import contextlib
 import fcntl
 import logging
 import os
+import queue
 from array import array
-from collections.abc import Sequence
+from bisect import bisect_right
 from concurrent.futures import ThreadPoolExecutor
-from itertools import chain, repeat
+from itertools import accumulate, chain, repeat
 from operator import attrgetter, is_
 
 from kubeflume_agent.channels import checkpoint as checkpoints
@@ -42,7 +43,7 @@ from kubeflume_agent.channels.base import Channel, Transaction
 from kubeflume_agent.channels.file_log import LogReader, LogWriter, SpaceExhausted, list_log_files, split_pointer
 from kubeflume_agent.channels.file_records import EncodedTransaction, encode_transaction, entry_pointers
 from kubeflume_agent.channels.file_replay import ReplayResult, replay
-from kubeflume_agent.channels.pointer_queue import PointerQueue, new_pointers
+from kubeflume_agent.channels.pointer_queue import PointerQueue, new_pointers, new_sizes, no_sizes
 from kubeflume_agent.config.keys import (
     Key,
     Settings,
@@ -62,6 +63,7 @@ MAX_FILE_SIZE = 2146435071  # Flume's default and ceiling: offsets stay below 2*
 MIN_REQUIRED_SPACE = 1024 * 1024  # Flume's floor for minimumRequiredSpace
 EVENT_OVERHEAD = 200  # rough bytes of Python objects around a cached event's body
 _BODY = attrgetter("body")
+Commit = tuple[EncodedTransaction, list[Event], array, asyncio.Future]  # what the writer thread is handed
 
 
 class FileChannelCounters(ChannelCounters):
@@ -145,8 +147,8 @@ class FileChannel(Channel):
         self._writer: LogWriter | None = None
         self._reader: LogReader | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._waiting: list[tuple[EncodedTransaction, list[Event], array, asyncio.Future]] = []
-        self._flusher: asyncio.Task | None = None
+        self._pending: queue.SimpleQueue[Commit | None] = queue.SimpleQueue()  # for the writer thread
+        self._writing: asyncio.Future | None = None  # the writer thread's loop (`_write_groups`)
         self._checkpointer: asyncio.Task | None = None
         self._checkpoint_lock = asyncio.Lock()
 
@@ -212,6 +214,8 @@ class FileChannel(Channel):
             self.settings["maxFileSize"], self.settings["minimumRequiredSpace"])
         self._reader = LogReader({**log_files, self._writer.file_id: self._writer.path_of(self._writer.file_id)})
         self._applied_position = self._writer_position()
+        self._pending = queue.SimpleQueue()
+        self._writing = self._in_writer(self._write_groups, asyncio.get_running_loop())
         await self.checkpoint()
         self._checkpointer = asyncio.create_task(self._checkpoint_periodically())
         self.counters.open = 1
@@ -222,8 +226,10 @@ class FileChannel(Channel):
             self._checkpointer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpointer
-        if self._flusher:
-            await asyncio.shield(self._flusher)
+        if self._writing is not None:
+            self._pending.put(None)
+            await self._writing  # its last group applied first (call_soon_threadsafe keeps the order)
+            self._writing = None
         if self._writer and self.settings["checkpointOnClose"]:
             await self.checkpoint()
         if self._writer:
@@ -272,18 +278,17 @@ class FileChannel(Channel):
 
     def _pop(self, count: int, take_pointers: array) -> list[Event]:
         """Take up to `count` events off the head; their pointers go to the transaction's `take_pointers`."""
-        pointers, events = self._queue.pop_front(count)
+        pointers, events, sizes = self._queue.pop_front(count)
         if pointers:
             take_pointers += pointers
             self._open_takes[id(take_pointers)] = take_pointers
             self._taken += len(pointers)
         self.counters.size = len(self._queue)
         missing = sum(map(is_, events, repeat(None, len(events)))) if self._uncached else 0
+        self._cache_bytes -= sum(sizes) + EVENT_OVERHEAD * (len(events) - missing)
         if not missing:  # all in memory: the usual case
-            self._cache_bytes -= _cost(events)
             return events
         self._uncached -= missing
-        self._cache_bytes -= _cost([event for event in events if event is not None])
         events = self._read_missing(pointers, events)
         return [event for event in events if event is not None]
 
@@ -311,11 +316,11 @@ class FileChannel(Channel):
         """Roll back takes: pointers and events go back to the head (damaged ones left out of
         `events` make the whole batch be read from disk again)."""
         if len(events) == len(pointers):
-            held = self._held(events)
+            held, sizes = self._held(events, new_sizes(map(len, map(_BODY, events))))
         else:
-            held = [*repeat(None, len(pointers))]
+            held, sizes = [*repeat(None, len(pointers))], no_sizes(len(pointers))
             self._uncached += len(pointers)
-        self._queue.push_front(pointers, held)
+        self._queue.push_front(pointers, held, sizes)
         self._forget_takes(pointers)
         self.counters.size = len(self._queue)
 
@@ -324,23 +329,20 @@ class FileChannel(Channel):
         if self._open_takes.pop(id(take_pointers), None) is not None:
             self._taken -= len(take_pointers)
 
-    def _held(self, events: list[Event], body_bytes: int | None = None) -> list[Event | None]:
-        """A copy of `events` to queue beside their pointers: the head of the batch that fits in
-        `eventCacheBytes`, None for the rest (read back from disk)."""
+    def _held(self, events: list[Event], sizes: array) -> tuple[list[Event | None], array]:
+        """What to queue beside the pointers of `events` (whose body sizes are `sizes`): the head
+        of the batch that fits in `eventCacheBytes`, None for the rest (read back from disk)."""
         room = self.settings["eventCacheBytes"] - self._cache_bytes
-        cost = _cost(events) if body_bytes is None else body_bytes + EVENT_OVERHEAD * len(events)
+        cost = sum(sizes) + EVENT_OVERHEAD * len(events)
         if cost <= room:
             self._cache_bytes += cost
-            return list(events)
-        fitting = cost = 0
-        for event in events:
-            if cost + len(event.body) + EVENT_OVERHEAD > room:
-                break
-            cost += len(event.body) + EVENT_OVERHEAD
-            fitting += 1
-        self._cache_bytes += cost
+            return list(events), sizes
+        costs = list(accumulate(map(EVENT_OVERHEAD.__add__, sizes)))
+        fitting = bisect_right(costs, room)
+        self._cache_bytes += costs[fitting - 1] if fitting else 0
         self._uncached += len(events) - fitting
-        return [*events[:fitting], *repeat(None, len(events) - fitting)]
+        left_out = len(events) - fitting
+        return [*events[:fitting], *repeat(None, left_out)], sizes[:fitting] + no_sizes(left_out)
 
     # -- commits ------------------------------------------------------------------------------
 
@@ -358,9 +360,7 @@ class FileChannel(Channel):
         self._next_txid += 1
         self._reserved_puts += len(puts)
         future = asyncio.get_running_loop().create_future()
-        self._waiting.append((encode_transaction(txid, puts, take_pointers), puts, take_pointers, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+        self._pending.put((encode_transaction(txid, puts, take_pointers), puts, take_pointers, future))
         try:
             await future
         except SpaceExhausted as error:
@@ -373,19 +373,29 @@ class FileChannel(Channel):
                 self.counters.take_error += len(take_pointers)
             raise ChannelError(f"channel {self.name}: commit failed: {error}") from error
 
-    async def _flush(self) -> None:
-        """Write waiting transactions, one group (one fdatasync) at a time, until none wait."""
-        while self._waiting:
-            await asyncio.sleep(0)  # let committers woken by the last group join this one
-            group, self._waiting = self._waiting, []
+    def _write_groups(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The writer thread: every commit waiting when it is free becomes one group (one writev,
+        one fdatasync), whose results go back to the loop; then the next. It never waits for the
+        loop, which may be busy with a source's batch when a group is done."""
+        stopping = False
+        while not stopping:
+            group = [self._pending.get()]
+            with contextlib.suppress(queue.Empty):
+                while group[-1] is not None:
+                    group.append(self._pending.get_nowait())
+            if group[-1] is None:
+                stopping = True
+                group.pop()
+            if not group:
+                continue
             try:
-                results, end = await self._in_writer(self._writer.append_group, [item[0] for item in group])
-            except Exception as error:  # the writer thread itself failed: fail the whole group
-                results, end = [error] * len(group), self._applied_position
+                results, end = self._writer.append_group([item[0] for item in group])
+            except Exception as error:  # a bug or worse: fail the whole group, keep the channel going
                 log.exception("channel %s: writing to the data log failed", self.name)
-            self._apply(group, results, end)
+                results, end = [error] * len(group), None
+            loop.call_soon_threadsafe(self._apply, group, results, end)
 
-    def _apply(self, group, results: list[int | Exception], end: int) -> None:
+    def _apply(self, group: list[Commit], results: list[int | Exception], end: int | None) -> None:
         """Runs on the loop right after a group is durable: queue and checkpoint position move together."""
         self.counters.unhealthy = int(any(isinstance(r, Exception) and not isinstance(r, SpaceExhausted)
                                           for r in results))
@@ -403,11 +413,12 @@ class FileChannel(Channel):
             pointers = new_pointers()
             for first, count in encoded.put_runs:
                 pointers += entry_pointers(result + first, count)
-            self._queue.append(pointers, self._held(puts, encoded.body_bytes))
+            self._queue.append(pointers, *self._held(puts, encoded.sizes))
             self._forget_takes(take_pointers)
             if not future.done():  # a committer cancelled while waiting: its data is durable anyway
                 future.set_result(None)
-        self._applied_position = end
+        if end is not None:
+            self._applied_position = end
         self.counters.size = len(self._queue)
 
     async def _wait_for_room(self, needed: int) -> None:
@@ -470,8 +481,3 @@ class FileChannel(Channel):
             with contextlib.suppress(FileNotFoundError):
                 await asyncio.to_thread(os.remove, path)
             log.debug("channel %s: reclaimed %s", self.name, path)
-
-
-def _cost(events: Sequence[Event]) -> int:
-    """Rough bytes the events take in memory."""
-    return sum(map(len, map(_BODY, events))) + EVENT_OVERHEAD * len(events)

@@ -66,7 +66,7 @@ class EncodedTransaction:
     put_runs: list[tuple[int, int]]  # (offset of the first entry, number of events) per PUTS record
     size: int
     has_puts: bool
-    body_bytes: int
+    sizes: array  # of the bodies, in order
 
 
 def encode_transaction(txid: int, events: Sequence[Event], take_pointers: array) -> EncodedTransaction:
@@ -84,7 +84,7 @@ def encode_transaction(txid: int, events: Sequence[Event], take_pointers: array)
     commit = FIELDS.pack(COMMIT, txid, U32.size + 8 * len(take_pointers)) + U32.pack(len(events)) \
         + take_pointers.tobytes()
     records.append(commit)
-    return EncodedTransaction(records, put_runs, size + PREFIX.size + len(commit), bool(events), body_bytes)
+    return EncodedTransaction(records, put_runs, size + PREFIX.size + len(commit), bool(events), lengths)
 
 
 def entry_pointers(first: int, count: int) -> array:

@@ -67,8 +67,10 @@ class Sink:
         count = len(events)
         if not count:
             tx.rollback()
+            if self._commits:  # events may arrive while the last takes settle: look again then
+                await self.settle_commits()
+                return Status.READY
             counters.batch_empty += 1
-            await self.settle_commits()
             return Status.BACKOFF
         counters.drain_attempt += count
         try:
