@@ -59,6 +59,8 @@ def memory_settings(capacity: int):
 
 async def channel_throughput(kind: str, events: int, directory: str) -> dict:
     from kubeflume_agent.event import Event
+    from kubeflume_agent.runtime.status import Status
+    from kubeflume_agent.sinks.null import NullSink
 
     channel_class, settings = file_settings(directory, 100000) if kind == "file" else memory_settings(100000)
     channel = channel_class("bench", settings)
@@ -77,15 +79,13 @@ async def channel_throughput(kind: str, events: int, directory: str) -> dict:
                     tx.rollback()
                     await asyncio.sleep(0.001)
 
-    async def consume(total: int) -> None:
-        taken = 0
-        while taken < total:
-            tx = channel.transaction()
-            batch = tx.take(SINK_BATCH)
-            await tx.commit()
-            taken += len(batch)
-            if not batch:
+    async def consume(total: int) -> None:  # a null sink, driven as the agent's sink runner does
+        sink = NullSink("bench", {"batchSize": SINK_BATCH, "logEveryNEvents": 1 << 62}, channel)
+        await sink.start()
+        while sink.counters.drain_attempt < total:
+            if await sink.process() is Status.BACKOFF:
                 await channel.wait_for_events(0.1)
+        await sink.stop()
 
     started = time.perf_counter()
     await asyncio.gather(consume(per_producer // BATCH * BATCH * PRODUCERS), *(produce() for _ in range(PRODUCERS)))

@@ -742,3 +742,17 @@ async def test_a_take_that_fails_to_commit_is_rolled_back_and_delivered_again(ch
     assert sink.written == [list(range(10))] * 2 and sink.let_go == [list(range(10))]
     assert channel.size == 0
     await sink.stop()
+
+
+async def test_a_sink_that_finds_the_channel_empty_while_takes_settle_looks_again(channels, tmp_path):
+    """Backing off then would sleep a second while the events put meanwhile wait (the runner
+    backs off without waiting for events when the channel is not empty)."""
+    channel = await started(channels, tmp_path)
+    await put_all(channel, numbered(0, 10))
+    sink = ListSink(channel)
+    await sink.start()
+    assert await sink.process() is Status.READY  # all ten taken, the take in flight
+    assert await sink.process() is Status.READY  # nothing to take: settles the take, then says "again"
+    assert sink.let_go == [list(range(10))] and sink.counters.batch_empty == 0
+    assert await sink.process() is Status.BACKOFF  # empty, nothing in flight
+    await sink.stop()

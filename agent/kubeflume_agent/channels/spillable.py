@@ -50,6 +50,7 @@ class SpillableTransaction(Transaction):
 
 
 class SpillableMemoryChannel(Channel):
+    commits_wait_for_disk = True  # takes from the overflow are durable only once fsynced
     keys = (
         Key("memoryCapacity", non_negative_integer, 10000, doc="events held in memory; 0 = file channel only"),
         Key("overflowCapacity", non_negative_integer, 100000000,
