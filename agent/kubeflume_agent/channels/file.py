@@ -3,10 +3,11 @@
 How it stays durable and fast:
 - A commit encodes its puts and takes as records (see `file_records` for the byte format and
   docs/file-channel-format.md): a PUTS record per ~256 KiB of events, built with a few C-level
-  calls per batch, then a COMMIT record. It hands them to a writer thread. Commits that arrive
-  while the writer is busy wait and go together in the next group: one `writev` and one
-  `fdatasync` for all of them (group commit). `commit()` returns only after the fdatasync of its
-  group.
+  calls per batch, then a COMMIT record. It queues them for the channel's writer thread, which
+  takes every commit waiting when it is free as one group: one `writev` and one `fdatasync` for
+  all of them (group commit). `commit()` returns only after the fdatasync of its group. Sinks
+  keep a few takes in flight meanwhile (`sinks/base.py`), so they are not held to one batch per
+  fsync.
 - Takes come from an in-memory queue of record pointers (16 bytes per event, see `pointer_queue`).
   The events of recent puts are kept beside their pointers up to `eventCacheBytes`, so a channel
   whose sinks keep up never reads the disk; older events are read back from the data files,
