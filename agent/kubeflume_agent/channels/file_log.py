@@ -19,6 +19,7 @@ import mmap
 import os
 import re
 import struct
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -46,6 +47,7 @@ FILE_HEADER = struct.Struct("<8sII")
 FILE_NAME = re.compile(r"^log-(\d+)$")
 READ_WINDOW = 256 * 1024
 RELEASE_EVERY = 16 * 1024 * 1024
+FREE_SPACE_RECHECK = 0.5
 IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
 
 
@@ -151,6 +153,7 @@ class LogWriter:
         self.file_id = first_file_id - 1
         self.fd = -1
         self.offset = 0
+        self._free = 0
         self._roll()
 
     def path_of(self, file_id: int) -> str:
@@ -185,6 +188,7 @@ class LogWriter:
                 self._cut_back()
                 return [error] * len(transactions), pointer(self.file_id, self.offset)
         self.offset = offset
+        self._free = free
         return results, pointer(self.file_id, offset)
 
     def close(self) -> None:
@@ -193,8 +197,13 @@ class LogWriter:
             self.fd = -1
 
     def _free_space(self) -> int:
-        stat = os.statvfs(os.path.dirname(self.path_of(self.file_id)))
-        return stat.f_bavail * stat.f_frsize
+        """Free bytes on the data file's disk: measured at most every FREE_SPACE_RECHECK seconds
+        (less what was written since), and before every group once it nears the minimum."""
+        now = time.monotonic()
+        if now - self._free_measured > FREE_SPACE_RECHECK or self._free < 2 * self.minimum_free_space:
+            stat = os.statvfs(os.path.dirname(self.path_of(self.file_id)))
+            self._free, self._free_measured = stat.f_bavail * stat.f_frsize, now
+        return self._free
 
     def _write_all(self, chunks: list[bytes]) -> None:
         """One `writev` per IOV_MAX buffers: the group is not copied into one buffer first."""
@@ -227,6 +236,7 @@ class LogWriter:
         os.fsync(self.fd)
         fsync_directory(os.path.dirname(path))
         self.offset = FILE_HEADER.size
+        self._free_measured = -FREE_SPACE_RECHECK  # the new file may be on another disk
 
 
 class LogReader:
