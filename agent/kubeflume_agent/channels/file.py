@@ -8,7 +8,7 @@ How it stays durable and fast:
   all of them (group commit). `commit()` returns only after the fdatasync of its group. Sinks
   keep a few takes in flight meanwhile (`sinks/base.py`), so they are not held to one batch per
   fsync.
-- Takes come from an in-memory queue of record pointers (16 bytes per event, see `pointer_queue`).
+- Takes come from an in-memory queue of record pointers (20 bytes per event, see `pointer_queue`).
   The events of recent puts are kept beside their pointers up to `eventCacheBytes`, so a channel
   whose sinks keep up never reads the disk; older events are read back from the data files,
   CRC-checked. Batches move as chunks: a take of n events is a few slices, not n look-ups.
