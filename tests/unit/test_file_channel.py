@@ -177,8 +177,8 @@ async def test_a_group_written_in_short_writes_is_stored_whole(channels, tmp_pat
     assert [int(e.headers["n"]) for e in await take_all(again)] == list(range(50, 60))
 
 
-async def test_commit_returns_only_after_its_group_is_fdatasynced(channels, tmp_path, monkeypatch):
-    channel = await started(channels, tmp_path)
+def hold_fdatasync(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """Make every fdatasync wait until `release` is set; `syncing` is set when one is waiting."""
     syncing, release = threading.Event(), threading.Event()
     real_fdatasync = os.fdatasync
 
@@ -188,6 +188,12 @@ async def test_commit_returns_only_after_its_group_is_fdatasynced(channels, tmp_
         real_fdatasync(fd)
 
     monkeypatch.setattr(os, "fdatasync", held_fdatasync)
+    return syncing, release
+
+
+async def test_commit_returns_only_after_its_group_is_fdatasynced(channels, tmp_path, monkeypatch):
+    channel = await started(channels, tmp_path)
+    syncing, release = hold_fdatasync(monkeypatch)
     commit = asyncio.create_task(put_all(channel, numbered(0, 5)))
     await asyncio.to_thread(syncing.wait, 30)
     done, _ = await asyncio.wait({commit}, timeout=0.5)  # a slow machine can only make this pass
@@ -696,15 +702,7 @@ async def test_a_sink_delivers_the_next_batches_while_earlier_takes_are_synced(c
     await put_all(channel, numbered(0, 50))
     sink = ListSink(channel)
     await sink.start()
-    syncing, release = threading.Event(), threading.Event()
-    real_fdatasync = os.fdatasync
-
-    def held_fdatasync(fd):
-        syncing.set()
-        release.wait(30)
-        real_fdatasync(fd)
-
-    monkeypatch.setattr(os, "fdatasync", held_fdatasync)
+    syncing, release = hold_fdatasync(monkeypatch)
     assert await asyncio.wait_for(sink.process(), 10) is Status.READY  # its take waits for the fdatasync
     await asyncio.to_thread(syncing.wait, 30)
     assert await asyncio.wait_for(sink.process(), 10) is Status.READY  # delivered anyway, take queued
