@@ -340,9 +340,9 @@ class FileChannel(Channel):
             return list(events), sizes
         costs = list(accumulate(map(EVENT_OVERHEAD.__add__, sizes)))
         fitting = bisect_right(costs, room)
-        self._cache_bytes += costs[fitting - 1] if fitting else 0
-        self._uncached += len(events) - fitting
         left_out = len(events) - fitting
+        self._cache_bytes += costs[fitting - 1] if fitting else 0
+        self._uncached += left_out
         return [*events[:fitting], *repeat(None, left_out)], sizes[:fitting] + no_sizes(left_out)
 
     # -- commits ------------------------------------------------------------------------------
@@ -378,23 +378,23 @@ class FileChannel(Channel):
         """The writer thread: every commit waiting when it is free becomes one group (one writev,
         one fdatasync), whose results go back to the loop; then the next. It never waits for the
         loop, which may be busy with a source's batch when a group is done."""
-        stopping = False
-        while not stopping:
+        while True:
             group = [self._pending.get()]
             with contextlib.suppress(queue.Empty):
                 while group[-1] is not None:
                     group.append(self._pending.get_nowait())
-            if group[-1] is None:
-                stopping = True
+            stopping = group[-1] is None  # stop() queued None after every commit it waits for
+            if stopping:
                 group.pop()
-            if not group:
-                continue
-            try:
-                results, end = self._writer.append_group([item[0] for item in group])
-            except Exception as error:  # a bug or worse: fail the whole group, keep the channel going
-                log.exception("channel %s: writing to the data log failed", self.name)
-                results, end = [error] * len(group), None
-            loop.call_soon_threadsafe(self._apply, group, results, end)
+            if group:
+                try:
+                    results, end = self._writer.append_group([item[0] for item in group])
+                except Exception as error:  # a bug or worse: fail the whole group, keep the channel going
+                    log.exception("channel %s: writing to the data log failed", self.name)
+                    results, end = [error] * len(group), None
+                loop.call_soon_threadsafe(self._apply, group, results, end)
+            if stopping:
+                return
 
     def _apply(self, group: list[Commit], results: list[int | Exception], end: int | None) -> None:
         """Runs on the loop right after a group is durable: queue and checkpoint position move together."""

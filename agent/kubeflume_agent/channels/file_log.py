@@ -287,18 +287,17 @@ class LogReader:
         file_id, offset = split_pointer(value)
         kept_file, kept_start, events = self._record
         if kept_file == file_id and events is not None and kept_start < offset:
-            index, misaligned = divmod(offset - kept_start - FIRST_ENTRY, ENTRY_SIZE)
-            if not misaligned and 0 <= index < len(events):  # the usual case: the next entry
-                return events[index]
+            found = _entry_of(events, offset - kept_start)
+            if found is not None:  # the usual case: the next entry of the record kept
+                return found
         first = self._bytes(file_id, offset, 4)
         if first == RECORD_MAGIC:  # a PUT record of an earlier version: the pointer is the record
             return self._read_put(file_id, offset)
         back = U32.unpack(first)[0]
-        index, misaligned = divmod(back - FIRST_ENTRY, ENTRY_SIZE)
-        if misaligned or index < 0 or back > offset:
+        if back > offset:
             return None
         events = self._puts_at(file_id, offset - back)
-        return events[index] if events is not None and index < len(events) else None
+        return None if events is None else _entry_of(events, back)
 
     def _puts_at(self, file_id: int, start: int) -> list[Event] | None:
         """The events of the PUTS record at `start`, None if it does not check out."""
@@ -337,3 +336,9 @@ class LogReader:
             available = max(0, os.fstat(fd).st_size - offset)  # a damaged length must not size the read
             self._window = os.pread(fd, min(max(READ_WINDOW, needed), available), offset)
         self._window_file, self._window_start = file_id, offset
+
+
+def _entry_of(events: list[Event], back: int) -> Event | None:
+    """The event whose entry lies `back` bytes into the record holding `events`, if one does."""
+    index, misaligned = divmod(back - FIRST_ENTRY, ENTRY_SIZE)
+    return events[index] if not misaligned and 0 <= index < len(events) else None

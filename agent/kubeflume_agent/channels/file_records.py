@@ -54,6 +54,7 @@ RECORD_TARGET = 256 * 1024  # bytes of events per PUTS record (at least one even
 _BODY = attrgetter("body")
 _HEADERS = attrgetter("headers")
 _STEPS = array("q", range(0, ENTRY_SIZE * 65536, ENTRY_SIZE)).tobytes()  # 0, 8, 16, ... as i64
+_BACKS = array("I", range(FIRST_ENTRY, FIRST_ENTRY + RECORD_TARGET, ENTRY_SIZE))  # every entry's `back`
 _ONES = array("q", [1] * 65536).tobytes()
 
 
@@ -76,8 +77,8 @@ def encode_transaction(txid: int, events: Sequence[Event], take_pointers: array)
     records: list[bytes] = []
     put_runs: list[tuple[int, int]] = []
     size = 0
-    for start, stop in _record_bounds(lengths, body_bytes):
-        record = _encode_puts(txid, events[start:stop], bodies[start:stop], lengths[start:stop])
+    for start, stop, record_bytes in _record_bounds(lengths, body_bytes):
+        record = _encode_puts(txid, events[start:stop], bodies[start:stop], lengths[start:stop], record_bytes)
         put_runs.append((size + FIRST_ENTRY, stop - start))
         records.append(record)
         size += PREFIX.size + len(record)
@@ -103,28 +104,29 @@ def entry_pointers(first: int, count: int) -> array:
     return pointers
 
 
-def _record_bounds(lengths: array, body_bytes: int) -> Iterator[tuple[int, int]]:
-    """Cut a batch into runs of about RECORD_TARGET bytes (a bigger event gets a record of its own)."""
+def _record_bounds(lengths: array, body_bytes: int) -> Iterator[tuple[int, int, int]]:
+    """Cut a batch into runs of about RECORD_TARGET bytes (a bigger event gets a record of its own):
+    (start, stop, body bytes) of each."""
     count = len(lengths)
     if body_bytes + ENTRY_SIZE * count <= RECORD_TARGET:
         if count:
-            yield 0, count
+            yield 0, count, body_bytes
         return
     ends = list(accumulate(map(ENTRY_SIZE.__add__, lengths)))
     start, base = 0, 0
     while start < count:
         stop = max(bisect_right(ends, base + RECORD_TARGET, start), start + 1)
-        yield start, stop
+        yield start, stop, ends[stop - 1] - base - ENTRY_SIZE * (stop - start)
         base, start = ends[stop - 1], stop
 
 
-def _encode_puts(txid: int, events: Sequence[Event], bodies: list[bytes], lengths: array) -> bytes:
+def _encode_puts(txid: int, events: Sequence[Event], bodies: list[bytes], lengths: array, body_bytes: int) -> bytes:
     count = len(bodies)
     headers = orjson.dumps(list(map(_HEADERS, events))) if any(map(_HEADERS, events)) else b""
     entries = array("I", bytes(ENTRY_SIZE * count))
-    entries[0::2] = array("I", range(FIRST_ENTRY, FIRST_ENTRY + ENTRY_SIZE * count, ENTRY_SIZE))
+    entries[0::2] = _BACKS[:count]  # a record holds at most RECORD_TARGET // ENTRY_SIZE events
     entries[1::2] = lengths
-    length = PUTS_COUNTS.size + ENTRY_SIZE * count + len(headers) + sum(lengths)
+    length = PUTS_COUNTS.size + ENTRY_SIZE * count + len(headers) + body_bytes
     parts = [PUTS_FIELDS.pack(PUTS, txid, length, count, len(headers)), entries, headers]
     parts += bodies
     return b"".join(parts)
