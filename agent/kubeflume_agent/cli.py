@@ -1,11 +1,16 @@
 """`kubeflume-agent`: run one agent from a flume.conf, with the same flags as `flume-ng agent`.
 
     kubeflume-agent -n a1 -f flume.conf [--metrics-port 41414] [--no-reload-conf]
+    kubeflume-agent -n a1 -f flume.conf --drain [--drain-timeout 60] [--drain-report PATH]
 
 SIGTERM and SIGINT stop the agent gracefully (sources first, sinks drain) and exit 0. The config
 file is polled for changes (like Flume, every 30 s by default); a changed config is applied by
 restarting only the components that changed, and a config with errors is refused while the
 running one keeps serving.
+
+`--drain` runs the config with its sources off until every channel is empty (exit 0), or gives
+up when no event has been delivered for `--drain-timeout` seconds (exit 3, with the reason); its
+last line on stdout is a JSON report (see runtime.drain), also written to `--drain-report`.
 """
 
 from __future__ import annotations
@@ -24,10 +29,14 @@ from pathlib import Path
 from kubeflume_agent.config.model import AgentConfig, ConfigError
 from kubeflume_agent.config.properties import ConfigParseError, parse_properties
 from kubeflume_agent.runtime.agent import Agent, InvalidConfig
+from kubeflume_agent.runtime.drain import DrainReport, drain
 
 log = logging.getLogger("kubeflume")
 
 DEFAULT_METRICS_PORT = 41414  # Flume's HTTP monitoring default
+STOP_DRAIN_TIMEOUT = 5.0  # seconds sinks get to empty memory channels when the agent stops
+DRAIN_TIMEOUT = 60.0  # with --drain: seconds without any delivery before the drain gives up
+EXIT_NOT_DRAINED = 3
 
 
 def setup_logging(level: str) -> None:
@@ -114,6 +123,36 @@ async def serve(agent: Agent, describe: bool = True, watch: Callable[[], object]
     return 0
 
 
+async def drain_and_report(config: AgentConfig, *, timeout: float, report_path: Path | None,
+                           agent_factory: Callable[[AgentConfig], Agent]) -> int:
+    """`--drain`: empty the channels with the sources off; report on stdout (and `report_path`)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        report = await drain(config, timeout=timeout, stop=stop, agent_factory=agent_factory)
+    except OSError as error:
+        report = DrainReport(config.name, reason=f"could not start: {error}")
+    return publish_report(report, report_path)
+
+
+def publish_report(report: DrainReport, report_path: Path | None, out=sys.stdout) -> int:
+    """Print the report as the last line of stdout (and into `report_path`); the exit code it implies."""
+    line = report.to_json()
+    if report.drained:
+        log.info("drained: %d events held, %d delivered", sum(report.held.values()), sum(report.delivered.values()))
+    else:
+        log.error("not drained: %s", report.reason)
+    print(line, file=out, flush=True)
+    if report_path is not None:
+        try:
+            report_path.write_text(line)
+        except OSError as error:
+            log.error("cannot write the drain report to %s: %s", report_path, error)
+    return 0 if report.drained else EXIT_NOT_DRAINED
+
+
 def print_endpoints(agent: Agent, out=sys.stdout) -> None:
     """Tell a person where the agent listens and where it writes."""
     print(f"agent {agent.config.name} is running", file=out)
@@ -141,8 +180,14 @@ def agent_arguments() -> argparse.ArgumentParser:
     parser.add_argument("--no-metrics", action="store_true", help="do not serve metrics")
     parser.add_argument("--no-reload-conf", action="store_true", help="do not watch the config file")
     parser.add_argument("--reload-interval", type=float, default=30.0, help="seconds between config checks")
-    parser.add_argument("--drain-timeout", type=float, default=5.0,
-                        help="seconds sinks may take to empty memory channels when stopping")
+    parser.add_argument("--drain-timeout", type=float,
+                        help=f"seconds sinks may take to empty memory channels when stopping (default "
+                             f"{STOP_DRAIN_TIMEOUT:g}); with --drain, seconds without any delivery before "
+                             f"giving up (default {DRAIN_TIMEOUT:g})")
+    parser.add_argument("--drain", action="store_true",
+                        help="sources off: deliver what the channels hold, exit 0 when all are empty")
+    parser.add_argument("--drain-report", type=Path, metavar="PATH",
+                        help="with --drain, also write the JSON report here (e.g. /dev/termination-log)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     parser.add_argument("-D", dest="system_properties", action="append", default=[], metavar="KEY=VALUE",
                         help="flume-ng style properties; flume.monitoring.port sets the metrics port")
@@ -166,8 +211,16 @@ def agent_main(argv: list[str] | None = None) -> int:
         return 1
     if report_problems(config.validate()):
         return 1
+    if args.drain:
+        def drain_agent(drain_config: AgentConfig) -> Agent:
+            return Agent(drain_config, metrics_host=args.metrics_bind,
+                         metrics_port=None if args.no_metrics else metrics_port)
+
+        timeout = DRAIN_TIMEOUT if args.drain_timeout is None else args.drain_timeout
+        return run_event_loop(lambda: drain_and_report(config, timeout=timeout, report_path=args.drain_report,
+                                                        agent_factory=drain_agent))
     agent = Agent(config, metrics_host=args.metrics_bind, metrics_port=None if args.no_metrics else metrics_port,
-                  drain_timeout=args.drain_timeout)
+                  drain_timeout=STOP_DRAIN_TIMEOUT if args.drain_timeout is None else args.drain_timeout)
     watch = None if args.no_reload_conf else (lambda: watch_config(args.conf_file, load, agent, args.reload_interval))
     return run_event_loop(lambda: serve(agent, watch=watch))
 

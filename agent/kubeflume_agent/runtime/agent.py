@@ -122,6 +122,10 @@ class Agent:
                 found[f"{component.counters.TYPE}.{name}"] = component.counters
         return found
 
+    def sink_errors(self) -> dict[str, str]:
+        """The latest failure of each sink runner (a group or a lone sink) that failed so far."""
+        return {name: group.runner.last_error for name, group in self._groups.items() if group.runner.last_error}
+
     # --- building ----------------------------------------------------------------------------
 
     async def _start_components(self, config: AgentConfig, channels: set[str], sinks: set[str],

@@ -32,6 +32,7 @@ class Runner:
         self._task: asyncio.Task | None = None
         self._stopping = asyncio.Event()
         self._failures = 0
+        self.last_error = ""  # the latest failure of a step, for a drain's report
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
@@ -47,6 +48,7 @@ class Runner:
                 status = await self._step()
             except Exception as error:  # a component's failure must not end the runner
                 self._failures += 1
+                self.last_error = str(error)
                 if self._failures == 1 or self._failures % 10 == 0:
                     log.warning("%s failed (%d in a row): %s", self.name, self._failures, error)
                 await self._pause(self._backoff())
