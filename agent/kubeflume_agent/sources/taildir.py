@@ -16,6 +16,13 @@ neither loses nor duplicates lines (Flume's most reported taildir bug, FLUME-321
   Copy-truncate still loses what was written between the last read and the truncation when the
   copy's name does not match a pattern: that is inherent to copy-truncate.
 
+Container logs (`lineFormat = cri | docker`, see protocols/container_logs.py) and multiline records
+(`multiline.start`) are joined per file and stream before they become events. The position then
+stops at the first line of the first unfinished record (a partial line, a stack trace still
+growing), so Flume's position file never points past an event that was not sent; `.kubeflume`
+also keeps how far lines were read and where each stream's unfinished record begins, so after a
+restart the lines in between that were already sent are skipped: no loss, no duplicate.
+
 Positions advance only after the channel committed the lines before them and are written every
 `writePosInterval` and at stop, so a crash re-reads at most that interval's lines and never skips
 any. `positionFile` is exactly Flume's JSON (`[{"inode":..,"pos":..,"file":".."}]`), so Flume can
@@ -45,11 +52,15 @@ from kubeflume_agent.config.keys import (
     Settings,
     boolean,
     non_negative_integer,
+    one_of,
     positive_integer,
     word_list,
 )
 from kubeflume_agent.errors import ChannelError
 from kubeflume_agent.event import Event
+from kubeflume_agent.protocols.container_logs import LINE_FORMATS, LineAssembler, Multiline, Record
+from kubeflume_agent.runtime.counters import SourceCounters
+from kubeflume_agent.runtime.interceptors import translate_java_regex
 from kubeflume_agent.runtime.status import Status
 from kubeflume_agent.sources.base import PollableSource
 
@@ -62,6 +73,41 @@ MIN_COPY_HEAD = 64  # fewer first bytes than this cannot tell a copy from a new 
 TRUNCATE_WAIT = 60.0  # seconds a copy-truncate's truncation may lag its copy
 FINGERPRINTS_SUFFIX = ".kubeflume"
 FLUME_KEYS = ("inode", "pos", "file")
+PARSE_ERROR_HEADER = "kubernetes.parseError"
+
+
+class TaildirCounters(SourceCounters):
+    FLUME_NAMES = {**SourceCounters.FLUME_NAMES,
+                   "lines_malformed": "LineParseErrorCount",  # passed on raw, with a parseError header
+                   "events_cut": "EventCutCount"}  # split because they grew past maxLineBytes
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a file was read and sent: `pos` (Flume's position: nothing before it is still
+    needed), `read_to` (lines before it were read), `pending` (stream -> first line of its
+    unfinished record, between the two). For whole lines, all three say the same."""
+
+    pos: int
+    read_to: int
+    pending: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, entry: dict, size: int | None = None) -> Progress:
+        """From a saved entry; a position past `size` means the file was truncated: from 0."""
+        pos = int(entry["pos"])
+        if size is not None and pos > size:
+            return cls(0, 0)
+        read_to = int(entry.get("readTo", pos))
+        return cls(pos, read_to, {str(k): int(v) for k, v in entry.get("pending", {}).items()})
+
+    def entry(self) -> dict:
+        return {"pos": self.pos, "readTo": self.read_to, "pending": self.pending}
+
+    def clipped(self, size: int) -> Progress:
+        """The same progress in a copy of the file that holds only its first `size` bytes."""
+        return Progress(min(self.pos, size), min(self.read_to, size),
+                        {stream: start for stream, start in self.pending.items() if start < size})
 
 
 @dataclass
@@ -78,9 +124,34 @@ class TailFile:
     visible: bool = True  # still matched by a pattern (else: read to the end, then dropped)
     twin: TailFile | None = None  # the original this file may be a copy of (copy-truncate)
     twin_since: float = 0.0
+    read_to: int = 0  # see Progress
+    pending: dict[str, int] = field(default_factory=dict)
+    assembler: LineAssembler | None = None  # joins partial and multiline records (else lines are events)
+    read_pos: int = 0  # where the assembler goes on reading (past read_to while a batch is in flight)
+    cut_in_flight: int = 0  # events of the batch in flight that were cut at maxLineBytes
+
+    @property
+    def progress(self) -> Progress:
+        return Progress(self.pos, self.read_to, self.pending)
+
+    def resume(self, progress: Progress) -> None:
+        """Go on from `progress`: read again from its pos, skipping what was sent already."""
+        self.pos, self.read_to, self.pending = progress.pos, max(progress.read_to, progress.pos), progress.pending
+        self.read_pos = self.pos
+        if self.assembler is not None:
+            self.assembler = self.assembler.fresh()
+            self.assembler.replay(self.read_to, self.pending)
 
     def head_matches(self, data: bytes) -> bool:
         return len(data) >= self.head_length and zlib.crc32(data[:self.head_length]) == self.head_crc
+
+
+def _java_regex(text: str) -> re.Pattern[bytes]:
+    """A Java regular expression (as Flume's interceptors take), matched at a line's start."""
+    try:
+        return re.compile(translate_java_regex(text).encode(), re.ASCII)
+    except re.error as error:
+        raise InvalidValue(f"not a valid regular expression: {error}") from None
 
 
 def _group_pattern(text: str) -> str:
@@ -114,11 +185,24 @@ class TaildirSource(PollableSource):
         Key("cachePatternMatching", boolean, True, doc="accepted; directories are listed on every poll"),
         Key("fileHeader", boolean, False, doc="add the file's path as a header"),
         Key("fileHeaderKey", str, "file"),
+        Key("lineFormat", one_of(*LINE_FORMATS), "raw",
+            doc="raw: each line an event; cri (containerd, CRI-O) or docker (json-file): the message alone, "
+                "partial lines joined, headers stream and timestamp"),
+        Key("maxLineBytes", positive_integer, 1024 * 1024,
+            doc="longest joined event (partial or multiline); past it the event is cut (EventCutCount)"),
+        Key("multiline.start", _java_regex,
+            doc="regex of a record's first line; the lines that follow (same file and stream) are appended with \\n"),
+        Key("multiline.maxLines", positive_integer, 500, doc="most lines in one multiline record"),
+        Key("multiline.flushTimeout", positive_integer, 5000,
+            doc="ms after which an unfinished multiline record is sent anyway"),
     )
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
+        self.counters = TaildirCounters()
         self.position_file = self.position_path(settings)
+        self.assembler = self._assembler(settings)
+        self.event_headers = self._header_names(settings)
         self.patterns = {group: self._compile(settings["filegroups."][group]) for group in settings["filegroups"]}
         self.group_headers = self._headers_by_group(settings["headers."])
         self.files: dict[int, TailFile] = {}
@@ -127,6 +211,17 @@ class TaildirSource(PollableSource):
         self._positions_stale = False
         self._unreadable: set[int] = set()
         self._left_behind: list[dict] = []  # positions of files truncated (or gone while down): see _copy_of
+
+    @staticmethod
+    def _assembler(settings: Settings) -> LineAssembler | None:
+        """The joiner every followed file gets a copy of; None when lines are events as they are."""
+        start = settings["multiline.start"]
+        if settings["lineFormat"] == "raw" and start is None:
+            return None
+        multiline = None if start is None else Multiline(start, settings["multiline.maxLines"],
+                                                         settings["multiline.flushTimeout"] / 1000)
+        return LineAssembler(settings["lineFormat"], max_bytes=settings["maxLineBytes"], multiline=multiline,
+                             partial_timeout=settings["idleTimeout"] / 1000)
 
     @staticmethod
     def position_path(settings: Settings) -> str:
@@ -182,16 +277,17 @@ class TaildirSource(PollableSource):
         read_any = False
         for tail in sorted(self.files.values(), key=lambda t: os.fstat(t.fd).st_mtime_ns):  # oldest first
             for _ in range(min(self.settings["maxBatchCount"], MAX_BATCHES_PER_POLL)):
-                events, end = self._read_batch(tail)
-                if not events:
+                events, progress = self._read_batch(tail)
+                if not events and progress == tail.progress:
                     break
                 try:
-                    await self.deliver(events)
+                    await self._deliver_all(events)
                 except ChannelError as error:
                     log.warning("source %s: channel refused lines of %s: %s", self.name, tail.path, error)
+                    tail.resume(tail.progress)
                     await self._back_off()
                     return Status.READY
-                tail.pos = end
+                self._commit(tail, progress, events)
                 read_any = True
         self._drop_finished()
         if self._positions_stale or (
@@ -202,6 +298,19 @@ class TaildirSource(PollableSource):
         else:
             await self._back_off()
         return Status.READY
+
+    async def _deliver_all(self, events: list[Event]) -> None:
+        """One batch, or (when one long line was cut into many events) several of batchSize."""
+        size = self.settings["batchSize"]
+        for at in range(0, len(events), size):
+            await self.deliver(events[at:at + size])
+
+    def _commit(self, tail: TailFile, progress: Progress, events: list[Event]) -> None:
+        tail.pos, tail.read_to, tail.pending = progress.pos, progress.read_to, progress.pending
+        if tail.assembler is not None:
+            self.counters.lines_malformed += sum(PARSE_ERROR_HEADER in e.headers for e in events)
+            self.counters.events_cut += tail.cut_in_flight
+            tail.cut_in_flight = 0
 
     async def _back_off(self) -> None:
         """Wait as Flume's runner would (backoffSleepIncrement steps up to maxBackoffSleep); the
@@ -265,22 +374,24 @@ class TaildirSource(PollableSource):
             os.close(fd)
             return
         head = os.pread(fd, HEAD_BYTES, 0)
-        tail = TailFile(inode, path, group, 0, fd, size=size)
+        tail = TailFile(inode, path, group, 0, fd, size=size,
+                        assembler=None if self.assembler is None else self.assembler.fresh())
         tail.head_length, tail.head_crc = len(head), zlib.crc32(head)
         if saved is not None and self._same_file(saved, path, head):
-            tail.pos = int(saved["pos"]) if int(saved["pos"]) <= size else 0  # shorter: truncated, as in Flume
+            tail.resume(Progress.of(saved, size))  # shorter than the position: truncated, as in Flume
         elif saved is not None:
             self._leave_behind(saved)
         elif (left := self._copy_of(head)) is not None:
-            tail.pos = min(int(left["pos"]), size)
+            tail.resume(Progress.of(left).clipped(size))
             log.info("source %s: %s begins as %s did before it was truncated: it is its copy; reading it "
                      "from offset %d", self.name, path, left.get("file"), tail.pos)
         elif (original := self._original_of(tail, head)) is not None:
-            tail.twin, tail.twin_since, tail.pos = original, time.monotonic(), min(original.pos, size)
+            tail.twin, tail.twin_since = original, time.monotonic()
+            tail.resume(original.progress.clipped(size))
             log.info("source %s: %s looks like a copy of %s; reading it from offset %d once the original "
                      "is truncated", self.name, path, original.path, tail.pos)
         elif at_start and saved is None and self.settings["skipToEnd"]:
-            tail.pos = size
+            tail.resume(Progress(size, size))
         self.files[inode] = tail
 
     def _finish_rotated_while_down(self, entry: dict) -> None:
@@ -338,12 +449,13 @@ class TaildirSource(PollableSource):
     def _check_content(self, tail: TailFile) -> None:
         """Notice truncation or rewritten content; complete the fingerprint of young files."""
         size = os.fstat(tail.fd).st_size
-        if size < tail.pos or (size != tail.size and not tail.head_matches(os.pread(tail.fd, tail.head_length, 0))):
+        rewritten = size != tail.size and not tail.head_matches(os.pread(tail.fd, tail.head_length, 0))
+        if size < max(tail.pos, tail.read_to) or rewritten:
             log.info("source %s: %s was truncated or rewritten; reading it from the start", self.name, tail.path)
             if not self._release_copies(tail):  # its copy may not be listed yet
-                self._leave_behind({"headLength": tail.head_length, "headCrc": tail.head_crc, "pos": tail.pos,
-                                    "file": tail.path})
-            tail.pos = 0
+                self._leave_behind({"headLength": tail.head_length, "headCrc": tail.head_crc, "file": tail.path,
+                                    **tail.progress.entry()})
+            tail.resume(Progress(0, 0))
             tail.head_length = 0
         if tail.head_length < HEAD_BYTES and size > tail.head_length:
             head = os.pread(tail.fd, HEAD_BYTES, 0)
@@ -352,31 +464,60 @@ class TaildirSource(PollableSource):
 
     # -- reading ------------------------------------------------------------------------------
 
-    def _read_batch(self, tail: TailFile) -> tuple[list[Event], int]:
-        """Up to batchSize complete lines from tail.pos: (events, position after them)."""
+    def _read_batch(self, tail: TailFile) -> tuple[list[Event], Progress]:
+        """Up to batchSize events from where the file was read to: (events, progress after them)."""
         if tail.twin is not None:
             if self._twin_still_supplies(tail):
-                return [], tail.pos
+                return [], tail.progress
             tail.twin = None
         size = os.fstat(tail.fd).st_size
         if size > tail.size:
             tail.size, tail.last_growth = size, time.monotonic()
+        if tail.assembler is not None:
+            return self._read_records(tail, size)
         if size <= tail.pos:
-            return [], tail.pos
+            return [], tail.progress
         data = self._read_lines_from(tail.fd, tail.pos, size)
         events, end = self._split(tail, data)
-        idle = time.monotonic() - tail.last_growth >= self.settings["idleTimeout"] / 1000
-        if end == tail.pos + len(data) or not idle or len(events) >= self.settings["batchSize"]:
-            return events, end
+        if end == tail.pos + len(data) or not self._idle(tail) or len(events) >= self.settings["batchSize"]:
+            return events, Progress(end, end)
         rest = data[end - tail.pos:]  # a last line without newline, idle long enough: send it
         events.append(self._event(tail, rest, end))
-        return events, end + len(rest)
+        return events, Progress(end + len(rest), end + len(rest))
+
+    def _idle(self, tail: TailFile) -> bool:
+        return time.monotonic() - tail.last_growth >= self.settings["idleTimeout"] / 1000
+
+    def _read_records(self, tail: TailFile, size: int) -> tuple[list[Event], Progress]:
+        """Lines from tail.read_pos through the file's assembler, until batchSize records are whole;
+        unfinished records are sent when they waited long enough, or all of them once the file is idle."""
+        assembler, now, limit = tail.assembler, time.monotonic(), self.settings["batchSize"]
+        records: list[Record] = []
+        pos = tail.read_pos
+        if size > pos:
+            data = self._read_lines_from(tail.fd, pos, size)
+            start = 0
+            while len(records) < limit and (newline := data.find(b"\n", start)) >= 0:
+                assembler.feed(pos + start, pos + newline + 1, data[start:newline], now, records)
+                start = newline + 1
+            if len(records) < limit and start < len(data) and pos + len(data) == size and self._idle(tail):
+                assembler.feed(pos + start, size, data[start:], now, records)  # a last line without newline
+                start = len(data)
+            pos += start
+        if len(records) < limit and assembler.holds_anything:
+            assembler.flush(now, records, everything=pos >= size and self._idle(tail))
+        tail.read_pos = pos
+        tail.cut_in_flight = sum(record.cut for record in records)
+        pending = assembler.pending_starts()
+        return [self._record_event(tail, record) for record in records], \
+            Progress(min(pending.values(), default=pos), pos, pending)
 
     def _release_copies(self, original: TailFile) -> bool:
         """The original was truncated: its copies go on from where it had read. Were there any?"""
         copies = [copy for copy in self.files.values() if copy.twin is original]
         for copy in copies:
-            copy.twin, copy.pos = None, min(original.pos, os.fstat(copy.fd).st_size)
+            copy.twin = None
+            copy.resume(original.progress.clipped(os.fstat(copy.fd).st_size))
             log.info("source %s: %s was truncated; reading its copy %s from offset %d",
                      self.name, original.path, copy.path, copy.pos)
         return bool(copies)
@@ -387,11 +528,11 @@ class TaildirSource(PollableSource):
         original = copy.twin
         if (original.inode in self.files and original.visible
                 and time.monotonic() - copy.twin_since < TRUNCATE_WAIT):
-            copy.pos = min(original.pos, os.fstat(copy.fd).st_size)
+            copy.resume(original.progress.clipped(os.fstat(copy.fd).st_size))
             return True
         log.info("source %s: %s was not truncated after %s appeared, so that is no copy of it; reading "
                  "%s from its start", self.name, original.path, copy.path, copy.path)
-        copy.pos = 0
+        copy.resume(Progress(0, 0))
         return False
 
     def _read_lines_from(self, fd: int, pos: int, size: int) -> bytes:
@@ -413,13 +554,34 @@ class TaildirSource(PollableSource):
             start = newline + 1
         return events, tail.pos + start
 
+    @staticmethod
+    def _header_names(settings: Settings) -> tuple[str | None, str | None]:
+        """(byte offset header, file header): the optional headers every event may get."""
+        return ("byteoffset" if settings["byteOffsetHeader"] else None,
+                settings["fileHeaderKey"] if settings["fileHeader"] else None)
+
+    def _record_event(self, tail: TailFile, record: Record) -> Event:
+        headers = self._headers(tail, record.start)
+        if record.error is not None:
+            headers[PARSE_ERROR_HEADER] = record.error
+        else:
+            if record.stream:
+                headers["stream"] = record.stream
+            if record.time_ms is not None:
+                headers["timestamp"] = str(record.time_ms)
+        return Event(record.body, headers)
+
     def _event(self, tail: TailFile, body: bytes, offset: int) -> Event:
+        return Event(body, self._headers(tail, offset))
+
+    def _headers(self, tail: TailFile, offset: int) -> dict[str, str]:
         headers = dict(self.group_headers.get(tail.group, ()))
-        if self.settings["byteOffsetHeader"]:
-            headers["byteoffset"] = str(offset)
-        if self.settings["fileHeader"]:
-            headers[self.settings["fileHeaderKey"]] = tail.path
-        return Event(body, headers)
+        offset_header, file_header = self.event_headers
+        if offset_header:
+            headers[offset_header] = str(offset)
+        if file_header:
+            headers[file_header] = tail.path
+        return headers
 
     def _drop_finished(self) -> None:
         """Close rotated-away files once read to their end and idle for idleTimeout."""
@@ -436,8 +598,8 @@ class TaildirSource(PollableSource):
     def _write_positions(self) -> None:
         """The fingerprints first, then Flume's position file (each replaced atomically). A copy
         still waiting for its original's truncation is left out: after a restart it is recognised again."""
-        entries = [{"inode": t.inode, "pos": t.pos, "file": t.path, "headLength": t.head_length,
-                    "headCrc": t.head_crc, "group": t.group, "realPath": os.path.realpath(t.path)}
+        entries = [{"inode": t.inode, "file": t.path, "headLength": t.head_length, "headCrc": t.head_crc,
+                    "group": t.group, "realPath": os.path.realpath(t.path), **t.progress.entry()}
                    for t in self.files.values() if t.twin is None]
         _replace(self.position_file + FINGERPRINTS_SUFFIX, orjson.dumps(entries))
         _replace(self.position_file, orjson.dumps([{key: entry[key] for key in FLUME_KEYS} for entry in entries]))
