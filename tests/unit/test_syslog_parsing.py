@@ -50,6 +50,13 @@ class TestSyslogUtilsTimestamps:
         event = parse(b"<165>1 2003-01-24T05:14:15.123456Z host app - - m")
         assert event.headers["timestamp"] == utc_ms(2003, 1, 24, 4, 14, 15, millis=123)  # CET, UTC+1
 
+    def test_lines_of_one_second_keep_their_own_fractions(self, berlin):
+        parser = SyslogUtilsParser()
+        stamps = [parser.parse(b"<165>1 2003-01-24T05:14:15.%dZ h a" % digits).headers["timestamp"]
+                  for digits in (5, 123456, 999, 5)]
+        base = calendar.timegm((2003, 1, 24, 4, 14, 15, 0, 0, 0)) * 1000
+        assert stamps == [str(base + 5), str(base + 123), str(base + 999), str(base + 5)]
+
     def test_zone_is_honoured_without_fraction(self, berlin):
         event = parse(b"<165>1 2003-08-24T05:14:15-07:00 h a")
         assert event.headers["timestamp"] == utc_ms(2003, 8, 24, 12, 14, 15)
@@ -208,6 +215,28 @@ class TestFramer:
         for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
             frames += framer.feed(stream[start:end])
         assert frames == messages
+
+    @given(st.lists(st.binary(max_size=70).map(lambda b: b.translate(_NO_DIGITS_NOR_LF)), min_size=1, max_size=30),
+           st.integers(10, 60), st.data())
+    def test_long_lines_are_cut_alike_however_the_stream_is_split(self, lines, max_size, data):
+        stream = b"".join(line + b"\n" for line in lines)
+        expected = []
+        for line in lines:
+            while len(line) >= max_size:
+                expected.append(Truncated(line[:max_size]))
+                line = line[max_size:]
+            if line:
+                expected.append(line)
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+        framer = SyslogFramer(max_size)
+        frames = []
+        for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+            frames += framer.feed(stream[start:end])
+        assert frames == expected
+        assert [type(frame) for frame in frames] == [type(frame) for frame in expected]
+
+
+_NO_DIGITS_NOR_LF = bytes.maketrans(b"0123456789\n", b"abcdefghij ")
 
 
 def test_events_with_the_same_header_do_not_share_their_headers():

@@ -90,23 +90,29 @@ class MemoryChannel(Channel):
         self._byte_slots_used += put_slots - take_slots
         self.counters.size = len(self._queue)
 
+    def _has_room(self, events: int, slots: int) -> bool:
+        return len(self._queue) + self._in_flight_takes + events <= self.capacity and (
+            not self.byte_slot_capacity or self._byte_slots_used + slots <= self.byte_slot_capacity)
+
     async def _wait_for_room(self, events: int, slots: int) -> None:
-        deadline = asyncio.get_running_loop().time() + self.keep_alive
-        while True:
-            occupied = len(self._queue) + self._in_flight_takes
-            if occupied + events <= self.capacity and (
-                not self.byte_slot_capacity or self._byte_slots_used + slots <= self.byte_slot_capacity
-            ):
-                return
-            remaining = deadline - asyncio.get_running_loop().time()
+        """Return once there is room; the common case (room already) asks nothing of the event loop."""
+        if self._has_room(events, slots):
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.keep_alive
+        while not self._has_room(events, slots):
+            remaining = deadline - loop.time()
             if remaining <= 0 or not await self.space_available.wait(remaining):
-                if occupied + events > self.capacity:
-                    raise ChannelFull(
-                        f"Space for commit to queue couldn't be acquired (channel {self.name}, capacity "
-                        f"{self.capacity}). Sinks are likely not keeping up with sources, or the buffer "
-                        "size is too tight"
-                    )
-                raise ChannelFull(
-                    f"Cannot commit transaction. Byte capacity allocated to store event body "
-                    f"{self.byte_slot_capacity * SLOT_BYTES} reached (channel {self.name})"
-                )
+                raise self._full(events)
+
+    def _full(self, events: int) -> ChannelFull:
+        if len(self._queue) + self._in_flight_takes + events > self.capacity:
+            return ChannelFull(
+                f"Space for commit to queue couldn't be acquired (channel {self.name}, capacity "
+                f"{self.capacity}). Sinks are likely not keeping up with sources, or the buffer "
+                "size is too tight"
+            )
+        return ChannelFull(
+            f"Cannot commit transaction. Byte capacity allocated to store event body "
+            f"{self.byte_slot_capacity * SLOT_BYTES} reached (channel {self.name})"
+        )

@@ -53,6 +53,7 @@ _RFC3164 = re.compile(
     rb"([A-Za-z0-9_][A-Za-z0-9_.@\-]*)\s"
 )
 _PRI = re.compile(rb"<(\d{1,3})>")
+_FRACTION = re.compile(rb"\d{1,3}")
 _MONTHS = {name.encode(): number for number, name in enumerate(calendar.month_abbr) if name}
 _FACILITY_SEVERITY = [(str(pri // 8), str(pri % 8)) for pri in range(1000)]
 _CACHE_LIMIT = 4096
@@ -128,6 +129,12 @@ class SyslogFramer:
             self._skip -= skipped
             data = data[skipped:]
         buffer = self._buffer + data if self._buffer else data
+        if not (self.octet_counting and _may_hold_counted_frames(buffer)):
+            lines = buffer.split(b"\n")
+            rest = lines.pop()
+            if len(rest) < self.max_size and (not lines or max(map(len, lines)) < self.max_size):
+                self._buffer = rest
+                return [line for line in lines if line]  # LF between messages: skipped, as below
         frames: list[bytes] = []
         append = frames.append
         find = buffer.find
@@ -201,6 +208,16 @@ class SyslogFramer:
         return header_end + 1 - position + length
 
 
+_COUNTED_LINE = re.compile(rb"\n[1-9]")
+
+
+def _may_hold_counted_frames(buffer: bytes) -> bool:
+    """Whether a line of `buffer` starts with a non-zero digit (it may be octet-counted): only
+    then do lines need the byte-by-byte framing; all others are one split."""
+    first = buffer[:1]
+    return (first.isdigit() and first != b"0") or _COUNTED_LINE.search(buffer) is not None
+
+
 class _Memo:
     """Bounded memo for conversions a busy sender repeats: the same second, the same header."""
 
@@ -229,20 +246,32 @@ def rfc5424_millis_flume(text: bytes) -> str | None:
     A fraction is read as a count of milliseconds after truncation to 3 digits (`.52` = 52 ms)
     and then the zone is ignored (local time); without a fraction the zone is honoured.
     """
+    if text[19:20] == b".":
+        local = local_seconds_millis(text[:19])
+        return None if local is None else str(local + fraction_millis(text))
     try:
         base = datetime.datetime.strptime(text[:19].decode(), "%Y-%m-%dT%H:%M:%S")
     except ValueError:
         return None
     rest = text[19:]
-    if rest.startswith(b"."):
-        fraction = re.match(rb"\d+", rest[1:])
-        millis = int(fraction.group()[:3]) if fraction else 0
-        local = _local_millis(base.year, base.month, base.day, base.hour, base.minute, base.second)
-        return str(local + millis)
     if not rest:
         return str(_local_millis(base.year, base.month, base.day, base.hour, base.minute, base.second))
     offset = 0 if rest == b"Z" else _offset_seconds(rest)
     return str((calendar.timegm(base.timetuple()) - offset) * 1000)
+
+
+def local_seconds_millis(text: bytes) -> int | None:
+    """`YYYY-MM-DDTHH:MM:SS` read as local time, in ms; None if it is no valid date."""
+    try:
+        base = datetime.datetime.strptime(text.decode(), "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return None
+    return _local_millis(base.year, base.month, base.day, base.hour, base.minute, base.second)
+
+
+def fraction_millis(text: bytes) -> int:
+    """SyslogUtils' reading of an RFC 5424 fraction (`...:SS.ffffff`): its first 3 digits as ms."""
+    return int(_FRACTION.match(text, 20).group())
 
 
 def _offset_seconds(zone: bytes) -> int:
@@ -303,7 +332,7 @@ def _priority(digits: bytes) -> tuple[str, str, str]:
     return found
 
 
-def _header_values(match: re.Match, times: _Memo, convert: Callable[[bytes], str | None]) -> dict[str, str]:
+def _header_values(match: re.Match, millis_of: Callable[[bytes], str | None]) -> dict[str, str]:
     """SyslogUtils' headers for one matched header: Facility, Severity, priority, version,
     timestamp and host (the last three only when present)."""
     priority, version, stamp, hostname = match.groups()
@@ -311,12 +340,41 @@ def _header_values(match: re.Match, times: _Memo, convert: Callable[[bytes], str
     headers = {FACILITY: facility, SEVERITY: severity, "priority": priority_text}
     if version:
         headers["version"] = version.decode()
-    millis = times.get(stamp, convert) if stamp else None
+    millis = millis_of(stamp) if stamp else None
     if millis is not None:
         headers[TIMESTAMP] = millis
     if hostname:
         headers[HOST] = hostname.decode()
     return headers
+
+
+class Rfc5424Times:
+    """SyslogUtils' RFC 5424 times, memoised. Stamps with a fraction differ on every line of a busy
+    sender, so for those the memo holds the local second and the fraction is added per line."""
+
+    __slots__ = ("seconds", "stamps")
+
+    def __init__(self) -> None:
+        self.seconds = _Memo()  # b"YYYY-MM-DDTHH:MM:SS" -> local ms (int) or None
+        self.stamps = _Memo()  # whole stamps without a fraction -> rfc5424_millis_flume's text
+
+    def millis(self, stamp: bytes) -> str | None:
+        if stamp[19:20] == b".":
+            local = self.seconds.get(stamp[:19], local_seconds_millis)
+            return None if local is None else str(local + fraction_millis(stamp))
+        return self.stamps.get(stamp, rfc5424_millis_flume)
+
+
+class Rfc3164Times:
+    """SyslogUtils' RFC 3164 times (local time, this year), memoised by stamp."""
+
+    __slots__ = ("stamps",)
+
+    def __init__(self) -> None:
+        self.stamps = _Memo()
+
+    def millis(self, stamp: bytes) -> str | None:
+        return self.stamps.get(stamp, _rfc3164_local)
 
 
 class SyslogUtilsParser:
@@ -326,15 +384,16 @@ class SyslogUtilsParser:
     one may carry stale headers; we do not copy that bug.
     """
 
-    __slots__ = ("_formats", "_headers", "keep")
+    __slots__ = ("_formats", "_headers", "keep", "rfc3164_times", "rfc5424_times")
 
     def __init__(self, keep_fields: frozenset[str] = frozenset()) -> None:
         self.keep = keep_fields
-        # (regex, timestamp memo, conversion). A line matching one can never match the other
+        self.rfc5424_times = Rfc5424Times()
+        self.rfc3164_times = Rfc3164Times()
+        # (regex, its timestamps' conversion). A line matching one can never match the other
         # (where RFC 5424 needs a digit or "-", RFC 3164 has a month name), so trying the format
         # that matched last first changes no result and saves a regex call per line.
-        self._formats = [(_RFC5424, _Memo(), rfc5424_millis_flume),
-                         (_RFC3164, _Memo(), _rfc3164_local)]
+        self._formats = [(_RFC5424, self.rfc5424_times.millis), (_RFC3164, self.rfc3164_times.millis)]
         self._headers: dict[bytes, dict[str, str]] = {}  # header bytes (PRI to host) -> their headers
 
     def parse_all(self, frames: Iterable[bytes]) -> list[Event]:
@@ -343,10 +402,10 @@ class SyslogUtilsParser:
 
     def parse(self, frame: bytes) -> Event:
         formats = self._formats
-        regex, times, convert = formats[0]
+        regex, millis_of = formats[0]
         match = regex.match(frame)
         if match is None:
-            regex, times, convert = formats[1]
+            regex, millis_of = formats[1]
             match = regex.match(frame)
             if match is None:
                 return self._unparsed(frame)
@@ -358,7 +417,7 @@ class SyslogUtilsParser:
         header = frame[:end]
         known = self._headers.get(header)
         if known is None:
-            known = self._remember(header, _header_values(match, times, convert))
+            known = self._remember(header, _header_values(match, millis_of))
         headers = known.copy()
         if type(frame) is Truncated:
             headers[STATUS] = INCOMPLETE
