@@ -28,7 +28,6 @@ import contextlib
 import copy
 import itertools
 import os
-import socket
 import sys
 import time
 import uuid
@@ -42,6 +41,8 @@ import aiohttp.web
 import jsonpatch
 import kmock as kmock_lib
 import yaml
+
+from tests.kubernetes.cluster import free_port, resource_path
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "crds"
@@ -78,24 +79,6 @@ class KubernetesApiEmulator(kmock_lib.KubernetesEmulator):
         if isinstance(exc, jsonpatch.JsonPatchTestFailed):
             exc = kmock_lib.KubernetesError(status=422, reason="Invalid", message=f"the object has changed: {exc}")
         return await super()._render_error(exc)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def resource_path(resource: str, namespace: str | None, name: str | None = None, subresource: str = "") -> str:
-    """The API path of `resource` ("v1/pods", "apps/v1/deployments", "kubeflume.io/v1alpha1/...")."""
-    *group, version, plural = resource.split("/")
-    base = f"/apis/{group[0]}/{version}" if group else f"/api/{version}"
-    path = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
-    if name:
-        path += f"/{name}"
-    if subresource:
-        path += f"/{subresource}"
-    return path
 
 
 def declare_crds(kmock: kmock_lib.KubernetesEmulator, paths: Iterable[Path]) -> list[str]:
