@@ -52,6 +52,13 @@ def number(text: str) -> float:
         raise InvalidValue(f"expected a number, got {text!r}") from None
 
 
+def positive_number(text: str) -> float:
+    value = number(text)
+    if not value > 0:
+        raise InvalidValue(f"expected a number above 0, got {text!r}")
+    return value
+
+
 def boolean(text: str) -> bool:
     """Flume reads booleans with Boolean.parseBoolean, but a typo there silently means false;
     we accept the usual spellings and reject the rest."""

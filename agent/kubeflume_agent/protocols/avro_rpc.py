@@ -345,6 +345,11 @@ class InflatingReader:
         self._inflater = zlib.decompressobj()
         self._buffer = bytearray()
 
+    async def wait_readable(self) -> None:
+        """Until some of a message is there (inflated or not), consuming nothing."""
+        if not self._buffer and not self._inflater.unconsumed_tail:
+            await self._reader.wait_readable()
+
     async def readexactly(self, count: int) -> bytes:
         buffer = self._buffer
         while len(buffer) < count:

@@ -28,6 +28,11 @@ class BoundedLineSplitter:
         self._pending = b""
         self._discarding = False  # inside a refused line, waiting for its LF
 
+    @property
+    def partial(self) -> bool:
+        """Part of a line has been received (or a refused one is being skipped)."""
+        return bool(self._pending) or self._discarding
+
     def feed(self, data: bytes) -> list[bytes | None]:
         """The lines (without LF) completed by `data`, with TOO_LONG for each refused one."""
         if self._discarding:

@@ -49,6 +49,8 @@ class SourceCounters(Counters):
         "event_read_fail": "EventReadFail",
         "channel_write_fail": "ChannelWriteFail",
         "generic_processing_fail": "GenericProcessingFail",
+        "read_timeouts": "ReadTimeoutCount",  # kubeflume's own: connections closed by readTimeout
+        "connection_limit": "ConnectionLimitCount",  # kubeflume's own: connections closed or refused at maxConnections
     }
 
 

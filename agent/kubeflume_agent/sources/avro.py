@@ -43,12 +43,13 @@ from kubeflume_agent.protocols.framing import decode_budget
 from kubeflume_agent.protocols.ipfilter import IpFilter, parse_rules
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.tcp_server import (
+    CONNECTION_KEYS,
     DEFAULT_MAX_REQUEST_BYTES,
     MAX_BATCH_EVENTS_KEY,
     Connection,
     Outcome,
-    TcpServer,
     deliver_call,
+    server_for,
 )
 
 
@@ -64,6 +65,7 @@ class AvroSource(ListeningSource):
             doc="largest call accepted (bytes); larger frames close the connection"),
         MAX_BATCH_EVENTS_KEY,
         REUSE_PORT_KEY,
+        *CONNECTION_KEYS,
         *tls.SERVER_KEYS,
     )
     protocol_name = "AvroSourceProtocol"
@@ -74,9 +76,8 @@ class AvroSource(ListeningSource):
         self.responder = Responder(AvroProtocol.packaged(self.protocol_name), decode_budget(self.max_batch_events))
         self.deflate = settings["compression-type"] == "deflate"
         self.max_request_bytes: int = settings["max-request-bytes"]
-        self.server = TcpServer(
-            name, self.counters, self._serve,
-            ssl_context=tls.server_context(settings), reuse_port=settings["reusePort"],
+        self.server = server_for(
+            self, self._serve, ssl_context=tls.server_context(settings),
             ip_filter=IpFilter(settings["ipFilterRules"]) if settings["ipFilter"] else None,
         )
 
@@ -92,7 +93,7 @@ class AvroSource(ListeningSource):
         deflate = Deflater() if self.deflate else None
         session = Session()
         while connection.open:
-            serial, payload = await read_netty_frame(reader, self.max_request_bytes)
+            serial, payload = await connection.read_message(read_netty_frame, reader, self.max_request_bytes)
             connection.busy = True
             call = self.responder.read_call(payload, session)
             reply = call.reply if call.reply is not None else await self._answer(call)

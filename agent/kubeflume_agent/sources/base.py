@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 from kubeflume_agent.config.keys import Key, Settings, boolean
 from kubeflume_agent.errors import ChannelError
 from kubeflume_agent.event import Event
+from kubeflume_agent.log_limit import RateLimitedWarnings
 from kubeflume_agent.runtime.counters import SourceCounters
 from kubeflume_agent.runtime.status import Status
 
@@ -28,6 +29,7 @@ class Source:
         self.settings = settings
         self.processor = processor
         self.counters = SourceCounters()
+        self.warnings = RateLimitedWarnings()  # what a client can trigger at will is logged through this
 
     async def start(self) -> None:
         self.counters.started()

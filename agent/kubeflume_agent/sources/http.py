@@ -29,11 +29,13 @@ from typing import Any, ClassVar
 import orjson
 from aiohttp import web
 
-from kubeflume_agent.config.keys import Key, Settings, boolean, comma_list, port_number, positive_integer
+from kubeflume_agent.config.keys import InvalidValue, Key, Settings, boolean, comma_list, port_number, positive_integer
 from kubeflume_agent.event import Event
 from kubeflume_agent.protocols import tls
-from kubeflume_agent.sources.base import REUSE_PORT_KEY, Source
+from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
+from kubeflume_agent.sources.http_server import HttpServer
 from kubeflume_agent.sources.tcp_server import (
+    CONNECTION_KEYS,
     DEFAULT_MAX_BATCH_EVENTS,
     DEFAULT_MAX_REQUEST_BYTES,
     MAX_BATCH_EVENTS_KEY,
@@ -179,7 +181,7 @@ def load_handler_class(name: str) -> type:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-class HttpSource(Source):
+class HttpSource(ListeningSource):
     keys: ClassVar = (
         Key("port", port_number, required=True),
         Key("bind", str, "0.0.0.0", doc="address to bind"),
@@ -189,11 +191,13 @@ class HttpSource(Source):
         Key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES, doc="largest body accepted"),
         MAX_BATCH_EVENTS_KEY,
         REUSE_PORT_KEY,
+        *CONNECTION_KEYS,
         Key("enableSSL", boolean, None, doc="deprecated spelling of ssl"),
         Key("keystorePassword", str, None, doc="deprecated spelling of keystore-password"),
         Key("excludeProtocols", str, None, doc="deprecated spelling of exclude-protocols"),
         Key("QueuedThreadPool.", str, prefix=True, doc="Jetty tuning; accepted and ignored"),
-        Key("HttpConfiguration.", str, prefix=True, doc="Jetty tuning; accepted and ignored"),
+        Key("HttpConfiguration.", str, prefix=True,
+            doc="Jetty tuning; `sendServerVersion = false` drops the Server header, the rest is ignored"),
         Key("SslContextFactory.", str, prefix=True, doc="Jetty tuning; accepted and ignored"),
         Key("ServerConnector.", str, prefix=True, doc="Jetty tuning; accepted and ignored"),
         *tls.SERVER_KEYS,
@@ -203,12 +207,10 @@ class HttpSource(Source):
         settings = _apply_deprecated_keys(settings)
         super().__init__(name, settings, processor)
         self.handler = build_handler(settings)
-        self.runner: web.AppRunner | None = None
-        self.bound_ports: list[int] = []
-
-    @classmethod
-    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
-        return [(settings["port"], "TCP")]
+        app = web.Application(client_max_size=settings["max-request-bytes"])
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self.server = HttpServer(self, app, ssl_context=tls.server_context(settings),
+                                 send_server_version=_sends_server_version(settings))
 
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
@@ -217,24 +219,11 @@ class HttpSource(Source):
             load_handler_class(settings["handler"])
         except (ImportError, AttributeError, ValueError) as error:
             problems.append(("handler", f"cannot load handler {settings['handler']!r}: {error}"))
+        try:
+            _sends_server_version(settings)
+        except InvalidValue as error:
+            problems.append(("HttpConfiguration.sendServerVersion", str(error)))
         return problems
-
-    async def start(self) -> None:
-        app = web.Application(client_max_size=self.settings["max-request-bytes"])
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, self.settings["bind"], self.settings["port"],
-                           ssl_context=tls.server_context(self.settings),
-                           reuse_port=self.settings["reusePort"] or None)
-        await site.start()
-        self.bound_ports = [self.runner.addresses[0][1]]
-        await super().start()
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()  # stops accepting, lets in-flight requests finish
-        await super().stop()
 
     async def _handle(self, request: web.Request) -> web.Response:
         if request.method in ("TRACE", "OPTIONS"):
@@ -242,20 +231,26 @@ class HttpSource(Source):
         if request.method != "POST" and not (request.method == "GET" and self.settings["enableGet"]):
             return web.Response(status=405, headers={"Allow": "POST"})
         try:
-            events = await self.handler.get_events(request)
+            events = await self.server.read_within(request, self.handler.get_events(request))
             if len(events) > self.settings["max-batch-events"]:
                 raise TooManyEvents(f"{len(events)} events, more than max-batch-events = "
                                     f"{self.settings['max-batch-events']}")
         except BadRequest as error:
             self.counters.event_read_fail += 1
+            self.warnings.warn(log, "bad-request", "%s: refused a request from %s (400): %s",
+                               self.name, request.remote, error)
             return web.Response(status=400, text=f"Bad request from client. {error}")
         except (web.HTTPRequestEntityTooLarge, TooManyEvents) as error:
             self.counters.event_read_fail += 1
-            log.warning("%s: refused a request from %s: %s", self.name, request.remote, error)
+            self.warnings.warn(log, "too-large", "%s: refused a request from %s (413): %s",
+                               self.name, request.remote, error)
             return web.Response(status=413, text=str(error))
+        except web.HTTPRequestTimeout:
+            raise
         except Exception as error:
             self.counters.generic_processing_fail += 1
-            log.warning("%s: handler failed: %s", self.name, error)
+            self.warnings.warn(log, "handler-failed", "%s: handler failed on a request from %s (500): %s",
+                               self.name, request.remote, error)
             return web.Response(status=500, text=f"Deserializer threw unexpected exception. {error}")
         outcome = await deliver_call(self, events)
         if outcome == Outcome.REFUSED:
@@ -265,6 +260,12 @@ class HttpSource(Source):
         if outcome == Outcome.FAILED:
             return web.Response(status=500, text="Unexpected error while processing events")
         return web.Response(status=200)
+
+
+def _sends_server_version(settings: Settings) -> bool:
+    """Jetty's HttpConfiguration.sendServerVersion (true unless set to false)."""
+    value = settings["HttpConfiguration."].get("sendServerVersion")
+    return True if value is None else boolean(value)
 
 
 def _apply_deprecated_keys(settings: Settings) -> Settings:

@@ -24,15 +24,17 @@ from kubeflume_agent.event import Event
 from kubeflume_agent.protocols.avro_rpc import AvroProtocol, Responder, Session, http_buffers, parse_http_buffers
 from kubeflume_agent.protocols.framing import FrameError, decode_budget
 from kubeflume_agent.protocols.thrift_rpc import FLUME_OG, INCOMPLETE, PROTOCOLS, read_call, text, write_reply
-from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource, Source
+from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
+from kubeflume_agent.sources.http_server import HttpServer
 from kubeflume_agent.sources.tcp_server import (
+    CONNECTION_KEYS,
     DEFAULT_MAX_REQUEST_BYTES,
     READ_SIZE,
     Connection,
     Outcome,
-    TcpServer,
     deliver_call,
     deliver_until_accepted,
+    server_for,
 )
 
 log = logging.getLogger(__name__)
@@ -58,36 +60,25 @@ def og_event(body: bytes, host: str | None, timestamp: int, priority: str, nanos
     return Event(body or b"", headers)
 
 
-class AvroLegacySource(Source):
-    keys: ClassVar = _KEYS
+class AvroLegacySource(ListeningSource):
+    address_key = "host"
+    keys: ClassVar = (*_KEYS, *CONNECTION_KEYS)
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
         self.responder = Responder(AvroProtocol.packaged("FlumeOGEventAvroServer"), MAX_READS_PER_CALL)
-        self.runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        app = web.Application(client_max_size=self.settings["max-request-bytes"])
+        app = web.Application(client_max_size=settings["max-request-bytes"])
         app.router.add_post("/{tail:.*}", self._handle)
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, self.settings["host"], self.settings["port"],
-                           reuse_port=self.settings["reusePort"] or None)
-        await site.start()
-        self.bound_ports = [self.runner.addresses[0][1]]
-        await super().start()
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-        await super().stop()
+        self.server = HttpServer(self, app)
 
     async def _handle(self, request: web.Request) -> web.Response:
         try:
-            call = self.responder.read_call(parse_http_buffers(await request.read()), Session())
+            body = await self.server.read_within(request, request.read())
+            call = self.responder.read_call(parse_http_buffers(body), Session())
         except FrameError as error:
             self.counters.event_read_fail += 1
-            log.warning("%s: bad request from %s: %s", self.name, request.remote, error)
+            self.warnings.warn(log, "bad-request", "%s: refused a request from %s (400): %s",
+                               self.name, request.remote, error)
             return web.Response(status=400, text=str(error))
         if call.reply is not None:
             reply = call.reply
@@ -102,28 +93,23 @@ class AvroLegacySource(Source):
 
 class ThriftLegacySource(ListeningSource):
     address_key = "host"
-    keys: ClassVar = _KEYS
+    keys: ClassVar = (*_KEYS, *CONNECTION_KEYS)
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
         self.factory = PROTOCOLS["binary"]
-        self.server = TcpServer(name, self.counters, self._serve, reuse_port=settings["reusePort"])
-        self.bound_ports: list[int] = []
-
-    @classmethod
-    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
-        return [(settings["port"], "TCP")]
+        self.server = server_for(self, self._serve)
 
     async def _serve(self, connection: Connection) -> None:
         limit = self.settings["max-request-bytes"]
         buffer = b""
         while connection.open:
-            data = await connection.reader.read(READ_SIZE)
+            data = await connection.read(READ_SIZE, midway=bool(buffer))
             if not data:
                 return
             buffer += data
-            connection.busy = True
             events, replies, buffer = self._decode(buffer)
+            connection.busy = bool(events or replies)
             if len(buffer) > limit:
                 raise FrameError(f"a message longer than {limit} bytes")
             if events and not await deliver_until_accepted(self, events, self.server.stopped):

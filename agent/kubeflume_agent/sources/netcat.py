@@ -22,7 +22,13 @@ from kubeflume_agent.config.keys import Key, Settings, boolean, charset, port_nu
 from kubeflume_agent.event import Event
 from kubeflume_agent.protocols.lines import TOO_LONG, BoundedLineSplitter
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
-from kubeflume_agent.sources.tcp_server import READ_SIZE, Connection, TcpServer, deliver_until_accepted
+from kubeflume_agent.sources.tcp_server import (
+    CONNECTION_KEYS,
+    READ_SIZE,
+    Connection,
+    deliver_until_accepted,
+    server_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,7 @@ class NetcatSource(ListeningSource):
         Key("ack-every-event", boolean, True, doc="answer OK for every stored line"),
         Key("encoding", charset, "utf-8", doc="charset of the received text; bodies are stored as UTF-8"),
         REUSE_PORT_KEY,
+        *CONNECTION_KEYS,
     )
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
@@ -47,13 +54,13 @@ class NetcatSource(ListeningSource):
         self.too_long_reply = (
             f"FAILED: Event exceeds the maximum length ({self.max_line_length} chars, including newline)\n"
         ).encode()
-        self.server = TcpServer(name, self.counters, self._serve, reuse_port=settings["reusePort"])
+        self.server = server_for(self, self._serve)
 
     async def _serve(self, connection: Connection) -> None:
         splitter = BoundedLineSplitter(self.max_line_length, self.encoding)
-        read = connection.reader.read
+        read = connection.read
         while connection.open:
-            data = await read(READ_SIZE)
+            data = await read(READ_SIZE, midway=splitter.partial)
             lines = splitter.feed(data) if data else splitter.flush()
             if lines:
                 connection.busy = True

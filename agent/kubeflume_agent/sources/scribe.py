@@ -16,7 +16,14 @@ from kubeflume_agent.config.keys import Key, Settings, port_number, positive_int
 from kubeflume_agent.event import Event
 from kubeflume_agent.protocols.thrift_rpc import SCRIBE, SCRIBE_PROTOCOL, ThriftCall, text
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
-from kubeflume_agent.sources.tcp_server import MAX_BATCH_EVENTS_KEY, Connection, Outcome, TcpServer, deliver_call
+from kubeflume_agent.sources.tcp_server import (
+    CONNECTION_KEYS,
+    MAX_BATCH_EVENTS_KEY,
+    Connection,
+    Outcome,
+    deliver_call,
+    server_for,
+)
 from kubeflume_agent.sources.thrift import serve_framed
 
 
@@ -35,11 +42,12 @@ class ScribeSource(ListeningSource):
         Key("workerThreads", positive_integer, 5, doc="accepted for Flume compatibility; unused"),
         MAX_BATCH_EVENTS_KEY,
         REUSE_PORT_KEY,
+        *CONNECTION_KEYS,
     )
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
-        self.server = TcpServer(name, self.counters, self._serve, reuse_port=settings["reusePort"])
+        self.server = server_for(self, self._serve)
 
     async def _serve(self, connection: Connection) -> None:
         await serve_framed(connection, SCRIBE_PROTOCOL, SCRIBE.Scribe, self.settings["maxReadBufferBytes"],

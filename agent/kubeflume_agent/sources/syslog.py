@@ -34,7 +34,13 @@ from kubeflume_agent.protocols.syslog import (
     parse_keep_fields,
 )
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
-from kubeflume_agent.sources.tcp_server import READ_SIZE, Connection, TcpServer, deliver_until_accepted
+from kubeflume_agent.sources.tcp_server import (
+    CONNECTION_KEYS,
+    READ_SIZE,
+    Connection,
+    deliver_until_accepted,
+    server_for,
+)
 from kubeflume_agent.sources.udp_server import Datagram, UdpServer
 
 
@@ -58,6 +64,7 @@ _CLIENT_KEYS = (
     Key("clientHostnameHeader", str, None, doc="header to put the client's host name in (reverse DNS)"),
     REUSE_PORT_KEY,
 )
+_TCP_KEYS = (*_CLIENT_KEYS, *CONNECTION_KEYS, *tls.SERVER_KEYS)
 
 
 class _ClientHeaders:
@@ -102,10 +109,7 @@ class _SyslogTcpBase(ListeningSource):
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
         self.client_headers = _ClientHeaders(settings)
-        self.server = TcpServer(
-            name, self.counters, self._serve,
-            ssl_context=tls.server_context(settings), reuse_port=settings["reusePort"],
-        )
+        self.server = server_for(self, self._serve, ssl_context=tls.server_context(settings))
 
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
@@ -117,10 +121,10 @@ class _SyslogTcpBase(ListeningSource):
     async def _serve(self, connection: Connection) -> None:
         framer = SyslogFramer(self.settings["eventSize"])
         extra = await self.client_headers.for_peer(connection.peer_ip) if self.client_headers else None
-        read = connection.reader.read
+        read = connection.read
         stopped = self.server.stopped
         while connection.open:
-            data = await read(READ_SIZE)
+            data = await read(READ_SIZE, midway=framer.pending > 0)
             frames = framer.feed(data) if data else framer.flush()
             if frames:
                 connection.busy = True
@@ -139,8 +143,7 @@ class SyslogTcpSource(_SyslogTcpBase):
         Key("host", str, required=True, doc="address to bind"),
         Key("port", port_number, required=True),
         Key("eventSize", event_size, 2500, doc="longest message in bytes; longer ones are cut (Incomplete)"),
-        *_CLIENT_KEYS,
-        *tls.SERVER_KEYS,
+        *_TCP_KEYS,
     )
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
@@ -164,8 +167,7 @@ class MultiportSyslogTcpSource(_SyslogTcpBase):
         Key("readBufferBytes", positive_integer, 1024, doc="accepted for Flume compatibility; unused"),
         Key("readBufferSize", positive_integer, 1024, doc="the guide's spelling of readBufferBytes; unused"),
         Key("numProcessors", positive_integer, None, doc="accepted for Flume compatibility; unused"),
-        *_CLIENT_KEYS,
-        *tls.SERVER_KEYS,
+        *_TCP_KEYS,
     )
 
     def __init__(self, name: str, settings: Settings, processor) -> None:

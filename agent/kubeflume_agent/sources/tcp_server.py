@@ -5,6 +5,14 @@ task per connection running the source's `serve(connection)`, connection counter
 that lets in-flight batches finish: idle connections are closed at once, a connection busy with
 a request is allowed to complete it (and answer) before it is closed.
 
+Clients that cost nothing to run and hold resources for ever are cut off here, once for every
+source: a message (frame, line, request) that has begun must be complete within `readTimeout`
+seconds of its first byte (`Connection.read_message`, `Connection.read`), however slowly its bytes
+trickle in; and at `maxConnections` open connections a new one closes the longest-open connection
+that is not handing events to the channel (or is refused if every one is). Both are counted
+(`ReadTimeoutCount`, `ConnectionLimitCount`). A connection with nothing half-sent is kept, as
+in Flume: RPC clients hold connections open between batches.
+
 A malformed frame (`FrameError`) or a decode error closes only that connection, with one log
 line and an `EventReadFail`; the server keeps serving everyone else.
 """
@@ -16,10 +24,12 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
-from kubeflume_agent.config.keys import Key, positive_integer
+from kubeflume_agent.config.keys import Key, positive_integer, positive_number
 from kubeflume_agent.errors import ChannelError
 from kubeflume_agent.event import Event
+from kubeflume_agent.log_limit import RateLimitedWarnings
 from kubeflume_agent.protocols.framing import FrameError
 from kubeflume_agent.protocols.ipfilter import IpFilter
 from kubeflume_agent.runtime.counters import SourceCounters
@@ -30,26 +40,89 @@ log = logging.getLogger(__name__)
 BUFFER_LIMIT = 64 * 1024  # a connection's stream buffer: the reading pauses at twice this
 READ_SIZE = 256 * 1024  # the most one read takes: all a client sent ahead, as one transaction
 STOP_GRACE_SECONDS = 10.0
+DEFAULT_READ_TIMEOUT = 60.0
+DEFAULT_MAX_CONNECTIONS = 10_000
+
+READ_TIMEOUT_KEY = Key(
+    "readTimeout", positive_number, DEFAULT_READ_TIMEOUT,
+    doc="seconds a client may take to send one whole message (frame, line, request) from its first byte; "
+        "a slower one is closed")
+MAX_CONNECTIONS_KEY = Key(
+    "maxConnections", positive_integer, DEFAULT_MAX_CONNECTIONS,
+    doc="most open connections; one more closes the longest-open connection not handing events over")
+# What every TCP source declares, beside its own keys.
+CONNECTION_KEYS = (READ_TIMEOUT_KEY, MAX_CONNECTIONS_KEY)
+
+T = TypeVar("T")
+
+
+class ReadTimedOut(Exception):
+    """A client did not complete a message within readTimeout: its connection is closed."""
+
+
+class StreamReader(asyncio.StreamReader):
+    """asyncio's reader, able to wait for a message's first byte without taking it."""
+
+    async def wait_readable(self) -> None:
+        if not self._buffer and not self._eof:
+            await self._wait_for_data("wait_readable")
 
 
 class Connection:
-    """One accepted client. `busy` is set while a request is being handled, so stop waits for it."""
+    """One accepted client. `busy` is set while a request is being handled, so stop waits for it;
+    setting it also ends the clock of the message being read (see `read`)."""
 
-    __slots__ = ("busy", "peer_ip", "peer_port", "reader", "server", "writer")
+    __slots__ = ("_busy", "deadline", "evicted", "peer_ip", "peer_port", "reader", "server", "writer")
 
-    def __init__(self, server: TcpServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, server: TcpServer, reader: StreamReader, writer: asyncio.StreamWriter) -> None:
         self.server = server
         self.reader = reader
         self.writer = writer
         peer = writer.get_extra_info("peername") or ("", 0)
         self.peer_ip: str = peer[0]
         self.peer_port: int = peer[1]
-        self.busy = False
+        self._busy = False
+        self.deadline: float | None = None  # when the message being received must be complete
+        self.evicted = False  # closed to make room under maxConnections
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    @busy.setter
+    def busy(self, value: bool) -> None:
+        self._busy = value
+        if value:
+            self.deadline = None
 
     @property
     def open(self) -> bool:
         """False once the server is stopping: finish the current request and return."""
         return not self.server.stopping
+
+    async def read(self, size: int, *, midway: bool) -> bytes:
+        """Up to `size` bytes, for sources that split a stream themselves. `midway`: the caller
+        holds part of a message, which must be complete within readTimeout of when it began."""
+        if not midway:
+            self.deadline = None
+            return await self.reader.read(size)
+        if self.deadline is None:
+            self.deadline = asyncio.get_running_loop().time() + self.server.read_timeout
+        return await self._before_deadline(self.reader.read(size))
+
+    async def read_message(self, read: Callable[..., Awaitable[T]], reader: Any, *args: Any) -> T:
+        """`await read(reader, *args)`: one whole message, once its first byte is there, within
+        readTimeout; waiting for that first byte has no limit (an idle client is no cost)."""
+        await reader.wait_readable()
+        self.deadline = asyncio.get_running_loop().time() + self.server.read_timeout
+        return await self._before_deadline(read(reader, *args))
+
+    async def _before_deadline(self, reading: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                return await reading
+        except TimeoutError:
+            raise ReadTimedOut(f"no complete message within readTimeout = {self.server.read_timeout:g} s") from None
 
     async def send(self, data: bytes) -> None:
         self.writer.write(data)
@@ -66,6 +139,9 @@ class TcpServer:
         ssl_context: ssl.SSLContext | None = None,
         reuse_port: bool = False,
         ip_filter: IpFilter | None = None,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        warnings: RateLimitedWarnings | None = None,
     ) -> None:
         self.name = name
         self.counters = counters
@@ -73,6 +149,9 @@ class TcpServer:
         self.ssl_context = ssl_context
         self.reuse_port = reuse_port
         self.ip_filter = ip_filter
+        self.read_timeout = read_timeout
+        self.max_connections = max_connections
+        self.warnings = warnings or RateLimitedWarnings()
         self.stopping = False
         self.stopped = asyncio.Event()
         self._servers: list[asyncio.Server] = []
@@ -81,11 +160,12 @@ class TcpServer:
     async def start(self, host: str | None, ports: Sequence[int]) -> list[int]:
         """Bind every port (0 picks a free one); returns the bound port numbers, in order."""
         bound = []
+        loop = asyncio.get_running_loop()
         try:
             for port in ports:
-                server = await asyncio.start_server(
-                    self._accept, host or None, port, ssl=self.ssl_context,
-                    reuse_port=self.reuse_port or None, limit=BUFFER_LIMIT, backlog=1024,
+                server = await loop.create_server(
+                    self._protocol, host or None, port, ssl=self.ssl_context,
+                    reuse_port=self.reuse_port or None, backlog=1024,
                 )
                 self._servers.append(server)
                 bound.append(server.sockets[0].getsockname()[1])
@@ -112,10 +192,32 @@ class TcpServer:
             await server.wait_closed()
         self._servers.clear()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _protocol(self) -> asyncio.StreamReaderProtocol:
+        """What asyncio.start_server makes per connection, with our StreamReader."""
+        return asyncio.StreamReaderProtocol(StreamReader(limit=BUFFER_LIMIT), self._accept)
+
+    def _make_room(self) -> bool:
+        """At maxConnections: close the longest-open connection not handing events over.
+        False if every connection is busy (the new one is refused then)."""
+        self.counters.connection_limit += 1
+        for task, connection in self._connections.items():
+            if not connection.busy and not connection.evicted:
+                connection.evicted = True
+                task.cancel()
+                self.warnings.warn(log, "connection-limit", "%s: %d connections (maxConnections): closed the one "
+                                   "from %s", self.name, len(self._connections), connection.peer_ip)
+                return True
+        return False
+
+    async def _accept(self, reader: StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = Connection(self, reader, writer)
         if self.stopping or (self.ip_filter and not await self.ip_filter.accepts(connection.peer_ip)):
             log.info("%s: refused connection from %s", self.name, connection.peer_ip)
+            writer.close()
+            return
+        if len(self._connections) >= self.max_connections and not self._make_room():
+            self.warnings.warn(log, "connection-limit", "%s: refused a connection from %s: %d connections "
+                               "(maxConnections), all busy", self.name, connection.peer_ip, len(self._connections))
             writer.close()
             return
         task = asyncio.current_task()
@@ -127,9 +229,14 @@ class TcpServer:
             pass  # the client went away, possibly mid-frame: nothing of that frame was acknowledged
         except FrameError as error:
             self.counters.event_read_fail += 1
-            log.warning("%s: closing connection from %s: %s", self.name, connection.peer_ip, error)
+            self.warnings.warn(log, "bad-frame", "%s: closing connection from %s: %s",
+                               self.name, connection.peer_ip, error)
+        except ReadTimedOut as error:
+            self.counters.read_timeouts += 1
+            self.warnings.warn(log, "read-timeout", "%s: closing connection from %s: %s",
+                               self.name, connection.peer_ip, error)
         except asyncio.CancelledError:
-            if not self.stopping:
+            if not (self.stopping or connection.evicted):
                 raise
         finally:
             self.counters.open_connections -= 1
@@ -137,6 +244,15 @@ class TcpServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+def server_for(source: Source, serve: Callable[[Connection], Awaitable[None]], **options: Any) -> TcpServer:
+    """The TCP server of `source`, with the keys every TCP source shares (`reusePort`, and
+    CONNECTION_KEYS: `readTimeout`, `maxConnections`); `options`: TLS context, IP filter."""
+    settings = source.settings
+    return TcpServer(source.name, source.counters, serve, reuse_port=settings["reusePort"],
+                     read_timeout=settings["readTimeout"], max_connections=settings["maxConnections"],
+                     warnings=source.warnings, **options)
 
 
 async def deliver_until_accepted(source: Source, events: list[Event], stopped: asyncio.Event,
@@ -200,8 +316,8 @@ async def deliver_call(source: Source, events: list[Event], *, single: bool = Fa
     """
     counters = source.counters
     if max_events is not None and len(events) > max_events:
-        log.warning("%s: refused a call of %d events, more than max-batch-events = %d",
-                    source.name, len(events), max_events)
+        source.warnings.warn(log, "too-many-events", "%s: refused a call of %d events, more than max-batch-events = %d",
+                     source.name, len(events), max_events)
         counters.events_received += len(events)
         counters.append_batch_received += 1
         counters.event_read_fail += 1

@@ -35,12 +35,13 @@ from kubeflume_agent.protocols.thrift_rpc import (
 )
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.tcp_server import (
+    CONNECTION_KEYS,
     DEFAULT_MAX_REQUEST_BYTES,
     MAX_BATCH_EVENTS_KEY,
     Connection,
     Outcome,
-    TcpServer,
     deliver_call,
+    server_for,
 )
 
 Answer = Callable[[ThriftCall], Awaitable[Any]]
@@ -53,7 +54,7 @@ async def serve_framed(connection: Connection, factory, service, limit: int, max
     `max_events` (framing.decode_budget)."""
     max_reads = decode_budget(max_events)
     while connection.open:
-        frame = await read_length_prefixed(connection.reader, limit, "Thrift frame")
+        frame = await connection.read_message(read_length_prefixed, connection.reader, limit, "Thrift frame")
         connection.busy = True
         try:
             call, _ = read_call(frame, factory, service, max_reads)
@@ -87,14 +88,14 @@ class ThriftSource(ListeningSource):
         Key("agent-principal", str, None, doc="not supported (kerberos)"),
         Key("agent-keytab", str, None, doc="not supported (kerberos)"),
         REUSE_PORT_KEY,
+        *CONNECTION_KEYS,
         *tls.SERVER_KEYS,
     )
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
         self.factory = PROTOCOLS[settings["protocol"]]
-        self.server = TcpServer(name, self.counters, self._serve, ssl_context=tls.server_context(settings),
-                                reuse_port=settings["reusePort"])
+        self.server = server_for(self, self._serve, ssl_context=tls.server_context(settings))
 
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
