@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kubeflume_agent.config.model import AgentConfig, ConfigError
-from kubeflume_agent.config.properties import ConfigParseError, parse_properties
+from kubeflume_agent.config.properties import ConfigParseError, parse_properties, read_flume_conf
 from kubeflume_agent.runtime.agent import Agent, InvalidConfig
 from kubeflume_agent.runtime.drain import DrainReport, drain
 
@@ -202,11 +202,11 @@ def agent_main(argv: list[str] | None = None) -> int:
                     else int(properties.get("flume.monitoring.port", DEFAULT_METRICS_PORT)))
 
     def load() -> AgentConfig:
-        return parse_properties(args.conf_file.read_text(), args.name)
+        return parse_properties(read_flume_conf(args.conf_file), args.name)
 
     try:
         config = load()
-    except (OSError, ConfigParseError) as error:
+    except ConfigParseError as error:
         print(f"error: {args.conf_file}: {error}", file=sys.stderr)
         return 1
     if report_problems(config.validate()):

@@ -27,7 +27,7 @@ from kubeflume_agent.cli import (
 )
 from kubeflume_agent.config.manifest import parse_manifest, spec_of
 from kubeflume_agent.config.model import AgentConfig
-from kubeflume_agent.config.properties import ConfigParseError, parse_properties
+from kubeflume_agent.config.properties import ConfigParseError, decode_flume_conf, parse_properties
 from kubeflume_agent.runtime.agent import Agent
 
 
@@ -35,11 +35,19 @@ class UsageError(Exception):
     """A file the command cannot use; the message says why."""
 
 
-def read_text(path: Path) -> str:
+def read_bytes(path: Path) -> bytes:
     try:
-        return path.read_text()
+        return path.read_bytes()
     except OSError as error:
-        raise UsageError(f"{path}: {error}") from error
+        raise UsageError(f"{path}: {error.strerror or error}") from error
+
+
+def manifest_text(data: bytes, path: Path) -> str:
+    """A YAML file's text: UTF-8, as YAML requires."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{path}: byte {error.start} is not UTF-8; a manifest must be UTF-8") from None
 
 
 def manifests_in(text: str, path: Path) -> list[dict[str, Any]]:
@@ -47,7 +55,7 @@ def manifests_in(text: str, path: Path) -> list[dict[str, Any]]:
     try:
         documents = [doc for doc in yaml.safe_load_all(text) if doc]
     except yaml.YAMLError as error:
-        raise UsageError(f"{path}: {error}") from error
+        raise UsageError(f"{path}: {yaml_error_line(error)}") from error
     if not documents or not all(isinstance(doc, dict) and "kind" in doc for doc in documents):
         raise UsageError(f"{path}: expected FlumeAgent or ShellJob manifests")
     return documents
@@ -55,7 +63,7 @@ def manifests_in(text: str, path: Path) -> list[dict[str, Any]]:
 
 def choose_manifest(path: Path, name: str | None) -> dict[str, Any]:
     """The one manifest of the file, or the one named `name` (metadata.name) among several."""
-    documents = manifests_in(read_text(path), path)
+    documents = manifests_in(manifest_text(read_bytes(path), path), path)
     if name is not None:
         documents = [doc for doc in documents if doc.get("metadata", {}).get("name") == name]
         if not documents:
@@ -74,15 +82,24 @@ def agent_config_of(manifest: dict[str, Any], path: Path) -> AgentConfig:
 
 def load_agent_configs(path: Path, agent_name: str | None = None) -> list[tuple[str, AgentConfig]]:
     """(what, config) for each agent in a flume.conf or in the FlumeAgent manifests of a YAML file."""
-    text = read_text(path)
+    data = read_bytes(path)
+    text = decode_flume_conf(data)
     if path.suffix in (".yaml", ".yml") or text.lstrip().startswith(("apiVersion", "kind")):
         return [(f"FlumeAgent {doc.get('metadata', {}).get('name')}", agent_config_of(doc, path))
-                for doc in manifests_in(text, path) if doc.get("kind") == "FlumeAgent"]
+                for doc in manifests_in(manifest_text(data, path), path) if doc.get("kind") == "FlumeAgent"]
     try:
         config = parse_properties(text, agent_name)
     except ConfigParseError as error:
         raise UsageError(f"{path}: {error}") from error
     return [(f"agent {config.name}", config)]
+
+
+def yaml_error_line(error: yaml.YAMLError) -> str:
+    """PyYAML's several-line message as one line: where, then what."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(str(problem).split())
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -223,3 +223,12 @@ def test_fingerprint_changes_with_any_value():
     assert base.fingerprint() != changed.fingerprint()
     reordered = parse_properties("\n".join(reversed(GUIDE_SINGLE_NODE.splitlines())))
     assert reordered.fingerprint() == base.fingerprint()
+
+
+def test_a_flume_conf_is_utf8_when_it_is_valid_utf8_and_latin1_otherwise():
+    from kubeflume_agent.config.properties import decode_flume_conf, read_java_properties
+
+    assert read_java_properties(decode_flume_conf("k = café\n".encode()))["k"] == "café"
+    assert read_java_properties(decode_flume_conf(b"# \xff\nk = caf\xe9\n"))["k"] == "café"
+    assert read_java_properties(decode_flume_conf(b"\xef\xbb\xbfk = v\n")) == {"k": "v"}  # BOM dropped
+    assert read_java_properties(decode_flume_conf(b"k = caf\\u00e9 \\u2603\n"))["k"] == "café ☃"

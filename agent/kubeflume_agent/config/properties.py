@@ -3,6 +3,13 @@
 Reads a flume.conf the way Flume does: Java properties syntax, the agent chosen by name, only
 listed components kept, `${...}` substitution on values (environment, config filters, other keys).
 Renders an AgentConfig back to a flume.conf in a stable order, so equal configs hash equally.
+
+The file's bytes (`decode_flume_conf`): Flume reads it with a FileReader, so in the JVM's default
+charset, which is UTF-8 on today's Linux JVMs and ISO-8859-1 on older Latin-1 ones, and
+`java.util.Properties` files are ISO-8859-1 by definition. A file that is valid UTF-8 is read as
+UTF-8 (so a UTF-8 value such as `café` means what its author typed); any other file is read as
+ISO-8859-1, where every byte is a character, so a Latin-1 byte in a comment or a value never stops
+the agent. `\\uXXXX` escapes work in both.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import os
 import re
 import subprocess
 from collections.abc import Mapping
+from pathlib import Path
 
 from kubeflume_agent.config.model import (
     SEVERITY_WARNING,
@@ -28,6 +36,23 @@ SECTIONS = ("sources", "channels", "sinks", "sinkgroups", "configfilters")
 
 class ConfigParseError(ValueError):
     """The file cannot be read as an agent's config at all (e.g. no agent of that name)."""
+
+
+def decode_flume_conf(data: bytes) -> str:
+    """A flume.conf's text: UTF-8 if the bytes are valid UTF-8 (a leading BOM dropped), else
+    ISO-8859-1 (see the module's docstring)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("iso-8859-1")
+
+
+def read_flume_conf(path: Path) -> str:
+    """The text of the flume.conf at `path`; raises ConfigParseError (one line) if it cannot be read."""
+    try:
+        return decode_flume_conf(path.read_bytes())
+    except OSError as error:
+        raise ConfigParseError(f"cannot read {path}: {error.strerror or error}") from error
 
 
 # --- Java properties syntax ------------------------------------------------------------------
