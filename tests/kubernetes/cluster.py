@@ -53,6 +53,7 @@ SERVICEACCOUNTS = "v1/serviceaccounts"
 DEPLOYMENTS = "apps/v1/deployments"
 STATEFULSETS = "apps/v1/statefulsets"
 DAEMONSETS = "apps/v1/daemonsets"
+CRDS = "apiextensions.k8s.io/v1/customresourcedefinitions"
 
 T = TypeVar("T")
 
@@ -323,6 +324,26 @@ def install_crds(cluster: Cluster, files: Iterable[Path] | None = None, *extra: 
     return names
 
 
+def crds_established(cluster: Cluster, names: Iterable[str]) -> bool:
+    for name in names:
+        crd = cluster.get(CRDS, None, name)
+        found = (crd or {}).get("status", {}).get("conditions") or ()
+        if crd is None or crd["metadata"].get("deletionTimestamp") or not any(
+                c["type"] == "Established" and c["status"] == "True" for c in found):
+            return False
+    return True
+
+
+def ensure_crds(cluster: Cluster) -> list[str]:
+    """The repository's CRDs, installed unless already there (a test may have removed them)."""
+    names = crd_names(crd_files())
+    if crds_established(cluster, names):
+        return names
+    wait_for(lambda: all(cluster.get(CRDS, None, name) is None or not cluster.get(CRDS, None, name)["metadata"]
+                         .get("deletionTimestamp") for name in names), "CRDs being deleted to be gone")
+    return install_crds(cluster)
+
+
 @dataclass
 class OperatorProcess:
     """The real operator, a child process of the test, with its log in a file."""
@@ -363,14 +384,20 @@ class OperatorProcess:
 
 def start_operator(kubeconfig: Path, namespace: str, log_dir: Path, *, env: Mapping[str, str] | None = None,
                    args: Sequence[str] = (), timeout: float = DEFAULT_TIMEOUT) -> OperatorProcess:
-    """Run `python -m kubeflume_operator.main -n NAMESPACE` with `kubeconfig`; return once it is live.
+    """Run `python -m kubeflume_operator.main -n NAMESPACE ARGS` with `kubeconfig`; return once it is live."""
+    return launch_operator(kubeconfig, log_dir, lambda liveness: [f"--liveness={liveness}", "--namespace", namespace,
+                                                                  *args], env=env, timeout=timeout)
+
+
+def launch_operator(kubeconfig: Path, log_dir: Path, arguments: Callable[[str], Sequence[str]], *,
+                    env: Mapping[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT) -> OperatorProcess:
+    """`python -m kubeflume_operator.main --verbose ARGUMENTS(liveness URL)`; return once it is live.
 
     Its liveness endpoint is asked for on a free port (and waited on), so several operators and
     tests can run side by side.
     """
     liveness_url = f"http://127.0.0.1:{free_port()}/healthz"
-    command = [sys.executable, "-m", "kubeflume_operator.main", "--verbose", "--liveness", liveness_url,
-               "--namespace", namespace, *args]
+    command = [sys.executable, "-m", "kubeflume_operator.main", "--verbose", *arguments(liveness_url)]
     log_path = log_dir / f"operator-{uuid.uuid4().hex[:8]}.log"
     environment = {**os.environ, "KUBECONFIG": str(kubeconfig), **(env or {})}
     with log_path.open("wb") as log_file:
@@ -393,3 +420,57 @@ def running_operator(kubeconfig: Path, namespace: str, log_dir: Path, **options:
     finally:
         operator.stop()
 
+
+
+def service_account_kubeconfig(cluster: Cluster, namespace: str, service_account: str, path: Path,
+                               seconds: int = 3600) -> Path:
+    """A kubeconfig that is `service_account` (a token from the TokenRequest API), as its pod would be."""
+    answer = cluster.request("POST", resource_path(SERVICEACCOUNTS, namespace, service_account, "token"), {
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": seconds}})
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    context = next(c["context"] for c in admin["contexts"] if c["name"] == admin["current-context"])
+    server = next(c["cluster"] for c in admin["clusters"] if c["name"] == context["cluster"])
+    user = f"system:serviceaccount:{namespace}:{service_account}"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "test", "cluster": server}],
+        "users": [{"name": user, "user": {"token": answer["status"]["token"]}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": user, "namespace": namespace}}],
+        "current-context": "test",
+    }))
+    path.chmod(0o600)
+    return path
+
+
+@dataclass(frozen=True)
+class ChartOperator:
+    """How the chart runs the operator: its container's args and env, and its ServiceAccount."""
+
+    args: list[str]
+    env: dict[str, str]
+    service_account: str
+
+    @classmethod
+    def of(cls, deployment: Mapping[str, Any]) -> ChartOperator:
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        env = {item["name"]: item["value"] for item in container.get("env", ()) if "value" in item}
+        return cls(list(container.get("args", ())), env, pod["serviceAccountName"])
+
+    def local_args(self, liveness_url: str) -> list[str]:
+        """The chart's args with the liveness endpoint moved to `liveness_url` (a free local port)."""
+        return [f"--liveness={liveness_url}" if arg.startswith("--liveness") else arg for arg in self.args]
+
+
+def start_chart_operator(cluster: Cluster, deployment: Mapping[str, Any], log_dir: Path, *,
+                         env: Mapping[str, str] | None = None) -> OperatorProcess:
+    """The operator as the chart's Deployment would run it: its args, env and ServiceAccount's token.
+
+    The admin kubeconfig is not used: every call the operator makes goes through the chart's RBAC.
+    """
+    chart = ChartOperator.of(deployment)
+    namespace = deployment["metadata"]["namespace"]
+    kubeconfig = service_account_kubeconfig(cluster, namespace, chart.service_account,
+                                            log_dir / f"{chart.service_account}.kubeconfig")
+    return launch_operator(kubeconfig, log_dir, lambda liveness: chart.local_args(liveness),
+                           env={**chart.env, **(env or {})})

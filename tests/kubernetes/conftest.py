@@ -7,6 +7,7 @@ shares this session's cluster.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import pytest
 
 from tests.kubernetes.cluster import (
+    DEPLOYMENTS,
+    REPO,
     BadClusterSetting,
     Cluster,
     NoCluster,
@@ -22,16 +25,26 @@ from tests.kubernetes.cluster import (
     cluster_required,
     create_namespace,
     delete_namespace,
-    install_crds,
+    ensure_crds,
     namespace_name,
+    start_chart_operator,
     start_operator,
 )
+from tests.packaging.helm_venv import build_helm_venv, run_helm_tool
+
+CHART = REPO / "charts" / "kubeflume"
 
 # Fast timers so tests see the operator's work in seconds, not the production 15 s / 5 s.
 OPERATOR_ENV = {
     "KUBEFLUME_STATUS_INTERVAL": "0.5",
     "KUBEFLUME_SHELLJOB_POLL_INTERVAL": "0.5",
     "KUBEFLUME_AGENT_IMAGE": "registry.test/kubeflume/agent:dev",
+}
+# The same through the chart's own values.
+CHART_VALUES = {
+    "statusInterval": 0.5,
+    "shellJobPollInterval": 0.5,
+    "agentImage": {"repository": "registry.test/kubeflume/agent", "tag": "dev"},
 }
 
 
@@ -47,10 +60,13 @@ def cluster() -> Iterator[Cluster]:
         pytest.skip(str(error))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def crds(cluster: Cluster) -> list[str]:
-    """The repository's CRDs (crds/*.yaml) applied server-side and Established; their names."""
-    return install_crds(cluster)
+    """The repository's CRDs (crds/*.yaml) applied server-side and Established; their names.
+
+    Applied once per session, and again only if a test removed them.
+    """
+    return ensure_crds(cluster)
 
 
 @pytest.fixture
@@ -88,3 +104,51 @@ def run_operator(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[C
 def operator(crds: list[str], run_operator: Callable[..., OperatorProcess]) -> OperatorProcess:
     """The operator serving the test's namespace, as the cluster admin (RBAC is tested with the chart)."""
     return run_operator()
+
+
+@pytest.fixture(scope="session")
+def helm_python() -> Path:
+    """Python 3.12 with Helm's own library (helm-sdkpy), as the packaging tests use it."""
+    return build_helm_venv()
+
+
+@pytest.fixture
+def install_chart(cluster: Cluster, namespace: str, helm_python: Path) -> Iterator[Callable[..., str]]:
+    """`install_chart(values, release=None)`: `helm install` of charts/kubeflume into the test's namespace.
+
+    Returns the release name; every release is uninstalled after the test.
+    """
+    releases: list[str] = []
+
+    def helm(action: str, release: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
+        return run_helm_tool(helm_python, {"action": action, "kubeconfig": str(cluster.kubeconfig),
+                                           "chart": str(CHART), "values": values or {}, "release": release,
+                                           "namespace": namespace})
+
+    def install(values: dict[str, Any] | None = None, release: str | None = None) -> str:
+        release = release or f"kf{uuid.uuid4().hex[:6]}"
+        answer = helm("install", release, values)
+        assert "error" not in answer, f"helm install failed: {answer['error']}"
+        releases.append(release)
+        return release
+
+    yield install
+    for release in releases:
+        helm("uninstall", release)
+
+
+@pytest.fixture
+def chart_operator(cluster: Cluster, crds: list[str], namespace: str, install_chart: Callable[..., str],
+                   tmp_path: Path) -> Iterator[OperatorProcess]:
+    """The operator installed by the chart (watching the test's namespace) and run as its ServiceAccount.
+
+    The chart's Deployment never runs (no kubelet): its args, env and ServiceAccount are taken
+    from the server and the operator runs here with a token of that ServiceAccount, so every
+    call it makes is checked against the chart's RBAC.
+    """
+    release = install_chart({**CHART_VALUES, "watchNamespaces": [namespace]})
+    deployment = cluster.get(DEPLOYMENTS, namespace, f"{release}-kubeflume")
+    assert deployment is not None, f"the chart made no Deployment {release}-kubeflume"
+    operator = start_chart_operator(cluster, deployment, tmp_path)
+    yield operator
+    operator.stop()

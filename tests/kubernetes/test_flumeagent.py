@@ -49,7 +49,8 @@ def status_where(cluster: Cluster, namespace: str, holds: Callable[[dict[str, An
 
 
 def test_a_flumeagent_becomes_its_children_and_a_status_on_the_server(
-        cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+        cluster: Cluster, namespace: str, chart_operator: OperatorProcess) -> None:
+    operator = chart_operator
     created = cluster.create(FLUMEAGENTS, flume_agent(namespace, agent_spec()))
     config = parse_manifest(created)
 

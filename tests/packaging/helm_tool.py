@@ -7,6 +7,10 @@ helm-python-sdk (the same Helm library, another binding) renders the templates l
 Request: {"chart": path, "values": {...}, "release": name, "namespace": ns}
 Answer:  {"lint": {"errors": [{"path", "message"}], "messages": [...]},
           "manifests": {template path: rendered text} or null, "render_error": str or null}
+
+Against a cluster (helm-sdkpy's install and uninstall actions, as `helm install` / `helm uninstall`):
+Request: {"action": "install" | "uninstall", "kubeconfig": path, "chart", "values", "release", "namespace"}
+Answer:  {"release": what Helm answered} or {"error": str}
 """
 
 import asyncio
@@ -48,8 +52,26 @@ def render(request: dict) -> tuple[dict | None, str | None]:
     return manifests, None
 
 
+def on_cluster(request: dict) -> dict:
+    """Install (without waiting: a cluster without kubelet never runs the pod) or uninstall a release."""
+    config = helm_sdkpy.Configuration(namespace=request["namespace"], kubeconfig=request["kubeconfig"])
+    try:
+        if request["action"] == "install":
+            release = asyncio.run(helm_sdkpy.Install(config).run(
+                request["release"], request["chart"], request.get("values") or None, wait=False,
+                disable_openapi_validation=False))
+        else:
+            release = asyncio.run(helm_sdkpy.Uninstall(config).run(request["release"], wait=False))
+    except helm_sdkpy.HelmError as error:
+        return {"error": str(error)}
+    return {"release": release}
+
+
 def main() -> None:
     request = json.load(sys.stdin)
+    if request.get("action") in ("install", "uninstall"):
+        json.dump(on_cluster(request), sys.stdout, default=str)
+        return
     manifests, render_error = render(request)
     answer = {
         "lint": lint(request["chart"], request.get("values") or {}),

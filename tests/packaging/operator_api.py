@@ -9,7 +9,7 @@ Two sources, so the chart's RBAC cannot silently fall behind the code:
   HTTP verb and URL are taken from the client's own request builder, then turned into an RBAC
   (apiGroup, resource, verb).
 
-Plus what kopf does on its own: CRD discovery, namespaces (cluster-wide), Events, peering.
+Plus what kopf does on its own: CRD discovery, namespaces, Events, peering.
 """
 
 from __future__ import annotations
@@ -39,9 +39,8 @@ METHOD = re.compile(r"""method='(GET|POST|PUT|PATCH|DELETE)'|call_api\(\s*'[^']+
 
 def required_rules(*, cluster_wide: bool, peering: bool) -> tuple[set[Rule], set[Rule]]:
     """(cluster-scoped rules, rules on namespaced objects) the operator needs."""
-    cluster = set(KOPF_CLUSTER_RULES)
-    if cluster_wide:
-        cluster |= KOPF_NAMESPACE_RULES
+    # kopf lists and watches namespaces in both modes (it retries for a minute without the grant).
+    cluster = KOPF_CLUSTER_RULES | KOPF_NAMESPACE_RULES
     namespaced = KOPF_EVENT_RULES | kopf_rules() | client_rules()
     if peering:
         target = cluster if cluster_wide else namespaced
