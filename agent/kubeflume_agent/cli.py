@@ -3,7 +3,8 @@
     kubeflume-agent -n a1 -f flume.conf [--metrics-port 41414] [--no-reload-conf]
     kubeflume-agent -n a1 -f flume.conf --drain [--drain-timeout 60] [--drain-report PATH]
 
-SIGTERM and SIGINT stop the agent gracefully (sources first, sinks drain) and exit 0. The config
+SIGTERM and SIGINT stop the agent gracefully (sources first, sinks drain) and exit 0; SIGUSR1
+stops only the sources (a pod's preStop), the sinks going on until SIGTERM. The config
 file is polled for changes (like Flume, every 30 s by default); a changed config is applied by
 restarting only the components that changed, and a config with errors is refused while the
 running one keeps serving.
@@ -113,7 +114,12 @@ async def serve(agent: Agent, describe: bool = True, watch: Callable[[], object]
     if describe:
         print_endpoints(agent)
     watcher = loop.create_task(watch()) if watch else None
+    quiescing: list[asyncio.Task] = []  # at most one: a second SIGUSR1 changes nothing
+    loop.add_signal_handler(signal.SIGUSR1, lambda: quiescing or quiescing.append(
+        loop.create_task(agent.stop_sources())))
     await stop.wait()
+    for task in quiescing:
+        await task
     log.info("stopping (signal received)")
     if watcher is not None:
         watcher.cancel()

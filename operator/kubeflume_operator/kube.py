@@ -49,6 +49,7 @@ class Kind:
 def kinds() -> dict[str, Kind]:
     core = kubernetes.client.CoreV1Api()
     apps = kubernetes.client.AppsV1Api()
+    policy = kubernetes.client.PolicyV1Api()
     return {
         "ConfigMap": Kind(core.read_namespaced_config_map, core.create_namespaced_config_map,
                           core.patch_namespaced_config_map, core.delete_namespaced_config_map),
@@ -60,6 +61,10 @@ def kinds() -> dict[str, Kind]:
                             apps.patch_namespaced_stateful_set, apps.delete_namespaced_stateful_set),
         "DaemonSet": Kind(apps.read_namespaced_daemon_set, apps.create_namespaced_daemon_set,
                           apps.patch_namespaced_daemon_set, apps.delete_namespaced_daemon_set),
+        "PodDisruptionBudget": Kind(policy.read_namespaced_pod_disruption_budget,
+                                    policy.create_namespaced_pod_disruption_budget,
+                                    policy.patch_namespaced_pod_disruption_budget,
+                                    policy.delete_namespaced_pod_disruption_budget),
     }
 
 

@@ -5,15 +5,19 @@ for each; it is stopped, as a scaled-down pod would be. Then `--drain` runs the 
 with a file_roll sink: every event is delivered once, exit 0, and the JSON report says what the
 channel held and the sink delivered. With a sink that cannot deliver, the drain gives up after
 `--drain-timeout`, exits non-zero with the reason, and the channel still holds every event: a
-second drain delivers them all.
+second drain delivers them all. And a running agent's preStop signal (SIGUSR1) stops its sources
+while its sinks go on.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -163,3 +167,35 @@ def test_a_drain_with_a_channel_no_sink_takes_from_gives_up_at_once(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     assert run_drain(tmp_path, file_roll_sink(out))[1]["delivered"] == 10  # it was all still there
+
+
+def ready(metrics_port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/readyz", timeout=5):
+            return True
+    except urllib.error.HTTPError:
+        return False
+
+
+def test_sigusr1_stops_the_sources_and_the_sinks_go_on_until_sigterm(tmp_path):
+    port, metrics_port, out = free_port(), free_port(), tmp_path / "out"
+    memory = ("a1.channels = c1\na1.channels.c1.type = memory\na1.channels.c1.capacity = 10000\n"
+              "a1.channels.c1.transactionCapacity = 1000\n")
+    (tmp_path / "flume.conf").write_text(source_config(port) + memory + file_roll_sink(out))
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "kubeflume_agent.cli", "-n", "a1", "-f", str(tmp_path / "flume.conf"),
+         "--metrics-port", str(metrics_port), "--metrics-bind", "127.0.0.1", "--no-reload-conf"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: accepting(port) and ready(metrics_port), 60, "the agent")
+        assert send_acknowledged(port, 5000) == 5000
+        agent.send_signal(signal.SIGUSR1)
+        wait_until(lambda: not accepting(port), 60, "the source to stop")
+        assert not ready(metrics_port)
+        wait_until(lambda: len(delivered_lines(out)) == 5000, 60, "the sink to deliver what the channel held")
+        assert agent.poll() is None  # the agent itself goes on until SIGTERM
+    finally:
+        agent.terminate()
+        code = agent.wait(60)
+    assert code == 0, agent.stderr.read()
+    assert sorted(delivered_lines(out)) == [f"event-{n:06d}" for n in range(5000)]

@@ -110,7 +110,7 @@ async def test_a_flumeagent_becomes_a_configmap_a_deployment_and_a_service(clust
     assert deployment["spec"]["replicas"] == 2
     container = template["spec"]["containers"][0]
     assert container["image"] == "registry.test/kubeflume/agent:dev"
-    assert container["args"] == ["-n", "a1", "-f", "/etc/kubeflume/flume.conf", "--metrics-port", "41414"]
+    assert container["args"][:6] == ["-n", "a1", "-f", "/etc/kubeflume/flume.conf", "--metrics-port", "41414"]
     assert service["spec"]["ports"] == [{"name": "tcp-5140", "port": 5140, "targetPort": 5140, "protocol": "TCP"}]
     assert metrics["spec"]["clusterIP"] == "None" and metrics["spec"]["ports"][0]["port"] == 41414
     for child in (config_map, deployment, service, metrics):

@@ -73,7 +73,8 @@ def test_agent_container_runs_the_rendered_file_with_probes_on_the_metrics_port(
     agent = container(rendered)
     assert agent["image"] == IMAGE
     assert agent["command"] == ["kubeflume-agent"]
-    assert agent["args"] == ["-n", "a1", "-f", "/etc/kubeflume/flume.conf", "--metrics-port", "9100"]
+    assert agent["args"] == ["-n", "a1", "-f", "/etc/kubeflume/flume.conf", "--metrics-port", "9100",
+                             "--drain-timeout", "5"]
     assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in agent["ports"]
     assert agent["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert agent["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
@@ -250,3 +251,63 @@ def test_update_patch_replaces_spec_and_keeps_labels_and_annotations_of_others()
     assert patched["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "4"
     assert patched["metadata"]["labels"] == desired["metadata"]["labels"]
     assert patched["metadata"]["ownerReferences"] == desired["metadata"]["ownerReferences"]
+
+
+# --- graceful stop, rollouts, disruption budget -------------------------------------------------
+
+def pod_spec(rendered: resources.AgentResources) -> dict:
+    return rendered.workload["spec"]["template"]["spec"]
+
+
+def test_the_stop_is_sized_from_the_memory_channels():
+    small = render(flume_agent())  # 1,000 events in memory: the 5 s minimum
+    assert container(small)["args"][-2:] == ["--drain-timeout", "5"]
+    assert pod_spec(small)["terminationGracePeriodSeconds"] == 5 + 5 + 15
+    assert container(small)["lifecycle"]["preStop"]["exec"]["command"] == ["/bin/sh", "-c", "kill -USR1 1; sleep 5"]
+
+    big = render(flume_agent(channels={"c1": {"type": "memory", "capacity": 40000, "transactionCapacity": 100}}))
+    assert container(big)["args"][-2:] == ["--drain-timeout", "40"]
+    assert pod_spec(big)["terminationGracePeriodSeconds"] == 5 + 40 + 15
+
+
+def test_events_on_disk_need_no_drain_time_and_the_timings_can_be_set():
+    on_disk = render(flume_agent(channels={"c1": {"type": "file", "capacity": 1000000, "transactionCapacity": 100,
+                                                  "checkpointDir": "/data/cp", "dataDirs": "/data/d"}}))
+    assert container(on_disk)["args"][-1] == "5"
+    chosen = render(flume_agent(shutdown={"drainSeconds": 30, "preStopSeconds": 2,
+                                          "terminationGracePeriodSeconds": 90}))
+    assert container(chosen)["args"][-1] == "30"
+    assert container(chosen)["lifecycle"]["preStop"]["exec"]["command"][-1].endswith("sleep 2")
+    assert pod_spec(chosen)["terminationGracePeriodSeconds"] == 90
+
+
+def test_a_grace_period_shorter_than_the_stop_is_a_problem():
+    agent = flume_agent(shutdown={"drainSeconds": 30, "terminationGracePeriodSeconds": 20})
+    problems = resources.spec_problems(agent["spec"], parse_manifest(agent))
+    assert [p.key for p in problems] == ["shutdown.terminationGracePeriodSeconds"]
+
+
+def test_rollouts_keep_an_endpoint_and_statefulsets_keep_their_claims():
+    deployment = render(flume_agent()).workload
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                             "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    stateful = render(flume_agent(workload="StatefulSet")).workload["spec"]
+    assert stateful["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}
+    assert stateful["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({}, None),
+    ({"replicas": 2}, {"maxUnavailable": 1}),
+    ({"replicas": 3, "disruptionBudget": {"minAvailable": 2}}, {"minAvailable": 2}),
+    ({"replicas": 3, "disruptionBudget": {"enabled": False}}, None),
+    ({"replicas": 1, "disruptionBudget": {"enabled": True, "maxUnavailable": "50%"}}, {"maxUnavailable": "50%"}),
+])
+def test_a_disruption_budget_for_two_or_more_replicas_unless_asked_otherwise(fields, expected):
+    budget = render(flume_agent(**fields)).disruption_budget
+    if expected is None:
+        assert budget is None
+        return
+    assert budget["kind"] == "PodDisruptionBudget" and budget["metadata"]["name"] == "web-logs"
+    assert budget["spec"] == {"selector": {"matchLabels": resources.selector_labels("web-logs")}, **expected}
+    assert budget["metadata"]["ownerReferences"][0]["uid"] == "6f1c-uid"

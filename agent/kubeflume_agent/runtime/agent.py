@@ -86,6 +86,13 @@ class Agent:
             await self.metrics_server.stop()
         log.info("agent %s stopped", self.config.name)
 
+    async def stop_sources(self) -> None:
+        """The first half of a stop (a pod's preStop asks for it): nothing new comes in, the pod stops
+        being ready, and the sinks go on emptying the channels until `stop()`."""
+        self.ready = False
+        await self._stop_components(set(self.sources), set(), set(), drain=False)
+        log.info("agent %s: sources stopped; the sinks go on draining the channels", self.config.name)
+
     async def reload(self, new: AgentConfig) -> None:
         """Switch to `new`, restarting only what changed. Raises InvalidConfig and changes nothing
         if `new` has errors."""

@@ -22,6 +22,18 @@ kopf's handler registry and the Kubernetes client calls in operator/kubeflume_op
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets", "daemonsets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# A FlumeAgent's PodDisruptionBudget.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "create", "patch", "delete"]
+# Drain on scale-down: the claims of removed StatefulSet pods, deleted only after their drain Job
+# succeeded; the Jobs themselves (annotated with the drain's report, deleted when a scale-up cancels).
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["list", "delete"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["list", "create", "patch", "delete"]
 # ShellJob files and archives may come from a ConfigMap or Secret key, and the delegation token
 # from a Secret: the operator reads them (never lists or writes Secrets).
 - apiGroups: [""]

@@ -25,7 +25,7 @@ from kubernetes.client.exceptions import ApiException
 from kubeflume_agent.config.manifest import parse_manifest
 from kubeflume_agent.config.model import ConfigError
 from kubeflume_operator import GROUP, VERSION, conditions, kube
-from kubeflume_operator.flumeagent import resources
+from kubeflume_operator.flumeagent import drain, resources
 from kubeflume_operator.flumeagent import status as agent_status
 
 FLUMEAGENTS = (GROUP, VERSION, "flumeagents")
@@ -67,6 +67,8 @@ def reconcile(body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, patch: kopf.Pat
         return
     rendered = resources.render(body, config, image=resources.default_image())
     try:
+        if drain.has_claims(rendered):
+            drain.DrainPass(body).run(config, rendered)  # a scale-up cancels drains before pods come back
         changes = apply_children(body, rendered)
     except (kube.NotOwned, ApiException) as error:
         message = error.body if isinstance(error, ApiException) else str(error)
@@ -77,6 +79,7 @@ def reconcile(body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, patch: kopf.Pat
         configHash=rendered.config_hash,
         observedGeneration=generation,
         workload=f"{workload['kind']}/{workload['metadata']['name']}",
+        selector=",".join(f"{key}={value}" for key, value in resources.selector_labels(meta["name"]).items()),
         endpoints=resources.endpoints(body, rendered.ports),
     )
     warnings = [str(problem) for problem in found if not problem.is_error]
@@ -109,6 +112,8 @@ def apply_children(body: kopf.Body, rendered: resources.AgentResources) -> list[
     stale = [kind for kind in resources.WORKLOAD_KINDS if kind != rendered.workload["kind"]]
     if rendered.service is None:
         stale.append("Service")
+    if rendered.disruption_budget is None:
+        stale.append("PodDisruptionBudget")
     changes += [f"{kind} {name} deleted" for kind in stale if kube.delete_owned(kind, namespace, name, uid)]
     return changes
 
@@ -151,6 +156,23 @@ async def refresh_status(
         if status.get(field) != value:
             patch.status[field] = value
     patch.fns.append(functools.partial(record_rollout, rollout=rollout))
+    if kind == resources.STATEFULSET and conditions.is_true(status.get("conditions"), agent_status.CONFIG_VALID):
+        entries = await asyncio.to_thread(run_drains, body)
+        if entries is not None:
+            patch.status["drains"] = entries
+            patch.fns.append(functools.partial(record_drains, entries=entries))
+
+
+def run_drains(body: kopf.Body) -> list[dict[str, Any]] | None:
+    """The drains of a StatefulSet agent's removed claims (see drain.py), as status entries."""
+    config = parse_manifest(body)
+    return drain.DrainPass(body).run(config, resources.render(body, config, image=resources.default_image()))
+
+
+def record_drains(body: dict[str, Any], *, entries: list[dict[str, Any]]) -> None:
+    """Patch function: the Draining condition."""
+    status = body.setdefault("status", {})
+    status["conditions"] = drain.draining_condition(status.get("conditions"), entries)
 
 
 def restore_children(body: kopf.Body) -> None:

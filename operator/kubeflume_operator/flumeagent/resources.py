@@ -6,10 +6,17 @@ ConfigMap holding the rendered flume.conf, a Deployment, StatefulSet or DaemonSe
 Service for every agent: the port Prometheus (a ServiceMonitor) scrapes, kept off the client
 Service so a LoadBalancer never publishes the metrics. The pod template carries
 the config hash, so a changed config rolls the pods and an unchanged one leaves them alone.
+
+Nothing acknowledged may be lost when pods go away: a PodDisruptionBudget (2+ replicas) lets
+evictions take one pod at a time, StatefulSets roll one pod at a time and keep their claims when
+scaled down (the operator drains them, see drain.py), a Deployment with a network source surges
+a new pod before an old one stops, and every pod gets a stop sized from its memory channels: a
+preStop that stops the sources, then `--drain-timeout` for the sinks, inside the grace period.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +51,15 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "kubeflume-operator"
 METRICS_SERVICE_LABEL = f"{GROUP}/metrics"  # on the headless metrics Services: what a ServiceMonitor selects
 
+# Graceful stop. Sinks are assumed to deliver at least this many events/s when sizing the time a
+# memory channel needs to drain; the grace period adds the preStop and a margin for checkpoints.
+ASSUMED_SINK_RATE = 1000
+MIN_STOP_DRAIN_SECONDS = 5
+MAX_STOP_DRAIN_SECONDS = 600
+PRESTOP_SECONDS = 5  # the preStop's wait after stopping the sources: endpoints forget the pod
+STOP_MARGIN_SECONDS = 15
+AGENT_PID = 1  # the agent is the container's command, so PID 1 of its namespace
+
 
 @dataclass(frozen=True)
 class ListeningPort:
@@ -65,14 +81,15 @@ class AgentResources:
     workload: dict[str, Any]
     service: dict[str, Any] | None
     metrics_service: dict[str, Any]
+    disruption_budget: dict[str, Any] | None
     config_hash: str
     ports: list[ListeningPort]
     notes: list[str] = field(default_factory=list)  # things the user should know (posted as Events)
 
     @property
     def children(self) -> list[dict[str, Any]]:
-        return [obj for obj in (self.config_map, self.workload, self.service, self.metrics_service)
-                if obj is not None]
+        return [obj for obj in (self.config_map, self.workload, self.service, self.metrics_service,
+                                self.disruption_budget) if obj is not None]
 
 
 def default_image(environ: Mapping[str, str] = os.environ) -> str:
@@ -141,7 +158,45 @@ def spec_problems(spec: Mapping[str, Any], config: AgentConfig) -> list[ConfigEr
             ))
     if spec.get("workload") == DAEMONSET and "replicas" in spec:
         problems.append(ConfigError("agent", "replicas", "a DaemonSet runs one pod per node; remove replicas"))
+    stop = shutdown(spec, config)
+    if stop.grace_seconds < stop.prestop_seconds + stop.drain_seconds:
+        problems.append(ConfigError(
+            "agent", "shutdown.terminationGracePeriodSeconds",
+            f"{stop.grace_seconds} s is shorter than the preStop ({stop.prestop_seconds} s) and the drain "
+            f"({stop.drain_seconds} s): the pod would be killed while its memory channels still hold events"))
     return problems
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """How a pod stops: sources off in the preStop, then `drain_seconds` for the sinks."""
+
+    prestop_seconds: int
+    drain_seconds: int
+    grace_seconds: int
+
+
+def memory_capacity(config: AgentConfig) -> int:
+    """Events the channels hold in memory at most: what dies with the process if not delivered."""
+    total = 0
+    for kind, _, component_class, settings in _components(config):
+        if kind != "channel":
+            continue
+        if settings.get("memoryCapacity") is not None:  # spillable: only its memory part
+            total += int(settings["memoryCapacity"])
+        elif not component_class.storage_paths(settings):
+            total += int(settings.get("capacity") or 0)
+    return total
+
+
+def shutdown(spec: Mapping[str, Any], config: AgentConfig) -> Shutdown:
+    """The stop timings: spec.shutdown where given, else sized from the memory channels."""
+    asked = spec.get("shutdown", {})
+    needed = math.ceil(memory_capacity(config) / ASSUMED_SINK_RATE)
+    drain = int(asked.get("drainSeconds", min(max(needed, MIN_STOP_DRAIN_SECONDS), MAX_STOP_DRAIN_SECONDS)))
+    prestop = int(asked.get("preStopSeconds", PRESTOP_SECONDS))
+    grace = int(asked.get("terminationGracePeriodSeconds", prestop + drain + STOP_MARGIN_SECONDS))
+    return Shutdown(prestop, drain, grace)
 
 
 def workload_kind(spec: Mapping[str, Any], paths: list[str]) -> str:
@@ -186,7 +241,8 @@ def render(agent: Mapping[str, Any], config: AgentConfig, *, image: str) -> Agen
         "metadata": _metadata(f"{name}-config", namespace, name, {CONFIG_HASH_ANNOTATION: config_hash}),
         "data": {CONFIG_FILE: conf},
     }
-    template = _pod_template(name, spec, config.name, config_hash, ports, state_paths, image=image)
+    template = _pod_template(name, spec, config.name, config_hash, ports, state_paths, image=image,
+                             stop=shutdown(spec, config))
     storage_volume = _storage_volume(kind, name, namespace, spec) if state_paths else None
     if storage_volume is not None:
         template["spec"]["volumes"].append(storage_volume)
@@ -194,11 +250,11 @@ def render(agent: Mapping[str, Any], config: AgentConfig, *, image: str) -> Agen
         "apiVersion": "apps/v1",
         "kind": kind,
         "metadata": _metadata(name, namespace, name),
-        "spec": _workload_spec(kind, name, spec, template, bool(state_paths)),
+        "spec": _workload_spec(kind, name, spec, template, bool(state_paths), bool(ports)),
     }
     service = _service(name, namespace, spec, ports) if ports else None
-    resources = AgentResources(config_map, workload, service, _metrics_service(name, namespace, spec), config_hash,
-                               ports, notes)
+    resources = AgentResources(config_map, workload, service, _metrics_service(name, namespace, spec),
+                               disruption_budget(name, namespace, spec, kind), config_hash, ports, notes)
     kopf.append_owner_reference(resources.children, owner=agent)
     return resources
 
@@ -224,7 +280,7 @@ def _optional(spec: Mapping[str, Any], *keys: str, rename: Mapping[str, str] | N
 
 
 def _container(spec: Mapping[str, Any], agent_name: str, ports: list[ListeningPort],
-               state_paths: list[str], image: str) -> dict[str, Any]:
+               state_paths: list[str], image: str, stop: Shutdown) -> dict[str, Any]:
     metrics = metrics_port(spec)
     probe = {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 10}
     mounts = [{"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True}]
@@ -235,18 +291,22 @@ def _container(spec: Mapping[str, Any], agent_name: str, ports: list[ListeningPo
         "image": spec.get("image") or image,
         **_optional(spec, "imagePullPolicy"),
         "command": ["kubeflume-agent"],
-        "args": ["-n", agent_name, "-f", f"{CONFIG_DIR}/{CONFIG_FILE}", "--metrics-port", str(metrics)],
+        "args": ["-n", agent_name, "-f", f"{CONFIG_DIR}/{CONFIG_FILE}", "--metrics-port", str(metrics),
+                 "--drain-timeout", str(stop.drain_seconds)],
         "ports": [{"name": "metrics", "containerPort": metrics, "protocol": "TCP"}]
         + [{"name": p.name, "containerPort": p.port, "protocol": p.protocol} for p in ports],
         **_optional(spec, "env", "resources", "securityContext"),
         "volumeMounts": mounts,
         "readinessProbe": probe,
         "livenessProbe": {**probe, "httpGet": {"path": "/healthz", "port": "metrics"}, "failureThreshold": 6},
+        "lifecycle": {"preStop": {"exec": {"command": [
+            "/bin/sh", "-c", f"kill -USR1 {AGENT_PID}; sleep {stop.prestop_seconds}"]}}},
     }
 
 
 def _pod_template(name: str, spec: Mapping[str, Any], agent_name: str, config_hash: str,
-                  ports: list[ListeningPort], state_paths: list[str], *, image: str) -> dict[str, Any]:
+                  ports: list[ListeningPort], state_paths: list[str], *, image: str,
+                  stop: Shutdown) -> dict[str, Any]:
     annotations = {
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(metrics_port(spec)),
@@ -258,8 +318,9 @@ def _pod_template(name: str, spec: Mapping[str, Any], agent_name: str, config_ha
     return {
         "metadata": {"labels": {**spec.get("podLabels", {}), **labels(name)}, "annotations": annotations},
         "spec": {
-            "containers": [_container(spec, agent_name, ports, state_paths, image)],
+            "containers": [_container(spec, agent_name, ports, state_paths, image, stop)],
             "volumes": volumes,
+            "terminationGracePeriodSeconds": stop.grace_seconds,
             **_optional(spec, "serviceAccountName", "nodeSelector", "tolerations", "affinity",
                         "podSecurityContext", rename={"podSecurityContext": "securityContext"}),
         },
@@ -288,15 +349,41 @@ def _volume_claim_template(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _workload_spec(kind: str, name: str, spec: Mapping[str, Any], template: dict[str, Any],
-                   needs_storage: bool) -> dict[str, Any]:
+                   needs_storage: bool, listens: bool) -> dict[str, Any]:
     result: dict[str, Any] = {"selector": {"matchLabels": selector_labels(name)}, "template": template}
     if kind != DAEMONSET:
-        result["replicas"] = int(spec.get("replicas", 1))
+        result["replicas"] = replicas(spec)
     if kind == STATEFULSET:
         result["serviceName"] = name
+        result["updateStrategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}
+        # Claims outlive a scale-down (the operator drains them) and the FlumeAgent itself.
+        result["persistentVolumeClaimRetentionPolicy"] = {"whenDeleted": "Retain", "whenScaled": "Retain"}
         if needs_storage:
             result["volumeClaimTemplates"] = [_volume_claim_template(spec)]
+    if kind == DEPLOYMENT and listens:
+        # A new pod is ready before an old one stops, so clients always find an endpoint.
+        result["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     return result
+
+
+def replicas(spec: Mapping[str, Any]) -> int:
+    return int(spec.get("replicas", 1))
+
+
+def disruption_budget(name: str, namespace: str, spec: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
+    """A PodDisruptionBudget: by default for 2+ replicas, maxUnavailable 1; spec.disruptionBudget
+    turns it on or off and sets maxUnavailable or minAvailable."""
+    asked = spec.get("disruptionBudget", {})
+    wanted = kind != DAEMONSET and replicas(spec) >= 2
+    if not asked.get("enabled", wanted):
+        return None
+    limits = _optional(asked, "maxUnavailable", "minAvailable") or {"maxUnavailable": 1}
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(name, namespace, name),
+        "spec": {"selector": {"matchLabels": selector_labels(name)}, **limits},
+    }
 
 
 def _metrics_service(name: str, namespace: str, spec: Mapping[str, Any]) -> dict[str, Any]:
