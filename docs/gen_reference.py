@@ -168,6 +168,11 @@ def components_page() -> str:
         "Names are case-insensitive; Flume's Java class names (`org.apache.flume.source.NetcatSource`)",
         "resolve to the same components, so existing files run unchanged. Keys keep Flume's spelling;",
         "values are strings in a flume.conf and are parsed as the Type column says.",
+        "",
+        "Every TCP source also bounds what a client may hold: `readTimeout` (seconds from the first byte",
+        "of a frame, line or HTTP request to its last; a slower client is closed) and `maxConnections`",
+        "(one more closes the longest-open connection not handing events over; the HTTP sources refuse",
+        "it). Both are counted (`ReadTimeoutCount`, `ConnectionLimitCount`, see [metrics](metrics.md)).",
     ]
     for kind in registry.KINDS:
         lines += ["", f"## {KIND_TITLES.get(kind, kind.title())}"]

@@ -37,12 +37,12 @@ def memory_channel(capacity: int = 10_000, transaction_capacity: int = 1000, kee
 
 
 @contextlib.asynccontextmanager
-async def running_source(type_name: str, params: dict[str, str], channel: MemoryChannel | None = None
-                         ) -> AsyncIterator[tuple[object, MemoryChannel]]:
+async def running_source(type_name: str, params: dict[str, str], channel: MemoryChannel | None = None,
+                         interceptors: tuple = ()) -> AsyncIterator[tuple[object, MemoryChannel]]:
     channel = channel or memory_channel()
     await channel.start()
     _, selector_settings = settings_for("selector", "replicating", {})
-    processor = ChannelProcessor(ReplicatingSelector(selector_settings, {"c1": channel}))
+    processor = ChannelProcessor(ReplicatingSelector(selector_settings, {"c1": channel}), interceptors)
     source_class, settings = settings_for("source", type_name, params)
     source = source_class("r1", settings, processor)
     await source.start()

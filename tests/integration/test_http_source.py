@@ -200,3 +200,52 @@ async def test_tls_with_curl():
                                    "--data-binary", '[{"body": "over tls"}]')
             [event] = await collect(channel, 1)
     assert status == 200 and event.body == b"over tls"
+
+
+async def curl_headers(url: str, *args: str) -> str:
+    """The response's status line and headers, as curl -i shows them."""
+    def run() -> str:
+        done = subprocess.run(["curl", "-sS", "-i", "-o", "-", *args, url], capture_output=True, check=True,
+                              timeout=30)
+        return done.stdout.decode().split("\r\n\r\n", 1)[0]
+    return await asyncio.to_thread(run)
+
+
+async def test_send_server_version_false_drops_the_server_header_as_jetty_does():
+    posted = ("-X", "POST", "-H", f"Content-Type: {JSON}", "--data", '[{"body": "x"}]')
+    async with running_source("http", {"port": "0", "bind": "127.0.0.1"}) as (source, _):
+        assert "\r\nServer: " in await curl_headers(url(source), *posted)
+    quiet = {"port": "0", "bind": "127.0.0.1", "HttpConfiguration.sendServerVersion": "false"}
+    async with running_source("http", quiet) as (source, channel):
+        head = await curl_headers(url(source), *posted)
+        assert head.startswith("HTTP/1.1 200") and "server:" not in head.lower()
+        assert "server:" not in (await curl_headers(url(source), "-X", "POST", "--data", "[")).lower()  # 400
+        assert [e.body for e in await take_all(channel)] == [b"x"]
+
+
+async def test_a_refused_request_logs_one_line_with_the_client_and_the_reason(caplog):
+    async with running_source("http", {"port": "0", "bind": "127.0.0.1"}) as (source, _):
+        for _ in range(20):
+            status, _ = await curl(url(source), "-X", "POST", "-H", f"Content-Type: {JSON}", "--data", "[{")
+            assert status == 400
+    refusals = [r.getMessage() for r in caplog.records if "(400)" in r.getMessage()]
+    assert refusals[0].startswith("r1: refused a request from 127.0.0.1 (400): malformed JSON")
+    assert len(refusals) == 5  # then rate-limited: the rest are counted, not logged
+    assert source.counters.event_read_fail == 20
+
+
+@pytest.mark.parametrize("garbage", [
+    b"\x16\x03\x01\x02\x00 TLS on the plain port\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -5\r\n\r\n",
+    b"POST / HTTP/1.1\r\nX-Long: " + b"a" * 10_000 + b"\r\n\r\n",
+])
+async def test_a_request_malformed_below_the_handler_is_one_log_line_without_a_traceback(garbage, caplog):
+    async with running_source("http", {"port": "0", "bind": "127.0.0.1"}) as (source, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", source.bound_ports[0])
+        writer.write(garbage)
+        assert (await reader.read()).startswith(b"HTTP/1.0 400")
+        writer.close()
+        assert source.counters.event_read_fail == 1
+    refusals = [r for r in caplog.records if "refused a request from 127.0.0.1 (400)" in r.getMessage()]
+    assert len(refusals) == 1 and refusals[0].exc_info is None
+    assert not [r for r in caplog.records if r.exc_info]

@@ -46,27 +46,25 @@ async def test_ok_is_sent_only_for_lines_already_in_the_channel():
         writer.close()
 
 
-async def test_a_line_over_max_line_length_gets_flumes_failed_reply_and_nothing_is_stored():
+async def test_a_line_over_max_line_length_is_answered_failed_and_closes_the_connection_as_in_flume():
     # 10 characters including the LF: 9 characters fit, 10 do not.
     async with running_source("netcat", params(**{"max-line-length": "10"})) as (source, channel):
         reader, writer = await connect(source)
         writer.write(b"123456789\n1234567890\nafter\n")
-        assert await read_replies(reader, 3) == [b"OK\n", TOO_LONG % 10, b"OK\n"]
-        assert [e.body for e in await take_all(channel)] == [b"123456789", b"after"]
+        assert await read_replies(reader, 2) == [b"OK\n", TOO_LONG % 10]
+        assert await reader.read() == b""  # closed: nothing after the long line is read
+        assert [e.body for e in await take_all(channel)] == [b"123456789"]
         assert source.counters.event_read_fail == 1
         writer.close()
 
 
-async def test_an_endless_line_is_refused_while_it_arrives_and_its_tail_is_dropped():
+async def test_an_endless_line_is_refused_while_it_arrives():
     async with running_source("netcat", params(**{"max-line-length": "100"})) as (source, channel):
         reader, writer = await connect(source)
         writer.write(b"x" * 5000)
         assert await read_replies(reader, 1) == [TOO_LONG % 100]
-        for _ in range(20):
-            writer.write(b"y" * 5000)  # still the same line: no more replies, nothing buffered
-        writer.write(b"end of the long line\nnext\n")
-        assert await read_replies(reader, 1) == [b"OK\n"]
-        assert [e.body for e in await take_all(channel)] == [b"next"]
+        assert await reader.read() == b""
+        assert await take_all(channel) == []
         writer.close()
 
 
@@ -83,14 +81,73 @@ async def test_without_ack_every_event_only_failures_are_answered():
     config = params(**{"ack-every-event": "false", "max-line-length": "6"})
     async with running_source("netcat", config) as (source, channel):
         reader, writer = await connect(source)
-        writer.write(b"one\ntoo long\ntwo\n")
-        assert await read_replies(reader, 1) == [TOO_LONG % 6]
-        events = await collect(channel, 2)
-        assert [e.body for e in events] == [b"one", b"two"]
-        writer.write(b"three\n")
-        await collect(channel, 1)
+        writer.write(b"one\ntwo\n")
+        assert [e.body for e in await collect(channel, 2)] == [b"one", b"two"]
+        writer.write(b"too long\n")
+        assert await reader.read() == TOO_LONG % 6  # and no OK was ever sent
         writer.close()
-        assert await reader.read() == b""  # no OK was ever sent
+
+
+@pytest.mark.parametrize(("encoding", "mark", "codec"), [
+    ("UTF-16", b"\xfe\xff", "utf-16-be"),  # Java's UTF-16 writer: a big-endian BOM, once
+    ("UTF-16LE", b"", "utf-16-le"),
+    ("UTF-32", b"", "utf-32-be"),
+])
+async def test_a_wide_encoding_is_read_counted_and_answered_in_that_encoding(encoding, mark, codec):
+    async with running_source("netcat", params(encoding=encoding, **{"max-line-length": "6"})) as (source, ch):
+        reader, writer = await connect(source)
+        sent = "héllo\nwörld\n".encode(codec)
+        for offset in range(0, len(sent), 3):  # characters cut across reads
+            writer.write(sent[offset:offset + 3])
+            await writer.drain()
+        ok = "OK\n".encode(codec)
+        assert await reader.readexactly(len(mark) + 2 * len(ok)) == mark + ok + ok
+        writer.write("toolong\n".encode(codec))  # 8 characters with its LF, over 6
+        assert await reader.read() == (TOO_LONG % 6).decode().encode(codec)
+        assert [e.body for e in await take_all(ch)] == ["héllo".encode(), "wörld".encode()]
+
+
+async def test_utf16_without_a_byte_order_mark_is_big_endian_as_in_java():
+    async with running_source("netcat", params(encoding="UTF-16")) as (source, channel):
+        reader, writer = await connect(source)
+        writer.write("ok\n".encode("utf-16-be"))
+        assert await reader.readexactly(8) == b"\xfe\xff" + "OK\n".encode("utf-16-be")
+        assert [e.body for e in await take_all(channel)] == [b"ok"]
+        writer.close()
+
+
+class Doubling:
+    """A user's interceptor that makes two events of each: more than a transaction may hold."""
+
+    def intercept(self, events):
+        return [copy for event in events for copy in (event, event)]
+
+
+class Failing:
+    """A user's interceptor whose lookup service is down."""
+
+    def intercept(self, events):
+        raise RuntimeError("lookup service down")
+
+
+@pytest.mark.parametrize(("interceptor", "reason"), [
+    (Doubling(), b"FAILED: Put queue for transaction of capacity 4 full"),
+    (Failing(), b"FAILED: lookup service down"),
+])
+async def test_a_channel_error_that_is_not_full_is_answered_failed_line_by_line_and_the_connection_goes_on(
+        interceptor, reason):
+    channel = memory_channel(capacity=100, transaction_capacity=4)
+    async with running_source("netcat", params(), channel, interceptors=[interceptor]) as (source, _):
+        reader, writer = await connect(source)
+        writer.write(b"a\nb\nc\n")
+        replies = await read_replies(reader, 3)
+        assert all(reply.startswith(reason) for reply in replies), replies
+        assert await take_all(channel) == []
+        writer.write(b"d\n" if isinstance(interceptor, Doubling) else b"")
+        if isinstance(interceptor, Doubling):
+            assert await read_replies(reader, 1) == [b"OK\n"]  # the same connection serves on
+            assert [e.body for e in await take_all(channel)] == [b"d", b"d"]
+        writer.close()
 
 
 async def test_bodies_are_stored_as_utf8_whatever_the_encoding():

@@ -7,6 +7,9 @@ source has (sources.tcp_server): `readTimeout` and `maxConnections`.
   (`read_within`), else the request is answered 408.
 * Past `maxConnections` open connections a new one is closed at once (counted in
   ConnectionLimitCount): aiohttp does not tell which connection is idle, so none is evicted.
+* A request aiohttp refuses itself (malformed HTTP, a header line too long: 400) is one
+  rate-limited log line with the client and the reason (`_RefusalLog`), not a traceback, and an
+  EventReadFail.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from kubeflume_agent.sources.base import Source
 
@@ -52,6 +56,28 @@ class _CappedRunner(web.AppRunner):
         return inner()
 
 
+class _RefusalLog:
+    """Stands in for aiohttp's server logger, which logs a traceback for every malformed request."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+
+    def exception(self, message: str, *args: Any, exc_info: BaseException | None = None, **_: Any) -> None:
+        if not isinstance(exc_info, HttpProcessingError):
+            log.error(message, *args, exc_info=exc_info)  # not the client's doing: keep the traceback
+            return
+        self.source.counters.event_read_fail += 1
+        reason = " ".join(str(exc_info.message).split()) or type(exc_info).__name__
+        client = args[0] if args else "?"
+        self.source.warnings.warn(log, "bad-request", "%s: refused a request from %s (%d): %s",
+                                  self.source.name, client, exc_info.code, reason)
+
+    debug = exception  # aiohttp logs non-HTTP traffic at debug level; it is a refusal all the same
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(log, name)
+
+
 class HttpServer:
     """One source's aiohttp application on its ports (the `Server` of a ListeningSource)."""
 
@@ -69,7 +95,8 @@ class HttpServer:
         settings = self.source.settings
         self.runner = _CappedRunner(
             self.app, max_connections=settings["maxConnections"], refused=self._refused,
-            access_log=None, handle_signals=False, keepalive_timeout=self.read_timeout)
+            access_log=None, handle_signals=False, keepalive_timeout=self.read_timeout,
+            logger=_RefusalLog(self.source))
         await self.runner.setup()
         bound = []
         for port in ports:

@@ -1,13 +1,22 @@
 """Flume's `netcat` source: every LF-terminated line on a TCP connection is one event.
 
 Each stored line is answered `OK` (unless `ack-every-event = false`), and only after the channel
-transaction holding it has committed, so an `OK` is an acknowledgement a client can rely on. A
-line over `max-line-length` is answered `FAILED: Event exceeds the maximum length ...`, as in
-Flume, and nothing of it is stored.
+transaction holding it has committed, so an `OK` is an acknowledgement a client can rely on.
+
+As in Flume (NetcatSource):
+* `encoding` is the charset of the whole conversation: lines are read in it (UTF-16 and UTF-32
+  too, with Java's reading of byte order marks), `max-line-length` counts its characters, and the
+  `OK`/`FAILED` replies are written in it; event bodies are the lines in UTF-8;
+* a line over `max-line-length` is answered `FAILED: Event exceeds the maximum length (N chars,
+  including newline)` and the connection is closed (nothing after that line is read or stored);
+* when the channel fails with an error other than being full, every line of that transaction is
+  answered `FAILED: <the error>` and the connection goes on (and so when an interceptor raises,
+  where Flume's handler thread dies without an answer).
 
 Differences from Flume, on purpose:
 * a full channel is backpressure: the connection is not read until the channel takes the lines
-  (Flume answers `FAILED` and drops them), so nothing is lost and nothing is answered early;
+  (Flume answers `FAILED` and drops them), so nothing is lost and nothing is answered early; a
+  client that waits for each answer with a read timeout sees that timeout instead of `FAILED`;
 * lines are handled in batches (one transaction per read), which is what makes it fast;
 * a last line without LF when the client closes is stored too;
 * `reusePort` lets several agent processes share the port (SO_REUSEPORT) to use more cores.
@@ -19,8 +28,10 @@ import logging
 from typing import ClassVar
 
 from kubeflume_agent.config.keys import Key, Settings, boolean, charset, port_number, positive_integer
+from kubeflume_agent.errors import ChannelError, ChannelFull
 from kubeflume_agent.event import Event
-from kubeflume_agent.protocols.lines import TOO_LONG, BoundedLineSplitter
+from kubeflume_agent.protocols.java_charsets import java_encoder
+from kubeflume_agent.protocols.lines import TOO_LONG, BoundedLineSplitter, TextLineSplitter, splits_at_lf_byte
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.tcp_server import (
     CONNECTION_KEYS,
@@ -32,16 +43,21 @@ from kubeflume_agent.sources.tcp_server import (
 
 log = logging.getLogger(__name__)
 
-OK = b"OK\n"
+STOPPING = object()  # what `_deliver` returns when the source stops before the channel took the lines
 
 
 class NetcatSource(ListeningSource):
+    """Lines of text over TCP, each answered `OK` once stored. A full channel is backpressure: the
+    connection is not read until the channel has room, so a client waiting for `OK` with a read
+    timeout sees that timeout where Flume would answer `FAILED` and drop the line."""
+
     keys: ClassVar = (
         Key("bind", str, required=True, doc="address to bind"),
         Key("port", port_number, required=True),
-        Key("max-line-length", positive_integer, 512, doc="longest line in characters, counting its LF"),
+        Key("max-line-length", positive_integer, 512,
+            doc="longest line in characters of `encoding`, counting its LF; a longer one closes the connection"),
         Key("ack-every-event", boolean, True, doc="answer OK for every stored line"),
-        Key("encoding", charset, "utf-8", doc="charset of the received text; bodies are stored as UTF-8"),
+        Key("encoding", charset, "utf-8", doc="charset of the lines and of the replies; bodies are stored as UTF-8"),
         REUSE_PORT_KEY,
         *CONNECTION_KEYS,
     )
@@ -51,13 +67,21 @@ class NetcatSource(ListeningSource):
         self.max_line_length: int = settings["max-line-length"]
         self.ack = settings["ack-every-event"]
         self.encoding: str = settings["encoding"]
-        self.too_long_reply = (
-            f"FAILED: Event exceeds the maximum length ({self.max_line_length} chars, including newline)\n"
-        ).encode()
+        self.reply_codec, self.reply_mark = java_encoder(self.encoding)
+        self.ok = self._encode("OK\n") if self.ack else b""
+        self.too_long_reply = self._encode(
+            f"FAILED: Event exceeds the maximum length ({self.max_line_length} chars, including newline)\n")
+        self.byte_lines = splits_at_lf_byte(self.encoding)
         self.server = server_for(self, self._serve)
 
+    def _encode(self, reply: str) -> bytes:
+        return reply.encode(self.reply_codec, "replace")
+
     async def _serve(self, connection: Connection) -> None:
-        splitter = BoundedLineSplitter(self.max_line_length, self.encoding)
+        splitter = (BoundedLineSplitter(self.max_line_length, self.encoding) if self.byte_lines
+                    else TextLineSplitter(self.max_line_length, self.encoding))
+        if self.reply_mark:  # Java's UTF-16 writer starts its stream with a byte order mark
+            connection.writer.write(self.reply_mark)
         read = connection.read
         while connection.open:
             data = await read(READ_SIZE, midway=splitter.partial)
@@ -72,33 +96,44 @@ class NetcatSource(ListeningSource):
 
     async def _store_and_answer(self, lines: list[bytes | None], connection: Connection) -> bool:
         """Store the lines of one read, then answer them in order, one channel transaction at a
-        time, so a client under backpressure still hears about what is stored. False: stopping."""
+        time, so a client under backpressure still hears about what is stored. False: the
+        connection ends (the source stops, or a line was too long)."""
         step = self.processor.max_batch
         for start in range(0, len(lines), step):
             chunk = lines[start:start + step] if len(lines) > step else lines
-            events = self._events(chunk)
-            refused = len(chunk) - len(events)
-            if refused:
-                self.counters.event_read_fail += refused
-                log.warning("%s: refused %d lines from %s longer than %d characters", self.name, refused,
-                            connection.peer_ip, self.max_line_length)
-            if events and not await deliver_until_accepted(self, events, self.server.stopped):
+            too_long = TOO_LONG in chunk
+            if too_long:
+                chunk = chunk[:chunk.index(TOO_LONG)]
+            outcome = await self._deliver(chunk) if chunk else None
+            if outcome is STOPPING:
                 return False
-            reply = self._replies(chunk, refused)
+            reply = self._encode(f"FAILED: {outcome}\n") * len(chunk) if outcome else self.ok * len(chunk)
+            if too_long:
+                self.counters.event_read_fail += 1
+                self.warnings.warn(log, "line-too-long", "%s: closing connection from %s: a line longer than %d "
+                                   "characters", self.name, connection.peer_ip, self.max_line_length)
+                await connection.send(reply + self.too_long_reply)
+                return False
             if reply:
                 await connection.send(reply)
         return True
 
-    def _events(self, lines: list[bytes | None]) -> list[Event]:
-        """One event per line that was not refused; bodies are UTF-8."""
-        if TOO_LONG in lines:
-            lines = [line for line in lines if line is not TOO_LONG]
-        if self.encoding != "utf-8":
+    async def _deliver(self, lines: list[bytes]) -> str | object | None:
+        """Store `lines`: None once stored, STOPPING, or the error every line is answered FAILED with."""
+        try:
+            stored = await deliver_until_accepted(self, self._events(lines), self.server.stopped, retry=ChannelFull)
+        except ChannelError as error:
+            failure = str(error)
+        except Exception as error:  # an interceptor that raised (Flume's handler thread dies)
+            self.counters.generic_processing_fail += 1
+            failure = str(error) or type(error).__name__
+        else:
+            return None if stored else STOPPING
+        self.warnings.warn(log, "channel-error", "%s: %d lines answered FAILED: %s", self.name, len(lines), failure)
+        return " ".join(failure.split()) or "channel error"
+
+    def _events(self, lines: list[bytes]) -> list[Event]:
+        """One event per line; bodies are UTF-8."""
+        if self.byte_lines and self.encoding != "utf-8":
             lines = [line.decode(self.encoding, "replace").encode() for line in lines]
         return list(map(Event, lines))
-
-    def _replies(self, lines: list[bytes | None], refused: int) -> bytes:
-        if not refused:
-            return OK * len(lines) if self.ack else b""
-        ok = OK if self.ack else b""
-        return b"".join(self.too_long_reply if line is TOO_LONG else ok for line in lines)

@@ -256,12 +256,13 @@ def server_for(source: Source, serve: Callable[[Connection], Awaitable[None]], *
 
 
 async def deliver_until_accepted(source: Source, events: list[Event], stopped: asyncio.Event,
-                                 batch_size: int | None = None) -> bool:
+                                 batch_size: int | None = None,
+                                 retry: type[ChannelError] = ChannelError) -> bool:
     """Backpressure for sources that cannot answer "failed": hand `events` over in channel-sized
-    batches (at most `batch_size` events each, if given), retrying a refused batch until it is
-    accepted or `stopped` is set (False then). A TCP caller reads no more from its socket
-    meanwhile, so the sender's window closes instead of data being lost. Each refusal counts a
-    ChannelWriteFail; the events count as received once.
+    batches (at most `batch_size` events each, if given), retrying a batch refused with `retry`
+    until it is accepted or `stopped` is set (False then). A TCP caller reads no more from its
+    socket meanwhile, so the sender's window closes instead of data being lost. Each refusal
+    counts a ChannelWriteFail; the events count as received once. Other errors propagate.
     """
     counters = source.counters
     step = min(source.processor.max_batch, batch_size or source.processor.max_batch)
@@ -272,7 +273,7 @@ async def deliver_until_accepted(source: Source, events: list[Event], stopped: a
             try:
                 await source.deliver(batch)
                 break
-            except ChannelError as error:
+            except retry as error:
                 if stopped.is_set():
                     return False
                 log.debug("%s: channel refused %d events, retrying: %s", source.name, len(batch), error)
