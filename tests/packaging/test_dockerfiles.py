@@ -169,6 +169,14 @@ def test_the_wheel_provides_the_packages(image_venv: Path) -> None:
         assert location.startswith(str(image_venv)), f"imported {location}, not the wheel's copy"
 
 
+def test_the_wheel_holds_the_compiled_accelerator(image_venv: Path) -> None:
+    done = run_in(image_venv, "python", "-c",
+                  "from kubeflume_agent.protocols.syslog import FRAME_PARSER_ACCELERATOR as compiled; "
+                  "import sys; print(sys.modules[compiled.__module__].__file__)")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith(str(image_venv)) and done.stdout.strip().endswith(".so")
+
+
 @pytest.mark.parametrize("image", sorted(IMAGES))
 def test_entrypoint_prints_its_usage(image_venv: Path, image: str) -> None:
     entrypoint = stages(IMAGES[image])[-1].last("ENTRYPOINT").value

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from kubeflume_agent.config.keys import InvalidValue
 from kubeflume_agent.event import Event
 from kubeflume_agent.protocols.syslog import (
+    FRAME_PARSER_ACCELERATOR,
     MultiportSyslogParser,
     SyslogFramer,
     SyslogUtilsParser,
@@ -36,33 +37,48 @@ def utc_ms(*fields: int, millis: int = 0) -> str:
     return str(calendar.timegm((*fields, 0, 0, 0)) * 1000 + millis)
 
 
-def parse(line: bytes, keep: str = "none") -> Event:
-    return SyslogUtilsParser(parse_keep_fields(keep)).parse(line)
+# Every SyslogUtils test runs on both implementations: the pure-Python reference and the compiled
+# accelerator that `pip install` builds (protocols/_syslog_fast.pyx), which reads whole lists of frames.
+IMPLEMENTATIONS = [pytest.param(None, id="python"), pytest.param(FRAME_PARSER_ACCELERATOR, id="compiled")]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def parse(request):
+    def parse_one(line: bytes, keep: str = "none") -> Event:
+        (event,) = SyslogUtilsParser(parse_keep_fields(keep), accelerator=request.param).parse_all([line])
+        return event
+    return parse_one
+
+
+def test_the_accelerator_is_built():
+    """pip install compiles it (gcc and the Python headers are needed): without it syslog costs twice the CPU."""
+    assert FRAME_PARSER_ACCELERATOR is not None
 
 
 class TestSyslogUtilsTimestamps:
-    def test_fraction_is_milliseconds_and_hides_the_zone(self, berlin):
+    def test_fraction_is_milliseconds_and_hides_the_zone(self, berlin, parse):
         event = parse(b"<165>1 2003-08-24T05:14:15.52-07:00 host app - - m")
         # Read as Berlin local time (CEST, UTC+2), offset -07:00 ignored; ".52" is 52 ms.
         assert event.headers["timestamp"] == utc_ms(2003, 8, 24, 3, 14, 15, millis=52)
 
-    def test_fraction_beyond_milliseconds_is_truncated(self, berlin):
+    def test_fraction_beyond_milliseconds_is_truncated(self, berlin, parse):
         event = parse(b"<165>1 2003-01-24T05:14:15.123456Z host app - - m")
         assert event.headers["timestamp"] == utc_ms(2003, 1, 24, 4, 14, 15, millis=123)  # CET, UTC+1
 
-    def test_lines_of_one_second_keep_their_own_fractions(self, berlin):
-        parser = SyslogUtilsParser()
-        stamps = [parser.parse(b"<165>1 2003-01-24T05:14:15.%dZ h a" % digits).headers["timestamp"]
-                  for digits in (5, 123456, 999, 5)]
+    @pytest.mark.parametrize("accelerator", IMPLEMENTATIONS)
+    def test_lines_of_one_second_keep_their_own_fractions(self, berlin, accelerator):
+        parser = SyslogUtilsParser(accelerator=accelerator)
+        events = parser.parse_all([b"<165>1 2003-01-24T05:14:15.%dZ h a" % digits for digits in (5, 123456, 999, 5)])
+        stamps = [event.headers["timestamp"] for event in events]
         base = calendar.timegm((2003, 1, 24, 4, 14, 15, 0, 0, 0)) * 1000
         assert stamps == [str(base + 5), str(base + 123), str(base + 999), str(base + 5)]
 
-    def test_zone_is_honoured_without_fraction(self, berlin):
+    def test_zone_is_honoured_without_fraction(self, berlin, parse):
         event = parse(b"<165>1 2003-08-24T05:14:15-07:00 h a")
         assert event.headers["timestamp"] == utc_ms(2003, 8, 24, 12, 14, 15)
         assert parse(b"<165>1 2003-08-24T05:14:15Z h a").headers["timestamp"] == utc_ms(2003, 8, 24, 5, 14, 15)
 
-    def test_no_zone_is_local_time(self, berlin):
+    def test_no_zone_is_local_time(self, berlin, parse):
         assert parse(b"<165>1 2003-08-24T05:14:15 h a").headers["timestamp"] == utc_ms(2003, 8, 24, 3, 14, 15)
 
     def test_rfc3164_takes_the_current_year_and_rolls_at_the_edges(self):
@@ -77,25 +93,25 @@ class TestSyslogUtilsTimestamps:
 
 
 class TestSyslogUtilsHeadersAndBody:
-    def test_rfc3164(self):
+    def test_rfc3164(self, parse):
         event = parse(b"<13>Nov  2 05:40:03 web1 app[4242]: hello")
         assert event.body == b"app[4242]: hello"
         assert {k: v for k, v in event.headers.items() if k != "timestamp"} == {
             "Facility": "1", "Severity": "5", "priority": "13", "host": "web1"}
 
-    def test_rfc5424_with_nil_values(self):
+    def test_rfc5424_with_nil_values(self, parse):
         event = parse(b"<191>1 - - app - - msg")
         assert event.headers == {"Facility": "23", "Severity": "7", "priority": "191", "version": "1"}
         assert event.body == b"app - - msg"
 
     @pytest.mark.parametrize("line", [b"plain text", b"<abc>x", b"<>x", b"<1234>x", b"13>x"])
-    def test_bad_priority_is_invalid_with_the_raw_line(self, line):
+    def test_bad_priority_is_invalid_with_the_raw_line(self, line, parse):
         assert parse(line) == Event(line, {"Facility": "0", "Severity": "0", "flume.syslog.status": "Invalid"})
 
-    def test_valid_priority_without_a_format_keeps_the_raw_line(self):
+    def test_valid_priority_without_a_format_keeps_the_raw_line(self, parse):
         assert parse(b"<30>whatever") == Event(b"<30>whatever", {"Facility": "3", "Severity": "6"})
 
-    def test_empty_message_gives_the_raw_line(self):
+    def test_empty_message_gives_the_raw_line(self, parse):
         line = b"<13>Nov 22 05:40:03 web1 "
         assert parse(line).body == line
 
@@ -104,10 +120,10 @@ class TestSyslogUtilsHeadersAndBody:
         assert event.headers["flume.syslog.status"] == "Incomplete"
         assert event.headers["host"] == "web1" and event.body == b"app: cut her"
 
-    def test_no_stale_priority_after_a_good_event(self):
-        parser = SyslogUtilsParser()
-        parser.parse(b"<1>1 2003-08-24T05:14:15Z h a")
-        assert "priority" not in parser.parse(b"garbage").headers  # Flume leaks "1" here
+    @pytest.mark.parametrize("accelerator", IMPLEMENTATIONS)
+    def test_no_stale_priority_after_a_good_event(self, accelerator):
+        events = SyslogUtilsParser(accelerator=accelerator).parse_all([b"<1>1 2003-08-24T05:14:15Z h a", b"garbage"])
+        assert "priority" not in events[1].headers  # Flume leaks "1" here
 
     @pytest.mark.parametrize(("keep", "body"), [
         ("true", b"<13>1 2003-08-24T05:14:15Z web1 app msg"),
@@ -115,7 +131,7 @@ class TestSyslogUtilsHeadersAndBody:
         ("timestamp", b"2003-08-24T05:14:15Z app msg"),
         ("priority version timestamp hostname", b"<13>1 2003-08-24T05:14:15Z web1 app msg"),
     ])
-    def test_keep_fields(self, keep, body):
+    def test_keep_fields(self, keep, body, parse):
         assert parse(b"<13>1 2003-08-24T05:14:15Z web1 app msg", keep).body == body
 
     def test_keep_fields_rejects_unknown_names(self):
@@ -249,3 +265,34 @@ def test_events_with_the_same_header_do_not_share_their_headers():
     assert "added" not in second.headers and "flume.syslog.status" not in second.headers
     assert truncated.headers["flume.syslog.status"] == "Incomplete" and "added" not in truncated.headers
     assert first.headers["host"] == second.headers["host"] == "host"
+
+
+# Pieces of syslog headers, the usual ones and their near misses, so the generated lines walk every
+# branch of both parsers: the compiled one must read each line exactly as the Python reference does.
+_PRIS = st.sampled_from([b"<13>", b"<0>", b"<191>", b"<007>", b"<999>", b"<1000>", b"<>", b"<x>", b"13>", b""])
+_VERSIONS = st.sampled_from([b"1 ", b"", b"12 ", b" ", b"1", b"1\t", b"0 "])
+_STAMPS = st.one_of(
+    st.builds(lambda date, fraction, zone: date + fraction + zone,
+              st.sampled_from([b"2026-11-22T05:00:00", b"2003-08-24T05:14:15", b"2026-13-40T25:61:61",
+                               b"2026-11-22 05:00:00", b"2026-1-22T05:00:00"]),
+              st.sampled_from([b"", b".5", b".52", b".123", b".123456", b".1234567", b"."]),
+              st.sampled_from([b"", b"Z", b"+02:00", b"-07:00", b"+0200", b"+02", b"z"])),
+    st.sampled_from([b"Nov 22 05:40:03", b"Nov  2 05:40:03", b"Feb 30 00:00:00", b"Nov   2 05:40:03",
+                     b"Nov 222 05:40:03", b"Xyz 22 05:40:03", b"nov 22 05:40:03", b"Nov 22 5:40:03", b"-"]))
+_HOSTS = st.sampled_from([b"host07", b"web-1.example.com", b"a@b", b"_x", b"-", b"-x", b".x", b"h:", b"", b"h\xc3\xa9"])
+_GAPS = st.sampled_from([b" ", b" ", b" ", b"  ", b"\t", b""])
+_MESSAGES = st.one_of(st.sampled_from([b"app[42]: seq=1 abc", b"", b"m\rx", b"- - msg", b"a\nb"]),
+                      st.binary(max_size=30))
+
+
+@given(st.lists(st.one_of(
+    st.builds(lambda *parts: b"".join(parts), _PRIS, _VERSIONS, _STAMPS, _GAPS, _HOSTS, _GAPS, _MESSAGES),
+    st.binary(max_size=60)), min_size=1, max_size=30), st.lists(st.booleans(), max_size=30))
+def test_the_accelerator_gives_the_references_events(lines, cut):
+    cut = [*cut, *[False] * len(lines)][:len(lines)]
+    frames = [Truncated(line) if truncated else line for line, truncated in zip(lines, cut, strict=True)]
+    compiled = SyslogUtilsParser(accelerator=FRAME_PARSER_ACCELERATOR).parse_all(frames)
+    reference = SyslogUtilsParser(accelerator=None).parse_all(frames)
+    assert compiled == reference
+    assert [list(event.headers) for event in compiled] == [list(event.headers) for event in reference]
+    assert all(type(event.body) is bytes for event in compiled)

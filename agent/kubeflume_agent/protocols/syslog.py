@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import calendar
 import datetime
+import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from kubeflume_agent.event import Event
@@ -221,13 +222,13 @@ def _may_hold_counted_frames(buffer: bytes) -> bool:
 class _Memo:
     """Bounded memo for conversions a busy sender repeats: the same second, the same header."""
 
-    __slots__ = ("_values",)
+    __slots__ = ("values",)
 
     def __init__(self) -> None:
-        self._values: dict[bytes, Any] = {}
+        self.values: dict[bytes, Any] = {}  # read directly by the accelerator
 
     def get(self, key: bytes, convert: Callable[[bytes], Any]) -> Any:
-        values = self._values
+        values = self.values
         if key in values:
             return values[key]
         if len(values) >= _CACHE_LIMIT:
@@ -320,6 +321,20 @@ def _rfc3164_utc(text: bytes) -> str | None:
     return rfc3164_millis(text, utc=True)
 
 
+def _load_accelerator() -> type | None:
+    """The compiled frame parser (`_syslog_fast.pyx`, built by pip install), unless it is missing
+    or KUBEFLUME_PURE_PYTHON is set: then this module's parser does all the work."""
+    if os.environ.get("KUBEFLUME_PURE_PYTHON"):
+        return None
+    try:
+        from kubeflume_agent.protocols._syslog_fast import FrameParser
+    except ImportError:
+        return None
+    return FrameParser
+
+
+FRAME_PARSER_ACCELERATOR = _load_accelerator()
+
 _PRIORITIES: dict[bytes, tuple[str, str, str]] = {}
 
 
@@ -384,9 +399,11 @@ class SyslogUtilsParser:
     one may carry stale headers; we do not copy that bug.
     """
 
-    __slots__ = ("_formats", "_headers", "keep", "rfc3164_times", "rfc5424_times")
+    __slots__ = ("_accelerated", "_formats", "_headers", "keep", "rfc3164_times", "rfc5424_times")
 
-    def __init__(self, keep_fields: frozenset[str] = frozenset()) -> None:
+    def __init__(self, keep_fields: frozenset[str] = frozenset(), *,
+                 accelerator: type | None = FRAME_PARSER_ACCELERATOR) -> None:
+        """`accelerator`: the compiled frame parser to use for `parse_all` (None: pure Python)."""
         self.keep = keep_fields
         self.rfc5424_times = Rfc5424Times()
         self.rfc3164_times = Rfc3164Times()
@@ -395,8 +412,16 @@ class SyslogUtilsParser:
         # that matched last first changes no result and saves a regex call per line.
         self._formats = [(_RFC5424, self.rfc5424_times.millis), (_RFC3164, self.rfc3164_times.millis)]
         self._headers: dict[bytes, dict[str, str]] = {}  # header bytes (PRI to host) -> their headers
+        self._accelerated = None
+        if accelerator is not None and not keep_fields:
+            self._accelerated = accelerator(
+                self, event_type=Event, priority_of=_priority, local_seconds=local_seconds_millis,
+                rfc5424_millis=rfc5424_millis_flume, rfc3164_millis=_rfc3164_local,
+                keys=(FACILITY, SEVERITY, "priority", "version", TIMESTAMP, HOST))
 
-    def parse_all(self, frames: Iterable[bytes]) -> list[Event]:
+    def parse_all(self, frames: list[bytes]) -> list[Event]:
+        if self._accelerated is not None:
+            return self._accelerated.parse_all(frames)
         parse = self.parse
         return [parse(frame) for frame in frames]
 

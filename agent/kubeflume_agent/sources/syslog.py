@@ -230,13 +230,9 @@ class SyslogUdpSource(ListeningSource):
 
     async def _events(self, datagrams: list[Datagram]) -> list[Event]:
         """One datagram, up to its first LF, is one message (Flume's syslogudp)."""
-        parse = self.parser.parse
-        events = []
-        for payload, ip, _ in datagrams:
-            line = payload.split(b"\n", 1)[0]
-            event = parse(line)
-            if self.client_headers:
+        events = self.parser.parse_all([payload.partition(b"\n")[0] for payload, _, _ in datagrams])
+        if self.client_headers:
+            for event, (_, ip, _) in zip(events, datagrams, strict=True):
                 event.headers.update(await self.client_headers.for_peer(ip))
-            events.append(event)
         return events
 
