@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import orjson
@@ -73,7 +74,7 @@ class JsonHandler:
         raw = await request.read()
         if not raw.strip():
             raise ValueError("empty request body")
-        document = self._parse(_decode_java(raw, charset), len(raw))
+        document = self._parse(raw, charset)
         if document is None:
             raise ValueError("request body is null")
         if not isinstance(document, list):
@@ -81,14 +82,15 @@ class JsonHandler:
         if len(document) > self.max_events:
             raise TooManyEvents(f"{len(document)} events, more than max-batch-events = {self.max_events}")
         codec, bom = self._ENCODERS[charset]
-        return [_json_event(item, codec, bom) for item in document]
+        return _json_events(document, codec, bom)
 
-    def _parse(self, text: str, size: int) -> Any:
-        if size <= FAST_PARSE_BYTES:
-            try:
-                return orjson.loads(text)
+    def _parse(self, raw: bytes, charset: str) -> Any:
+        if len(raw) <= FAST_PARSE_BYTES:
+            try:  # orjson reads UTF-8 bytes itself, checking the encoding as it goes
+                return orjson.loads(raw if charset == "utf-8" else _decode_java(raw, charset))
             except orjson.JSONDecodeError as error:
                 raise BadRequest(f"malformed JSON: {error}") from error
+        text = _decode_java(raw, charset)
         # An event is one object, its headers another: stop counting objects beyond that.
         objects_left = 2 * self.max_events + 1
 
@@ -126,6 +128,29 @@ def _scalar_text(value: Any, what: str) -> str:
     if isinstance(value, int | float):
         return str(value)
     raise BadRequest(f"{what} must be a string, got {type(value).__name__}")
+
+
+def _json_events(document: list[Any], codec: str, bom: bytes) -> list[Event]:
+    """The events of a request. The usual item, `{"headers": {text: text...}, "body": text}`,
+    keeps its parsed headers dict as it is; any other goes through `_json_event`'s checks."""
+    events = []
+    append = events.append
+    for item in document:
+        if type(item) is dict:
+            headers = item.get("headers")
+            body = item.get("body")
+            if type(body) is str and type(headers) is dict and _all_text(headers.values()):
+                append(Event(bom + body.encode(codec) if bom else body.encode(codec), headers))
+                continue
+        append(_json_event(item, codec, bom))
+    return events
+
+
+def _all_text(values: Iterable[Any]) -> bool:
+    return {*map(type, values)} <= _TEXT_ONLY
+
+
+_TEXT_ONLY = {str}
 
 
 def _json_event(item: Any, codec: str, bom: bytes) -> Event:
