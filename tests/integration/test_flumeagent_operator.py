@@ -272,9 +272,15 @@ async def test_status_follows_the_workload_and_the_agents_metrics(cluster, opera
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         await create(kmock, PODS, pod(f"{NAME}-a", "127.0.0.1", labels))
         await create(kmock, PODS, pod(f"{NAME}-b", "192.0.2.1", labels))  # TEST-NET-1: never answers
-        await patch(kmock, DEPLOYMENTS, NS, NAME, {"status": {"replicas": 2, "updatedReplicas": 2,
-                                                              "readyReplicas": 1}}, subresource="status")
+        # What the Deployment controller reports once both pods run the template and are ready.
+        await patch(kmock, DEPLOYMENTS, NS, NAME, {"status": {"replicas": 2, "updatedReplicas": 2, "readyReplicas": 2,
+                                                              "availableReplicas": 2}}, subresource="status")
+        await wait_for(lambda: agent_status(kmock).get("phase") == "Running", "phase Running", operator=operator)
+        available = condition(kmock, "Available")
+        assert (available["status"], available["reason"]) == ("True", "AllReplicasReady")
         await send_syslog(syslog_port, [f"event {i}" for i in range(5)])
+        await patch(kmock, DEPLOYMENTS, NS, NAME, {"status": {"readyReplicas": 1, "availableReplicas": 1}},
+                    subresource="status")
 
         # The operator sees the workload and pods through watches (its indexes), and writes the
         # counters and the phase in two patches: the status catches up eventually, not at once.
@@ -287,13 +293,9 @@ async def test_status_follows_the_workload_and_the_agents_metrics(cluster, opera
         assert [p.split(":")[0] for p in status["unreachablePods"]] == [f"{NAME}-b"]
         assert (status["replicas"], status["readyReplicas"]) == (2, 1)
         assert condition(kmock, "Available")["status"] == "False"
-        assert condition(kmock, "Progressing")["status"] == "False"
+        progressing = condition(kmock, "Progressing")  # the rollout had completed; readiness is Available's news
+        assert (progressing["status"], progressing["reason"]) == ("False", "RolloutComplete")
         assert sum(len(f.read_text().splitlines()) for f in out.iterdir()) == 5
-
-        await patch(kmock, DEPLOYMENTS, NS, NAME, {"status": {"readyReplicas": 2}}, subresource="status")
-        await wait_for(lambda: agent_status(kmock).get("phase") == "Running", "phase Running", operator=operator)
-        available = condition(kmock, "Available")
-        assert (available["status"], available["reason"]) == ("True", "AllReplicasReady")
     finally:
         agent.terminate()
         await agent.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from tests.kubernetes.cluster import (
     CONFIGMAPS,
     DEPLOYMENTS,
     FLUMEAGENTS,
+    PODS,
     SERVICES,
     Cluster,
     OperatorProcess,
@@ -87,3 +89,45 @@ def test_a_flumeagent_becomes_its_children_and_a_status_on_the_server(
     valid = conditions.find(status["conditions"], "ConfigValid")
     assert (valid["status"], valid["reason"], valid["observedGeneration"]) == ("True", "Valid", 1)
     assert any(event["reason"] == "Applied" for event in cluster.events_about(namespace, "FlumeAgent", NAME))
+
+
+def mark_ready(cluster: Cluster, pod: dict[str, Any]) -> None:
+    """Write a pod's status as a kubelet would once its container runs and passes its readiness probe."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    ready = [{"type": kind, "status": "True", "lastTransitionTime": now}
+             for kind in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]
+    cluster.patch(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"],
+                  {"status": {"phase": "Running", "conditions": ready, "startTime": now}}, subresource="status")
+
+
+def test_a_rollout_is_complete_only_when_the_workload_controller_says_so(
+        cluster: Cluster, namespace: str, chart_operator: OperatorProcess) -> None:
+    cluster.create(FLUMEAGENTS, flume_agent(namespace, agent_spec()))
+    pending = wait_for(lambda: status_where(cluster, namespace, lambda s: s.get("phase") == "Pending" and (
+        conditions.find(s.get("conditions"), "Progressing") or {}).get("reason") == "RollingOut"),
+        "phase Pending while no pod runs", operator=chart_operator)
+    progressing = conditions.find(pending["conditions"], "Progressing")
+    assert (progressing["status"], progressing["message"]) == ("True", "2/2 agent pods updated, 0/2 agent pods ready")
+    assert conditions.find(pending["conditions"], "Available")["status"] == "False"
+    pods = wait_for(lambda: len(found := cluster.list(PODS, namespace, f"{resources.INSTANCE_LABEL}={NAME}")) == 2
+                    and found, "the Deployment controller's two pods")
+    assert all(pod["status"]["phase"] == "Pending" for pod in pods)  # no scheduler, no kubelet
+
+    mark_ready(cluster, pods[0])
+    wait_for(lambda: (cluster.get(DEPLOYMENTS, namespace, NAME)["status"].get("readyReplicas") == 1),
+             "the Deployment controller to count one ready pod")
+    half = wait_for(lambda: status_where(cluster, namespace, lambda s: s.get("readyReplicas") == 1),
+                    "readyReplicas 1 in the FlumeAgent status", operator=chart_operator)
+    assert half["phase"] == "Progressing"
+    assert conditions.find(half["conditions"], "Progressing")["message"] == \
+        "2/2 agent pods updated, 1/2 agent pods ready"
+
+    mark_ready(cluster, pods[1])
+    running = wait_for(lambda: status_where(cluster, namespace, lambda s: s.get("phase") == "Running"),
+                       "phase Running", operator=chart_operator)
+    deployment = cluster.get(DEPLOYMENTS, namespace, NAME)["status"]
+    assert (deployment["updatedReplicas"], deployment["readyReplicas"], deployment["availableReplicas"]) == (2, 2, 2)
+    complete = conditions.find(running["conditions"], "Progressing")
+    assert (complete["status"], complete["reason"], complete["observedGeneration"]) == ("False", "RolloutComplete", 1)
+    available = conditions.find(running["conditions"], "Available")
+    assert (available["status"], available["reason"]) == ("True", "AllReplicasReady")

@@ -7,6 +7,7 @@ import pytest
 from kubeflume_operator import conditions
 from kubeflume_operator.flumeagent import handlers
 from kubeflume_operator.flumeagent import status as agent_status
+from kubeflume_operator.flumeagent.resources import CONFIG_HASH_ANNOTATION
 from kubeflume_operator.flumeagent.status import Counters, PodView, Rollout
 from tests.integration.operator_env import free_port
 
@@ -16,45 +17,59 @@ def deployment(desired=2, generation=3, **status) -> dict:
 
 
 def test_rollout_of_a_deployment_mid_update():
-    rollout = Rollout.of(deployment(observedGeneration=3, replicas=3, updatedReplicas=1, readyReplicas=2),
-                         "Deployment")
-    assert (rollout.desired, rollout.ready, rollout.updated) == (2, 2, 1)
-    assert rollout.surplus and not rollout.settled
-    assert rollout.available
+    rollout = Rollout.of(deployment(observedGeneration=3, replicas=3, updatedReplicas=1, readyReplicas=2,
+                                    availableReplicas=2), "Deployment")
+    assert (rollout.desired, rollout.ready, rollout.available, rollout.updated) == (2, 2, 2, 1)
+    assert rollout.surplus and not rollout.runs(None) and not rollout.complete(None)
+    assert rollout.all_ready
 
 
-def test_rollout_is_not_settled_before_the_controller_saw_the_spec():
-    rollout = Rollout.of(deployment(observedGeneration=2, replicas=2, updatedReplicas=2, readyReplicas=2),
-                         "Deployment")
-    assert not rollout.current and not rollout.settled
+def test_rollout_is_not_complete_before_the_controller_saw_the_spec():
+    rollout = Rollout.of(deployment(observedGeneration=2, replicas=2, updatedReplicas=2, readyReplicas=2,
+                                    availableReplicas=2), "Deployment")
+    assert not rollout.current and not rollout.complete(None)
+
+
+def test_pods_that_never_ran_do_not_complete_a_rollout():
+    """What a Deployment reports for pods that stay Pending: updated, but neither ready nor available."""
+    rollout = Rollout.of(deployment(observedGeneration=3, replicas=2, updatedReplicas=2), "Deployment")
+    assert rollout.runs(None) and not rollout.complete(None)
+
+
+def test_a_rollout_completes_only_for_the_config_on_its_pod_template():
+    workload = deployment(observedGeneration=3, replicas=2, updatedReplicas=2, readyReplicas=2, availableReplicas=2)
+    workload["spec"]["template"] = {"metadata": {"annotations": {CONFIG_HASH_ANNOTATION: "old"}}}
+    rollout = Rollout.of(workload, "Deployment")
+    assert rollout.complete("old") and not rollout.complete("new")
 
 
 def test_rollout_of_a_daemonset():
     daemon_set = {"metadata": {"generation": 1}, "spec": {}, "status": {
         "observedGeneration": 1, "desiredNumberScheduled": 4, "currentNumberScheduled": 4,
-        "updatedNumberScheduled": 4, "numberReady": 3}}
+        "updatedNumberScheduled": 4, "numberReady": 3, "numberAvailable": 3}}
     rollout = Rollout.of(daemon_set, "DaemonSet")
-    assert (rollout.desired, rollout.ready, rollout.updated, rollout.settled) == (4, 3, 4, True)
-    assert not rollout.available
+    assert (rollout.desired, rollout.ready, rollout.available, rollout.updated) == (4, 3, 3, 4)
+    assert rollout.runs(None) and not rollout.all_ready
 
 
-SETTLED_READY = Rollout("Deployment", 2, 2, 2, True, False)
-SETTLED_HALF = Rollout("Deployment", 2, 1, 2, True, False)
-SETTLED_NONE = Rollout("Deployment", 2, 0, 2, True, False)
-ROLLING = Rollout("Deployment", 2, 2, 1, True, False)
+READY = Rollout("Deployment", 2, 2, 2, 2, True, False)
+HALF_READY = Rollout("Deployment", 2, 1, 1, 2, True, False)
+NONE_READY = Rollout("Deployment", 2, 0, 0, 2, True, False)
+ROLLING = Rollout("Deployment", 2, 2, 2, 1, True, False)
 
 
-@pytest.mark.parametrize(("valid", "rollout", "previous", "expected"), [
-    (False, SETTLED_READY, "Running", "Invalid"),
-    (True, None, None, "Pending"),
-    (True, ROLLING, "Running", "Progressing"),
-    (True, SETTLED_READY, "Progressing", "Running"),
-    (True, SETTLED_HALF, "Running", "Degraded"),
-    (True, SETTLED_NONE, "Progressing", "Pending"),
-    (True, SETTLED_NONE, "Running", "Degraded"),
+@pytest.mark.parametrize(("valid", "rollout", "was_complete", "expected"), [
+    (False, READY, True, "Invalid"),
+    (True, None, False, "Pending"),
+    (True, ROLLING, True, "Progressing"),
+    (True, READY, False, "Running"),
+    (True, HALF_READY, True, "Degraded"),
+    (True, HALF_READY, False, "Progressing"),
+    (True, NONE_READY, False, "Pending"),
+    (True, NONE_READY, True, "Degraded"),
 ])
-def test_phase(valid, rollout, previous, expected):
-    assert agent_status.phase(valid, rollout, previous) == expected
+def test_phase(valid, rollout, was_complete, expected):
+    assert agent_status.phase(valid, rollout, was_complete=was_complete) == expected
 
 
 def test_conditions_keep_their_transition_time_until_the_status_flips():
@@ -67,11 +82,22 @@ def test_conditions_keep_their_transition_time_until_the_status_flips():
 
 
 def test_rollout_conditions():
-    settled = agent_status.rollout_conditions([], SETTLED_READY)
-    assert [(c["type"], c["status"], c["reason"]) for c in settled] == [
+    complete = agent_status.rollout_conditions([], READY, generation=4)
+    assert [(c["type"], c["status"], c["reason"]) for c in complete] == [
         ("Available", "True", "AllReplicasReady"), ("Progressing", "False", "RolloutComplete")]
-    rolling = agent_status.rollout_conditions(settled, ROLLING)
+    assert agent_status.completed(complete, 4) and not agent_status.completed(complete, 5)
+    rolling = agent_status.rollout_conditions(complete, ROLLING, generation=4)
     assert conditions.find(rolling, "Progressing")["reason"] == "RollingOut"
+    never_ready = conditions.find(agent_status.rollout_conditions([], NONE_READY, generation=4), "Progressing")
+    assert (never_ready["status"], never_ready["reason"]) == ("True", "RollingOut")
+    assert never_ready["message"] == "2/2 agent pods updated, 0/2 agent pods ready"
+
+
+def test_pods_losing_readiness_after_a_complete_rollout_leave_progressing_alone():
+    complete = agent_status.rollout_conditions([], READY, generation=4)
+    degraded = agent_status.rollout_conditions(complete, HALF_READY, generation=4)
+    assert conditions.find(degraded, "Progressing") == conditions.find(complete, "Progressing")
+    assert conditions.find(degraded, "Available")["status"] == "False"
 
 
 def test_counters_sum_flume_json_over_pods():
@@ -108,10 +134,10 @@ def test_verdict_and_rollout_patch_functions_compose():
     body: dict = {"status": {"phase": "Running"}}
     handlers.record_verdict(body, valid=False, reason="InvalidConfig", message="1 problem(s)", generation=4)
     assert body["status"]["phase"] == "Invalid"
-    handlers.record_rollout(body, rollout=SETTLED_READY)
+    handlers.record_rollout(body, rollout=READY)
     assert body["status"]["phase"] == "Invalid"  # a running agent does not hide a bad config
     handlers.record_verdict(body, valid=True, reason="Valid", message="ok", generation=5)
     assert body["status"]["phase"] == "Progressing"
-    handlers.record_rollout(body, rollout=SETTLED_READY)
+    handlers.record_rollout(body, rollout=READY)
     assert body["status"]["phase"] == "Running"
     assert {c["type"] for c in body["status"]["conditions"]} == {"ConfigValid", "Available", "Progressing"}

@@ -185,9 +185,12 @@ def restore_children(body: kopf.Body) -> None:
 
 
 def record_rollout(body: dict[str, Any], *, rollout: agent_status.Rollout | None) -> None:
-    """Patch function: Available, Progressing and the phase, from the workload's state."""
+    """Patch function: Available, Progressing and the phase, from the workload controller's status."""
     status = body.setdefault("status", {})
-    status["conditions"] = agent_status.rollout_conditions(status.get("conditions"), rollout)
+    config_hash, generation = status.get("configHash"), status.get("observedGeneration")
+    status["conditions"] = agent_status.rollout_conditions(status.get("conditions"), rollout,
+                                                           config_hash=config_hash, generation=generation)
     valid = not conditions.find(status["conditions"], agent_status.CONFIG_VALID) or conditions.is_true(
         status["conditions"], agent_status.CONFIG_VALID)
-    status["phase"] = agent_status.phase(valid, rollout, status.get("phase"))
+    status["phase"] = agent_status.phase(valid, rollout, config_hash=config_hash,
+                                         was_complete=agent_status.completed(status["conditions"], generation))

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 
 from kubeflume_operator import conditions
+from kubeflume_operator.flumeagent.resources import CONFIG_HASH_ANNOTATION
 
 PENDING = "Pending"
 PROGRESSING = "Progressing"
@@ -48,14 +49,20 @@ class PodView:
 
 @dataclass(frozen=True)
 class Rollout:
-    """A workload's progress, the same way for Deployments, StatefulSets and DaemonSets."""
+    """A workload's progress as its controller reports it, the same way for the three kinds.
+
+    Only the controller's status counts: pods a Deployment created but that never ran are
+    `updated` and not `ready`, so such a rollout is not complete.
+    """
 
     kind: str
     desired: int
     ready: int
+    available: int
     updated: int
-    current: bool  # the workload controller has seen the latest spec
+    current: bool  # the workload controller has seen the latest spec (observedGeneration)
     surplus: bool  # pods of an older template are still around
+    config_hash: str | None = None  # the config hash on the workload's pod template
 
     @classmethod
     def of(cls, workload: Mapping[str, Any], kind: str) -> Rollout:
@@ -63,53 +70,75 @@ class Rollout:
         generation = workload.get("metadata", {}).get("generation")
         observed = status.get("observedGeneration")
         current = generation is None or (observed is not None and observed >= generation)
+        template = ((workload.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        config_hash = (template.get("annotations") or {}).get(CONFIG_HASH_ANNOTATION)
         if kind == "DaemonSet":
             desired = status.get("desiredNumberScheduled", 0)
-            return cls(kind, desired, status.get("numberReady", 0), status.get("updatedNumberScheduled", 0),
-                       current, status.get("currentNumberScheduled", 0) > desired)
+            return cls(kind, desired, status.get("numberReady", 0), status.get("numberAvailable", 0),
+                       status.get("updatedNumberScheduled", 0), current,
+                       status.get("currentNumberScheduled", 0) > desired, config_hash)
         desired = (workload.get("spec") or {}).get("replicas", 1)
-        return cls(kind, desired, status.get("readyReplicas", 0), status.get("updatedReplicas", 0),
-                   current, status.get("replicas", 0) > desired)
+        return cls(kind, desired, status.get("readyReplicas", 0), status.get("availableReplicas", 0),
+                   status.get("updatedReplicas", 0), current, status.get("replicas", 0) > desired, config_hash)
+
+    def runs(self, config_hash: str | None) -> bool:
+        """Every wanted pod has the pod template of `config_hash`, and no older pod is left."""
+        same_config = config_hash is None or self.config_hash == config_hash
+        return same_config and self.current and self.updated >= self.desired and not self.surplus
 
     @property
-    def settled(self) -> bool:
-        return self.current and self.updated >= self.desired and not self.surplus
+    def all_ready(self) -> bool:
+        return self.ready >= self.desired and self.available >= self.desired
 
-    @property
-    def available(self) -> bool:
-        return self.ready >= self.desired
+    def complete(self, config_hash: str | None) -> bool:
+        """Updated, ready and available pods all number the desired count, at the current spec."""
+        return self.runs(config_hash) and self.all_ready
 
 
-def phase(config_valid: bool, rollout: Rollout | None, previous: str | None) -> str:
+def completed(existing: Iterable[Mapping[str, Any]] | None, generation: int | None) -> bool:
+    """The rollout of this generation was complete once (Progressing=False, RolloutComplete)."""
+    found = conditions.find(existing, PROGRESSING_CONDITION)
+    return (found is not None and found.get("status") == conditions.FALSE
+            and found.get("reason") == "RolloutComplete" and found.get("observedGeneration") == generation)
+
+
+def phase(config_valid: bool, rollout: Rollout | None, *, config_hash: str | None = None,
+          was_complete: bool = False) -> str:
     if not config_valid:
         return INVALID
     if rollout is None:
         return PENDING
-    if not rollout.settled:
+    if not rollout.runs(config_hash):
         return PROGRESSING
-    if rollout.available:
+    if rollout.all_ready:
         return RUNNING
-    if rollout.ready == 0 and previous in (None, PENDING, PROGRESSING, INVALID):
-        return PENDING  # never came up (image pull, scheduling...) rather than lost
-    return DEGRADED
+    if was_complete:
+        return DEGRADED  # the rollout had completed; pods have lost readiness since
+    return PENDING if rollout.ready == 0 else PROGRESSING  # never came up (image pull, scheduling...)
 
 
-def rollout_conditions(existing: Iterable[Mapping[str, Any]] | None,
-                       rollout: Rollout | None) -> list[dict[str, Any]]:
-    """`existing` with Available and Progressing set from the workload's state."""
+def rollout_conditions(existing: Iterable[Mapping[str, Any]] | None, rollout: Rollout | None, *,
+                       config_hash: str | None = None, generation: int | None = None) -> list[dict[str, Any]]:
+    """`existing` with Available and Progressing set from the workload controller's status."""
     if rollout is None:
         updated = conditions.set_condition(existing, AVAILABLE, False, "WorkloadMissing",
                                            "the agent workload does not exist yet")
         return conditions.set_condition(updated, PROGRESSING_CONDITION, True, "Creating",
                                         "waiting for the agent workload")
     ready = f"{rollout.ready}/{rollout.desired} agent pods ready"
-    updated = conditions.set_condition(existing, AVAILABLE, rollout.available,
-                                       "AllReplicasReady" if rollout.available else "ReplicasNotReady", ready)
-    if rollout.settled:
+    updated = conditions.set_condition(existing, AVAILABLE, rollout.all_ready,
+                                       "AllReplicasReady" if rollout.all_ready else "ReplicasNotReady", ready)
+    if rollout.complete(config_hash):
         return conditions.set_condition(updated, PROGRESSING_CONDITION, False, "RolloutComplete",
-                                        f"all {rollout.desired} agent pods run the current config")
-    return conditions.set_condition(updated, PROGRESSING_CONDITION, True, "RollingOut",
-                                    f"{rollout.updated}/{rollout.desired} agent pods updated")
+                                        f"all {rollout.desired} agent pods run the current config and are ready",
+                                        observed_generation=generation)
+    if rollout.runs(config_hash) and completed(existing, generation):
+        return updated  # complete before: losing readiness since is Available's (and Degraded's) news
+    if not rollout.current or (config_hash is not None and rollout.config_hash != config_hash):
+        message = f"the {rollout.kind} controller has not taken the current spec yet"
+    else:
+        message = f"{rollout.updated}/{rollout.desired} agent pods updated, {ready}"
+    return conditions.set_condition(updated, PROGRESSING_CONDITION, True, "RollingOut", message)
 
 
 @dataclass(frozen=True)
