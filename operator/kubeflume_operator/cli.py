@@ -1,7 +1,7 @@
 """`kubeflume`: the product's command line.
 
     kubeflume run agent.yaml        run a FlumeAgent manifest as a local agent (or a ShellJob locally)
-    kubeflume validate FILE         check a flume.conf or a FlumeAgent manifest; every problem, exit 1 on errors
+    kubeflume validate FILE         check a flume.conf or FlumeAgent/ShellJob manifests; every problem, exit 1 on errors
     kubeflume operator [flags]      run the Kubernetes operator (same flags as kubeflume-operator)
 
 It lives in the operator package because it knows both halves: agent manifests and ShellJobs.
@@ -26,9 +26,10 @@ from kubeflume_agent.cli import (
     watch_config,
 )
 from kubeflume_agent.config.manifest import parse_manifest, spec_of
-from kubeflume_agent.config.model import AgentConfig
+from kubeflume_agent.config.model import AgentConfig, ConfigError
 from kubeflume_agent.config.properties import ConfigParseError, decode_flume_conf, parse_properties
 from kubeflume_agent.runtime.agent import Agent
+from kubeflume_operator.validation import VALIDATED_KINDS, problems_of
 
 
 class UsageError(Exception):
@@ -80,18 +81,22 @@ def agent_config_of(manifest: dict[str, Any], path: Path) -> AgentConfig:
     return parse_manifest(manifest)
 
 
-def load_agent_configs(path: Path, agent_name: str | None = None) -> list[tuple[str, AgentConfig]]:
-    """(what, config) for each agent in a flume.conf or in the FlumeAgent manifests of a YAML file."""
+def problems_in_file(path: Path, agent_name: str | None = None) -> list[tuple[str, list[ConfigError]]]:
+    """(what, problems) for each FlumeAgent and ShellJob manifest of a YAML file, or the agent of a flume.conf.
+
+    Manifests go through the operator's validator, so problems carry their field paths
+    (`spec.sources.r1.type`) exactly as the admission webhook and the reconciler report them.
+    """
     data = read_bytes(path)
     text = decode_flume_conf(data)
     if path.suffix in (".yaml", ".yml") or text.lstrip().startswith(("apiVersion", "kind")):
-        return [(f"FlumeAgent {doc.get('metadata', {}).get('name')}", agent_config_of(doc, path))
-                for doc in manifests_in(manifest_text(data, path), path) if doc.get("kind") == "FlumeAgent"]
+        return [(f"{doc['kind']} {doc.get('metadata', {}).get('name')}", problems_of(doc).problems)
+                for doc in manifests_in(manifest_text(data, path), path) if doc.get("kind") in VALIDATED_KINDS]
     try:
         config = parse_properties(text, agent_name)
     except ConfigParseError as error:
         raise UsageError(f"{path}: {error}") from error
-    return [(f"agent {config.name}", config)]
+    return [(f"agent {config.name}", config.validate())]
 
 
 def yaml_error_line(error: yaml.YAMLError) -> str:
@@ -130,12 +135,11 @@ def run_shelljob(manifest: dict[str, Any], workdir: Path | None) -> int:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    agents = load_agent_configs(args.file, args.name)
-    if not agents:
-        raise UsageError(f"{args.file}: no FlumeAgent in this file")
+    checked = problems_in_file(args.file, args.name)
+    if not checked:
+        raise UsageError(f"{args.file}: no FlumeAgent or ShellJob in this file")
     failed = False
-    for what, config in agents:
-        problems = config.validate()
+    for what, problems in checked:
         failed |= report_problems(problems, out=sys.stdout)
         errors = sum(p.is_error for p in problems)
         print(f"{args.file}: {what}: {errors} errors, {len(problems) - errors} warnings")
@@ -160,7 +164,7 @@ def arguments() -> argparse.ArgumentParser:
     run.add_argument("--reload-interval", type=float, default=2.0, help="seconds between checks of the file")
     run.add_argument("--workdir", type=Path, help="ShellJob: where to run (default: a new temporary directory)")
     run.set_defaults(handler=run_command)
-    validate = commands.add_parser("validate", help="check a flume.conf or FlumeAgent manifest")
+    validate = commands.add_parser("validate", help="check a flume.conf, FlumeAgent or ShellJob manifests")
     validate.add_argument("file", type=Path)
     validate.add_argument("-n", "--name", help="the agent, when a flume.conf holds several")
     validate.set_defaults(handler=validate_command)

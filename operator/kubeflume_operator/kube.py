@@ -10,7 +10,6 @@ PATCH rather than PUT: no resourceVersion juggling, and it is what the test emul
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -45,64 +44,8 @@ class Kind:
     delete: Callable[..., Any]
 
 
-@functools.cache
-def kinds() -> dict[str, Kind]:
-    core = kubernetes.client.CoreV1Api()
-    apps = kubernetes.client.AppsV1Api()
-    policy = kubernetes.client.PolicyV1Api()
-    return {
-        "ConfigMap": Kind(core.read_namespaced_config_map, core.create_namespaced_config_map,
-                          core.patch_namespaced_config_map, core.delete_namespaced_config_map),
-        "Service": Kind(core.read_namespaced_service, core.create_namespaced_service,
-                        core.patch_namespaced_service, core.delete_namespaced_service),
-        "Deployment": Kind(apps.read_namespaced_deployment, apps.create_namespaced_deployment,
-                           apps.patch_namespaced_deployment, apps.delete_namespaced_deployment),
-        "StatefulSet": Kind(apps.read_namespaced_stateful_set, apps.create_namespaced_stateful_set,
-                            apps.patch_namespaced_stateful_set, apps.delete_namespaced_stateful_set),
-        "DaemonSet": Kind(apps.read_namespaced_daemon_set, apps.create_namespaced_daemon_set,
-                          apps.patch_namespaced_daemon_set, apps.delete_namespaced_daemon_set),
-        "PodDisruptionBudget": Kind(policy.read_namespaced_pod_disruption_budget,
-                                    policy.create_namespaced_pod_disruption_budget,
-                                    policy.patch_namespaced_pod_disruption_budget,
-                                    policy.delete_namespaced_pod_disruption_budget),
-    }
-
-
 def desired_hash(obj: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
-
-
-def read(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-    """The object as a plain dict, or None when it does not exist."""
-    try:
-        response = kinds()[kind].read(name, namespace, _preload_content=False)
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    return json.loads(response.data)
-
-
-def apply(obj: Mapping[str, Any]) -> str:
-    """Make the cluster hold `obj` (created, updated or unchanged, returned as such)."""
-    kind, metadata = obj["kind"], obj["metadata"]
-    applied_hash = desired_hash(obj)
-    annotated = {**obj, "metadata": {**metadata, "annotations": {
-        **metadata.get("annotations", {}), APPLIED_HASH_ANNOTATION: applied_hash}}}
-    current = read(kind, metadata["namespace"], metadata["name"])
-    if current is None:
-        kinds()[kind].create(metadata["namespace"], annotated)
-        return CREATED
-    owner = controller_uid(obj)
-    if owner is not None and not is_controlled_by(current, owner):
-        raise NotOwned(f"{kind} {metadata['namespace']}/{metadata['name']} already exists and is not ours; "
-                       "rename or delete it")
-    current_annotations = current["metadata"].get("annotations") or {}
-    if current_annotations.get(APPLIED_HASH_ANNOTATION) == applied_hash:
-        return UNCHANGED
-    kinds()[kind].patch(metadata["name"], metadata["namespace"], update_patch(current, annotated),
-                        _content_type=JSON_PATCH)
-    return UPDATED
 
 
 def update_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -121,17 +64,76 @@ def update_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> list
     return operations
 
 
-def delete_owned(kind: str, namespace: str, name: str, owner_uid: str) -> bool:
-    """Delete the object if `owner_uid` controls it; an object we do not own is left alone."""
-    current = read(kind, namespace, name)
-    if current is None or not is_controlled_by(current, owner_uid):
-        return False
-    try:
-        kinds()[kind].delete(name, namespace)
-    except ApiException as error:
-        if error.status != 404:
+@dataclass(frozen=True)
+class ObjectStore:
+    """Reads and writes the namespaced kinds a FlumeAgent owns, through one API client."""
+
+    kinds: Mapping[str, Kind]
+
+    @classmethod
+    def of(cls, api_client: kubernetes.client.ApiClient) -> ObjectStore:
+        core = kubernetes.client.CoreV1Api(api_client)
+        apps = kubernetes.client.AppsV1Api(api_client)
+        policy = kubernetes.client.PolicyV1Api(api_client)
+        return cls({
+            "ConfigMap": Kind(core.read_namespaced_config_map, core.create_namespaced_config_map,
+                              core.patch_namespaced_config_map, core.delete_namespaced_config_map),
+            "Service": Kind(core.read_namespaced_service, core.create_namespaced_service,
+                            core.patch_namespaced_service, core.delete_namespaced_service),
+            "Deployment": Kind(apps.read_namespaced_deployment, apps.create_namespaced_deployment,
+                               apps.patch_namespaced_deployment, apps.delete_namespaced_deployment),
+            "StatefulSet": Kind(apps.read_namespaced_stateful_set, apps.create_namespaced_stateful_set,
+                                apps.patch_namespaced_stateful_set, apps.delete_namespaced_stateful_set),
+            "DaemonSet": Kind(apps.read_namespaced_daemon_set, apps.create_namespaced_daemon_set,
+                              apps.patch_namespaced_daemon_set, apps.delete_namespaced_daemon_set),
+            "PodDisruptionBudget": Kind(policy.read_namespaced_pod_disruption_budget,
+                                        policy.create_namespaced_pod_disruption_budget,
+                                        policy.patch_namespaced_pod_disruption_budget,
+                                        policy.delete_namespaced_pod_disruption_budget),
+        })
+
+    def read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object as a plain dict, or None when it does not exist."""
+        try:
+            response = self.kinds[kind].read(name, namespace, _preload_content=False)
+        except ApiException as error:
+            if error.status == 404:
+                return None
             raise
-    return True
+        return json.loads(response.data)
+
+    def apply(self, obj: Mapping[str, Any]) -> str:
+        """Make the cluster hold `obj` (created, updated or unchanged, returned as such)."""
+        kind, metadata = obj["kind"], obj["metadata"]
+        applied_hash = desired_hash(obj)
+        annotated = {**obj, "metadata": {**metadata, "annotations": {
+            **metadata.get("annotations", {}), APPLIED_HASH_ANNOTATION: applied_hash}}}
+        current = self.read(kind, metadata["namespace"], metadata["name"])
+        if current is None:
+            self.kinds[kind].create(metadata["namespace"], annotated)
+            return CREATED
+        owner = controller_uid(obj)
+        if owner is not None and not is_controlled_by(current, owner):
+            raise NotOwned(f"{kind} {metadata['namespace']}/{metadata['name']} already exists and is not ours; "
+                           "rename or delete it")
+        current_annotations = current["metadata"].get("annotations") or {}
+        if current_annotations.get(APPLIED_HASH_ANNOTATION) == applied_hash:
+            return UNCHANGED
+        self.kinds[kind].patch(metadata["name"], metadata["namespace"], update_patch(current, annotated),
+                               _content_type=JSON_PATCH)
+        return UPDATED
+
+    def delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> bool:
+        """Delete the object if `owner_uid` controls it; an object we do not own is left alone."""
+        current = self.read(kind, namespace, name)
+        if current is None or not is_controlled_by(current, owner_uid):
+            return False
+        try:
+            self.kinds[kind].delete(name, namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+        return True
 
 
 def controller_uid(obj: Mapping[str, Any]) -> str | None:

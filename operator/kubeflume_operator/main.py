@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 import kopf
 
-# Importing the handler modules registers their handlers with kopf's default registry.
-import kubeflume_operator.flumeagent.handlers
-import kubeflume_operator.shelljob.handlers  # noqa: F401
 from kubeflume_operator import GROUP
+from kubeflume_operator.context import OperatorContext, Settings
+from kubeflume_operator.flumeagent import handlers as flumeagent_handlers
+from kubeflume_operator.shelljob import handlers as shelljob_handlers
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
 
@@ -41,6 +41,15 @@ def operator_settings() -> kopf.OperatorSettings:
     settings.execution.default_backoff = 30
     settings.execution.max_workers = 8
     return settings
+
+
+def operator_registry(context: OperatorContext) -> kopf.OperatorRegistry:
+    """Every handler of the operator, bound to `context`; kopf logs in as the official client does."""
+    registry = kopf.OperatorRegistry()
+    kopf.on.login(registry=registry)(kopf.login_via_client)
+    flumeagent_handlers.register(registry, context=context)
+    shelljob_handlers.register(registry, context=context)
+    return registry
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.priority and not args.peering:
         parser.error("--priority needs --peering")
     kopf.configure(verbose=args.verbose, quiet=args.quiet, log_format=kopf.LogFormat[args.log_format.upper()])
+    context = OperatorContext.connect(Settings.from_environ())
     kopf.run(
+        registry=operator_registry(context),
         settings=operator_settings(),
         standalone=args.peering is None,
         peering_name=args.peering,

@@ -51,11 +51,11 @@ def required_rules(*, cluster_wide: bool, peering: bool) -> tuple[set[Rule], set
 
 @functools.cache
 def kopf_rules() -> frozenset[Rule]:
-    import kopf
+    from kubeflume_operator.context import OperatorContext, Settings
+    from kubeflume_operator.main import operator_registry
 
-    import kubeflume_operator.main  # noqa: F401  (registers the handlers)
-
-    registry = kopf.get_default_registry()
+    context = OperatorContext.of(Settings(agent_image="unused"), kubernetes.client.ApiClient())
+    registry = operator_registry(context)
     rules: set[Rule] = set()
     watched = [registry._indexing, registry._watching, registry._spawning, registry._changing]
     for category in watched:

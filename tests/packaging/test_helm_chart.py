@@ -141,15 +141,14 @@ def test_operator_deployment_runs_one_replica_with_a_liveness_probe(helm: HelmRu
 
 
 def test_operator_gets_the_default_agent_image_and_its_intervals(helm: HelmRun) -> None:
-    """The operator's own modules, imported with the rendered environment, read what the values say."""
+    """The operator's settings, read at startup from the rendered environment, say what the values say."""
     values = {"agentImage": {"repository": "r/agent", "tag": "v9"}, "statusInterval": 30,
               "shellJobPollInterval": 2.5}
     environ = {e["name"]: e["value"] for e in only_container(only(render(helm, values), "Deployment"))["env"]}
     done = subprocess.run(
         [sys.executable, "-c",
-         "from kubeflume_operator.flumeagent import handlers, resources; "
-         "from kubeflume_operator.shelljob import handlers as jobs; "
-         "print(resources.default_image(), handlers.STATUS_INTERVAL, jobs.POLL_INTERVAL)"],
+         "from kubeflume_operator.context import Settings; s = Settings.from_environ(); "
+         "print(s.agent_image, s.status_interval, s.shelljob_poll_interval)"],
         env={**os.environ, **environ}, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["r/agent:v9", "30.0", "2.5"]

@@ -225,11 +225,6 @@ def test_pod_settings_pass_through():
     assert template["metadata"]["labels"]["app.kubernetes.io/instance"] == "web-logs"  # ours win
 
 
-def test_default_image_comes_from_the_operator_environment_or_the_release():
-    assert resources.default_image({"KUBEFLUME_AGENT_IMAGE": "local/agent:dev"}) == "local/agent:dev"
-    assert resources.default_image({}).startswith("ghcr.io/kubeflume/agent:")
-
-
 @pytest.mark.parametrize(("spec_fields", "where"), [
     ({"metrics": {"port": 5140}}, "sources.r1.port"),
     ({"workload": "DaemonSet", "replicas": 2}, "agent.replicas"),

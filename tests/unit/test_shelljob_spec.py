@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from kubeflume_operator.problems import describe
 from kubeflume_operator.shelljob.spec import SpecError, cluster_problems, parse_spec
 
 CLUSTER = {"resourceManagers": ["http://rm1:8088", "http://rm2:8088"], "webhdfs": ["http://nn1:9870"],
@@ -18,7 +19,7 @@ def spec(**fields) -> dict:
 def problems_of(data: dict) -> list[str]:
     with pytest.raises(SpecError) as raised:
         parse_spec(data, "job")
-    return raised.value.problems
+    return [describe(problem) for problem in raised.value.problems]
 
 
 def test_defaults_follow_the_distributedshell_client():
@@ -81,18 +82,18 @@ def test_class_names_are_checked(hostile):
 def test_the_stock_am_refuses_archives_and_names_the_variant():
     job = parse_spec(spec(applicationMaster={"kind": "distributedshell", "jar": AM_JAR},
                           archives=[{"url": "hdfs:///x/dict.zip"}]), "job")
-    [problem] = cluster_problems(job)
+    [problem] = map(describe, cluster_problems(job))
     assert "cannot localize archives" in problem
     assert "dshell" in problem and "container_archives" in problem
 
 
 def test_the_variant_runs_exactly_one_container():
     job = parse_spec(spec(containers=3), "job")
-    assert any("exactly one container" in p for p in cluster_problems(job))
+    assert any("exactly one container" in describe(p) for p in cluster_problems(job))
 
 
 def test_yarn_needs_a_cluster_and_an_am_jar_but_the_local_runner_does_not():
     job = parse_spec({"command": ["true"]}, "job")
-    found = cluster_problems(job)
+    found = [describe(p) for p in cluster_problems(job)]
     assert any("spec.yarn" in p for p in found)
     assert any("spec.applicationMaster.jar" in p for p in found)

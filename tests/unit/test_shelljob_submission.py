@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from kubeflume_operator.problems import describe
 from kubeflume_operator.shelljob.launcher import worker_script
 from kubeflume_operator.shelljob.spec import SpecError, parse_spec
 from kubeflume_operator.shelljob.submission import location_problems, staging_plan, submission_context
@@ -151,7 +152,7 @@ def test_delegation_tokens_go_as_an_entry_map_and_are_not_cancelled_at_the_end()
                                      '/jobs/"x"/app.jar', "/jobs/x;id/app.jar"])
 def test_an_hdfs_location_used_in_place_is_refused_before_any_application(hostile):
     job = parse_spec(job_spec("dshell", jar={"url": f"hdfs://{hostile}", "mainClass": "demo.Main"}), "x")
-    [problem] = location_problems(job)
+    [problem] = map(describe, location_problems(job))
     assert "HDFS location" in problem and hostile in problem
     copied = parse_spec(job_spec("distributedshell", jar={"url": f"hdfs://{hostile}", "mainClass": "demo.Main"}),
                         "x")
@@ -165,4 +166,4 @@ def test_cluster_values_that_reach_the_am_command_line_are_checked(field, hostil
     data["yarn"] = {**data["yarn"], field: hostile}
     with pytest.raises(SpecError) as raised:
         parse_spec(data, "x")
-    assert any(f"spec.yarn.{field}" in p for p in raised.value.problems)
+    assert any(f"spec.yarn.{field}" in describe(p) for p in raised.value.problems)

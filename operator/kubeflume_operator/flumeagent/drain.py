@@ -215,12 +215,12 @@ def draining_condition(existing: list[dict[str, Any]] | None, entries: list[dict
 class DrainPass:
     """One look at a FlumeAgent's claims and drain Jobs, and the API calls the plan asks for."""
 
-    def __init__(self, agent: Mapping[str, Any], *, core: kubernetes.client.CoreV1Api | None = None,
-                 batch: kubernetes.client.BatchV1Api | None = None) -> None:
+    def __init__(self, agent: Mapping[str, Any], *, core: kubernetes.client.CoreV1Api,
+                 batch: kubernetes.client.BatchV1Api) -> None:
         self.agent = agent
         self.name, self.namespace = agent["metadata"]["name"], agent["metadata"]["namespace"]
-        self.core = core or kubernetes.client.CoreV1Api()
-        self.batch = batch or kubernetes.client.BatchV1Api()
+        self.core = core
+        self.batch = batch
 
     def run(self, config: AgentConfig, rendered: resources.AgentResources) -> list[dict[str, Any]] | None:
         """Do what is due; the `status.drains` entries (None when draining is off)."""

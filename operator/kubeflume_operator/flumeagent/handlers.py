@@ -14,34 +14,39 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
-import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from kubeflume_agent.config.manifest import parse_manifest
 from kubeflume_agent.config.model import ConfigError
 from kubeflume_operator import GROUP, VERSION, conditions, kube
+from kubeflume_operator.context import OperatorContext
 from kubeflume_operator.flumeagent import drain, resources
 from kubeflume_operator.flumeagent import status as agent_status
+from kubeflume_operator.problems import describe, describe_all
+from kubeflume_operator.validation import flumeagent_verdict
 
 FLUMEAGENTS = (GROUP, VERSION, "flumeagents")
-# How often the status is refreshed (seconds); the Helm chart may tune it.
-STATUS_INTERVAL = float(os.environ.get("KUBEFLUME_STATUS_INTERVAL", "15"))
 MANAGED = {resources.MANAGED_BY_LABEL: resources.MANAGED_BY, resources.INSTANCE_LABEL: kopf.PRESENT}
 WORKLOAD_PLURALS = {"Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}
 
 
-@kopf.on.startup()
-def configure_kubernetes_client(**_: Any) -> None:
-    """The handlers' API client: the kubeconfig if there is one, else the pod's service account."""
-    kubernetes.config.load_config()
+def register(registry: kopf.OperatorRegistry, *, context: OperatorContext) -> None:
+    """The FlumeAgent handlers, each given the operator's context; the status timer runs at its interval."""
+    kopf.index("pods", labels=MANAGED, registry=registry)(agent_pods)
+    for kind, plural in WORKLOAD_PLURALS.items():
+        kopf.index("apps", "v1", plural, id=f"agent_{plural}", param=kind, labels=MANAGED,
+                   registry=registry)(index_rollout)
+    with_context = functools.partial(reconcile, context=context)
+    for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
+        on(*FLUMEAGENTS, registry=registry)(with_context)
+    kopf.timer(*FLUMEAGENTS, interval=context.settings.status_interval, registry=registry)(
+        functools.partial(refresh_status, context=context))
 
 
-@kopf.index("pods", labels=MANAGED)
 def agent_pods(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict:
     return {(namespace, labels[resources.INSTANCE_LABEL]): agent_status.PodView.of(body)}
 
@@ -50,26 +55,20 @@ def index_rollout(namespace: str, labels: Mapping[str, str], body: kopf.Body, pa
     return {(namespace, labels[resources.INSTANCE_LABEL]): agent_status.Rollout.of(body, param)}
 
 
-for _kind, _plural in WORKLOAD_PLURALS.items():
-    kopf.index("apps", "v1", _plural, id=f"agent_{_plural}", param=_kind, labels=MANAGED)(index_rollout)
-
-
-@kopf.on.resume(*FLUMEAGENTS)
-@kopf.on.create(*FLUMEAGENTS)
-@kopf.on.update(*FLUMEAGENTS)
-def reconcile(body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, patch: kopf.Patch, **_: Any) -> None:
-    config = parse_manifest(body)
-    found = config.validate() + resources.spec_problems(spec, config)
-    errors = [problem for problem in found if problem.is_error]
+def reconcile(body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, patch: kopf.Patch, *,
+              context: OperatorContext, **_: Any) -> None:
+    verdict = flumeagent_verdict(body)
     generation = meta.get("generation")
-    if errors:
-        report_invalid(body, patch, errors, generation)
+    if verdict.errors:
+        report_invalid(body, patch, verdict.errors, generation)
         return
-    rendered = resources.render(body, config, image=resources.default_image())
+    assert verdict.config is not None
+    rendered = resources.render(body, verdict.config, image=context.settings.agent_image)
     try:
         if drain.has_claims(rendered):
-            drain.DrainPass(body).run(config, rendered)  # a scale-up cancels drains before pods come back
-        changes = apply_children(body, rendered)
+            # a scale-up cancels drains before pods come back
+            drain_pass(body, context=context).run(verdict.config, rendered)
+        changes = apply_children(body, rendered, objects=context.objects)
     except (kube.NotOwned, ApiException) as error:
         message = error.body if isinstance(error, ApiException) else str(error)
         kopf.warn(body, reason="ApplyFailed", message=str(message))
@@ -82,7 +81,7 @@ def reconcile(body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, patch: kopf.Pat
         selector=",".join(f"{key}={value}" for key, value in resources.selector_labels(meta["name"]).items()),
         endpoints=resources.endpoints(body, rendered.ports),
     )
-    warnings = [str(problem) for problem in found if not problem.is_error]
+    warnings = [describe(problem) for problem in verdict.warnings]
     message = f"config {rendered.config_hash} is valid" + (f" ({'; '.join(warnings)})" if warnings else "")
     patch.fns.append(functools.partial(record_verdict, valid=True, reason="Valid", message=message,
                                        generation=generation))
@@ -94,18 +93,18 @@ def reconcile(body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, patch: kopf.Pat
 
 def report_invalid(body: kopf.Body, patch: kopf.Patch, errors: list[ConfigError], generation: int | None) -> None:
     """Every problem in the condition and in one Warning Event; the running agents stay as they are."""
-    message = f"{len(errors)} problem(s): " + "; ".join(str(error) for error in errors)
+    message = f"{len(errors)} problem(s): {describe_all(errors)}"
     patch.status["observedGeneration"] = generation
     patch.fns.append(functools.partial(record_verdict, valid=False, reason="InvalidConfig", message=message,
                                        generation=generation))
     kopf.warn(body, reason="InvalidConfig", message=f"{message} (running agents left unchanged)")
 
 
-def apply_children(body: kopf.Body, rendered: resources.AgentResources) -> list[str]:
+def apply_children(body: kopf.Body, rendered: resources.AgentResources, *, objects: kube.ObjectStore) -> list[str]:
     """Apply the rendered children and remove the ones this config no longer needs."""
     changes = []
     for child in rendered.children:
-        outcome = kube.apply(child)
+        outcome = objects.apply(child)
         if outcome != kube.UNCHANGED:
             changes.append(f"{child['kind']} {child['metadata']['name']} {outcome}")
     name, namespace, uid = body["metadata"]["name"], body["metadata"]["namespace"], body["metadata"]["uid"]
@@ -114,7 +113,7 @@ def apply_children(body: kopf.Body, rendered: resources.AgentResources) -> list[
         stale.append("Service")
     if rendered.disruption_budget is None:
         stale.append("PodDisruptionBudget")
-    changes += [f"{kind} {name} deleted" for kind in stale if kube.delete_owned(kind, namespace, name, uid)]
+    changes += [f"{kind} {name} deleted" for kind in stale if objects.delete_owned(kind, namespace, name, uid)]
     return changes
 
 
@@ -132,11 +131,10 @@ def record_verdict(body: dict[str, Any], *, valid: bool, reason: str, message: s
         status["phase"] = agent_status.PROGRESSING
 
 
-@kopf.timer(*FLUMEAGENTS, interval=STATUS_INTERVAL)
 async def refresh_status(
     body: kopf.Body, name: str, namespace: str, spec: kopf.Spec, status: kopf.Status, patch: kopf.Patch,
     agent_pods: kopf.Index, agent_deployments: kopf.Index, agent_statefulsets: kopf.Index,
-    agent_daemonsets: kopf.Index, **_: Any,
+    agent_daemonsets: kopf.Index, *, context: OperatorContext, **_: Any,
 ) -> None:
     key = (namespace, name)
     workload_indexes = {"Deployment": agent_deployments, "StatefulSet": agent_statefulsets,
@@ -144,7 +142,7 @@ async def refresh_status(
     kind = str(status.get("workload", "")).partition("/")[0]
     rollout = next(iter(workload_indexes[kind].get(key, ())), None) if kind in workload_indexes else None
     if rollout is None and kind and conditions.is_true(status.get("conditions"), agent_status.CONFIG_VALID):
-        await asyncio.to_thread(restore_children, body)
+        await asyncio.to_thread(restore_children, body, context=context)
     counters, unreachable = await agent_status.scrape_pods(agent_pods.get(key, ()), resources.metrics_port(spec))
     observed = {
         "replicas": rollout.desired if rollout else 0,
@@ -157,16 +155,21 @@ async def refresh_status(
             patch.status[field] = value
     patch.fns.append(functools.partial(record_rollout, rollout=rollout))
     if kind == resources.STATEFULSET and conditions.is_true(status.get("conditions"), agent_status.CONFIG_VALID):
-        entries = await asyncio.to_thread(run_drains, body)
+        entries = await asyncio.to_thread(run_drains, body, context=context)
         if entries is not None:
             patch.status["drains"] = entries
             patch.fns.append(functools.partial(record_drains, entries=entries))
 
 
-def run_drains(body: kopf.Body) -> list[dict[str, Any]] | None:
+def run_drains(body: kopf.Body, *, context: OperatorContext) -> list[dict[str, Any]] | None:
     """The drains of a StatefulSet agent's removed claims (see drain.py), as status entries."""
     config = parse_manifest(body)
-    return drain.DrainPass(body).run(config, resources.render(body, config, image=resources.default_image()))
+    rendered = resources.render(body, config, image=context.settings.agent_image)
+    return drain_pass(body, context=context).run(config, rendered)
+
+
+def drain_pass(body: kopf.Body, *, context: OperatorContext) -> drain.DrainPass:
+    return drain.DrainPass(body, core=context.core, batch=context.batch)
 
 
 def record_drains(body: dict[str, Any], *, entries: list[dict[str, Any]]) -> None:
@@ -175,11 +178,11 @@ def record_drains(body: dict[str, Any], *, entries: list[dict[str, Any]]) -> Non
     status["conditions"] = drain.draining_condition(status.get("conditions"), entries)
 
 
-def restore_children(body: kopf.Body) -> None:
+def restore_children(body: kopf.Body, *, context: OperatorContext) -> None:
     """The workload went away behind our back (deleted by hand, say): apply the children again."""
     config = parse_manifest(body)
-    rendered = resources.render(body, config, image=resources.default_image())
-    changes = apply_children(body, rendered)
+    rendered = resources.render(body, config, image=context.settings.agent_image)
+    changes = apply_children(body, rendered, objects=context.objects)
     if changes:
         kopf.warn(body, reason="Restored", message=f"recreated what was missing: {', '.join(changes)}")
 

@@ -20,7 +20,6 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 import kopf
@@ -37,8 +36,6 @@ DATA_VOLUME = "data"
 CONTAINER = "agent"
 DEFAULT_METRICS_PORT = 41414  # Flume's HTTP monitoring default
 DEFAULT_STORAGE_SIZE = "1Gi"
-IMAGE_ENV = "KUBEFLUME_AGENT_IMAGE"
-IMAGE_REPOSITORY = "ghcr.io/kubeflume/agent"
 HOST_STATE_ROOT = "/var/lib/kubeflume"  # DaemonSet pods keep their state on the node
 
 DEPLOYMENT = "Deployment"
@@ -90,11 +87,6 @@ class AgentResources:
     def children(self) -> list[dict[str, Any]]:
         return [obj for obj in (self.config_map, self.workload, self.service, self.metrics_service,
                                 self.disruption_budget) if obj is not None]
-
-
-def default_image(environ: Mapping[str, str] = os.environ) -> str:
-    """The agent image: the operator's KUBEFLUME_AGENT_IMAGE, else the image of this release."""
-    return environ.get(IMAGE_ENV) or f"{IMAGE_REPOSITORY}:{metadata.version('kubeflume')}"
 
 
 def labels(name: str) -> dict[str, str]:

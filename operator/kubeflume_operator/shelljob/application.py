@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import kubernetes
 
 from kubeflume_agent.protocols.webhdfs import FileNotFound, WebHDFSClient
 from kubeflume_operator import conditions
+from kubeflume_operator.problems import describe_all
 from kubeflume_operator.shelljob import placement
 from kubeflume_operator.shelljob import status as job_status
 from kubeflume_operator.shelljob.launcher import worker_script
@@ -70,7 +72,7 @@ def check_runnable(job: ShellJobSpec) -> None:
     if not problems:
         problems = location_problems(job)
     if problems:
-        raise JobRejected("; ".join(problems))
+        raise JobRejected(describe_all(problems))
 
 
 @dataclass
@@ -79,14 +81,15 @@ class Clients:
     hdfs: WebHDFSClient
     http: aiohttp.ClientSession
     hdfs_token: str | None
+    core: kubernetes.client.CoreV1Api  # ConfigMap and Secret sources
 
 
 @contextlib.asynccontextmanager
-async def connect(cluster: Cluster, namespace: str) -> AsyncIterator[Clients]:
+async def connect(cluster: Cluster, namespace: str, *, core: kubernetes.client.CoreV1Api) -> AsyncIterator[Clients]:
     """Clients for the cluster, with the delegation tokens of its Secret if it names one."""
     tokens: dict[str, bytes] = {}
     if cluster.token_secret:
-        tokens = await read_kubernetes_object("Secret", namespace, cluster.token_secret)
+        tokens = await read_kubernetes_object("Secret", namespace, cluster.token_secret, core=core)
     hdfs_token = tokens[HDFS_TOKEN_KEY].decode().strip() if HDFS_TOKEN_KEY in tokens else None
     yarn_token = tokens[YARN_TOKEN_KEY].decode().strip() if YARN_TOKEN_KEY in tokens else None
     async with aiohttp.ClientSession(timeout=TRANSFER_TIMEOUT) as session:
@@ -95,6 +98,7 @@ async def connect(cluster: Cluster, namespace: str) -> AsyncIterator[Clients]:
             hdfs=WebHDFSClient(list(cluster.webhdfs), cluster.user, hdfs_token, session=session),
             http=session,
             hdfs_token=hdfs_token,
+            core=core,
         )
 
 
@@ -146,7 +150,7 @@ class ApplicationRun:
             if source is None:
                 continue
             if source.kind in ("configMap", "secret", "inline"):
-                await read_small(source, self.namespace)
+                await read_small(source, self.namespace, core=self.clients.core)
             elif source.kind == "hdfs":
                 await self._hdfs_status(hdfs_path(source.url or ""), source)
 
@@ -198,7 +202,7 @@ class ApplicationRun:
         elif source.kind == "hdfs":
             data = await hdfs.open(hdfs_path(source.url or ""))
         else:
-            data = await read_small(source, self.namespace)
+            data = await read_small(source, self.namespace, core=self.clients.core)
         await hdfs.create(planned.path, data, overwrite=True)
 
     async def _submit(self) -> None:

@@ -16,7 +16,7 @@ the cluster recorded in the status with its id (placement.py), not the one the s
 from __future__ import annotations
 
 import asyncio
-import os
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +26,7 @@ import kubernetes
 
 from kubeflume_agent.protocols.webhdfs import WebHDFSError
 from kubeflume_operator import GROUP, VERSION
+from kubeflume_operator.context import OperatorContext
 from kubeflume_operator.shelljob import placement
 from kubeflume_operator.shelljob import status as job_status
 from kubeflume_operator.shelljob.application import (
@@ -43,8 +44,6 @@ from kubeflume_operator.yarn.resourcemanager import ResourceManagerError
 
 PLURAL = "shelljobs"
 SHELLJOBS = (GROUP, VERSION, PLURAL)
-# Seconds between two looks at a job's application; the Helm chart may tune it.
-POLL_INTERVAL = float(os.environ.get("KUBEFLUME_SHELLJOB_POLL_INTERVAL", "5"))
 MERGE_PATCH = "application/merge-patch+json"
 EVENT_MESSAGE_LIMIT = 1000
 CLUSTER_ERRORS = (ResourceManagerError, WebHDFSError, aiohttp.ClientError, TimeoutError)
@@ -54,10 +53,11 @@ MEMO_KEY = "shelljob_status"
 WARNING_MEMO_KEY = "shelljob_last_warning"
 
 
-@kopf.on.startup()
-def configure_kubernetes_client(**_: Any) -> None:
-    """ConfigMap/Secret sources and status writes use the official client: kubeconfig or service account."""
-    kubernetes.config.load_config()
+def register(registry: kopf.OperatorRegistry, *, context: OperatorContext) -> None:
+    """The ShellJob handlers, each given the operator's context; the timer runs at the poll interval."""
+    kopf.timer(*SHELLJOBS, interval=context.settings.shelljob_poll_interval, when=unfinished, registry=registry)(
+        functools.partial(drive_application, context=context))
+    kopf.on.delete(*SHELLJOBS, registry=registry)(functools.partial(remove, context=context))
 
 
 def unfinished(meta: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
@@ -69,9 +69,11 @@ def unfinished(meta: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> 
 class StatusWriter:
     """Merge-patches the status subresource at once, and remembers what it wrote."""
 
-    def __init__(self, namespace: str, name: str, uid: str, memo: kopf.Memo) -> None:
+    def __init__(self, namespace: str, name: str, uid: str, memo: kopf.Memo, *,
+                 api: kubernetes.client.CustomObjectsApi) -> None:
         self.namespace, self.name, self.uid = namespace, name, uid
         self.memo = memo
+        self.api = api
 
     def current(self, status: Mapping[str, Any]) -> dict[str, Any]:
         """The status as the watch shows it, overlaid with this process's own later writes."""
@@ -82,8 +84,7 @@ class StatusWriter:
         return {key: value for key, value in merged.items() if value is not None}
 
     async def record(self, fields: dict[str, Any]) -> None:
-        api = kubernetes.client.CustomObjectsApi()
-        await asyncio.to_thread(api.patch_namespaced_custom_object_status, GROUP, VERSION, self.namespace, PLURAL,
+        await asyncio.to_thread(self.api.patch_namespaced_custom_object_status, GROUP, VERSION, self.namespace, PLURAL,
                                 self.name, {"status": fields}, _content_type=MERGE_PATCH)
         written = self.memo.get(MEMO_KEY)
         if not written or written["uid"] != self.uid:
@@ -100,12 +101,11 @@ def poster(body: kopf.Body) -> Notify:
     return notify
 
 
-@kopf.timer(*SHELLJOBS, interval=POLL_INTERVAL, when=unfinished)
 async def drive_application(
     body: kopf.Body, name: str, namespace: str, uid: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status,
-    memo: kopf.Memo, **_: Any,
+    memo: kopf.Memo, *, context: OperatorContext, **_: Any,
 ) -> None:
-    writer = StatusWriter(namespace, name, uid, memo)
+    writer = StatusWriter(namespace, name, uid, memo, api=context.custom_objects)
     current = writer.current(status)
     generation = meta.get("generation")
     notify = poster(body)
@@ -113,11 +113,12 @@ async def drive_application(
         return  # our own final write, not yet seen by the watch
     try:
         if current.get("applicationId") and current.get("observedGeneration") != generation:
-            current = await retire_previous(spec, name, namespace, current, writer, notify, generation)
+            current = await retire_previous(spec, name, namespace, current, writer, notify, generation,
+                                            core=context.core)
         job = parse_spec(spec, name)
         check_runnable(job)
         assert job.cluster is not None
-        async with connect(job.cluster, namespace) as clients:
+        async with connect(job.cluster, namespace, core=context.core) as clients:
             run = ApplicationRun(job, namespace, generation, current, clients, writer.record, notify)
             await run.advance()
     except SpecError as error:
@@ -158,7 +159,8 @@ async def report_waiting(writer: StatusWriter, current: dict[str, Any], generati
 
 
 async def retire_previous(spec: kopf.Spec, name: str, namespace: str, current: dict[str, Any],
-                          writer: StatusWriter, notify: Notify, generation: int | None) -> dict[str, Any]:
+                          writer: StatusWriter, notify: Notify, generation: int | None, *,
+                          core: kubernetes.client.CoreV1Api) -> dict[str, Any]:
     """The spec changed: the previous generation's application is killed (if running) and cleaned up.
 
     Where it runs comes from the status, so this does not depend on the new spec. Only a status
@@ -168,7 +170,7 @@ async def retire_previous(spec: kopf.Spec, name: str, namespace: str, current: d
     where = placement.locate(current, spec, name)
     if where is None:
         return current
-    async with connect(where.cluster, namespace) as clients:
+    async with connect(where.cluster, namespace, core=core) as clients:
         done = await remove_application(where, current.get("phase"), clients)
     reset: dict[str, Any] = dict.fromkeys(PREVIOUS_GENERATION_FIELDS)
     reset.update(job_status.with_phase(current, job_status.PENDING, "SpecChanged",
@@ -178,10 +180,9 @@ async def retire_previous(spec: kopf.Spec, name: str, namespace: str, current: d
     return {key: value for key, value in {**current, **reset}.items() if value is not None}
 
 
-@kopf.on.delete(*SHELLJOBS)
 async def remove(body: kopf.Body, name: str, namespace: str, uid: str, spec: kopf.Spec, status: kopf.Status,
-                 memo: kopf.Memo, **_: Any) -> None:
-    current = StatusWriter(namespace, name, uid, memo).current(status)
+                 memo: kopf.Memo, *, context: OperatorContext, **_: Any) -> None:
+    current = StatusWriter(namespace, name, uid, memo, api=context.custom_objects).current(status)
     application_id = current.get("applicationId")
     if not application_id:
         return
@@ -192,7 +193,7 @@ async def remove(body: kopf.Body, name: str, namespace: str, uid: str, spec: kop
                   "the application and its staging directory are left as they are")
         return
     try:
-        async with connect(where.cluster, namespace) as clients:
+        async with connect(where.cluster, namespace, core=context.core) as clients:
             done = await remove_application(where, current.get("phase"), clients)
     except (*CLUSTER_ERRORS, SourceUnavailable) as error:
         kopf.warn(body, reason="CleanupFailed", message=f"{type(error).__name__}: {error}")

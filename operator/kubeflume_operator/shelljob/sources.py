@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from kubeflume_operator.shelljob.spec import Source
+
+if TYPE_CHECKING:
+    import kubernetes
 
 CHUNK = 1 << 20
 
@@ -30,13 +33,12 @@ def hdfs_path(url: str) -> str:
     return urlsplit(url).path or "/"
 
 
-async def read_kubernetes_object(kind: str, namespace: str, name: str) -> dict[str, bytes]:
+async def read_kubernetes_object(kind: str, namespace: str, name: str, *,
+                                 core: kubernetes.client.CoreV1Api) -> dict[str, bytes]:
     """Every key of a ConfigMap (data and binaryData) or Secret, decoded to bytes."""
-    import kubernetes
     from kubernetes.client.exceptions import ApiException
 
     def read() -> Any:
-        core = kubernetes.client.CoreV1Api()
         if kind == "ConfigMap":
             return core.read_namespaced_config_map(name, namespace)
         return core.read_namespaced_secret(name, namespace)
@@ -53,21 +55,22 @@ async def read_kubernetes_object(kind: str, namespace: str, name: str) -> dict[s
     return {**binary, **{key: value.encode() for key, value in (obj.data or {}).items()}}
 
 
-async def read_kubernetes_key(kind: str, namespace: str, name: str, key: str) -> bytes:
-    data = await read_kubernetes_object(kind, namespace, name)
+async def read_kubernetes_key(kind: str, namespace: str, name: str, key: str, *,
+                              core: kubernetes.client.CoreV1Api) -> bytes:
+    data = await read_kubernetes_object(kind, namespace, name, core=core)
     if key not in data:
         raise SourceUnavailable(f"{kind} {namespace}/{name} has no key {key!r}")
     return data[key]
 
 
-async def read_small(source: Source, namespace: str | None) -> bytes:
+async def read_small(source: Source, namespace: str | None, *, core: kubernetes.client.CoreV1Api | None) -> bytes:
     """Inline text, or a ConfigMap/Secret key (objects are at most 1 MiB, so bytes are fine)."""
     if source.inline is not None:
         return source.inline
-    if namespace is None:
+    if namespace is None or core is None:
         raise SourceUnavailable(f"{source.describe()}: ConfigMap and Secret sources need a Kubernetes namespace")
     kind, (name, key) = ("ConfigMap", source.config_map) if source.config_map else ("Secret", source.secret)
-    return await read_kubernetes_key(kind, namespace, name, key)
+    return await read_kubernetes_key(kind, namespace, name, key, core=core)
 
 
 async def stream_http(session: aiohttp.ClientSession, url: str) -> AsyncIterator[bytes]:

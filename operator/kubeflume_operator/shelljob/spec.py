@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from kubeflume_agent.config.model import ConfigError
+from kubeflume_operator.problems import at, describe_all
 from kubeflume_operator.yarn import distributedshell as ds
 from kubeflume_operator.yarn.archives import FORMATS, archive_format
 
@@ -27,10 +29,10 @@ DEFAULT_TIMEOUT_SECONDS = 600  # DistributedShell Client's -timeout default (600
 
 
 class SpecError(Exception):
-    """The spec cannot run; `problems` says every reason."""
+    """The spec cannot run; `problems` says every reason, each at its field path."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
-        super().__init__("; ".join(problems))
+    def __init__(self, problems: Sequence[ConfigError]) -> None:
+        super().__init__(describe_all(problems))
         self.problems = list(problems)
 
 
@@ -148,10 +150,10 @@ class _Checker:
     """Collects problems while reading fields; each read returns a usable default on error."""
 
     def __init__(self) -> None:
-        self.problems: list[str] = []
+        self.problems: list[ConfigError] = []
 
     def problem(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}")
+        self.problems.append(at(path, message))
 
     def integer(self, data: Mapping[str, Any], key: str, path: str, default: int, minimum: int) -> int:
         value = data.get(key, default)
@@ -219,31 +221,31 @@ def parse_spec(spec: Mapping[str, Any], default_name: str) -> ShellJobSpec:
     return parsed
 
 
-def application_master_problems(job: ShellJobSpec) -> list[str]:
+def application_master_problems(job: ShellJobSpec) -> list[ConfigError]:
     """What the chosen ApplicationMaster cannot do (the local runner keeps to the same limits)."""
     problems = []
     kind = job.application_master.kind
     if job.archives and not kind.localizes_archives:
-        problems.append(f"spec.archives: the stock DistributedShell ApplicationMaster (kind {kind.name}) cannot "
-                        f"localize archives into its worker container; use applicationMaster.kind "
-                        f"{ds.DSHELL.name} ({ds.DSHELL.description}) or ship the files unpacked")
+        problems.append(at("spec.archives", f"the stock DistributedShell ApplicationMaster (kind {kind.name}) "
+                           f"cannot localize archives into its worker container; use applicationMaster.kind "
+                           f"{ds.DSHELL.name} ({ds.DSHELL.description}) or ship the files unpacked"))
     if kind.single_container and job.containers != 1:
-        problems.append(f"spec.containers: the {kind.name} ApplicationMaster runs exactly one container")
+        problems.append(at("spec.containers", f"the {kind.name} ApplicationMaster runs exactly one container"))
     return problems
 
 
-def cluster_problems(job: ShellJobSpec) -> list[str]:
+def cluster_problems(job: ShellJobSpec) -> list[ConfigError]:
     """What stops this job from being submitted to YARN (empty when it can be)."""
     problems = []
     if job.cluster is None:
-        problems.append("spec.yarn: required to run on YARN (resourceManagers, webhdfs, user)")
+        problems.append(at("spec.yarn", "required to run on YARN (resourceManagers, webhdfs, user)"))
     else:
         if not job.cluster.resource_managers:
-            problems.append("spec.yarn.resourceManagers: at least one ResourceManager URL is required")
+            problems.append(at("spec.yarn.resourceManagers", "at least one ResourceManager URL is required"))
         if not job.cluster.webhdfs:
-            problems.append("spec.yarn.webhdfs: at least one WebHDFS (NameNode) URL is required")
+            problems.append(at("spec.yarn.webhdfs", "at least one WebHDFS (NameNode) URL is required"))
     if job.application_master.jar is None:
-        problems.append("spec.applicationMaster.jar: the ApplicationMaster jar's location is required")
+        problems.append(at("spec.applicationMaster.jar", "the ApplicationMaster jar's location is required"))
     return problems + application_master_problems(job)
 
 

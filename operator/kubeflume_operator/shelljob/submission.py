@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from kubeflume_agent.config.model import ConfigError
+from kubeflume_operator.problems import at
 from kubeflume_operator.shelljob.spec import ShellJobSpec, Source
 from kubeflume_operator.yarn import distributedshell as ds
 
@@ -60,7 +62,7 @@ def staging_plan(job: ShellJobSpec, application_id: str, home: str) -> list[Plan
     return plan
 
 
-def location_problems(job: ShellJobSpec) -> list[str]:
+def location_problems(job: ShellJobSpec) -> list[ConfigError]:
     """hdfs:// sources used in place whose URL cannot go into the AM's environment as it is."""
     assert job.cluster is not None
     problems = []
@@ -69,7 +71,7 @@ def location_problems(job: ShellJobSpec) -> list[str]:
             try:
                 ds.command_word(planned.uri(job.cluster.default_fs), "HDFS location")
             except ds.UnsafeValue as error:
-                problems.append(f"{planned.source.describe()}: {error}")
+                problems.append(at("spec", f"{planned.source.describe()}: {error}"))
     return problems
 
 

@@ -18,12 +18,13 @@ import signal
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from kubeflume_agent.protocols.webhdfs import WebHDFSClient, WebHDFSError
 from kubeflume_operator import conditions
+from kubeflume_operator.problems import describe_all
 from kubeflume_operator.shelljob import status as job_status
 from kubeflume_operator.shelljob.launcher import worker_script
 from kubeflume_operator.shelljob.sources import (
@@ -41,6 +42,9 @@ from kubeflume_operator.shelljob.spec import (
 )
 from kubeflume_operator.yarn.archives import ArchiveError, unpack
 from kubeflume_operator.yarn.distributedshell import EXEC_SCRIPT
+
+if TYPE_CHECKING:
+    import kubernetes
 
 SCRIPT_NAME = f"{EXEC_SCRIPT}.sh"
 # SIGTERM -> SIGKILL delay: the NodeManager's yarn.nodemanager.sleep-delay-before-sigkill.ms default.
@@ -145,7 +149,7 @@ async def run_shelljob_locally(manifest: dict, workdir: pathlib.Path | None = No
         return _finish(status, job_status.FAILED, "InvalidSpec", str(error))
     problems = application_master_problems(job)
     if problems:
-        return _finish(status, job_status.FAILED, "Rejected", "; ".join(problems))
+        return _finish(status, job_status.FAILED, "Rejected", describe_all(problems))
     workdir = pathlib.Path(workdir) if workdir else pathlib.Path(tempfile.mkdtemp(prefix=f"kubeflume-{name}-"))
     workdir.mkdir(parents=True, exist_ok=True)
     status["amContainerLogs"] = (workdir / "logs").as_uri()
@@ -195,18 +199,19 @@ async def _fetch(item: Localized, target: pathlib.Path, session: aiohttp.ClientS
         async with WebHDFSClient(list(job.cluster.webhdfs), user=job.cluster.user, session=session) as hdfs:
             target.write_bytes(await hdfs.open(hdfs_path(source.url or "")))
     else:
-        if source.kind in ("configMap", "secret"):
-            _load_kubeconfig()
-        target.write_bytes(await read_small(source, namespace or "default"))
+        core = _kubernetes_core() if source.kind in ("configMap", "secret") else None
+        target.write_bytes(await read_small(source, namespace or "default", core=core))
 
 
-def _load_kubeconfig() -> None:
+def _kubernetes_core() -> kubernetes.client.CoreV1Api:
+    """The local run's client for ConfigMap and Secret sources: this user's kubeconfig."""
     import kubernetes
 
     try:
         kubernetes.config.load_config()
     except kubernetes.config.ConfigException as error:
         raise SourceUnavailable(f"ConfigMap and Secret sources need a Kubernetes cluster: {error}") from error
+    return kubernetes.client.CoreV1Api()
 
 
 def _staged_entry(item: ContainerFile) -> dict[str, Any]:
