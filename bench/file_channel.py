@@ -40,7 +40,7 @@ SINK_BATCH = 1000
 
 
 def file_settings(directory: str, capacity: int):
-    from kubeflume_agent.channels.file import FileChannel
+    from kubeflume_agent.channels.file.channel import FileChannel
     from kubeflume_agent.config.keys import resolve
 
     settings, _ = resolve(FileChannel.keys, {
@@ -59,8 +59,8 @@ def memory_settings(capacity: int):
 
 
 async def channel_throughput(kind: str, events: int, directory: str) -> dict:
-    from kubeflume_agent.event import Event
-    from kubeflume_agent.runtime.status import Status
+    from kubeflume_agent.core.event import Event
+    from kubeflume_agent.core.status import Status
     from kubeflume_agent.sinks.null import NullSink
 
     channel_class, settings = file_settings(directory, 100000) if kind == "file" else memory_settings(100000)
@@ -96,7 +96,7 @@ async def channel_throughput(kind: str, events: int, directory: str) -> dict:
 
 
 async def replay_times(events: int, directory: str) -> dict:
-    from kubeflume_agent.event import Event
+    from kubeflume_agent.core.event import Event
 
     channel_class, settings = file_settings(directory, max(events, 1000))
     channel = channel_class("bench", settings)

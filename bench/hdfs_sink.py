@@ -33,8 +33,8 @@ sys.path.insert(0, str(REPO / "agent"))
 
 from kubeflume_agent.channels.memory import MemoryChannel  # noqa: E402
 from kubeflume_agent.config.keys import resolve  # noqa: E402
-from kubeflume_agent.event import Event  # noqa: E402
-from kubeflume_agent.sinks.hdfs import HdfsSink  # noqa: E402
+from kubeflume_agent.core.event import Event  # noqa: E402
+from kubeflume_agent.sinks.hdfs.sink import HdfsSink  # noqa: E402
 
 EVENT_SIZE = 1024
 END = b" |end|"  # every body ends so, to count records in a SequenceFile

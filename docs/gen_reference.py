@@ -5,7 +5,7 @@
     --output DIR                            write (or check) the pages under DIR instead of docs/
 
 docs/reference/<kind>.md comes from each CRD's OpenAPI schema in crds/; docs/components.md from
-the component registry (kubeflume_agent.runtime.registry) and each component class's `keys`.
+the component registry (kubeflume_agent.core.registry) and each component class's `keys`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from kubeflume_agent.runtime import registry
+from kubeflume_agent.core import registry
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -160,7 +160,7 @@ PARSER_NAMES = {
 
 def components_page() -> str:
     lines = [
-        NOTICE.format(source="kubeflume_agent.runtime.registry and each component's `keys`"),
+        NOTICE.format(source="kubeflume_agent.core.registry and each component's `keys`"),
         "",
         "# Components and their keys",
         "",

@@ -28,9 +28,9 @@ from typing import Any
 
 from kubeflume_agent.config.model import AgentConfig, ConfigError
 from kubeflume_agent.config.properties import build_config
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.counters import Counters
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.runtime.agent import Agent, InvalidConfig
-from kubeflume_agent.runtime.counters import Counters
 from kubeflume_agent.sources.base import Source
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 
 from kubeflume_agent.config.keys import Key, positive_integer
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.sinks.base import Sink
 
 COMMITTED = b"+"

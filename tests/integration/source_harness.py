@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Callable
 
 from kubeflume_agent.channels.memory import MemoryChannel
 from kubeflume_agent.config.keys import resolve
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.registry import lookup
 from kubeflume_agent.runtime.channel_processor import ChannelProcessor
-from kubeflume_agent.runtime.registry import lookup
-from kubeflume_agent.runtime.selectors import ReplicatingSelector
+from kubeflume_agent.selectors.builtin import ReplicatingSelector
 
 
 def settings_for(kind: str, type_name: str, params: dict[str, str]):

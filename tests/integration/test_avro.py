@@ -14,9 +14,9 @@ import zlib
 import pytest
 import trustme
 
-from kubeflume_agent.errors import EventDeliveryError
-from kubeflume_agent.event import Event
-from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.core.errors import EventDeliveryError
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.status import Status
 from tests.integration.source_harness import (
     collect,
     memory_channel,

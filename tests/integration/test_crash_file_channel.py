@@ -18,7 +18,7 @@ from crash_harness import (
     wait_until,
 )
 
-from kubeflume_agent.channels.file_log import list_log_files
+from kubeflume_agent.channels.file.log import list_log_files
 
 
 def spool_config(tmp_path: Path, with_sink: bool) -> str:

@@ -13,9 +13,9 @@ from pathlib import Path
 import fastavro
 import pytest
 
-from kubeflume_agent.errors import EventDeliveryError
-from kubeflume_agent.event import Event
-from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.core.errors import EventDeliveryError
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.status import Status
 from kubeflume_agent.sinks.file_roll import RollingFileSink
 from tests.integration.source_harness import memory_channel, put_all, settings_for, wait_for
 

@@ -16,11 +16,11 @@ import pytest
 from kubeflume_agent.channels.memory import MemoryChannel
 from kubeflume_agent.config.keys import resolve
 from kubeflume_agent.config.properties import parse_properties
-from kubeflume_agent.errors import EventDeliveryError
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.errors import EventDeliveryError
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.registry import lookup
 from kubeflume_agent.runtime.agent import Agent
-from kubeflume_agent.runtime.registry import lookup
-from kubeflume_agent.sinks.hdfs import HdfsSink
+from kubeflume_agent.sinks.hdfs.sink import HdfsSink
 from tests.fakes.webhdfs import FakeWebHDFS
 from tests.integration.source_harness import put_all
 

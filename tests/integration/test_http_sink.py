@@ -11,9 +11,9 @@ from aiohttp import web
 
 from kubeflume_agent.channels.memory import MemoryChannel
 from kubeflume_agent.config.keys import resolve
-from kubeflume_agent.event import Event
-from kubeflume_agent.runtime.registry import lookup
-from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.registry import lookup
+from kubeflume_agent.core.status import Status
 from kubeflume_agent.sinks.http import HttpSink, StatusRules
 from tests.integration.source_harness import put_all
 

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import trustme
 
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.sources.http import BadRequest
 from tests.integration.source_harness import collect, memory_channel, running_source, take_all
 

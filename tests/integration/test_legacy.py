@@ -13,7 +13,7 @@ from thrift.Thrift import TMessageType, TType
 from thrift.transport.TSocket import TSocket
 from thrift.transport.TTransport import TBufferedTransport
 
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.avro_rpc import AvroProtocol, Requestor, http_buffers, parse_http_buffers
 from tests.integration.source_harness import collect, memory_channel, running_source, take_all, wait_for
 

@@ -8,9 +8,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubeflume_agent.config.properties import parse_properties
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.counters import ChannelCounters, Counters, SinkCounters, SourceCounters
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.runtime.agent import Agent
-from kubeflume_agent.runtime.counters import ChannelCounters, Counters, SinkCounters, SourceCounters
 from kubeflume_agent.runtime.metrics import MetricsServer, java_double, prometheus_name
 from kubeflume_operator.flumeagent.status import Counters as StatusCounters
 from kubeflume_operator.flumeagent.status import PodView, scrape

@@ -224,7 +224,7 @@ async def test_many_idle_connections_do_not_block_a_busy_one():
                                  {"encoding": "no-such-charset"}])
 def test_bad_settings_are_reported(bad):
     from kubeflume_agent.config.keys import resolve
-    from kubeflume_agent.runtime.registry import lookup
+    from kubeflume_agent.core.registry import lookup
 
     _, problems = resolve(lookup("source", "netcat").keys, {**params(), **bad})
     assert [p.key for p in problems if p.severity == "error"] == list(bad)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from source_harness import memory_channel, settings_for, take_all
 
+from kubeflume_agent.core.status import Status
 from kubeflume_agent.runtime.channel_processor import ChannelProcessor
-from kubeflume_agent.runtime.selectors import ReplicatingSelector
-from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.selectors.builtin import ReplicatingSelector
 
 
 def seq_source(channel, **params: str):

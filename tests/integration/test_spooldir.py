@@ -10,7 +10,7 @@ import fastavro
 import pytest
 from source_harness import memory_channel, running_source, take_all
 
-from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.core.status import Status
 
 
 def spool_params(spool, **extra) -> dict[str, str]:

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from source_harness import memory_channel, running_source, settings_for, take_all
 
-from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.core.status import Status
 from kubeflume_agent.sources import taildir
 
 

@@ -17,9 +17,9 @@ from thrift.transport.TSocket import TSocket
 from thrift.transport.TSSLSocket import TSSLSocket
 from thrift.transport.TTransport import TFramedTransport
 
-from kubeflume_agent.errors import EventDeliveryError
-from kubeflume_agent.event import Event
-from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.core.errors import EventDeliveryError
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.status import Status
 from tests.integration.source_harness import collect, memory_channel, running_source, settings_for, take_all
 from tests.integration.thrift_frames import batch_of_empty_events
 

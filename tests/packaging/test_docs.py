@@ -47,7 +47,7 @@ def test_check_names_a_page_that_drifted(tmp_path: Path) -> None:
 
 
 def test_every_component_in_the_registry_is_documented() -> None:
-    from kubeflume_agent.runtime import registry
+    from kubeflume_agent.core import registry
 
     page = (REPO / "docs" / "components.md").read_text()
     for kind in registry.KINDS:
@@ -101,7 +101,7 @@ def test_migration_guide_shows_one_agent_three_ways(tmp_path: Path) -> None:
 
 
 def test_metrics_page_names_every_flume_counter() -> None:
-    from kubeflume_agent.runtime import counters
+    from kubeflume_agent.core import counters
 
     page = (REPO / "docs" / "metrics.md").read_text()
     kinds = (counters.SourceCounters, counters.ChannelCounters, counters.SinkCounters)
@@ -240,7 +240,7 @@ def posted_reasons() -> set[str]:
 def test_metrics_page_names_only_series_the_agent_serves() -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from kubeflume_agent.runtime import counters
+    from kubeflume_agent.core import counters
     from kubeflume_agent.runtime.metrics import FlumeCollector
 
     components = {"SOURCE.r1": counters.SourceCounters(), "CHANNEL.c1": counters.ChannelCounters(10),

@@ -10,9 +10,9 @@ import pytest
 
 from kubeflume_agent.config.keys import Key, integer
 from kubeflume_agent.config.properties import parse_properties
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.status import Status
 from kubeflume_agent.runtime.agent import Agent, InvalidConfig
-from kubeflume_agent.runtime.status import Status
 from kubeflume_agent.sinks.base import Sink
 from kubeflume_agent.sources.base import PollableSource
 

@@ -10,10 +10,10 @@ import pytest
 
 from kubeflume_agent.channels.memory import MemoryChannel
 from kubeflume_agent.config.keys import resolve
-from kubeflume_agent.errors import ChannelError, ChannelFull
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.errors import ChannelError, ChannelFull
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.registry import lookup
 from kubeflume_agent.runtime.channel_processor import ChannelProcessor
-from kubeflume_agent.runtime.registry import lookup
 
 
 class RecordingChannel(MemoryChannel):

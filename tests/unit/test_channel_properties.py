@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from kubeflume_agent.channels.memory import MemoryChannel
 from kubeflume_agent.config.model import resolve_component
-from kubeflume_agent.errors import ChannelError, ChannelFull
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.errors import ChannelError, ChannelFull
+from kubeflume_agent.core.event import Event
 
 CAPACITY = 8
 TRANSACTION_CAPACITY = 4

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from kubeflume_agent.core.errors import ChannelError, ChannelFull
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.embedded import SOURCE_TYPE, BlockingEmbeddedAgent, EmbeddedAgent
-from kubeflume_agent.errors import ChannelError, ChannelFull
-from kubeflume_agent.event import Event
 from kubeflume_agent.runtime.agent import InvalidConfig
 from kubeflume_agent.sinks.base import Sink
 from tests.integration.source_harness import collect, running_source, take_all

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from kubeflume_agent.channels.file import EVENT_OVERHEAD, FileChannel
-from kubeflume_agent.channels.file_log import FILE_HEADER, FILE_MAGIC, list_log_files
-from kubeflume_agent.channels.file_records import (
+from kubeflume_agent.channels.file.channel import EVENT_OVERHEAD, FileChannel
+from kubeflume_agent.channels.file.log import FILE_HEADER, FILE_MAGIC, list_log_files
+from kubeflume_agent.channels.file.pointer_queue import PointerQueue
+from kubeflume_agent.channels.file.records import (
     HEAD_SIZE,
     RECORD_MAGIC,
     RECORD_TARGET,
@@ -28,11 +29,10 @@ from kubeflume_agent.channels.file_records import (
     encode_transaction,
     entry_pointers,
 )
-from kubeflume_agent.channels.pointer_queue import PointerQueue
 from kubeflume_agent.config.keys import Key, positive_integer, resolve
-from kubeflume_agent.errors import ChannelError, ChannelFull
-from kubeflume_agent.event import Event
-from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.core.errors import ChannelError, ChannelFull
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.status import Status
 from kubeflume_agent.sinks.base import Sink
 from tests.integration.source_harness import put_all
 
@@ -534,7 +534,7 @@ FILE_SIZE_LIMITED_CHILD = """
 import asyncio, pathlib, resource, signal, sys
 sys.path[:0] = [{tests!r}, {root!r}]
 from test_file_channel import make_channel, numbered, put_all, take_all
-from kubeflume_agent.errors import ChannelError
+from kubeflume_agent.core.errors import ChannelError
 
 async def main(directory):
     channel = make_channel(pathlib.Path(directory), maxFileSize=64 * 1024 * 1024)

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from kubeflume_agent.sinks.hdfs_path import MissingTimestamp, PathTemplate, parse_time_zone
+from kubeflume_agent.sinks.hdfs.path import MissingTimestamp, PathTemplate, parse_time_zone
 
 UTC = parse_time_zone("UTC")
 # 2023-11-14 22:13:20.123 UTC, a Tuesday; 14:13:20 in Los Angeles (PST, -0800)

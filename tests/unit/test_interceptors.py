@@ -9,10 +9,10 @@ import pytest
 
 from kubeflume_agent.config.keys import Settings, resolve
 from kubeflume_agent.config.properties import parse_properties
-from kubeflume_agent.event import Event
-from kubeflume_agent.runtime import interceptors
-from kubeflume_agent.runtime.interceptors import InvalidSetting, MillisSerializer
-from kubeflume_agent.runtime.registry import lookup
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.registry import lookup
+from kubeflume_agent.interceptors import builtin as interceptors
+from kubeflume_agent.interceptors.builtin import InvalidSetting, MillisSerializer
 
 MILLIS = "org.apache.flume.interceptor.RegexExtractorInterceptorMillisSerializer"
 # The zone of the Flume guide's regex_extractor example (2012-10-18 18:47 -> 1350611220000), as a

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from kubeflume_agent.event import Event
-from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.status import Status
 from kubeflume_agent.sinks.logger import LoggerSink
 from kubeflume_agent.sinks.null import NullSink
 from tests.integration.source_harness import memory_channel, settings_for

@@ -6,8 +6,8 @@ import pytest
 
 from kubeflume_agent.channels.memory import MemoryChannel
 from kubeflume_agent.config.model import resolve_component
-from kubeflume_agent.errors import ChannelError, ChannelFull
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.errors import ChannelError, ChannelFull
+from kubeflume_agent.core.event import Event
 from tests.integration.source_harness import put_all
 
 WAIT = 30  # seconds: generous, only reached when something is broken

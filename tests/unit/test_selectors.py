@@ -4,9 +4,9 @@ import pytest
 
 from kubeflume_agent.channels.memory import MemoryChannel
 from kubeflume_agent.config.keys import resolve
-from kubeflume_agent.event import Event
-from kubeflume_agent.runtime import selectors
-from kubeflume_agent.runtime.registry import lookup
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.registry import lookup
+from kubeflume_agent.selectors import builtin as selectors
 
 
 def channels(*names: str) -> dict[str, MemoryChannel]:

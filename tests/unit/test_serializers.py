@@ -9,7 +9,7 @@ import fastavro
 import pytest
 
 from kubeflume_agent.config.keys import Settings
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.serializers import (
     AvroEventSerializer,
     HeaderAndTextSerializer,
@@ -103,7 +103,7 @@ def test_unknown_serializer_type_names_the_choices():
 
 def test_a_class_that_is_not_a_serializer_is_refused():
     with pytest.raises(ValueError, match="not an EventSerializer"):
-        create_serializer("kubeflume_agent.event:Event", {})
+        create_serializer("kubeflume_agent.core.event:Event", {})
 
 
 @pytest.mark.parametrize(("value", "encoded"), [

@@ -10,12 +10,12 @@ import pytest
 
 from kubeflume_agent.channels.memory import MemoryChannel
 from kubeflume_agent.config.keys import Settings, resolve
-from kubeflume_agent.errors import EventDeliveryError
-from kubeflume_agent.event import Event
-from kubeflume_agent.runtime import sink_processors
-from kubeflume_agent.runtime.registry import lookup
-from kubeflume_agent.runtime.sink_processors import RoundRobinSelector, SinkSelector
-from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.core.errors import EventDeliveryError
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.registry import lookup
+from kubeflume_agent.core.status import Status
+from kubeflume_agent.sink_processors import builtin as sink_processors
+from kubeflume_agent.sink_processors.builtin import RoundRobinSelector, SinkSelector
 from kubeflume_agent.sinks.base import Sink
 
 EPSILON = 0.001  # seconds either side of a penalty's end
@@ -456,7 +456,7 @@ def test_load_balance_selector_names_are_case_insensitive():
     ({}, ["k1"], ["sinks"]),
     ({"selector": "weighted"}, ["k1", "k2"], ["selector"]),
     ({"selector": "no.such.module:Selector"}, ["k1", "k2"], ["selector"]),
-    ({"selector": "kubeflume_agent.event:Event"}, ["k1", "k2"], ["selector"]),  # not a SinkSelector
+    ({"selector": "kubeflume_agent.core.event:Event"}, ["k1", "k2"], ["selector"]),  # not a SinkSelector
     ({"selector": "random"}, ["k1", "k2"], []),
 ])
 def test_load_balance_validation(params, sink_names, keys):

@@ -6,8 +6,8 @@ import pytest
 
 from kubeflume_agent.channels.spillable import SpillableMemoryChannel
 from kubeflume_agent.config.keys import resolve
-from kubeflume_agent.errors import ChannelFull
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.errors import ChannelFull
+from kubeflume_agent.core.event import Event
 
 
 def make_channel(tmp_path, **params) -> SpillableMemoryChannel:

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kubeflume_agent.config.keys import InvalidValue
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.syslog import (
     FRAME_PARSER_ACCELERATOR,
     MultiportSyslogParser,

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 
-from kubeflume_agent.channels.base import Channel, Transaction
 from kubeflume_agent.channels.fifo import ChunkedFifo
 from kubeflume_agent.config.keys import Key, Settings, non_negative_integer, number, positive_integer
-from kubeflume_agent.errors import ChannelFull
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.channel import Channel, Transaction
+from kubeflume_agent.core.errors import ChannelFull
+from kubeflume_agent.core.event import Event
 
 SLOT_BYTES = 100  # Flume counts byteCapacity in 100-byte slots of body bytes
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from kubeflume_agent.channels.base import Channel, Transaction
-from kubeflume_agent.channels.file import FileChannel, FileTransaction
+from kubeflume_agent.channels.file.channel import FileChannel, FileTransaction
 from kubeflume_agent.config.keys import Key, Settings, non_negative_integer, number, positive_integer
-from kubeflume_agent.errors import ChannelFull
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.channel import Channel, Transaction
+from kubeflume_agent.core.errors import ChannelFull
+from kubeflume_agent.core.event import Event
 
 MEMORY, OVERFLOW = "memory", "overflow"
 _FILE_KEYS = tuple(key for key in FileChannel.keys if key.name not in ("capacity", "keep-alive"))

@@ -16,7 +16,7 @@ from kubeflume_agent.config.model import (
     component_problems,
     resolve_component,
 )
-from kubeflume_agent.runtime.registry import UnknownType, lookup
+from kubeflume_agent.core.registry import UnknownType, lookup
 
 
 def validate(config: AgentConfig) -> list[ConfigError]:

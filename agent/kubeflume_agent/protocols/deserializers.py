@@ -20,7 +20,7 @@ from fastavro.read import block_reader
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from kubeflume_agent.config.keys import Key, Settings, charset, one_of, positive_integer, resolve
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 
 SCHEMA_HASH_HEADER = "flume.avro.schema.hash"
 SCHEMA_LITERAL_HEADER = "flume.avro.schema.literal"

@@ -20,8 +20,8 @@ import fastavro
 from fastavro.write import Writer
 
 from kubeflume_agent.config.keys import Key, Settings, boolean, one_of, positive_integer, resolve
-from kubeflume_agent.event import Event
-from kubeflume_agent.runtime.registry import UnknownType, lookup
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.registry import UnknownType, lookup
 
 NEWLINE = b"\n"
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 
 FACILITY = "Facility"
 SEVERITY = "Severity"

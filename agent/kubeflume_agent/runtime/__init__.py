@@ -1,1 +1,1 @@
-"""The runtime: builds components from an AgentConfig, moves events, counts them."""
+"""The composition root: builds components from an AgentConfig, wires and runs them, serves their counters."""

@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from kubeflume_agent.channels.base import Channel
 from kubeflume_agent.config.model import AgentConfig, ConfigError, resolve_component
+from kubeflume_agent.core.channel import Channel
+from kubeflume_agent.core.counters import Counters
+from kubeflume_agent.core.registry import lookup
 from kubeflume_agent.runtime.channel_processor import ChannelProcessor
-from kubeflume_agent.runtime.counters import Counters
-from kubeflume_agent.runtime.registry import lookup
 from kubeflume_agent.runtime.runners import PollableSourceRunner, SinkRunner
 from kubeflume_agent.sinks.base import Sink
 from kubeflume_agent.sources.base import PollableSource, Source

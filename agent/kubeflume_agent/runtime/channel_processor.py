@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from kubeflume_agent.errors import ChannelError
-from kubeflume_agent.event import Event
-from kubeflume_agent.runtime.interceptors import Interceptor
-from kubeflume_agent.runtime.selectors import ChannelSelector
+from kubeflume_agent.core.errors import ChannelError
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.interceptors.builtin import Interceptor
+from kubeflume_agent.selectors.builtin import ChannelSelector
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from kubeflume_agent.runtime.counters import Counters
+from kubeflume_agent.core.counters import Counters
 
 log = logging.getLogger(__name__)
 

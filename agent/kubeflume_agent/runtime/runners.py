@@ -12,9 +12,9 @@ import asyncio
 import contextlib
 import logging
 
-from kubeflume_agent.channels.base import Channel
-from kubeflume_agent.runtime.sink_processors import SinkProcessor
-from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.core.channel import Channel
+from kubeflume_agent.core.status import Status
+from kubeflume_agent.sink_processors.builtin import SinkProcessor
 from kubeflume_agent.sources.base import PollableSource
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from kubeflume_agent.config.keys import InvalidValue, Key, Settings, integer, one_of
-from kubeflume_agent.errors import EventDeliveryError
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.errors import EventDeliveryError
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.avro_rpc import (
     AvroProtocol,
     Deflater,

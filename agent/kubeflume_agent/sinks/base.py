@@ -19,12 +19,12 @@ from collections import deque
 from collections.abc import Sequence
 from typing import ClassVar
 
-from kubeflume_agent.channels.base import Channel
 from kubeflume_agent.config.keys import Key, Settings
-from kubeflume_agent.errors import EventDeliveryError
-from kubeflume_agent.event import Event
-from kubeflume_agent.runtime.counters import SinkCounters
-from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.core.channel import Channel
+from kubeflume_agent.core.counters import SinkCounters
+from kubeflume_agent.core.errors import EventDeliveryError
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.status import Status
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kubeflume_agent.channels.base import Channel
 from kubeflume_agent.config.keys import Key, Settings, number, one_of, positive_integer
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.channel import Channel
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.serializers import EventSerializer, create_serializer, serializer_problems
 from kubeflume_agent.sinks.base import Sink
 

@@ -22,10 +22,10 @@ from collections.abc import Sequence
 import aiohttp
 import orjson
 
-from kubeflume_agent.channels.base import Channel, Transaction
 from kubeflume_agent.config.keys import Key, Settings, boolean, positive_integer
-from kubeflume_agent.event import Event
-from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.core.channel import Channel, Transaction
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.status import Status
 from kubeflume_agent.sinks.base import Sink
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from kubeflume_agent.channels.base import Channel
 from kubeflume_agent.config.keys import Key, Settings, non_negative_integer, positive_integer
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.channel import Channel
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.serializers import java_map_string
 from kubeflume_agent.sinks.base import Sink
 

@@ -24,7 +24,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar, Protocol
 
-from kubeflume_agent.channels.base import Channel
 from kubeflume_agent.config.keys import (
     InvalidValue,
     Key,
@@ -36,10 +35,11 @@ from kubeflume_agent.config.keys import (
     positive_integer,
     word_list,
 )
-from kubeflume_agent.errors import EventDeliveryError
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.channel import Channel
+from kubeflume_agent.core.counters import SinkCounters
+from kubeflume_agent.core.errors import EventDeliveryError
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols import tls
-from kubeflume_agent.runtime.counters import SinkCounters
 from kubeflume_agent.sinks.base import Sink
 
 log = logging.getLogger(__name__)

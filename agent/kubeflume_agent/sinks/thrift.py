@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from kubeflume_agent.config.keys import Key, Settings, boolean, non_negative_integer, one_of
-from kubeflume_agent.errors import EventDeliveryError
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.errors import EventDeliveryError
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.framing import length_prefixed, read_length_prefixed
 from kubeflume_agent.protocols.thrift_rpc import FLUME, PROTOCOLS, read_reply, write_call
 from kubeflume_agent.sinks.rpc_client import RpcSink

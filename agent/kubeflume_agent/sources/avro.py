@@ -27,7 +27,7 @@ from kubeflume_agent.config.keys import (
     port_number,
     positive_integer,
 )
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols import tls
 from kubeflume_agent.protocols.avro_rpc import (
     AvroProtocol,

@@ -21,8 +21,8 @@ import shlex
 import signal
 
 from kubeflume_agent.config.keys import Key, Settings, boolean, charset, non_negative_integer, positive_integer
-from kubeflume_agent.errors import ChannelError
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.errors import ChannelError
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.lines import ReadLineSplitter
 from kubeflume_agent.sources.base import Source
 

@@ -31,7 +31,7 @@ import orjson
 from aiohttp import web
 
 from kubeflume_agent.config.keys import InvalidValue, Key, Settings, boolean, comma_list, port_number, positive_integer
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols import tls
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.http_server import HttpServer

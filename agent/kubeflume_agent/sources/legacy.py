@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from kubeflume_agent.config.keys import Key, Settings, port_number, positive_integer
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.avro_rpc import AvroProtocol, Responder, Session, http_buffers, parse_http_buffers
 from kubeflume_agent.protocols.framing import FrameError, decode_budget
 from kubeflume_agent.protocols.thrift_rpc import FLUME_OG, INCOMPLETE, PROTOCOLS, read_call, text, write_reply

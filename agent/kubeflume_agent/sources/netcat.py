@@ -28,8 +28,8 @@ import logging
 from typing import ClassVar
 
 from kubeflume_agent.config.keys import Key, Settings, boolean, charset, port_number, positive_integer
-from kubeflume_agent.errors import ChannelError, ChannelFull
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.errors import ChannelError, ChannelFull
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.java_charsets import java_encoder
 from kubeflume_agent.protocols.lines import TOO_LONG, BoundedLineSplitter, TextLineSplitter, splits_at_lf_byte
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from kubeflume_agent.config.keys import Key, Settings, port_number
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.udp_server import Datagram, UdpServer
 

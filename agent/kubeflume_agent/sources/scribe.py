@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from kubeflume_agent.config.keys import Key, Settings, port_number, positive_integer
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.thrift_rpc import SCRIBE, SCRIBE_PROTOCOL, ThriftCall, text
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.tcp_server import (

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from kubeflume_agent.config.keys import Key, Settings, positive_integer
-from kubeflume_agent.errors import ChannelError
-from kubeflume_agent.event import Event
-from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.core.errors import ChannelError
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.status import Status
 from kubeflume_agent.sources.base import PollableSource
 
 UNLIMITED = 2**63 - 1  # Flume's Long.MAX_VALUE

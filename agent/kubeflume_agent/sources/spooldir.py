@@ -38,15 +38,15 @@ from kubeflume_agent.config.keys import (
     positive_integer,
     resolve,
 )
-from kubeflume_agent.errors import ChannelError
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.errors import ChannelError
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.status import Status
 from kubeflume_agent.protocols.deserializers import (
     Deserializer,
     LineDeserializer,
     UndecodableInput,
     deserializer_class,
 )
-from kubeflume_agent.runtime.status import Status
 from kubeflume_agent.sources.base import PollableSource
 
 log = logging.getLogger(__name__)

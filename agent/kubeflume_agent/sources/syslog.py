@@ -22,7 +22,7 @@ from kubeflume_agent.config.keys import (
     port_number,
     positive_integer,
 )
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols import tls
 from kubeflume_agent.protocols.ipfilter import reverse_name
 from kubeflume_agent.protocols.syslog import (

@@ -56,12 +56,12 @@ from kubeflume_agent.config.keys import (
     positive_integer,
     word_list,
 )
-from kubeflume_agent.errors import ChannelError
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.counters import SourceCounters
+from kubeflume_agent.core.errors import ChannelError
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.status import Status
+from kubeflume_agent.interceptors.builtin import translate_java_regex
 from kubeflume_agent.protocols.container_logs import LINE_FORMATS, LineAssembler, Multiline, Record
-from kubeflume_agent.runtime.counters import SourceCounters
-from kubeflume_agent.runtime.interceptors import translate_java_regex
-from kubeflume_agent.runtime.status import Status
 from kubeflume_agent.sources.base import PollableSource
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from kubeflume_agent.config.keys import (
     port_number,
     positive_integer,
 )
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols import tls
 from kubeflume_agent.protocols.framing import FrameError, decode_budget, length_prefixed, read_length_prefixed
 from kubeflume_agent.protocols.thrift_rpc import (

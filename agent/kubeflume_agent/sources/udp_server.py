@@ -15,7 +15,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.sources.base import Source
 from kubeflume_agent.sources.tcp_server import deliver_until_accepted
 

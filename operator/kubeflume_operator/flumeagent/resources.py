@@ -25,7 +25,7 @@ from typing import Any
 import kopf
 
 from kubeflume_agent.config.model import AgentConfig, ConfigError, resolve_component
-from kubeflume_agent.runtime import registry
+from kubeflume_agent.core import registry
 from kubeflume_operator import GROUP
 
 CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"

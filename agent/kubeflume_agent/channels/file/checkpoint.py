@@ -16,7 +16,7 @@ import zlib
 from array import array
 from dataclasses import dataclass
 
-from kubeflume_agent.channels.file_log import fsync_directory
+from kubeflume_agent.channels.file.log import fsync_directory
 
 MAGIC = b"KFCKPT01"
 VERSION = 1

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from kubeflume_agent.config.keys import Key, Settings, boolean, charset, word_list
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from itertools import repeat
 
 from kubeflume_agent.channels.fifo import ChunkedFifo
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 
 CHUNK = 8192
 

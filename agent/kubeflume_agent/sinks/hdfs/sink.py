@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from kubeflume_agent.channels.base import Channel
 from kubeflume_agent.config.keys import (
     Key,
     Settings,
@@ -38,7 +37,8 @@ from kubeflume_agent.config.keys import (
     one_of,
     positive_integer,
 )
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.channel import Channel
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.serializers import (
     EventSerializer,
     SequenceFileSerializer,
@@ -47,8 +47,8 @@ from kubeflume_agent.protocols.serializers import (
 )
 from kubeflume_agent.protocols.webhdfs import WebHDFSClient
 from kubeflume_agent.sinks.base import Sink
-from kubeflume_agent.sinks.hdfs_bucket import CODECS, Bucket, FileLayout, HdfsFile, codec_name, codec_problem
-from kubeflume_agent.sinks.hdfs_path import ROUND_UNITS, PathTemplate, parse_time_zone
+from kubeflume_agent.sinks.hdfs.bucket import CODECS, Bucket, FileLayout, HdfsFile, codec_name, codec_problem
+from kubeflume_agent.sinks.hdfs.path import ROUND_UNITS, PathTemplate, parse_time_zone
 
 log = logging.getLogger(__name__)
 

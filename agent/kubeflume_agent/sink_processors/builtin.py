@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from kubeflume_agent.config.keys import Key, Settings, boolean, integer, non_negative_integer
-from kubeflume_agent.errors import EventDeliveryError
-from kubeflume_agent.runtime.status import Status
+from kubeflume_agent.core.errors import EventDeliveryError
+from kubeflume_agent.core.status import Status
 from kubeflume_agent.sinks.base import Sink
 
 log = logging.getLogger(__name__)

@@ -21,9 +21,9 @@ import time
 from array import array
 from dataclasses import dataclass, field
 
-from kubeflume_agent.channels import checkpoint as checkpoints
-from kubeflume_agent.channels.file_log import FILE_HEADER, ScanStats, pointer, scan
-from kubeflume_agent.channels.file_records import (
+from kubeflume_agent.channels.file import checkpoint as checkpoints
+from kubeflume_agent.channels.file.log import FILE_HEADER, ScanStats, pointer, scan
+from kubeflume_agent.channels.file.records import (
     COMMIT,
     FIRST_ENTRY,
     PUT,

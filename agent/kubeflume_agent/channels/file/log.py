@@ -1,7 +1,7 @@
 """The file channel's data log: append-only files of checksummed records, and reading them back.
 
 Each data file `log-<id>` starts with a 16-byte file header, then records (their bytes are in
-`file_records`):
+`records`):
 
     file header  := b"KFLOGV01" id:u32 reserved:u32
 
@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from kubeflume_agent.channels.file_records import (
+from kubeflume_agent.channels.file.records import (
     ENTRY_SIZE,
     FIRST_ENTRY,
     HEAD_SIZE,
@@ -38,7 +38,7 @@ from kubeflume_agent.channels.file_records import (
     decode_puts,
     prefixed,
 )
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 
 log = logging.getLogger(__name__)
 

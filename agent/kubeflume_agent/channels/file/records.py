@@ -33,7 +33,7 @@ from operator import attrgetter
 
 import orjson
 
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 
 RECORD_MAGIC = b"KFR\x02"
 CRC = struct.Struct("<I")

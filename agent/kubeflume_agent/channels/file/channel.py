@@ -1,7 +1,7 @@
 """The file channel: events survive a crash once `commit()` returns.
 
 How it stays durable and fast:
-- A commit encodes its puts and takes as records (see `file_records` for the byte format and
+- A commit encodes its puts and takes as records (see `records` for the byte format and
   docs/file-channel-format.md): a PUTS record per ~256 KiB of events, built with a few C-level
   calls per batch, then a COMMIT record. It queues them for the channel's writer thread, which
   takes every commit waiting when it is free as one group: one `writev` and one `fdatasync` for
@@ -39,12 +39,17 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import accumulate, chain, repeat
 from operator import attrgetter, is_
 
-from kubeflume_agent.channels import checkpoint as checkpoints
-from kubeflume_agent.channels.base import Channel, Transaction
-from kubeflume_agent.channels.file_log import LogReader, LogWriter, SpaceExhausted, list_log_files, split_pointer
-from kubeflume_agent.channels.file_records import EncodedTransaction, encode_transaction, entry_pointers
-from kubeflume_agent.channels.file_replay import ReplayResult, replay
-from kubeflume_agent.channels.pointer_queue import PointerQueue, new_pointers, new_sizes, no_sizes
+from kubeflume_agent.channels.file import checkpoint as checkpoints
+from kubeflume_agent.channels.file.log import (
+    LogReader,
+    LogWriter,
+    SpaceExhausted,
+    list_log_files,
+    split_pointer,
+)
+from kubeflume_agent.channels.file.pointer_queue import PointerQueue, new_pointers, new_sizes, no_sizes
+from kubeflume_agent.channels.file.records import EncodedTransaction, encode_transaction, entry_pointers
+from kubeflume_agent.channels.file.replay import ReplayResult, replay
 from kubeflume_agent.config.keys import (
     Key,
     Settings,
@@ -54,9 +59,10 @@ from kubeflume_agent.config.keys import (
     number,
     positive_integer,
 )
-from kubeflume_agent.errors import ChannelError, ChannelFull
-from kubeflume_agent.event import Event
-from kubeflume_agent.runtime.counters import ChannelCounters
+from kubeflume_agent.core.channel import Channel, Transaction
+from kubeflume_agent.core.counters import ChannelCounters
+from kubeflume_agent.core.errors import ChannelError, ChannelFull
+from kubeflume_agent.core.event import Event
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from typing import ClassVar
 
 from kubeflume_agent.config.keys import Key, Settings
-from kubeflume_agent.errors import ChannelError
-from kubeflume_agent.event import Event
-from kubeflume_agent.runtime.counters import ChannelCounters
-from kubeflume_agent.runtime.signal import Signal
+from kubeflume_agent.core.counters import ChannelCounters
+from kubeflume_agent.core.errors import ChannelError
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.signal import Signal
 
 
 class Transaction:

@@ -10,9 +10,9 @@ import random
 from collections.abc import Sequence
 from typing import ClassVar
 
-from kubeflume_agent.channels.base import Channel
 from kubeflume_agent.config.keys import Key, Settings, one_of, word_list
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.channel import Channel
+from kubeflume_agent.core.event import Event
 
 Route = tuple[Channel, list[Event]]
 

@@ -21,12 +21,12 @@ from itertools import accumulate
 from typing import TYPE_CHECKING
 
 from kubeflume_agent.config.keys import Settings
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.serializers import EventSerializer
 from kubeflume_agent.protocols.webhdfs import FileAlreadyExists, FileNotFound, WebHDFSClient, WebHDFSError
 
 if TYPE_CHECKING:
-    from kubeflume_agent.sinks.hdfs import HdfsSink
+    from kubeflume_agent.sinks.hdfs.sink import HdfsSink
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The file channel: a write-ahead log of data files, a checkpoint, and a replay at start."""

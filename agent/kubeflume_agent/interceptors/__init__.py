@@ -1,0 +1,1 @@
+"""Interceptors: change or drop events between a source and its channel processor, as in Flume."""

@@ -1,0 +1,1 @@
+"""Channel selectors: which channels of a source receive each event."""

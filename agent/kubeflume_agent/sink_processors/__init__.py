@@ -1,0 +1,1 @@
+"""Sink processors: how a sink group drives its sinks (one, failover, load balancing)."""
