@@ -347,6 +347,7 @@ def _workload_spec(kind: str, name: str, spec: Mapping[str, Any], template: dict
         result["replicas"] = replicas(spec)
     if kind == STATEFULSET:
         result["serviceName"] = name
+        result["podManagementPolicy"] = "Parallel"  # agents do not wait for each other to scale
         result["updateStrategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}
         # Claims outlive a scale-down (the operator drains them) and the FlumeAgent itself.
         result["persistentVolumeClaimRetentionPolicy"] = {"whenDeleted": "Retain", "whenScaled": "Retain"}

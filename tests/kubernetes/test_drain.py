@@ -1,0 +1,192 @@
+"""Scaling, draining and disruption budgets on the real API server, with the operator as the chart
+runs it (its RBAC included) and the real StatefulSet, Job and garbage-collector controllers.
+
+Pods never run here (no kubelet), so where a drain pod would finish, the test writes the pod's
+status as the kubelet would: phase, exit code, and the drain agent's JSON report as the
+termination message. The Job controller then marks the Job Complete or Failed by itself.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+import pytest
+
+from kubeflume_operator import conditions
+from kubeflume_operator.flumeagent import drain
+from tests.kubernetes.cluster import FLUMEAGENTS, PODS, STATEFULSETS, Cluster, OperatorProcess, wait_for
+
+pytestmark = pytest.mark.kubernetes
+
+NAME = "agg"
+JOBS = "batch/v1/jobs"
+CLAIMS = "v1/persistentvolumeclaims"
+BUDGETS = "policy/v1/poddisruptionbudgets"
+
+
+def aggregator(namespace: str, replicas: int, **fields: Any) -> dict[str, Any]:
+    """An aggregator tier: Avro in, a file channel on each pod's claim, Avro out."""
+    return {
+        "apiVersion": "kubeflume.io/v1alpha1", "kind": "FlumeAgent",
+        "metadata": {"name": NAME, "namespace": namespace},
+        "spec": {
+            "agentName": "a1", "replicas": replicas,
+            "sources": {"r1": {"type": "avro", "channels": ["c1"], "bind": "0.0.0.0", "port": 4545}},
+            "channels": {"c1": {"type": "file", "checkpointDir": "/var/lib/flume/checkpoint",
+                                "dataDirs": "/var/lib/flume/data"}},
+            "sinks": {"k1": {"type": "avro", "channel": "c1", "hostname": "collector.test", "port": 4545}},
+            **fields,
+        },
+    }
+
+
+def claims(cluster: Cluster, namespace: str) -> set[str]:
+    return {c["metadata"]["name"] for c in cluster.list(CLAIMS, namespace)
+            if not c["metadata"].get("deletionTimestamp")}
+
+
+def drains(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
+    return ((cluster.get(FLUMEAGENTS, namespace, NAME) or {}).get("status") or {}).get("drains") or []
+
+
+def drain_phases(cluster: Cluster, namespace: str) -> dict[int, str]:
+    return {entry["ordinal"]: entry["phase"] for entry in drains(cluster, namespace)}
+
+
+def draining(cluster: Cluster, namespace: str) -> dict[str, Any] | None:
+    status = (cluster.get(FLUMEAGENTS, namespace, NAME) or {}).get("status") or {}
+    return conditions.find(status.get("conditions"), drain.DRAINING)
+
+
+def scale(cluster: Cluster, namespace: str, replicas: int) -> None:
+    cluster.kubectl("scale", "flumeagent", NAME, "-n", namespace, f"--replicas={replicas}")
+
+
+def finish_drain_pod(cluster: Cluster, namespace: str, job: str, *, exit_code: int, report: dict[str, Any]) -> None:
+    """What the kubelet would write when the drain pod of `job` exits."""
+    pod = wait_for(lambda: next(iter(cluster.list(PODS, namespace, f"{drain.JOB_NAME_LABEL}={job}")), None),
+                   f"the pod of Job {job}")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    container = pod["spec"]["containers"][0]
+    terminated = {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
+                  "message": json.dumps(report), "startedAt": now, "finishedAt": now}
+    cluster.patch(PODS, namespace, pod["metadata"]["name"], {"status": {
+        "phase": "Succeeded" if exit_code == 0 else "Failed",
+        "containerStatuses": [{"name": container["name"], "image": container["image"], "imageID": "",
+                               "ready": False, "restartCount": 0, "state": {"terminated": terminated}}],
+    }}, subresource="status")
+
+
+def report(held: int, delivered: int, reason: str = "") -> dict[str, Any]:
+    return {"agent": "a1", "drained": not reason, "held": held, "delivered": delivered, "left": held - delivered,
+            "seconds": 1.5, "reason": reason, "channels": {"c1": {"held": held, "left": held - delivered}},
+            "sinks": {"k1": delivered}}
+
+
+def test_kubectl_scale_drives_the_statefulset_and_the_status_tells_an_autoscaler_what_it_needs(
+        cluster: Cluster, namespace: str, chart_operator: OperatorProcess) -> None:
+    cluster.create(FLUMEAGENTS, aggregator(namespace, 2))
+    wait_for(lambda: (cluster.get(FLUMEAGENTS, namespace, NAME) or {}).get("status", {}).get("selector"),
+             "status.selector", operator=chart_operator)
+    scale(cluster, namespace, 4)
+    wait_for(lambda: (cluster.get(STATEFULSETS, namespace, NAME) or {}).get("spec", {}).get("replicas") == 4,
+             "the StatefulSet at 4 replicas", operator=chart_operator)
+    wait_for(lambda: (cluster.get(FLUMEAGENTS, namespace, NAME) or {}).get("status", {}).get("replicas") == 4,
+             "status.replicas 4", operator=chart_operator)
+    scale_view = cluster.get(FLUMEAGENTS, namespace, NAME, subresource="scale")
+    assert scale_view["kind"] == "Scale" and scale_view["spec"]["replicas"] == 4
+    assert scale_view["status"]["replicas"] == 4
+    assert scale_view["status"]["selector"] == \
+        "app.kubernetes.io/name=kubeflume-agent,app.kubernetes.io/instance=agg"
+    # the selector finds exactly the agent pods the StatefulSet made
+    pods = cluster.list(PODS, namespace, scale_view["status"]["selector"])
+    assert sorted(p["metadata"]["name"] for p in pods) == [f"{NAME}-{n}" for n in range(4)]
+
+
+def test_scaling_down_drains_each_removed_claim_and_deletes_it_only_after_its_job_succeeded(
+        cluster: Cluster, namespace: str, chart_operator: OperatorProcess) -> None:
+    operator = chart_operator
+    cluster.create(FLUMEAGENTS, aggregator(namespace, 3))
+    wanted = {drain.claim_name(NAME, n) for n in range(3)}
+    wait_for(lambda: claims(cluster, namespace) == wanted, "the StatefulSet's three claims", operator=operator)
+
+    scale(cluster, namespace, 1)
+    jobs = wait_for(lambda: {j["metadata"]["name"]: j for j in cluster.list(JOBS, namespace)}
+                    if len(cluster.list(JOBS, namespace)) == 2 else None, "two drain Jobs", operator=operator)
+    assert set(jobs) == {"agg-drain-1", "agg-drain-2"}
+    for ordinal in (1, 2):
+        job = jobs[f"agg-drain-{ordinal}"]
+        volumes = job["spec"]["template"]["spec"]["volumes"]
+        assert {"name": "data", "persistentVolumeClaim": {"claimName": f"data-agg-{ordinal}"}} in volumes
+        assert "--drain" in job["spec"]["template"]["spec"]["containers"][0]["args"]
+        owner = job["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["name"], owner["controller"]) == ("FlumeAgent", NAME, True)
+    wait_for(lambda: drain_phases(cluster, namespace) == {1: "Running", 2: "Running"}, "two running drains",
+             operator=operator)
+    assert draining(cluster, namespace)["status"] == "True"
+    assert claims(cluster, namespace) == wanted  # nothing deleted while the drains run
+
+    finish_drain_pod(cluster, namespace, "agg-drain-2", exit_code=0, report=report(held=1234, delivered=1234))
+    wait_for(lambda: drain.claim_name(NAME, 2) not in claims(cluster, namespace), "claim data-agg-2 deleted",
+             operator=operator)
+    assert drain.claim_name(NAME, 1) in claims(cluster, namespace)  # its drain still runs
+    entry = wait_for(lambda: next((e for e in drains(cluster, namespace) if e["ordinal"] == 2 and e.get("claimDeleted")),
+                                  None), "the finished drain in the status", operator=operator)
+    assert (entry["phase"], entry["held"], entry["delivered"], entry["left"]) == ("Succeeded", 1234, 1234, 0)
+    reasons = {e["reason"] for e in cluster.events_about(namespace, "FlumeAgent", NAME)}
+    assert {"DrainStarted", "DrainSucceeded", "ClaimDeleted"} <= reasons
+
+    # scaling up while ordinal 1 still drains cancels its drain: the pod gets its claim back
+    scale(cluster, namespace, 3)
+    wait_for(lambda: cluster.list(JOBS, namespace) == [], "the drain Jobs deleted", operator=operator)
+    assert drain.claim_name(NAME, 1) in claims(cluster, namespace)
+    wait_for(lambda: claims(cluster, namespace) == wanted, "ordinal 2 back with a new claim", operator=operator)
+    wait_for(lambda: drains(cluster, namespace) == [] and draining(cluster, namespace)["reason"] == "Idle",
+             "no drain left", operator=operator)
+    assert "DrainCancelled" in {e["reason"] for e in cluster.events_about(namespace, "FlumeAgent", NAME)}
+
+
+def test_a_failed_drain_keeps_its_claim_and_says_why(
+        cluster: Cluster, namespace: str, chart_operator: OperatorProcess) -> None:
+    operator = chart_operator
+    cluster.create(FLUMEAGENTS, aggregator(namespace, 2, drain={"backoffLimit": 0, "timeoutSeconds": 30}))
+    wait_for(lambda: len(claims(cluster, namespace)) == 2, "two claims", operator=operator)
+    scale(cluster, namespace, 1)
+    job = wait_for(lambda: cluster.get(JOBS, namespace, "agg-drain-1"), "the drain Job", operator=operator)
+    assert "30" == job["spec"]["template"]["spec"]["containers"][0]["args"][6]
+
+    reason = "no event delivered for 30 s (c1 holds 500); last sink errors: k1: connection refused"
+    finish_drain_pod(cluster, namespace, "agg-drain-1", exit_code=3, report=report(held=500, delivered=0,
+                                                                                     reason=reason))
+    entry = wait_for(lambda: next((e for e in drains(cluster, namespace) if e["phase"] == "Failed"), None),
+                     "the failed drain in the status", operator=operator)
+    assert (entry["held"], entry["delivered"], entry["left"], entry["reason"]) == (500, 0, 500, reason)
+    condition = wait_for(lambda: (c := draining(cluster, namespace)) and c["reason"] == "DrainFailed" and c,
+                         "Draining False, DrainFailed", operator=operator)
+    assert reason in condition["message"]
+    assert claims(cluster, namespace) == {drain.claim_name(NAME, 0), drain.claim_name(NAME, 1)}
+    assert "DrainFailed" in {e["reason"] for e in cluster.events_about(namespace, "FlumeAgent", NAME)}
+
+
+def test_a_disruption_budget_for_two_or_more_replicas_owned_and_collected_with_the_agent(
+        cluster: Cluster, namespace: str, chart_operator: OperatorProcess) -> None:
+    operator = chart_operator
+    created = cluster.create(FLUMEAGENTS, aggregator(namespace, 2))
+    budget = wait_for(lambda: cluster.get(BUDGETS, namespace, NAME), "the PodDisruptionBudget", operator=operator)
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "kubeflume-agent",
+                                                         "app.kubernetes.io/instance": NAME}
+    assert budget["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+
+    cluster.patch(FLUMEAGENTS, namespace, NAME, {"spec": {"disruptionBudget": {"minAvailable": 1}}})
+    wait_for(lambda: (cluster.get(BUDGETS, namespace, NAME) or {}).get("spec", {}).get("minAvailable") == 1,
+             "the budget changed to minAvailable 1", operator=operator)
+    cluster.patch(FLUMEAGENTS, namespace, NAME, {"spec": {"disruptionBudget": {"enabled": False}}})
+    wait_for(lambda: cluster.get(BUDGETS, namespace, NAME) is None, "the budget turned off", operator=operator)
+    cluster.patch(FLUMEAGENTS, namespace, NAME, {"spec": {"disruptionBudget": None}})
+    wait_for(lambda: cluster.get(BUDGETS, namespace, NAME), "the budget back by default", operator=operator)
+
+    cluster.delete(FLUMEAGENTS, namespace, NAME)
+    wait_for(lambda: cluster.get(BUDGETS, namespace, NAME) is None, "the budget collected with the FlumeAgent")
