@@ -132,8 +132,9 @@ def test_scaling_down_drains_each_removed_claim_and_deletes_it_only_after_its_jo
     wait_for(lambda: drain.claim_name(NAME, 2) not in claims(cluster, namespace), "claim data-agg-2 deleted",
              operator=operator)
     assert drain.claim_name(NAME, 1) in claims(cluster, namespace)  # its drain still runs
-    entry = wait_for(lambda: next((e for e in drains(cluster, namespace) if e["ordinal"] == 2 and e.get("claimDeleted")),
-                                  None), "the finished drain in the status", operator=operator)
+    entry = wait_for(lambda: next((e for e in drains(cluster, namespace)
+                                   if e["ordinal"] == 2 and e.get("claimDeleted")), None),
+                     "the finished drain in the status", operator=operator)
     assert (entry["phase"], entry["held"], entry["delivered"], entry["left"]) == ("Succeeded", 1234, 1234, 0)
     reasons = {e["reason"] for e in cluster.events_about(namespace, "FlumeAgent", NAME)}
     assert {"DrainStarted", "DrainSucceeded", "ClaimDeleted"} <= reasons
@@ -155,7 +156,7 @@ def test_a_failed_drain_keeps_its_claim_and_says_why(
     wait_for(lambda: len(claims(cluster, namespace)) == 2, "two claims", operator=operator)
     scale(cluster, namespace, 1)
     job = wait_for(lambda: cluster.get(JOBS, namespace, "agg-drain-1"), "the drain Job", operator=operator)
-    assert "30" == job["spec"]["template"]["spec"]["containers"][0]["args"][6]
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"][6] == "30"
 
     reason = "no event delivered for 30 s (c1 holds 500); last sink errors: k1: connection refused"
     finish_drain_pod(cluster, namespace, "agg-drain-1", exit_code=3, report=report(held=500, delivered=0,
