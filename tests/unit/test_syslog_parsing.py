@@ -52,7 +52,8 @@ def parse(request):
 
 def test_the_accelerator_is_built():
     """pip install compiles it (gcc and the Python headers are needed): without it syslog costs twice the CPU."""
-    assert FRAME_PARSER_ACCELERATOR is not None
+    assert FRAME_PARSER_ACCELERATOR is not None, (
+        "protocols/_syslog_fast.pyx is not compiled: run `pip install -e .` again in this checkout")
 
 
 class TestSyslogUtilsTimestamps:
