@@ -297,3 +297,26 @@ def test_the_accelerator_gives_the_references_events(lines, cut):
     assert compiled == reference
     assert [list(event.headers) for event in compiled] == [list(event.headers) for event in reference]
     assert all(type(event.body) is bytes for event in compiled)
+
+
+_LINES = st.one_of(
+    st.builds(lambda *parts: b"".join(parts), _PRIS, _VERSIONS, _STAMPS, _GAPS, _HOSTS, _GAPS, _MESSAGES),
+    st.sampled_from([b"", b"200 OK", b"0 x", b"12 <13>Nov 22 05:40:03 h counted!", b"x" * 70]),
+    st.binary(max_size=80))
+
+
+@given(st.lists(_LINES, min_size=1, max_size=30), st.integers(10, 100), st.booleans(), st.data())
+def test_the_accelerator_frames_and_parses_streams_as_the_reference(lines, max_size, octet_counting, data):
+    """Whole reads parsed in one pass give the events of the Python framer and parser, however the
+    stream is cut into reads (a line may be cut anywhere, long lines and octet counts included)."""
+    stream = b"\n".join(lines)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
+    reads = [stream[start:end] for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    results = []
+    for accelerator in (FRAME_PARSER_ACCELERATOR, None):
+        parser, framer = SyslogUtilsParser(accelerator=accelerator), SyslogFramer(max_size, octet_counting)
+        events = [event for read in reads if read for event in parser.parse_stream(framer, read)]
+        results.append(events + parser.parse_all(framer.flush()))
+    compiled, reference = results
+    assert compiled == reference
+    assert [list(event.headers) for event in compiled] == [list(event.headers) for event in reference]

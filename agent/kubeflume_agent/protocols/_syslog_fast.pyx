@@ -112,14 +112,39 @@ cdef class FrameParser:
         cdef object frame, event
         for i in range(PyList_GET_SIZE(frames)):
             frame = <object>PyList_GET_ITEM(frames, i)
-            event = self.parse(frame) if type(frame) is bytes else None
+            event = self.parse(PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame), frame) if type(frame) is bytes else None
             events.append(self.fallback(frame) if event is None else event)
         return events
 
-    cdef object parse(self, bytes frame):
-        """The frame's event, or None when the Python parser is to read it."""
-        cdef const char* s = PyBytes_AS_STRING(frame)
-        cdef Py_ssize_t n = PyBytes_GET_SIZE(frame)
+    def parse_lines(self, bytes buffer, Py_ssize_t max_size, bint octet_counting):
+        """(events, end): the events of the LF-terminated lines at the start of `buffer`, read as
+        SyslogFramer would frame them, up to the last LF or to the first line the framer must read
+        itself (one reaching `max_size`, or starting with a non-zero digit when octet counting is
+        on); `end` is where the reading stopped."""
+        cdef const char* s = PyBytes_AS_STRING(buffer)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(buffer), position = 0, length
+        cdef const char* lf
+        cdef list events = []
+        while position < n:
+            if s[position] == b"\n":  # LF between messages
+                position += 1
+                continue
+            if octet_counting and b"1" <= s[position] <= b"9":
+                break
+            lf = <const char*>memchr(s + position, b"\n", min(n - position, max_size + 1))
+            if lf == NULL:
+                break
+            length = lf - (s + position)
+            if length >= max_size:
+                break
+            event = self.parse(s + position, length, None)
+            events.append(self.fallback(PyBytes_FromStringAndSize(s + position, length)) if event is None else event)
+            position += length + 1
+        return events, position
+
+    cdef object parse(self, const char* s, Py_ssize_t n, object frame):
+        """The event of the n bytes at s (the bytes object `frame`, or None to make one if needed),
+        or None when the Python parser is to read them."""
         cdef Py_ssize_t p = 1, q, stamp_start, stamp_end, host_start = 0, end
         cdef int value = 0
         cdef char version = 0
@@ -190,7 +215,10 @@ cdef class FrameParser:
         if host_start:
             PyDict_SetItem(headers, self.host_key, PyUnicode_DecodeASCII(s + host_start, end - 1 - host_start, NULL))
         event = self.event_type.__new__(self.event_type)
-        event.body = frame if end == n else PyBytes_FromStringAndSize(s + end, n - end)
+        if end < n:
+            event.body = PyBytes_FromStringAndSize(s + end, n - end)
+        else:  # no message: the body is the whole frame
+            event.body = frame if frame is not None else PyBytes_FromStringAndSize(s, n)
         event.headers = headers
         return event
 

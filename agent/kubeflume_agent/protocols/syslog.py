@@ -170,6 +170,19 @@ class SyslogFramer:
         self._buffer = buffer[position:]
         return frames
 
+    def feed_lines(self, data: bytes,
+                   parse_lines: Callable[[bytes, int, bool], tuple[list, int]]) -> tuple[list, list[bytes]]:
+        """`feed` for a caller that reads plain lines itself: `parse_lines(buffer, max_size,
+        octet_counting)` reads whole LF-terminated lines from the start of the buffer, as this
+        framer would frame them, and says where it stopped; the rest is framed here. Returns (what
+        parse_lines made, the frames after it)."""
+        if self._skip:
+            return [], self.feed(data)
+        buffer = self._buffer + data if self._buffer else data
+        made, end = parse_lines(buffer, self.max_size, self.octet_counting)
+        self._buffer = b""
+        return made, self.feed(buffer[end:] if end else buffer)
+
     def flush(self) -> list[bytes]:
         """At end of stream: what is left is the last message (a sender closed without LF)."""
         rest, self._buffer = self._buffer, b""
@@ -424,6 +437,16 @@ class SyslogUtilsParser:
             return self._accelerated.parse_all(frames)
         parse = self.parse
         return [parse(frame) for frame in frames]
+
+    def parse_stream(self, framer: SyslogFramer, data: bytes) -> list[Event]:
+        """The events of the frames `data` completes on `framer`'s stream (`parse_all(framer.feed(data))`;
+        the accelerator frames and parses plain lines in one pass)."""
+        if self._accelerated is None:
+            return self.parse_all(framer.feed(data))
+        events, frames = framer.feed_lines(data, self._accelerated.parse_lines)
+        if frames:
+            events += self.parse_all(frames)
+        return events
 
     def parse(self, frame: bytes) -> Event:
         formats = self._formats

@@ -118,6 +118,10 @@ class _SyslogTcpBase(ListeningSource):
     def _parse(self, frames: list[bytes], connection: Connection) -> list[Event]:
         raise NotImplementedError
 
+    def _events(self, framer: SyslogFramer, data: bytes, connection: Connection) -> list[Event]:
+        """The events of the frames `data` completes."""
+        return self._parse(framer.feed(data), connection)
+
     async def _serve(self, connection: Connection) -> None:
         framer = SyslogFramer(self.settings["eventSize"])
         extra = await self.client_headers.for_peer(connection.peer_ip) if self.client_headers else None
@@ -125,10 +129,9 @@ class _SyslogTcpBase(ListeningSource):
         stopped = self.server.stopped
         while connection.open:
             data = await read(READ_SIZE, midway=framer.pending > 0)
-            frames = framer.feed(data) if data else framer.flush()
-            if frames:
+            events = self._events(framer, data, connection) if data else self._parse(framer.flush(), connection)
+            if events:
                 connection.busy = True
-                events = self._parse(frames, connection)
                 if extra:
                     _add_headers(events, extra)
                 if not await deliver_until_accepted(self, events, stopped, self.batch_size):
@@ -152,6 +155,9 @@ class SyslogTcpSource(_SyslogTcpBase):
 
     def _parse(self, frames: list[bytes], connection: Connection) -> list[Event]:
         return self.parser.parse_all(frames)
+
+    def _events(self, framer: SyslogFramer, data: bytes, connection: Connection) -> list[Event]:
+        return self.parser.parse_stream(framer, data)
 
 
 class MultiportSyslogTcpSource(_SyslogTcpBase):
