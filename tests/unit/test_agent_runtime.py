@@ -8,13 +8,16 @@ import asyncio
 
 import pytest
 
-from kubeflume_agent.config.keys import Key, integer
+from kubeflume_agent.config.keys import Key, Settings, integer
 from kubeflume_agent.config.properties import parse_properties
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.status import Status
 from kubeflume_agent.runtime.agent import Agent, InvalidConfig
+from kubeflume_agent.runtime.runners import SinkRunner
+from kubeflume_agent.sink_processors.builtin import DefaultSinkProcessor
 from kubeflume_agent.sinks.base import Sink
 from kubeflume_agent.sources.base import PollableSource
+from tests.integration.source_harness import memory_channel, settings_for
 
 DELIVERED: dict[str, list[bytes]] = {}
 
@@ -183,3 +186,20 @@ a1.sinkgroups.g1.processor.priority.k2 = 5
         assert agent.counters()["SINK.k2"].drain_success == 60
     finally:
         await agent.stop()
+
+
+async def test_a_sink_runner_takes_every_whole_batch_waiting_before_others_get_a_turn():
+    """A fast sender puts a read's worth of events each turn; a sink taking one batch a turn would
+    let the channel (and the agent's memory) fill up, so it takes all the whole batches first."""
+    channel = memory_channel()
+    await channel.start()
+    for start in range(0, 3500, 1000):
+        async with channel.transaction() as tx:
+            tx.put_all([Event(str(i).encode()) for i in range(start, min(start + 1000, 3500))])
+    sink_class, settings = settings_for("sink", "null", {"batchSize": "1000"})
+    runner = SinkRunner(DefaultSinkProcessor(Settings(), [sink_class("k1", settings, channel)]), [channel])
+    runner.start()
+    await asyncio.sleep(0)  # the runner's first turn
+    assert channel.size == 500  # three batches taken; the last, partial one waits for the next turn
+    await wait_until(lambda: channel.size == 0)
+    await runner.stop()

@@ -55,10 +55,15 @@ class Runner:
                 continue
             if status is Status.READY:
                 self._failures = 0
-                await asyncio.sleep(0)
+                if not self._more_ready():
+                    await asyncio.sleep(0)
             else:
                 self._failures += 1
                 await self._idle()
+
+    def _more_ready(self) -> bool:
+        """Whether to go on with the next step before the others on the event loop get a turn."""
+        return False
 
     def _backoff(self) -> float:
         return min(self._failures * BACKOFF_INCREMENT, MAX_BACKOFF)
@@ -93,6 +98,13 @@ class SinkRunner(Runner):
 
     async def _step(self) -> Status:
         return await self.processor.process()
+
+    def _more_ready(self) -> bool:
+        """A whole batch waiting: take it at once. Sources put a read's worth of events each turn;
+        if the sink took only one batch per turn, a fast sender would fill the channel (memory)
+        instead of its own socket buffers."""
+        batch = min(sink.batch_size for sink in self.processor.sinks)
+        return any(channel.size >= batch for channel in self.channels)
 
     async def _idle(self) -> None:
         """An empty channel: sleep until events arrive (or the backoff ends); otherwise back off."""
