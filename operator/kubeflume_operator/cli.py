@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         args.operator_args = argv[argv.index("operator") + 1:]
     elif unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    setup_logging(args.log_level)
+    if args.command != "operator":  # the operator's logging is kopf's (its -v/-q/--log-format): once per line
+        setup_logging(args.log_level)
     try:
         return args.handler(args)
     except UsageError as error:

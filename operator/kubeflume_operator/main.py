@@ -17,9 +17,6 @@ from kubeflume_operator.context import OperatorContext, Settings
 from kubeflume_operator.flumeagent import handlers as flumeagent_handlers
 from kubeflume_operator.shelljob import handlers as shelljob_handlers
 
-DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
-
-
 def operator_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     # Handler progress and failures become Kubernetes Events; our own messages are posted
@@ -63,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="serve the whole cluster")
     parser.add_argument(
-        "--liveness", default=DEFAULT_LIVENESS, metavar="URL",
-        help=f"liveness endpoint for the pod's probe (default {DEFAULT_LIVENESS}); 'none' disables it",
+        "--liveness", default="none", metavar="URL",
+        help="serve kopf's liveness endpoint here for a pod's probe, e.g. http://0.0.0.0:8080/healthz "
+             "(the Helm chart sets it); default none: no server, so operators on one machine never clash",
     )
     parser.add_argument(
         "--peering", metavar="NAME",
@@ -89,7 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.priority and not args.peering:
         parser.error("--priority needs --peering")
-    kopf.configure(verbose=args.verbose, quiet=args.quiet, log_format=kopf.LogFormat[args.log_format.upper()])
+    # log_prefix=None: kopf puts [namespace/name] before every per-object line (except in JSON,
+    # where the object is a field of its own).
+    kopf.configure(verbose=args.verbose, quiet=args.quiet, log_format=kopf.LogFormat[args.log_format.upper()],
+                   log_prefix=None)
     context = OperatorContext.connect(Settings.from_environ())
     kopf.run(
         registry=operator_registry(context),

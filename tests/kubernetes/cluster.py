@@ -350,7 +350,7 @@ class OperatorProcess:
 
     process: subprocess.Popen[bytes]
     log_path: Path
-    liveness_url: str
+    liveness_url: str | None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -375,6 +375,8 @@ class OperatorProcess:
         return self.process.wait()
 
     def live(self) -> bool:
+        if self.liveness_url is None:
+            return False
         try:
             with urllib.request.urlopen(self.liveness_url, timeout=2) as response:
                 return response.status == 200
@@ -382,27 +384,37 @@ class OperatorProcess:
             return False
 
 
+OPERATOR_MAIN = (sys.executable, "-m", "kubeflume_operator.main", "--verbose")
+OPERATOR_CLI = (sys.executable, "-m", "kubeflume_operator.cli", "operator")  # `kubeflume operator`
+
+
 def start_operator(kubeconfig: Path, namespace: str, log_dir: Path, *, env: Mapping[str, str] | None = None,
                    args: Sequence[str] = (), timeout: float = DEFAULT_TIMEOUT) -> OperatorProcess:
-    """Run `python -m kubeflume_operator.main -n NAMESPACE ARGS` with `kubeconfig`; return once it is live."""
-    return launch_operator(kubeconfig, log_dir, lambda liveness: [f"--liveness={liveness}", "--namespace", namespace,
-                                                                  *args], env=env, timeout=timeout)
-
-
-def launch_operator(kubeconfig: Path, log_dir: Path, arguments: Callable[[str], Sequence[str]], *,
-                    env: Mapping[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT) -> OperatorProcess:
-    """`python -m kubeflume_operator.main --verbose ARGUMENTS(liveness URL)`; return once it is live.
+    """Run `python -m kubeflume_operator.main -n NAMESPACE ARGS` with `kubeconfig`; return once it is live.
 
     Its liveness endpoint is asked for on a free port (and waited on), so several operators and
     tests can run side by side.
     """
-    liveness_url = f"http://127.0.0.1:{free_port()}/healthz"
-    command = [sys.executable, "-m", "kubeflume_operator.main", "--verbose", *arguments(liveness_url)]
+    liveness_url = local_liveness_url()
+    return launch_operator(kubeconfig, log_dir, [f"--liveness={liveness_url}", "--namespace", namespace, *args],
+                           env=env, liveness_url=liveness_url, timeout=timeout)
+
+
+def local_liveness_url() -> str:
+    return f"http://127.0.0.1:{free_port()}/healthz"
+
+
+def launch_operator(kubeconfig: Path, log_dir: Path, args: Sequence[str], *, env: Mapping[str, str] | None = None,
+                    command: Sequence[str] = OPERATOR_MAIN, liveness_url: str | None = None,
+                    timeout: float = DEFAULT_TIMEOUT) -> OperatorProcess:
+    """`COMMAND ARGS` with `kubeconfig`, its output in a log file; once live when `liveness_url` is given."""
     log_path = log_dir / f"operator-{uuid.uuid4().hex[:8]}.log"
     environment = {**os.environ, "KUBECONFIG": str(kubeconfig), **(env or {})}
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=environment)
+        process = subprocess.Popen([*command, *args], stdout=log_file, stderr=subprocess.STDOUT, env=environment)
     operator = OperatorProcess(process, log_path, liveness_url)
+    if liveness_url is None:
+        return operator
     try:
         wait_for(operator.live, "the operator's liveness endpoint", timeout=timeout, operator=operator)
     except BaseException:
@@ -472,5 +484,6 @@ def start_chart_operator(cluster: Cluster, deployment: Mapping[str, Any], log_di
     namespace = deployment["metadata"]["namespace"]
     kubeconfig = service_account_kubeconfig(cluster, namespace, chart.service_account,
                                             log_dir / f"{chart.service_account}.kubeconfig")
-    return launch_operator(kubeconfig, log_dir, lambda liveness: chart.local_args(liveness),
-                           env={**chart.env, **(env or {})})
+    liveness_url = local_liveness_url()
+    return launch_operator(kubeconfig, log_dir, chart.local_args(liveness_url), env={**chart.env, **(env or {})},
+                           liveness_url=liveness_url)
