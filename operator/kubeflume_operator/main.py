@@ -17,6 +17,7 @@ from kubeflume_operator.context import OperatorContext, Settings
 from kubeflume_operator.flumeagent import handlers as flumeagent_handlers
 from kubeflume_operator.shelljob import handlers as shelljob_handlers
 
+
 def operator_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     # Handler progress and failures become Kubernetes Events; our own messages are posted
