@@ -13,6 +13,7 @@ import contextlib
 import logging
 
 from kubeflume_agent.core.channel import Channel
+from kubeflume_agent.core.signal import Signal, wait_any
 from kubeflume_agent.core.status import Status
 from kubeflume_agent.sink_processors.builtin import SinkProcessor
 from kubeflume_agent.sources.base import PollableSource
@@ -31,6 +32,7 @@ class Runner:
     def __init__(self) -> None:
         self._task: asyncio.Task | None = None
         self._stopping = asyncio.Event()
+        self._stop_signal = Signal()  # wakes a runner idling on its channels' signals
         self._failures = 0
         self.last_error = ""  # the latest failure of a step, for a drain's report
 
@@ -39,6 +41,7 @@ class Runner:
 
     async def stop(self) -> None:
         self._stopping.set()
+        self._stop_signal.notify()
         if self._task is not None:
             await self._task
 
@@ -111,11 +114,8 @@ class SinkRunner(Runner):
         if any(channel.size for channel in self.channels):
             await self._pause(self._backoff())
             return
-        waits = [asyncio.ensure_future(channel.wait_for_events(MAX_BACKOFF)) for channel in self.channels]
-        waits.append(asyncio.ensure_future(self._stopping.wait()))
-        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
+        if not self._stopping.is_set():
+            await wait_any([*(channel.data_available for channel in self.channels), self._stop_signal], MAX_BACKOFF)
         self._failures = 0
 
     async def drain(self, timeout: float) -> bool:
