@@ -3,20 +3,35 @@ runs it (its RBAC included) and the real StatefulSet, Job and garbage-collector 
 
 Pods never run here (no kubelet), so where a drain pod would finish, the test writes the pod's
 status as the kubelet would: phase, exit code, and the drain agent's JSON report as the
-termination message. The Job controller then marks the Job Complete or Failed by itself.
+termination message. The Job controller then marks the Job Complete or Failed by itself. In the
+last test the drain pod's own command (the Job's args, the ConfigMap's flume.conf) runs as a real
+process on a real file channel directory, and what it writes is what the kubelet would report.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kubeflume_operator import conditions
 from kubeflume_operator.flumeagent import drain
-from tests.kubernetes.cluster import FLUMEAGENTS, PODS, STATEFULSETS, Cluster, OperatorProcess, wait_for
+from tests.kubernetes.cluster import (
+    CONFIGMAPS,
+    FLUMEAGENTS,
+    PODS,
+    STATEFULSETS,
+    Cluster,
+    OperatorProcess,
+    free_port,
+    wait_for,
+)
 
 pytestmark = pytest.mark.kubernetes
 
@@ -64,14 +79,16 @@ def scale(cluster: Cluster, namespace: str, replicas: int) -> None:
     cluster.kubectl("scale", "flumeagent", NAME, "-n", namespace, f"--replicas={replicas}")
 
 
-def finish_drain_pod(cluster: Cluster, namespace: str, job: str, *, exit_code: int, report: dict[str, Any]) -> None:
-    """What the kubelet would write when the drain pod of `job` exits."""
+def finish_drain_pod(cluster: Cluster, namespace: str, job: str, *, exit_code: int,
+                     report: dict[str, Any] | str) -> None:
+    """What the kubelet would write when the drain pod of `job` exits (`report`: its termination message)."""
     pod = wait_for(lambda: next(iter(cluster.list(PODS, namespace, f"{drain.JOB_NAME_LABEL}={job}")), None),
                    f"the pod of Job {job}")
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     container = pod["spec"]["containers"][0]
     terminated = {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
-                  "message": json.dumps(report), "startedAt": now, "finishedAt": now}
+                  "message": report if isinstance(report, str) else json.dumps(report),
+                  "startedAt": now, "finishedAt": now}
     cluster.patch(PODS, namespace, pod["metadata"]["name"], {"status": {
         "phase": "Succeeded" if exit_code == 0 else "Failed",
         "containerStatuses": [{"name": container["name"], "image": container["image"], "imageID": "",
@@ -191,3 +208,77 @@ def test_a_disruption_budget_for_two_or_more_replicas_owned_and_collected_with_t
 
     cluster.delete(FLUMEAGENTS, namespace, NAME)
     wait_for(lambda: cluster.get(BUDGETS, namespace, NAME) is None, "the budget collected with the FlumeAgent")
+
+
+def fill_file_channel(tmp_path: Path, count: int) -> None:
+    """A real agent (netcat -> the file channel's directories, no sink) stores `count` acknowledged
+    events, then stops: what a scaled-down pod leaves on its claim."""
+    port = free_port()
+    conf = tmp_path / "fill.conf"
+    conf.write_text(
+        "a1.sources = r1\na1.channels = c1\n"
+        f"a1.sources.r1.type = netcat\na1.sources.r1.bind = 127.0.0.1\na1.sources.r1.port = {port}\n"
+        "a1.sources.r1.channels = c1\na1.channels.c1.type = file\n"
+        f"a1.channels.c1.checkpointDir = {tmp_path / 'checkpoint'}\na1.channels.c1.dataDirs = {tmp_path / 'data'}\n")
+    agent = subprocess.Popen([sys.executable, "-m", "kubeflume_agent.cli", "-n", "a1", "-f", str(conf),
+                              "--no-metrics", "--no-reload-conf"], stderr=subprocess.PIPE, text=True)
+    try:
+        connection = wait_for(lambda: _connect(port), "the filling agent's netcat source")
+        with connection:
+            connection.sendall("".join(f"event-{n:05d}\n" for n in range(count)).encode())
+            replies = connection.makefile("rb")
+            assert [replies.readline() for _ in range(count)] == [b"OK\n"] * count
+    finally:
+        agent.terminate()
+    assert agent.wait(60) == 0, agent.stderr.read()
+
+
+def _connect(port: int) -> socket.socket | None:
+    try:
+        return socket.create_connection(("127.0.0.1", port), timeout=30)
+    except OSError:
+        return None
+
+
+def run_drain_pod_command(cluster: Cluster, namespace: str, job: dict[str, Any], tmp_path: Path
+                          ) -> tuple[int, str]:
+    """The drain container's own command and args, run here: the ConfigMap's flume.conf stands in for
+    the mounted one and a file for /dev/termination-log. Its exit code and termination message."""
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    config_map = cluster.get(CONFIGMAPS, namespace, f"{NAME}-config")
+    conf, termination_log = tmp_path / "flume.conf", tmp_path / "termination-log"
+    conf.write_text(config_map["data"]["flume.conf"])
+    local = {"/etc/kubeflume/flume.conf": str(conf), drain.TERMINATION_LOG: str(termination_log)}
+    args = [local.get(arg, arg) for arg in container["args"]]
+    assert container["command"] == ["kubeflume-agent"]
+    done = subprocess.run([sys.executable, "-m", "kubeflume_agent.cli", *args], capture_output=True, text=True,
+                          timeout=300)
+    return done.returncode, termination_log.read_text()
+
+
+def test_the_drain_pods_own_command_empties_a_real_file_channel_and_its_report_reaches_the_status(
+        cluster: Cluster, namespace: str, chart_operator: OperatorProcess, tmp_path: Path) -> None:
+    operator = chart_operator
+    out = tmp_path / "out"
+    cluster.create(FLUMEAGENTS, aggregator(
+        namespace, 2,
+        sources={"r1": {"type": "netcat", "channels": ["c1"], "bind": "0.0.0.0", "port": free_port()}},
+        channels={"c1": {"type": "file", "checkpointDir": str(tmp_path / "checkpoint"),
+                         "dataDirs": str(tmp_path / "data")}},
+        sinks={"k1": {"type": "file_roll", "channel": "c1", "sink": {"directory": str(out), "rollInterval": 0}}}))
+    wait_for(lambda: len(claims(cluster, namespace)) == 2, "two claims", operator=operator)
+    fill_file_channel(tmp_path, 2000)  # what pod agg-1 left on its claim
+
+    scale(cluster, namespace, 1)
+    job = wait_for(lambda: cluster.get(JOBS, namespace, "agg-drain-1"), "the drain Job", operator=operator)
+    exit_code, message = run_drain_pod_command(cluster, namespace, job, tmp_path)
+    assert exit_code == 0, message
+    assert sorted(line for path in out.iterdir() for line in path.read_text().splitlines()) == \
+        [f"event-{n:05d}" for n in range(2000)]
+
+    finish_drain_pod(cluster, namespace, "agg-drain-1", exit_code=exit_code, report=message)
+    wait_for(lambda: claims(cluster, namespace) == {drain.claim_name(NAME, 0)}, "claim data-agg-1 deleted",
+             operator=operator)
+    entry = wait_for(lambda: next((e for e in drains(cluster, namespace) if e.get("claimDeleted")), None),
+                     "the drain in the status", operator=operator)
+    assert (entry["phase"], entry["held"], entry["delivered"], entry["left"]) == ("Succeeded", 2000, 2000, 0)
