@@ -7,12 +7,12 @@ import uuid
 
 import pytest
 
-from kubeflume_agent.config.keys import Settings, resolve
+from kubeflume_agent.config.keys import InvalidSetting, Settings, resolve
 from kubeflume_agent.config.properties import parse_properties
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.registry import lookup
 from kubeflume_agent.interceptors import builtin as interceptors
-from kubeflume_agent.interceptors.builtin import InvalidSetting, MillisSerializer
+from kubeflume_agent.protocols.java_patterns import MillisSerializer
 
 MILLIS = "org.apache.flume.interceptor.RegexExtractorInterceptorMillisSerializer"
 # The zone of the Flume guide's regex_extractor example (2012-10-18 18:47 -> 1350611220000), as a

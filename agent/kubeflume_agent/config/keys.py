@@ -17,6 +17,14 @@ class InvalidValue(ValueError):
     """A value that does not parse; its message is shown to the user as is."""
 
 
+class InvalidSetting(ValueError):
+    """Settings a component cannot be built from; `problems` are (key, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{key}: {message}" for key, message in problems))
+
+
 def integer(text: str) -> int:
     try:
         return int(text.strip())

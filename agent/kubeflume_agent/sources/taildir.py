@@ -60,8 +60,8 @@ from kubeflume_agent.core.counters import SourceCounters
 from kubeflume_agent.core.errors import ChannelError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.status import Status
-from kubeflume_agent.interceptors.builtin import translate_java_regex
 from kubeflume_agent.protocols.container_logs import LINE_FORMATS, LineAssembler, Multiline, Record
+from kubeflume_agent.protocols.java_patterns import translate_java_regex
 from kubeflume_agent.sources.base import PollableSource
 
 log = logging.getLogger(__name__)
