@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from kubeflume_agent.log_limit import RateLimitedWarnings
+from kubeflume_agent.core.log_limit import RateLimitedWarnings
 
 
 class Clock:

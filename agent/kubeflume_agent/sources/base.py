@@ -12,8 +12,8 @@ from kubeflume_agent.config.keys import Key, Settings, boolean
 from kubeflume_agent.core.counters import SourceCounters
 from kubeflume_agent.core.errors import ChannelError
 from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.log_limit import RateLimitedWarnings
 from kubeflume_agent.core.status import Status
-from kubeflume_agent.log_limit import RateLimitedWarnings
 
 if TYPE_CHECKING:
     from kubeflume_agent.runtime.channel_processor import ChannelProcessor

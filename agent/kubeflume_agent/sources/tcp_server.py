@@ -30,7 +30,7 @@ from kubeflume_agent.config.keys import Key, positive_integer, positive_number
 from kubeflume_agent.core.counters import SourceCounters
 from kubeflume_agent.core.errors import ChannelError
 from kubeflume_agent.core.event import Event
-from kubeflume_agent.log_limit import RateLimitedWarnings
+from kubeflume_agent.core.log_limit import RateLimitedWarnings
 from kubeflume_agent.protocols.framing import FrameError
 from kubeflume_agent.protocols.ipfilter import IpFilter
 from kubeflume_agent.sources.base import Source
