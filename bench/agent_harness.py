@@ -5,6 +5,7 @@ by taking a CPU reading when the load starts)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -79,3 +80,32 @@ def report(name: str, events: int, seconds: float, cpu: float, rss: float, **ext
     print(f"{name}: {events} events in {seconds:.2f} s = {events / seconds:,.0f} events/s; "
           f"agent CPU {cpu:.2f} s ({cpu / events * 1e6:.1f} us/event); peak RSS {rss:.0f} MB"
           + "".join(f"; {k} {v}" for k, v in extra.items()))
+
+
+def varied_body(seq: int, size: int) -> bytes:
+    """An event body of `size` bytes: its seq number, then text that shifts with it (no two
+    neighbours alike, so nothing on the way can get away with caching one body)."""
+    head = b"seq=%010d " % seq
+    start = seq % 36
+    return head + (_ALPHABET * (size // 36 + 2))[start:start + max(0, size - len(head))]
+
+
+_ALPHABET = b"abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def output_bytes(directories: list[Path]) -> int:
+    return sum(f.stat().st_size for d in directories for f in d.iterdir() if f.is_file())
+
+
+def check_arrivals(directories: list[Path], events: int) -> tuple[int, int]:
+    """(missing, duplicated) seq numbers in the output files."""
+    seen = bytearray(events)
+    duplicates = 0
+    pattern = re.compile(rb"seq=(\d{10})")
+    for directory in directories:
+        for path in directory.iterdir():
+            for match in pattern.finditer(path.read_bytes()):
+                seq = int(match.group(1))
+                duplicates += seen[seq]
+                seen[seq] = 1
+    return events - sum(seen), duplicates

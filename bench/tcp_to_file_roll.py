@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from agent_harness import AgentProcess, free_port, report, wait_for_port
+from agent_harness import AgentProcess, check_arrivals, free_port, output_bytes, report, wait_for_port
 
 # What precedes the body on the wire; the file_roll output holds only the body (plus LF).
 PREFIXES = {"syslogtcp": b"<13>Nov 22 05:40:03 benchhost ", "netcat": b""}
@@ -104,24 +103,6 @@ def read_acks(sock: socket.socket, count: int) -> None:
         if not chunk or chunk.strip(b"OK\n"):
             raise SystemExit(f"unexpected reply after {received // 3} OKs: {chunk[:80]!r}")
         received += len(chunk)
-
-
-def output_bytes(directories: list[Path]) -> int:
-    return sum(f.stat().st_size for d in directories for f in d.iterdir() if f.is_file())
-
-
-def check_arrivals(directories: list[Path], events: int) -> tuple[int, int]:
-    """(missing, duplicated) seq numbers in the output files."""
-    seen = bytearray(events)
-    duplicates = 0
-    pattern = re.compile(rb"seq=(\d{10})")
-    for directory in directories:
-        for path in directory.iterdir():
-            for match in pattern.finditer(path.read_bytes()):
-                seq = int(match.group(1))
-                duplicates += seen[seq]
-                seen[seq] = 1
-    return events - sum(seen), duplicates
 
 
 def main() -> None:
