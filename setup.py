@@ -6,7 +6,8 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=cythonize(
-        [Extension("kubeflume_agent.protocols._syslog_fast", ["agent/kubeflume_agent/protocols/_syslog_fast.pyx"])],
+        [Extension(f"kubeflume_agent.protocols.{name}", [f"agent/kubeflume_agent/protocols/{name}.pyx"])
+         for name in ("_syslog_fast", "_rpc_fast")],
         compiler_directives={"language_level": "3"},
     ),
 )

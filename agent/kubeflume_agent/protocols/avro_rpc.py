@@ -26,6 +26,7 @@ import io
 import json
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -139,6 +140,7 @@ class Call:
     message: Message | None = None
     params: dict[str, Any] | None = None
     reply: bytes | None = None
+    events: list[Any] | None = None  # an appendBatch read straight into events (`batch_reader`)
 
 
 class Session:
@@ -154,14 +156,23 @@ class Session:
 class Responder:
     """Server side of Avro IPC for one local protocol; client protocols are cached by MD5.
 
-    `max_reads` bounds the decoding of one call's parameters (framing.decode_budget)."""
+    `max_reads` bounds the decoding of one call's parameters (framing.decode_budget).
+    `batch_reader`: reads a whole `appendBatch` request of an established session into events,
+    or returns None for anything it does not read (the compiled reader of the Avro source)."""
 
-    def __init__(self, local: AvroProtocol, max_reads: int | None = None) -> None:
+    def __init__(self, local: AvroProtocol, max_reads: int | None = None, *,
+                 batch_reader: Callable[[bytes], list[Any] | None] | None = None) -> None:
         self.local = local
         self.max_reads = max_reads
+        self.batch_reader = batch_reader
         self._protocols: dict[bytes, AvroProtocol] = {local.md5: local}
 
     def read_call(self, payload: bytes, session: Session) -> Call:
+        if (self.batch_reader is not None and session.connected and session.remote is self.local
+                and len(payload) <= _COUNTED_DECODE_BYTES):
+            events = self.batch_reader(payload)
+            if events is not None:
+                return Call(message=self.local.messages["appendBatch"], events=events)
         buffer = io.BytesIO(payload)
         call = Call()
         try:

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import calendar
 import datetime
-import os
 import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 from kubeflume_agent.core.event import Event
+from kubeflume_agent.protocols.accelerators import compiled
 
 FACILITY = "Facility"
 SEVERITY = "Severity"
@@ -334,19 +334,7 @@ def _rfc3164_utc(text: bytes) -> str | None:
     return rfc3164_millis(text, utc=True)
 
 
-def _load_accelerator() -> type | None:
-    """The compiled frame parser (`_syslog_fast.pyx`, built by pip install), unless it is missing
-    or KUBEFLUME_PURE_PYTHON is set: then this module's parser does all the work."""
-    if os.environ.get("KUBEFLUME_PURE_PYTHON"):
-        return None
-    try:
-        from kubeflume_agent.protocols._syslog_fast import FrameParser
-    except ImportError:
-        return None
-    return FrameParser
-
-
-FRAME_PARSER_ACCELERATOR = _load_accelerator()
+FRAME_PARSER_ACCELERATOR: type | None = compiled("_syslog_fast", "FrameParser")
 
 _PRIORITIES: dict[bytes, tuple[str, str, str]] = {}
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -24,6 +25,8 @@ from thriftpy2.protocol.compact import TCompactProtocolFactory
 from thriftpy2.thrift import TApplicationException, TMessageType
 from thriftpy2.transport import TMemoryBuffer, TTransportException
 
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.protocols.accelerators import compiled
 from kubeflume_agent.protocols.framing import FrameError, budget_exceeded
 
 
@@ -60,6 +63,7 @@ class ThriftCall:
     seqid: int
     message_type: int
     args: Any  # the `<name>_args` struct, or None for an unknown method
+    events: list[Any] | None = None  # an appendBatch read straight into events (thrift source)
 
 
 def read_call(data: bytes, factory, service, max_reads: int | None = None) -> tuple[ThriftCall, int]:
@@ -113,6 +117,21 @@ class _ReadBuffer:
         chunk = self._data[self.position:end]
         self.position = end
         return chunk
+
+
+def compact_batch_reader() -> Callable[[bytes, int], ThriftCall | None] | None:
+    """The compiled reader of compact-protocol ThriftSourceProtocol `appendBatch` calls straight
+    into events (protocols/_rpc_fast.pyx): (frame, max_reads) -> the call, or None for any frame
+    it does not read; None when it is not built."""
+    read = compiled("_rpc_fast", "thrift_compact_append_batch")
+    if read is None:
+        return None
+
+    def read_batch(frame: bytes, max_reads: int) -> ThriftCall | None:
+        found = read(frame, max_reads, Event)
+        return None if found is None else ThriftCall("appendBatch", found[0], TMessageType.CALL, None, found[1])
+
+    return read_batch
 
 
 def write_reply(factory, service, call: ThriftCall, value: Any) -> bytes:

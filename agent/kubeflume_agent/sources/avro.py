@@ -16,6 +16,8 @@ connection (Java's decoder replaces the bad bytes); Java clients always send val
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar
 
 from kubeflume_agent.config.keys import (
@@ -29,6 +31,7 @@ from kubeflume_agent.config.keys import (
 )
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols import tls
+from kubeflume_agent.protocols.accelerators import compiled
 from kubeflume_agent.protocols.avro_rpc import (
     AvroProtocol,
     Call,
@@ -73,7 +76,8 @@ class AvroSource(ListeningSource):
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
         self.max_batch_events: int = settings["max-batch-events"]
-        self.responder = Responder(AvroProtocol.packaged(self.protocol_name), decode_budget(self.max_batch_events))
+        self.responder = Responder(AvroProtocol.packaged(self.protocol_name), decode_budget(self.max_batch_events),
+                                   batch_reader=_compiled_batch_reader())
         self.deflate = settings["compression-type"] == "deflate"
         self.max_request_bytes: int = settings["max-request-bytes"]
         self.server = server_for(
@@ -103,9 +107,18 @@ class AvroSource(ListeningSource):
 
     async def _answer(self, call: Call) -> bytes:
         single = call.message.name == "append"
-        events = [_event(call.params["event"])] if single else [_event(e) for e in call.params["events"]]
+        if call.events is not None:
+            events = call.events
+        else:
+            events = [_event(call.params["event"])] if single else [_event(e) for e in call.params["events"]]
         outcome = await deliver_call(self, events, single=single, max_events=self.max_batch_events)
         return self.responder.response(call, "OK" if outcome == Outcome.STORED else "FAILED")
+
+
+def _compiled_batch_reader() -> Callable[[bytes], list[Event] | None] | None:
+    """The compiled appendBatch reader (protocols/_rpc_fast.pyx), or None to decode with fastavro."""
+    read = compiled("_rpc_fast", "avro_append_batch")
+    return None if read is None else partial(read, event_type=Event)
 
 
 def _event(record: dict[str, Any]) -> Event:

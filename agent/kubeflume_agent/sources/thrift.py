@@ -28,6 +28,7 @@ from kubeflume_agent.protocols.thrift_rpc import (
     INCOMPLETE,
     PROTOCOLS,
     ThriftCall,
+    compact_batch_reader,
     read_call,
     text,
     write_reply,
@@ -45,27 +46,35 @@ from kubeflume_agent.sources.tcp_server import (
 )
 
 Answer = Callable[[ThriftCall], Awaitable[Any]]
+BatchReader = Callable[[bytes, int], ThriftCall | None]
 
 
 async def serve_framed(connection: Connection, factory, service, limit: int, max_events: int,
-                       answer: Answer) -> None:
+                       answer: Answer, *, batch_reader: BatchReader | None = None) -> None:
     """Framed Thrift calls on one connection, answered in order; `answer` returns the result
     value of a known method. Frames are bounded by `limit` bytes and what they decode into by
-    `max_events` (framing.decode_budget)."""
+    `max_events` (framing.decode_budget). `batch_reader` reads a usual appendBatch straight into
+    events, or returns None for any frame it does not read (then thriftpy2 reads it)."""
     max_reads = decode_budget(max_events)
     while connection.open:
         frame = await connection.read_message(read_length_prefixed, connection.reader, limit, "Thrift frame")
         connection.busy = True
-        try:
-            call, _ = read_call(frame, factory, service, max_reads)
-        except INCOMPLETE as error:
-            raise FrameError(f"Thrift message cut short by its frame: {error!r}") from error
-        if call.args is None:
+        call = batch_reader(frame, max_reads) if batch_reader is not None else None
+        if call is None:
+            call = _read_call(frame, factory, service, max_reads)
+        if call.args is None and call.events is None:
             reply = write_unknown_method(factory, call)
         else:
             reply = write_reply(factory, service, call, await answer(call))
         await connection.send(length_prefixed(reply))
         connection.busy = False
+
+
+def _read_call(frame: bytes, factory, service, max_reads: int) -> ThriftCall:
+    try:
+        return read_call(frame, factory, service, max_reads)[0]
+    except INCOMPLETE as error:
+        raise FrameError(f"Thrift message cut short by its frame: {error!r}") from error
 
 
 def flume_event(thrift_event: Any) -> Event:
@@ -95,6 +104,7 @@ class ThriftSource(ListeningSource):
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
         self.factory = PROTOCOLS[settings["protocol"]]
+        self.batch_reader = compact_batch_reader() if settings["protocol"] == "compact" else None
         self.server = server_for(self, self._serve, ssl_context=tls.server_context(settings))
 
     @classmethod
@@ -106,10 +116,14 @@ class ThriftSource(ListeningSource):
 
     async def _serve(self, connection: Connection) -> None:
         await serve_framed(connection, self.factory, FLUME.ThriftSourceProtocol,
-                           self.settings["max-request-bytes"], self.settings["max-batch-events"], self._answer)
+                           self.settings["max-request-bytes"], self.settings["max-batch-events"], self._answer,
+                           batch_reader=self.batch_reader)
 
     async def _answer(self, call: ThriftCall) -> int:
         single = call.name == "append"
-        events = [flume_event(call.args.event)] if single else [flume_event(e) for e in call.args.events or []]
+        if call.events is not None:
+            events = call.events
+        else:
+            events = [flume_event(call.args.event)] if single else [flume_event(e) for e in call.args.events or []]
         outcome = await deliver_call(self, events, single=single, max_events=self.settings["max-batch-events"])
         return FLUME.Status.OK if outcome == Outcome.STORED else FLUME.Status.FAILED
