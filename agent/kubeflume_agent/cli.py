@@ -29,6 +29,7 @@ from pathlib import Path
 
 from kubeflume_agent.config.model import AgentConfig, ConfigError
 from kubeflume_agent.config.properties import ConfigParseError, parse_properties, read_flume_conf
+from kubeflume_agent.config.validation import validate
 from kubeflume_agent.runtime.agent import Agent, InvalidConfig
 from kubeflume_agent.runtime.drain import DrainReport, drain
 
@@ -215,7 +216,7 @@ def agent_main(argv: list[str] | None = None) -> int:
     except ConfigParseError as error:
         print(f"error: {args.conf_file}: {error}", file=sys.stderr)
         return 1
-    if report_problems(config.validate()):
+    if report_problems(validate(config)):
         return 1
     if args.drain:
         def drain_agent(drain_config: AgentConfig) -> Agent:

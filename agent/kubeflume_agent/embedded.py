@@ -28,6 +28,7 @@ from typing import Any
 
 from kubeflume_agent.config.model import AgentConfig, ConfigError
 from kubeflume_agent.config.properties import build_config
+from kubeflume_agent.config.validation import validate
 from kubeflume_agent.core.counters import Counters
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.runtime.agent import Agent, InvalidConfig
@@ -157,7 +158,7 @@ class EmbeddedAgent:
         if self._source is not None:
             raise RuntimeError(f"embedded agent {self.name} is started; stop it before configuring it")
         config = embedded_config(self.name, properties)
-        problems = list(map(_user_terms(config), config.validate()))
+        problems = list(map(_user_terms(config), validate(config)))
         for warning in (p for p in problems if not p.is_error):
             log.warning("embedded agent %s: %s", self.name, warning)
         errors = [p for p in problems if p.is_error]

@@ -28,6 +28,7 @@ from kubeflume_agent.cli import (
 from kubeflume_agent.config.manifest import parse_manifest, spec_of
 from kubeflume_agent.config.model import AgentConfig, ConfigError
 from kubeflume_agent.config.properties import ConfigParseError, decode_flume_conf, parse_properties
+from kubeflume_agent.config.validation import validate
 from kubeflume_agent.runtime.agent import Agent
 from kubeflume_operator.validation import VALIDATED_KINDS, problems_of
 
@@ -96,7 +97,7 @@ def problems_in_file(path: Path, agent_name: str | None = None) -> list[tuple[st
         config = parse_properties(text, agent_name)
     except ConfigParseError as error:
         raise UsageError(f"{path}: {error}") from error
-    return [(f"agent {config.name}", config.validate())]
+    return [(f"agent {config.name}", validate(config))]
 
 
 def yaml_error_line(error: yaml.YAMLError) -> str:
@@ -112,7 +113,7 @@ def run_command(args: argparse.Namespace) -> int:
     if manifest.get("kind") == "ShellJob":
         return run_shelljob(manifest, args.workdir)
     config = agent_config_of(manifest, args.file)
-    if report_problems(config.validate()):
+    if report_problems(validate(config)):
         return 1
     metrics = spec_of(manifest).get("metrics") or {}
     port = args.metrics_port if args.metrics_port is not None else int(metrics.get("port", DEFAULT_METRICS_PORT))
@@ -127,7 +128,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def run_shelljob(manifest: dict[str, Any], workdir: Path | None) -> int:
-    from kubeflume_operator.yarn.local import run_shelljob_locally
+    from kubeflume_operator.shelljob.local import run_shelljob_locally
 
     status = asyncio.run(run_shelljob_locally(manifest, workdir))
     yaml.safe_dump({"status": status}, sys.stdout, sort_keys=False)

@@ -15,6 +15,7 @@ from typing import Any
 
 from kubeflume_agent.config.manifest import parse_manifest, spec_of
 from kubeflume_agent.config.model import AgentConfig, ConfigError
+from kubeflume_agent.config.validation import validate
 from kubeflume_operator.flumeagent.resources import spec_problems
 from kubeflume_operator.problems import at, where
 from kubeflume_operator.shelljob.spec import SpecError, application_master_problems, parse_spec
@@ -55,7 +56,7 @@ def flumeagent_verdict(manifest: Mapping[str, Any]) -> Verdict:
     """The agent's own checks plus those only Kubernetes has, each at its field path in the spec."""
     spec = spec_of(manifest)
     config = parse_manifest(manifest)
-    found = config.validate() + spec_problems(spec, config)
+    found = validate(config) + spec_problems(spec, config)
     return Verdict([located(problem, spec) for problem in found], config)
 
 

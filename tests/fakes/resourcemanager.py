@@ -57,7 +57,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from kubeflume_operator.yarn.local import ContainerFile, localize, run_container
+from kubeflume_operator.shelljob.local import ContainerFile, localize, run_container
 from tests.fakes.webhdfs import FakeWebHDFS
 
 API = "/ws/v1/cluster"

@@ -22,6 +22,7 @@ import sys
 import pytest
 
 from kubeflume_agent.config.manifest import parse_manifest
+from kubeflume_agent.config.properties import fingerprint, flume_conf
 from kubeflume_operator import conditions
 from kubeflume_operator.flumeagent import resources
 from tests.integration.operator_env import (
@@ -104,9 +105,9 @@ async def test_a_flumeagent_becomes_a_configmap_a_deployment_and_a_service(clust
     metrics = await wait_for(lambda: stored(kmock, SERVICES, NS, f"{NAME}-metrics"), "the metrics Service",
                              operator=operator)
 
-    assert config_map["data"]["flume.conf"] == config.to_properties()
+    assert config_map["data"]["flume.conf"] == flume_conf(config)
     template = deployment["spec"]["template"]
-    assert template["metadata"]["annotations"][resources.CONFIG_HASH_ANNOTATION] == config.fingerprint()
+    assert template["metadata"]["annotations"][resources.CONFIG_HASH_ANNOTATION] == fingerprint(config)
     assert deployment["spec"]["replicas"] == 2
     container = template["spec"]["containers"][0]
     assert container["image"] == "registry.test/kubeflume/agent:dev"
@@ -122,7 +123,7 @@ async def test_a_flumeagent_becomes_a_configmap_a_deployment_and_a_service(clust
     await wait_for(lambda: agent_status(kmock).get("phase") == "Progressing", "phase Progressing (no pods yet)",
                    operator=operator)
     status = agent_status(kmock)
-    assert status["configHash"] == config.fingerprint()
+    assert status["configHash"] == fingerprint(config)
     assert status["observedGeneration"] == 1
     assert status["workload"] == f"Deployment/{NAME}"
     assert status["endpoints"] == [{"source": "r1", "address": f"{NAME}.{NS}.svc:5140", "protocol": "TCP"}]
@@ -139,7 +140,7 @@ async def test_a_config_change_rolls_the_pods_and_a_bad_one_changes_nothing(clus
     changed = agent_spec()
     changed["channels"]["c1"]["capacity"] = 5000
     await update_spec(kmock, FLUMEAGENTS, NS, NAME, changed)
-    new_hash = parse_manifest(changed).fingerprint()
+    new_hash = fingerprint(parse_manifest(changed))
     assert new_hash != first_hash
     await wait_for(lambda: agent_status(kmock).get("configHash") == new_hash, "the new hash", operator=operator)
     deployment = stored(kmock, DEPLOYMENTS, NS, NAME)

@@ -16,6 +16,7 @@ import pytest
 from kubeflume_agent.channels.memory import MemoryChannel
 from kubeflume_agent.config.keys import resolve
 from kubeflume_agent.config.properties import parse_properties
+from kubeflume_agent.config.validation import validate
 from kubeflume_agent.core.errors import EventDeliveryError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.registry import lookup
@@ -535,7 +536,7 @@ a1.sinks.k1.hdfs.rollCount = 20
 a1.sinks.k1.hdfs.user = flume
 """
     config = parse_properties(conf)
-    assert [problem for problem in config.validate() if problem.severity == "error"] == []
+    assert [problem for problem in validate(config) if problem.severity == "error"] == []
     agent = Agent(config)
     await agent.start()
     try:

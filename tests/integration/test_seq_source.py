@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from source_harness import memory_channel, settings_for, take_all
 
+from kubeflume_agent.config.validation import config_errors
 from kubeflume_agent.core.status import Status
 from kubeflume_agent.runtime.channel_processor import ChannelProcessor
 from kubeflume_agent.selectors.builtin import ReplicatingSelector
@@ -53,5 +54,5 @@ def test_batch_size_over_the_channels_transaction_capacity_is_a_config_error():
         "a1.sources.r1.type = seq\na1.sources.r1.batchSize = 500\na1.sources.r1.channels = c1\n"
         "a1.channels.c1.type = memory\na1.channels.c1.transactionCapacity = 100\n"
         "a1.sinks.k1.type = null\na1.sinks.k1.channel = c1\n", "a1")
-    (problem,) = config.errors()
+    (problem,) = config_errors(config)
     assert (problem.component, problem.key) == ("sources.r1", "batchSize")

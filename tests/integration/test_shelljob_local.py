@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubeflume_operator.yarn.local import run_shelljob_locally
+from kubeflume_operator.shelljob.local import run_shelljob_locally
 from tests.fakes.javajob import WORDS, build_java_job, serve_directory
 from tests.fakes.webhdfs import FakeWebHDFS
 

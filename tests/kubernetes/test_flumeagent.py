@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from kubeflume_agent.config.manifest import parse_manifest
+from kubeflume_agent.config.properties import fingerprint, flume_conf
 from kubeflume_operator import conditions
 from kubeflume_operator.flumeagent import resources
 from tests.kubernetes.cluster import (
@@ -64,9 +65,9 @@ def test_a_flumeagent_becomes_its_children_and_a_status_on_the_server(
     service = child(SERVICES, NAME)
     metrics = child(SERVICES, f"{NAME}-metrics")
 
-    assert config_map["data"]["flume.conf"] == config.to_properties()
+    assert config_map["data"]["flume.conf"] == flume_conf(config)
     template = deployment["spec"]["template"]
-    assert template["metadata"]["annotations"][resources.CONFIG_HASH_ANNOTATION] == config.fingerprint()
+    assert template["metadata"]["annotations"][resources.CONFIG_HASH_ANNOTATION] == fingerprint(config)
     assert deployment["spec"]["replicas"] == 2
     assert template["spec"]["containers"][0]["image"] == "registry.test/kubeflume/agent:dev"
     assert [(p["name"], p["port"], p["targetPort"], p["protocol"]) for p in service["spec"]["ports"]] == \
@@ -81,7 +82,7 @@ def test_a_flumeagent_becomes_its_children_and_a_status_on_the_server(
     # No kubelet: the pods the Deployment controller makes stay Pending, so the rollout is not complete.
     status = wait_for(lambda: status_where(cluster, namespace, lambda s: "replicas" in s and conditions.find(
         s.get("conditions"), "ConfigValid")), "the status with replica counts and ConfigValid", operator=operator)
-    assert status["configHash"] == config.fingerprint()
+    assert status["configHash"] == fingerprint(config)
     assert status["observedGeneration"] == 1
     assert status["workload"] == f"Deployment/{NAME}"
     assert status["endpoints"] == [{"source": "r1", "address": f"{NAME}.{namespace}.svc:5140", "protocol": "TCP"}]

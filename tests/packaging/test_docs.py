@@ -14,6 +14,8 @@ import pytest
 import yaml
 from repo_paths import REPO, console_script
 
+from kubeflume_agent.config.properties import flume_conf
+
 GENERATOR = REPO / "docs" / "gen_reference.py"
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*$", re.MULTILINE)
@@ -96,7 +98,7 @@ def test_migration_guide_shows_one_agent_three_ways(tmp_path: Path) -> None:
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, f"{path.name}:\n{done.stdout}{done.stderr}"
     configs = [parse_properties(properties, "a1"), *(parse_manifest(yaml.safe_load(m)) for m in manifests)]
-    rendered = {config.to_properties() for config in configs}
+    rendered = {flume_conf(config) for config in configs}
     assert len(rendered) == 1
 
 

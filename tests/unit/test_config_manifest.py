@@ -5,7 +5,8 @@ import textwrap
 import yaml
 
 from kubeflume_agent.config.manifest import flatten, parse_manifest
-from kubeflume_agent.config.properties import parse_properties
+from kubeflume_agent.config.properties import fingerprint, flume_conf, parse_properties
+from kubeflume_agent.config.validation import validate
 
 FLUME_CONF = """
 a1.sources = r1
@@ -71,13 +72,13 @@ spec:
 def test_structured_spec_equals_the_flume_conf():
     from_manifest = parse_manifest(yaml.safe_load(STRUCTURED))
     from_properties = parse_properties(FLUME_CONF)
-    assert from_manifest.to_properties() == from_properties.to_properties()
-    assert from_manifest.fingerprint() == from_properties.fingerprint()
+    assert flume_conf(from_manifest) == flume_conf(from_properties)
+    assert fingerprint(from_manifest) == fingerprint(from_properties)
 
 
 def test_config_string_spec_equals_the_flume_conf():
     doc = {"kind": "FlumeAgent", "spec": {"config": FLUME_CONF}}
-    assert parse_manifest(doc).to_properties() == parse_properties(FLUME_CONF).to_properties()
+    assert flume_conf(parse_manifest(doc)) == flume_conf(parse_properties(FLUME_CONF))
 
 
 def test_config_string_is_not_substituted_by_the_operator():
@@ -100,7 +101,7 @@ def test_shape_problems_are_reported_not_raised():
           sinkGroups: {g1: {sinks: [k1], colour: red}}
           config: "a1.sources = r1"
     """))
-    found = {(p.component, p.key) for p in parse_manifest(doc).validate()}
+    found = {(p.component, p.key) for p in validate(parse_manifest(doc))}
     assert {("spec", "sources"), ("spec", "channels"), ("spec", "sinks"), ("spec", "sinkGroups")} <= found
 
 
@@ -113,7 +114,7 @@ def test_structured_problems_are_reported_together():
           sinks: {k1: {type: logger, channel: c1}}
           sinkGroups: {g1: {sinks: [k1], colour: red}}
     """))
-    found = {(p.component, p.key, p.severity) for p in parse_manifest(doc).validate()}
+    found = {(p.component, p.key, p.severity) for p in validate(parse_manifest(doc))}
     assert found == {
         ("sources.r1", "interceptors", "error"),
         ("sources.r1", "bind", "error"),
@@ -123,7 +124,7 @@ def test_structured_problems_are_reported_together():
 
 def test_config_string_with_several_agents_needs_agent_name():
     doc = {"spec": {"config": "a1.channels = c1\na2.channels = c2\n"}}
-    (problem,) = parse_manifest(doc).validate()
+    (problem,) = validate(parse_manifest(doc))
     assert problem.key == "config" and "a1, a2" in problem.message
     assert list(parse_manifest({"spec": {"agentName": "a2", **doc["spec"]}}).channels) == ["c2"]
 
@@ -138,4 +139,4 @@ def test_the_quickstart_example_is_valid():
     from pathlib import Path
 
     doc = yaml.safe_load((Path(__file__).parents[2] / "examples" / "agent.yaml").read_text())
-    assert [p for p in parse_manifest(doc).validate()] == []
+    assert [p for p in validate(parse_manifest(doc))] == []

@@ -1,17 +1,18 @@
-"""AgentConfig.validate(): every problem at once, located and explained."""
+"""validate(AgentConfig): every problem at once, located and explained."""
 
 import textwrap
 
 from kubeflume_agent.config.properties import parse_properties
+from kubeflume_agent.config.validation import validate
 
 
 def problems_of(text: str) -> set[tuple[str, str, str]]:
     config = parse_properties(textwrap.dedent(text))
-    return {(p.component, p.key, p.severity) for p in config.validate()}
+    return {(p.component, p.key, p.severity) for p in validate(config)}
 
 
 def messages_of(text: str) -> list[str]:
-    return [str(p) for p in parse_properties(textwrap.dedent(text)).validate()]
+    return [str(p) for p in validate(parse_properties(textwrap.dedent(text)))]
 
 
 VALID = """

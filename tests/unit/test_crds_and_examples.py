@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from kubeflume_agent.config.manifest import parse_manifest
+from kubeflume_agent.config.validation import validate
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILES = sorted((REPO / "crds").glob("*.yaml"))
@@ -110,7 +111,7 @@ def test_example_matches_its_schema(path):
 def test_flumeagent_example_is_a_valid_pipeline(path):
     for doc in documents(path):
         if doc["kind"] == "FlumeAgent":
-            errors = [str(problem) for problem in parse_manifest(doc).validate() if problem.is_error]
+            errors = [str(problem) for problem in validate(parse_manifest(doc)) if problem.is_error]
             assert errors == [], f"{path.name} {doc['metadata']['name']}"
 
 

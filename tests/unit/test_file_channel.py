@@ -595,13 +595,14 @@ async def test_a_data_file_deleted_by_hand_costs_only_its_own_events(channels, t
 
 def test_encryption_keys_are_refused_rather_than_silently_ignored():
     from kubeflume_agent.config.properties import parse_properties
+    from kubeflume_agent.config.validation import config_errors
 
     config = parse_properties(
         "a1.channels = c1\na1.sinks = k1\n"
         "a1.channels.c1.type = file\na1.channels.c1.checkpointDir = /tmp/c\na1.channels.c1.dataDirs = /tmp/d\n"
         "a1.channels.c1.encryption.activeKey = key-0\na1.channels.c1.encryption.cipherProvider = AESCTRNOPADDING\n"
         "a1.sinks.k1.type = null\na1.sinks.k1.channel = c1\n", "a1")
-    errors = config.errors()
+    errors = config_errors(config)
     assert sorted(e.key for e in errors) == ["encryption.activeKey", "encryption.cipherProvider"]
     assert all("not supported" in e.message for e in errors)
 

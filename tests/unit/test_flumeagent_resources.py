@@ -8,6 +8,8 @@ import jsonpatch
 import pytest
 
 from kubeflume_agent.config.manifest import parse_manifest
+from kubeflume_agent.config.properties import fingerprint, flume_conf
+from kubeflume_agent.config.validation import validate
 from kubeflume_operator import kube
 from kubeflume_operator.flumeagent import resources
 
@@ -32,7 +34,7 @@ def flume_agent(**spec_fields) -> dict:
 
 def render(agent: dict) -> resources.AgentResources:
     config = parse_manifest(agent)
-    assert [str(p) for p in config.validate() if p.is_error] == []
+    assert [str(p) for p in validate(config) if p.is_error] == []
     return resources.render(agent, config, image=IMAGE)
 
 
@@ -45,11 +47,11 @@ def test_config_map_holds_the_agents_own_rendering_and_its_hash():
     rendered = render(agent)
     config = parse_manifest(agent)
     assert rendered.config_map["metadata"]["name"] == "web-logs-config"
-    assert rendered.config_map["data"] == {"flume.conf": config.to_properties()}
-    assert rendered.config_hash == config.fingerprint()
-    assert rendered.config_map["metadata"]["annotations"][resources.CONFIG_HASH_ANNOTATION] == config.fingerprint()
+    assert rendered.config_map["data"] == {"flume.conf": flume_conf(config)}
+    assert rendered.config_hash == fingerprint(config)
+    assert rendered.config_map["metadata"]["annotations"][resources.CONFIG_HASH_ANNOTATION] == fingerprint(config)
     template = rendered.workload["spec"]["template"]
-    assert template["metadata"]["annotations"][resources.CONFIG_HASH_ANNOTATION] == config.fingerprint()
+    assert template["metadata"]["annotations"][resources.CONFIG_HASH_ANNOTATION] == fingerprint(config)
 
 
 def test_rendering_is_stable_and_only_a_config_change_changes_the_hash():

@@ -9,6 +9,7 @@ import pytest
 
 from kubeflume_agent.config.keys import InvalidSetting, Settings, resolve
 from kubeflume_agent.config.properties import parse_properties
+from kubeflume_agent.config.validation import validate
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.registry import lookup
 from kubeflume_agent.interceptors import builtin as interceptors
@@ -500,7 +501,7 @@ def test_interceptor_problems_are_reported_by_config_validation_with_their_locat
         a1.sinks.k1.type = null
         a1.sinks.k1.channel = c1
     """))
-    found = {(p.component, p.key, p.severity) for p in config.validate()}
+    found = {(p.component, p.key, p.severity) for p in validate(config)}
     assert found == {
         ("sources.r1", "interceptors.i1.searchPattern", "error"),
         ("sources.r1", "interceptors.i2.serializers.s1.name", "error"),

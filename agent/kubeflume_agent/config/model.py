@@ -1,14 +1,13 @@
 """AgentConfig: one agent's sources, channels, sinks and sink groups, whatever format it came from.
 
-Both input formats (Flume properties files and FlumeAgent manifests) parse into this model, and
-the model renders back to a flume.conf deterministically, so the operator can hash what it deploys.
-`validate()` looks every component up in the registry and checks its keys, returning every problem
-at once instead of stopping at the first.
+Both input formats (Flume properties files and FlumeAgent manifests) parse into this model; it is
+plain data, and the modules above it work on it: `properties.flume_conf()` renders it back to a
+flume.conf deterministically (the operator hashes what it deploys with `properties.fingerprint()`),
+`validation.validate()` checks every component's keys and returns every problem at once.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 from kubeflume_agent.config.keys import Problem, resolve
@@ -80,23 +79,6 @@ class AgentConfig:
     # Problems found while parsing (keys that fit nowhere, a manifest field of the wrong shape);
     # validate() reports them along with everything else.
     notes: list[ConfigError] = field(default_factory=list)
-
-    def validate(self) -> list[ConfigError]:
-        from kubeflume_agent.config.validation import validate
-
-        return validate(self)
-
-    def errors(self) -> list[ConfigError]:
-        return [problem for problem in self.validate() if problem.is_error]
-
-    def to_properties(self) -> str:
-        from kubeflume_agent.config.properties import render
-
-        return render(self)
-
-    def fingerprint(self) -> str:
-        """A stable hash of the rendered config: equal configs give equal fingerprints."""
-        return hashlib.sha256(self.to_properties().encode()).hexdigest()[:16]
 
 
 def component_problems(component: str, problems: list[Problem], prefix: str = "") -> list[ConfigError]:

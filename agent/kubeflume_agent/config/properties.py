@@ -14,6 +14,7 @@ the agent. `\\uXXXX` escapes work in both.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -294,7 +295,7 @@ def _assign(target, prop: str, value: str) -> bool:
 # --- AgentConfig -> properties --------------------------------------------------------------------
 
 
-def render(config: AgentConfig) -> str:
+def flume_conf(config: AgentConfig) -> str:
     """A flume.conf for `config`: sections and keys in sorted order, interceptors in chain order."""
     lines: list[str] = [f"# Agent {config.name}, rendered by kubeflume"]
 
@@ -337,3 +338,8 @@ def render(config: AgentConfig) -> str:
         for key in sorted(group.processor):
             put(f"sinkgroups.{name}.processor.{key}", group.processor[key])
     return "\n".join(lines) + "\n"
+
+
+def fingerprint(config: AgentConfig) -> str:
+    """A stable hash of the rendered config: equal configs give equal fingerprints."""
+    return hashlib.sha256(flume_conf(config).encode()).hexdigest()[:16]

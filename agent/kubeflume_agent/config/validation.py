@@ -1,4 +1,4 @@
-"""AgentConfig.validate(): every problem of a config at once, each located and explained.
+"""validate(config): every problem of a config at once, each located and explained.
 
 Checks the structure (what Flume's FlumeConfiguration checks: listed channels, a channel for every
 source and sink, groups) and each component's keys against the `keys` its class declares.
@@ -39,6 +39,12 @@ def validate(config: AgentConfig) -> list[ConfigError]:
         problems += _check_sink(config, name, sink, capacities)
     problems += _check_groups(config)
     return problems
+
+
+
+def config_errors(config: AgentConfig) -> list[ConfigError]:
+    """The problems that stop an agent from running the config (warnings left out)."""
+    return [problem for problem in validate(config) if problem.is_error]
 
 
 def _check_component(kind: str, where: str, component: ComponentConfig, prefix: str = "",

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from kubeflume_agent.config.model import AgentConfig, ConfigError, resolve_component
+from kubeflume_agent.config.validation import config_errors
 from kubeflume_agent.core.channel import Channel
 from kubeflume_agent.core.counters import Counters
 from kubeflume_agent.core.registry import lookup
@@ -64,7 +65,7 @@ class Agent:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        errors = self.config.errors()
+        errors = config_errors(self.config)
         if errors:
             raise InvalidConfig(errors)
         if self._metrics_port is not None:
@@ -96,7 +97,7 @@ class Agent:
     async def reload(self, new: AgentConfig) -> None:
         """Switch to `new`, restarting only what changed. Raises InvalidConfig and changes nothing
         if `new` has errors."""
-        errors = new.errors()
+        errors = config_errors(new)
         if errors:
             raise InvalidConfig(errors)
         old = self.config

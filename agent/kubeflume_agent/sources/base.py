@@ -6,7 +6,7 @@ called by a runner (`process()`), which backs off while they return BACKOFF.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 from kubeflume_agent.config.keys import Key, Settings, boolean
 from kubeflume_agent.core.counters import SourceCounters
@@ -15,8 +15,13 @@ from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.log_limit import RateLimitedWarnings
 from kubeflume_agent.core.status import Status
 
-if TYPE_CHECKING:
-    from kubeflume_agent.runtime.channel_processor import ChannelProcessor
+
+class ChannelProcessor(Protocol):
+    """Where a source hands its batches (runtime.channel_processor.ChannelProcessor wires it up)."""
+
+    max_batch: int  # the most events one batch may hold
+
+    async def process_batch(self, events: Sequence[Event]) -> None: ...
 
 
 class Source:

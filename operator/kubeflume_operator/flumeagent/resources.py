@@ -25,6 +25,7 @@ from typing import Any
 import kopf
 
 from kubeflume_agent.config.model import AgentConfig, ConfigError, resolve_component
+from kubeflume_agent.config.properties import fingerprint, flume_conf
 from kubeflume_agent.core import registry
 from kubeflume_operator import GROUP
 
@@ -214,8 +215,8 @@ def render(agent: Mapping[str, Any], config: AgentConfig, *, image: str) -> Agen
     metadata_ = agent["metadata"]
     name, namespace = metadata_["name"], metadata_["namespace"]
     spec = agent.get("spec", {})
-    conf = config.to_properties()
-    config_hash = config.fingerprint()
+    conf = flume_conf(config)
+    config_hash = fingerprint(config)
     ports = listening_ports(config)
     user_mounts = list(spec.get("volumeMounts", []))
     state_paths = [path for path in storage_paths(config) if not _covered(path, user_mounts)]

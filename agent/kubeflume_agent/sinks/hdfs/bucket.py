@@ -18,15 +18,12 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import TYPE_CHECKING
 
 from kubeflume_agent.config.keys import Settings
+from kubeflume_agent.core.counters import SinkCounters
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.serializers import EventSerializer
 from kubeflume_agent.protocols.webhdfs import FileAlreadyExists, FileNotFound, WebHDFSClient, WebHDFSError
-
-if TYPE_CHECKING:
-    from kubeflume_agent.sinks.hdfs.sink import HdfsSink
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +119,24 @@ class HdfsFile:
 
 
 @dataclass(eq=False)
+class Files:
+    """What the buckets of one sink share: its client, file naming, roll limits and counters."""
+
+    layout: FileLayout
+    roll_count: int
+    roll_size: int
+    roll_interval: float
+    idle_timeout: float
+    counters: SinkCounters
+    new_serializer: Callable[[], EventSerializer]
+    client: WebHDFSClient | None = None  # set when the sink starts
+
+
+@dataclass(eq=False)
 class Bucket:
     """One directory + file prefix: writes its current file, rolls it, and undoes failed batches."""
 
-    sink: HdfsSink
+    files: Files
     directory: str
     prefix: str
     current: HdfsFile | None = None
@@ -137,16 +148,15 @@ class Bucket:
 
     @property
     def client(self) -> WebHDFSClient:
-        assert self.sink.client is not None, "sink not started"
-        return self.sink.client
+        assert self.files.client is not None, "sink not started"
+        return self.files.client
 
     async def write(self, events: Sequence[Event]) -> None:
         """Write `events` (this batch's share), rolling files at rollCount/rollSize."""
         self._undo = (self.current, self.current.checkpoint() if self.current else None, self.counter)
         self._rolled = []
         await self._clean_up_failed_batch()
-        settings = self.sink.settings
-        roll_count, roll_size = settings["hdfs.rollCount"], settings["hdfs.rollSize"]
+        roll_count, roll_size = self.files.roll_count, self.files.roll_size
         start = 0
         while start < len(events):
             file = self.current or self._new_file()
@@ -174,7 +184,7 @@ class Bucket:
 
     async def _send(self, file: HdfsFile, chunk: Sequence[Event]) -> None:
         data = file.serializer.encode(chunk) if file.exists else file.serializer.begin() + file.serializer.encode(chunk)
-        codec = self.sink.layout.codec
+        codec = self.files.layout.codec
         if codec is not None:  # off the event loop: zlib and bz2 release the GIL, other pipelines go on
             data = await asyncio.to_thread(codec.compress, data)
         if file.exists:
@@ -196,19 +206,19 @@ class Bucket:
                 file.in_use_path, file.final_path = self._paths()
                 continue
             file.exists = True
-            self.sink.counters.connections_created += 1
+            self.files.counters.connections_created += 1
             return
         raise WebHDFSError(0, "NoFreeFileName", "", f"{NAME_ATTEMPTS} file names in a row already exist "
                                                     f"in {self.directory}; give each writer its own filePrefix")
 
     def _paths(self) -> tuple[str, str]:
-        in_use, final = self.sink.layout.names(self.prefix, self.counter)
+        in_use, final = self.files.layout.names(self.prefix, self.counter)
         base = self.directory.rstrip("/") + "/"
         return base + in_use, base + final
 
     def _new_file(self) -> HdfsFile:
         self.counter += 1
-        self.current = HdfsFile(self, *self._paths(), self.sink.new_serializer(), time.monotonic())
+        self.current = HdfsFile(self, *self._paths(), self.files.new_serializer(), time.monotonic())
         return self.current
 
     def abort(self) -> None:
@@ -273,7 +283,7 @@ class Bucket:
         if not file.ended:
             tail = file.serializer.end()
             if tail:
-                codec = self.sink.layout.codec
+                codec = self.files.layout.codec
                 await self.client.append(file.in_use_path, codec.compress(tail) if codec else tail)
             file.ended = True
         if file.in_use_path != file.final_path:
@@ -294,11 +304,10 @@ class Bucket:
         return file
 
     def expired(self, now: float) -> bool:
-        settings = self.sink.settings
         file = self.current
         if file is None:
             return False
-        roll_interval, idle_timeout = settings["hdfs.rollInterval"], settings["hdfs.idleTimeout"]
+        roll_interval, idle_timeout = self.files.roll_interval, self.files.idle_timeout
         return bool((roll_interval and now - file.opened_at >= roll_interval)
                     or (idle_timeout and now - self.last_write >= idle_timeout))
 
@@ -309,7 +318,7 @@ class Bucket:
         """Rename in-use files a crash or a given-up close left behind in this bucket.
 
         One whose final name is taken stays as it is, so it cannot block the bucket's new data."""
-        layout = self.sink.layout
+        layout = self.files.layout
         if not (layout.in_use_prefix or layout.in_use_suffix):
             return
         try:

@@ -47,7 +47,7 @@ from kubeflume_agent.protocols.serializers import (
 )
 from kubeflume_agent.protocols.webhdfs import WebHDFSClient
 from kubeflume_agent.sinks.base import Sink
-from kubeflume_agent.sinks.hdfs.bucket import CODECS, Bucket, FileLayout, HdfsFile, codec_name, codec_problem
+from kubeflume_agent.sinks.hdfs.bucket import CODECS, Bucket, FileLayout, Files, HdfsFile, codec_name, codec_problem
 from kubeflume_agent.sinks.hdfs.path import ROUND_UNITS, PathTemplate, parse_time_zone
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,15 @@ class HdfsSink(Sink):
 
     def __init__(self, name: str, settings: Settings, channel: Channel) -> None:
         super().__init__(name, settings, channel)
-        self.layout = FileLayout.from_settings(settings)
+        self.files = Files(
+            layout=FileLayout.from_settings(settings),
+            roll_count=settings["hdfs.rollCount"],
+            roll_size=settings["hdfs.rollSize"],
+            roll_interval=settings["hdfs.rollInterval"],
+            idle_timeout=settings["hdfs.idleTimeout"],
+            counters=self.counters,
+            new_serializer=self.new_serializer,
+        )
         directory, self.namenodes = split_hdfs_path(settings["hdfs.path"], settings["hdfs.namenodes"])
         template_options = {
             "time_zone": parse_time_zone(settings["hdfs.timeZone"]),
@@ -124,7 +132,6 @@ class HdfsSink(Sink):
         self.directory = PathTemplate(directory, **template_options)
         self.prefix = PathTemplate(settings["hdfs.filePrefix"], **template_options)
         self.call_timeout = settings["hdfs.callTimeout"] / 1000
-        self.client: WebHDFSClient | None = None
         self.buckets: OrderedDict[tuple[str, str], Bucket] = OrderedDict()
         self.closing: list[PendingClose] = []
         self._lock = asyncio.Lock()
@@ -168,7 +175,7 @@ class HdfsSink(Sink):
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.client = WebHDFSClient(
+        self.files.client = WebHDFSClient(
             self.namenodes,
             user=self.settings["hdfs.user"] or process_user(),
             delegation_token=self.settings["hdfs.delegationToken"],
@@ -203,8 +210,8 @@ class HdfsSink(Sink):
             for pending in self.closing:
                 await self._try_close(pending, final_attempt=True)
             self.closing.clear()
-        if self.client is not None:
-            await self.client.close()
+        if self.files.client is not None:
+            await self.files.client.close()
         await super().stop()
 
     # --- writing ----------------------------------------------------------------------------
@@ -243,7 +250,7 @@ class HdfsSink(Sink):
     async def _bucket(self, key: tuple[str, str]) -> Bucket:
         bucket = self.buckets.get(key)
         if bucket is None:
-            bucket = Bucket(self, *key)
+            bucket = Bucket(self.files, *key)
             await bucket.recover_leftovers()
             self.buckets[key] = bucket
         self.buckets.move_to_end(key)
