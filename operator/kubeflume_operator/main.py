@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import kopf
 
@@ -16,6 +18,9 @@ from kubeflume_operator import GROUP
 from kubeflume_operator.context import OperatorContext, Settings
 from kubeflume_operator.flumeagent import handlers as flumeagent_handlers
 from kubeflume_operator.shelljob import handlers as shelljob_handlers
+from kubeflume_operator.webhook import admission
+from kubeflume_operator.webhook.local import LocalWebhook
+from kubeflume_operator.webhook.serving import ClusterWebhook, Listen, mounted_certificate_server
 
 
 def operator_settings() -> kopf.OperatorSettings:
@@ -41,13 +46,46 @@ def operator_settings() -> kopf.OperatorSettings:
     return settings
 
 
-def operator_registry(context: OperatorContext) -> kopf.OperatorRegistry:
-    """Every handler of the operator, bound to `context`; kopf logs in as the official client does."""
+def operator_registry(context: OperatorContext, *, webhook: bool = False) -> kopf.OperatorRegistry:
+    """Every handler of the operator, bound to `context`; kopf logs in as the official client does.
+
+    The admission handlers only with a webhook server (kopf refuses to start without one).
+    """
     registry = kopf.OperatorRegistry()
     kopf.on.login(registry=registry)(kopf.login_via_client)
     flumeagent_handlers.register(registry, context=context)
     shelljob_handlers.register(registry, context=context)
+    if webhook:
+        admission.register(registry)
     return registry
+
+
+def webhook_server(args: argparse.Namespace, context: OperatorContext) -> object | None:
+    """The admission server the flags ask for (see webhook/serving.py), or None."""
+    if args.webhook_listen is None:
+        return None
+    listen = args.webhook_listen
+    if args.webhook_cert_dir is not None:
+        return mounted_certificate_server(listen, args.webhook_cert_dir)
+    if args.webhook_service is not None:
+        namespace, _, service = args.webhook_service.partition("/")
+        return ClusterWebhook(
+            listen, configuration=args.webhook_configuration, secret_namespace=namespace,
+            secret_name=args.webhook_secret or f"{service}-tls",
+            hostnames=[f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"],
+            core=context.core, admission=context.admission,
+        )
+    return LocalWebhook(
+        listen, name=args.webhook_configuration or local_configuration_name(args.namespaces),
+        namespaces=[] if args.all_namespaces else args.namespaces, failure_policy=args.webhook_failure_policy,
+        timeout_seconds=args.webhook_timeout, admission=context.admission,
+    )
+
+
+def local_configuration_name(namespaces: Sequence[str] | None) -> str:
+    """One configuration per set of served namespaces, so two local operators do not overwrite each other."""
+    served = "-".join(re.sub(r"[^a-z0-9-]", "x", ns) for ns in namespaces) if namespaces else "all"
+    return f"kubeflume-local-{served}"[:200] + f".{GROUP}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +111,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--priority", type=int, default=0,
         help="peering priority; the replica with the highest priority is active (needs --peering)",
     )
+    webhook = parser.add_argument_group("admission webhook")
+    webhook.add_argument(
+        "--webhook-listen", metavar="HOST:PORT", type=Listen.parse,
+        help="serve the validating admission webhook here (HTTPS); without --webhook-service, a self-signed "
+             "certificate and a ValidatingWebhookConfiguration pointing at this address, removed on exit",
+    )
+    webhook.add_argument(
+        "--webhook-service", metavar="NAMESPACE/NAME",
+        help="in a cluster: the Service in front of the webhook; its CA and certificate are kept in a Secret "
+             "of that namespace and the CA is injected into --webhook-configuration",
+    )
+    webhook.add_argument("--webhook-configuration", metavar="NAME",
+                         help="the ValidatingWebhookConfiguration (default for local runs: kubeflume-local-<ns>...)")
+    webhook.add_argument("--webhook-secret", metavar="NAME", help="the certificates' Secret (default <service>-tls)")
+    webhook.add_argument("--webhook-cert-dir", type=Path, metavar="DIR",
+                         help="serve tls.crt/tls.key from DIR (cert-manager's Secret; its CA injector fills caBundle)")
+    webhook.add_argument("--webhook-failure-policy", choices=admission.FAILURE_POLICIES, default="Fail",
+                         help="local runs: what the API server does when the webhook does not answer (default Fail)")
+    webhook.add_argument("--webhook-timeout", type=int, default=10, metavar="SECONDS",
+                         help="local runs: how long the API server waits for an answer (1-30, default 10)")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
@@ -88,14 +146,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.priority and not args.peering:
         parser.error("--priority needs --peering")
+    if args.webhook_listen is None and (args.webhook_service or args.webhook_cert_dir):
+        parser.error("--webhook-service and --webhook-cert-dir need --webhook-listen")
+    if args.webhook_service and not (args.webhook_configuration and "/" in args.webhook_service):
+        parser.error("--webhook-service NAMESPACE/NAME needs --webhook-configuration (the chart's)")
     # log_prefix=None: kopf puts [namespace/name] before every per-object line (except in JSON,
     # where the object is a field of its own).
     kopf.configure(verbose=args.verbose, quiet=args.quiet, log_format=kopf.LogFormat[args.log_format.upper()],
                    log_prefix=None)
     context = OperatorContext.connect(Settings.from_environ())
+    settings = operator_settings()
+    settings.admission.server = webhook_server(args, context)
     kopf.run(
-        registry=operator_registry(context),
-        settings=operator_settings(),
+        registry=operator_registry(context, webhook=settings.admission.server is not None),
+        settings=settings,
         standalone=args.peering is None,
         peering_name=args.peering,
         priority=args.priority,

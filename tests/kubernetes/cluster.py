@@ -470,8 +470,11 @@ class ChartOperator:
         return cls(list(container.get("args", ())), env, pod["serviceAccountName"])
 
     def local_args(self, liveness_url: str) -> list[str]:
-        """The chart's args with the liveness endpoint moved to `liveness_url` (a free local port)."""
-        return [f"--liveness={liveness_url}" if arg.startswith("--liveness") else arg for arg in self.args]
+        """The chart's args with the liveness endpoint moved to `liveness_url` and the webhook to a free
+        local port (the pod's fixed ports would collide between tests)."""
+        moved = {"--liveness": f"--liveness={liveness_url}",
+                 "--webhook-listen": f"--webhook-listen=127.0.0.1:{free_port()}"}
+        return [moved.get(arg.split("=", 1)[0], arg) for arg in self.args]
 
 
 def start_chart_operator(cluster: Cluster, deployment: Mapping[str, Any], log_dir: Path, *,

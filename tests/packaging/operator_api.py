@@ -92,11 +92,32 @@ def has_status_subresource(group: str, plural: str) -> bool:
     return (group, plural) in crd_status_subresources()
 
 
+# Calls made only by `--webhook-listen` without a Service: a developer's own kubeconfig, never the chart's account.
+LOCAL_ONLY_MODULES = frozenset({"kubeflume_operator.webhook.local"})
+# Calls made only when the operator keeps the webhook's certificate itself (the chart's default):
+# its Secret in the operator's own namespace and the caBundle of the chart's configuration.
+WEBHOOK_CERTIFICATE_MODULES = frozenset({"kubeflume_operator.webhook.serving"})
+CLUSTER_SCOPED = frozenset({("admissionregistration.k8s.io", "validatingwebhookconfigurations")})
+
+
 @functools.cache
-def client_rules() -> frozenset[Rule]:
-    """RBAC rules for every typed-client method the operator's source calls."""
+def webhook_certificate_rules() -> tuple[frozenset[Rule], frozenset[Rule]]:
+    """(cluster-scoped rules, rules in the operator's own namespace) for keeping the webhook's certificate."""
+    rules = client_rules(WEBHOOK_CERTIFICATE_MODULES)
+    cluster = frozenset(rule for rule in rules if rule[:2] in CLUSTER_SCOPED)
+    return cluster, rules - cluster
+
+
+@functools.cache
+def client_rules(modules: frozenset[str] | None = None) -> frozenset[Rule]:
+    """RBAC rules for every typed-client method the operator's source calls (in `modules`; default: the
+    modules every deployment of the operator runs)."""
     rules = set()
     for module, api, method, arguments in client_calls():
+        if modules is None and module in LOCAL_ONLY_MODULES | WEBHOOK_CERTIFICATE_MODULES:
+            continue
+        if modules is not None and module not in modules:
+            continue
         function = getattr(getattr(kubernetes.client, api), method)
         if api == "CustomObjectsApi":
             rules.add(custom_object_rule(module, function, arguments))

@@ -17,17 +17,20 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 import pytest
 import yaml
-from operator_api import operator_cli_flags, required_rules
+from operator_api import operator_cli_flags, required_rules, webhook_certificate_rules
 from repo_paths import CHART, CHART_CRDS, REPO
 
 HelmRun = Callable[..., dict[str, Any]]
 
 KUBERNETES_VERSIONS = ("1.25.0", kubernetes_validate.latest_version())
 # Kinds from other projects' CRDs, which kubernetes-validate has no schema for.
-FOREIGN_KINDS = {("monitoring.coreos.com/v1", "PodMonitor"), ("monitoring.coreos.com/v1", "ServiceMonitor")}
+FOREIGN_KINDS = {("monitoring.coreos.com/v1", "PodMonitor"), ("monitoring.coreos.com/v1", "ServiceMonitor"),
+                 ("cert-manager.io/v1", "Issuer"), ("cert-manager.io/v1", "Certificate")}
 RENDERED: dict[str, list[dict[str, Any]]] = {}  # values as JSON -> objects; Helm runs once per values
 SCENARIOS = {
     "defaults": {},
+    "webhook-off": {"webhook": {"enabled": False}},
+    "webhook-cert-manager": {"webhook": {"certManager": {"enabled": True}}, "watchNamespaces": ["team-a"]},
     "namespaced-with-peering": {"watchNamespaces": ["team-a", "team-b"], "peering": {"enabled": True}},
     "cluster-wide-with-peering": {"peering": {"enabled": True}},
     "pod-monitor": {"podMonitor": {"enabled": True, "labels": {"release": "prom"}}},
@@ -224,8 +227,9 @@ def test_namespaces_to_watch_become_flags_and_roles(helm: HelmRun) -> None:
     args = only_container(only(objects, "Deployment"))["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args
     assert "--all-namespaces" not in args
-    assert sorted(o["metadata"]["namespace"] for o in objects if o["kind"] == "Role") == ["team-a", "team-b"]
-    assert sorted(o["metadata"]["namespace"] for o in objects if o["kind"] == "RoleBinding") == ["team-a", "team-b"]
+    for kind in ("Role", "RoleBinding"):
+        watched = [o for o in objects if o["kind"] == kind and not o["metadata"]["name"].endswith("-webhook")]
+        assert sorted(o["metadata"]["namespace"] for o in watched) == ["team-a", "team-b"]
     assert "--all-namespaces" in only_container(only(render(helm), "Deployment"))["args"]
 
 
@@ -235,14 +239,24 @@ def test_rbac_grants_exactly_what_the_operator_uses(helm: HelmRun, scenario: str
     objects = render(helm, values)
     cluster_wide = not values.get("watchNamespaces")
     peering = values.get("peering", {}).get("enabled", False)
+    webhook = values.get("webhook", {})
+    own_certificate = webhook.get("enabled", True) and not webhook.get("certManager", {}).get("enabled", False)
+    certificate_cluster, certificate_own = webhook_certificate_rules() if own_certificate else (set(), set())
     granted_cluster = grants(only(objects, "ClusterRole"))
     want_cluster, want_namespaced = required_rules(cluster_wide=cluster_wide, peering=peering)
+    roles = [o for o in objects if o["kind"] == "Role"]
+    certificate_roles = [role for role in roles if role["metadata"]["name"].endswith("-webhook")]
+    assert len(certificate_roles) == (1 if own_certificate else 0)
+    for role in certificate_roles:
+        assert role["metadata"]["namespace"] == only(objects, "Deployment")["metadata"]["namespace"]
+        assert_same_rules(grants(role), set(certificate_own), "the webhook certificate's Role")
+    roles = [role for role in roles if role not in certificate_roles]
     if cluster_wide:
-        assert_same_rules(granted_cluster, want_cluster | want_namespaced, "ClusterRole")
-        assert not [o for o in objects if o["kind"] == "Role"]
+        assert_same_rules(granted_cluster, want_cluster | want_namespaced | certificate_cluster, "ClusterRole")
+        assert not roles
     else:
-        assert_same_rules(granted_cluster, want_cluster, "ClusterRole")
-        for role in (o for o in objects if o["kind"] == "Role"):
+        assert_same_rules(granted_cluster, want_cluster | certificate_cluster, "ClusterRole")
+        for role in roles:
             assert_same_rules(grants(role), want_namespaced, f"Role in {role['metadata']['namespace']}")
 
 
@@ -288,3 +302,47 @@ def grants(role: dict[str, Any]) -> set[tuple[str, str, str]]:
                     assert "*" not in (group, resource, verb), f"wildcard in {rule}"
                     flat.add((group, resource, verb))
     return flat
+
+
+def test_the_webhook_configuration_is_the_one_the_operator_would_make_and_the_values_reach_it(helm: HelmRun) -> None:
+    """The chart's configuration routes each kind to the handler the operator registers, on its Service."""
+    from kubeflume_operator.webhook.admission import webhooks
+
+    values = {"watchNamespaces": ["team-a"], "webhook": {"failurePolicy": "Ignore", "timeoutSeconds": 5}}
+    objects = render(helm, values)
+    service = only(objects, "Service")
+    namespace = service["metadata"]["namespace"]
+    client_config = {"service": {"name": service["metadata"]["name"], "namespace": namespace, "port": 443}}
+    configuration = only(objects, "ValidatingWebhookConfiguration")
+    assert configuration["webhooks"] == webhooks(client_config, failure_policy="Ignore", timeout_seconds=5,
+                                                 namespaces=["team-a"])
+    container = only_container(only(objects, "Deployment"))
+    assert {"name": "webhook", "containerPort": 9443, "protocol": "TCP"} in container["ports"]
+    assert service["spec"]["ports"][0]["targetPort"] == "webhook"
+    assert f"--webhook-service={namespace}/{service['metadata']['name']}" in container["args"]
+    assert f"--webhook-configuration={configuration['metadata']['name']}" in container["args"]
+    selector = {"matchLabels": {"team": "logs"}}
+    chosen = only(render(helm, {"webhook": {"namespaceSelector": selector}}), "ValidatingWebhookConfiguration")
+    assert all(webhook["namespaceSelector"] == selector for webhook in chosen["webhooks"])
+
+
+def test_with_cert_manager_the_operator_serves_its_certificate_and_the_injector_fills_the_ca(helm: HelmRun) -> None:
+    objects = render(helm, {"webhook": {"certManager": {"enabled": True}}})
+    configuration = only(objects, "ValidatingWebhookConfiguration")
+    certificate = only(objects, "Certificate")
+    service = only(objects, "Service")
+    namespace = service["metadata"]["namespace"]
+    assert configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == \
+        f"{namespace}/{certificate['metadata']['name']}"
+    assert certificate["spec"]["dnsNames"][0] == f"{service['metadata']['name']}.{namespace}.svc"
+    assert certificate["spec"]["issuerRef"]["name"] == only(objects, "Issuer")["metadata"]["name"]
+    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    container = only_container(only(objects, "Deployment"))
+    assert "--webhook-cert-dir=/etc/kubeflume/webhook" in container["args"]
+    assert not [arg for arg in container["args"] if arg.startswith("--webhook-service")]
+    mounted = next(v for v in pod["volumes"] if v["name"] == "webhook-certificate")
+    assert mounted["secret"]["secretName"] == certificate["spec"]["secretName"]
+    issuer = {"name": "corp-ca", "kind": "ClusterIssuer"}
+    objects = render(helm, {"webhook": {"certManager": {"enabled": True, "issuerRef": issuer}}})
+    assert only(objects, "Certificate")["spec"]["issuerRef"] == issuer
+    assert not [o for o in objects if o["kind"] == "Issuer"]

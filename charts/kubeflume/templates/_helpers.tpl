@@ -35,3 +35,22 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "kubeflume.agentImage" -}}
 {{- printf "%s:%s" .Values.agentImage.repository (default .Chart.AppVersion .Values.agentImage.tag) -}}
 {{- end -}}
+
+{{/* The admission webhook's objects: its Service, configuration (cluster-scoped: named after the
+     release and its namespace) and the Secret holding its certificate. */}}
+{{- define "kubeflume.webhookService" -}}
+{{- printf "%s-webhook" (include "kubeflume.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "kubeflume.webhookConfiguration" -}}
+{{- printf "%s-%s" (include "kubeflume.fullname" .) .Release.Namespace | trunc 200 | trimSuffix "-" -}}.kubeflume.io
+{{- end -}}
+
+{{- define "kubeflume.webhookSecret" -}}
+{{- printf "%s-tls" (include "kubeflume.webhookService" .) -}}
+{{- end -}}
+
+{{/* The operator makes and keeps its own certificate unless cert-manager does. */}}
+{{- define "kubeflume.webhookOwnCertificate" -}}
+{{- if and .Values.webhook.enabled (not .Values.webhook.certManager.enabled) -}}true{{- end -}}
+{{- end -}}

@@ -43,6 +43,9 @@ DEPLOYMENT = "Deployment"
 STATEFULSET = "StatefulSet"
 DAEMONSET = "DaemonSet"
 WORKLOAD_KINDS = (DEPLOYMENT, STATEFULSET, DAEMONSET)
+STORAGE_SIZING_ONLY_FOR_CLAIMS = ("storage.size and storage.storageClassName size the claims of a StatefulSet; "
+                                  "a Deployment keeps state in an emptyDir and a DaemonSet on the node")
+DRAIN_ONLY_FOR_CLAIMS = "drain empties the claims of a scaled-down StatefulSet; other workloads have none"
 
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -149,14 +152,28 @@ def spec_problems(spec: Mapping[str, Any], config: AgentConfig) -> list[ConfigEr
                 f"sources.{listening.source}", "port",
                 f"port {port} is the agent's metrics port (spec.metrics.port); choose another",
             ))
-    if spec.get("workload") == DAEMONSET and "replicas" in spec:
-        problems.append(ConfigError("agent", "replicas", "a DaemonSet runs one pod per node; remove replicas"))
+    problems += workload_problems(spec)
     stop = shutdown(spec, config)
     if stop.grace_seconds < stop.prestop_seconds + stop.drain_seconds:
         problems.append(ConfigError(
             "agent", "shutdown.terminationGracePeriodSeconds",
             f"{stop.grace_seconds} s is shorter than the preStop ({stop.prestop_seconds} s) and the drain "
             f"({stop.drain_seconds} s): the pod would be killed while its memory channels still hold events"))
+    return problems
+
+
+def workload_problems(spec: Mapping[str, Any]) -> list[ConfigError]:
+    """Fields that only one workload kind uses (the CRD's CEL rules say the same, for when we are down)."""
+    problems = []
+    asked = spec.get("workload")
+    if asked == DAEMONSET and "replicas" in spec:
+        problems.append(ConfigError("agent", "replicas", "a DaemonSet runs one pod per node; remove replicas"))
+    if asked in (DEPLOYMENT, DAEMONSET):
+        storage = spec.get("storage") or {}
+        if isinstance(storage, Mapping) and ("size" in storage or "storageClassName" in storage):
+            problems.append(ConfigError("agent", "storage", STORAGE_SIZING_ONLY_FOR_CLAIMS))
+        if "drain" in spec:
+            problems.append(ConfigError("agent", "drain", DRAIN_ONLY_FOR_CLAIMS))
     return problems
 
 

@@ -1,0 +1,1 @@
+"""The validating admission webhook: FlumeAgents and ShellJobs with problems are refused at `kubectl apply`."""
