@@ -98,6 +98,7 @@ class SinkRunner(Runner):
         self.processor = processor
         self.channels = channels
         self.name = "sink " + ",".join(sink.name for sink in processor.sinks)
+        self._whole_batch = min(sink.batch_size for sink in processor.sinks)
 
     async def _step(self) -> Status:
         return await self.processor.process()
@@ -106,8 +107,7 @@ class SinkRunner(Runner):
         """A whole batch waiting: take it at once. Sources put a read's worth of events each turn;
         if the sink took only one batch per turn, a fast sender would fill the channel (memory)
         instead of its own socket buffers."""
-        batch = min(sink.batch_size for sink in self.processor.sinks)
-        return any(channel.size >= batch for channel in self.channels)
+        return any(channel.size >= self._whole_batch for channel in self.channels)
 
     async def _idle(self) -> None:
         """An empty channel: sleep until events arrive (or the backoff ends); otherwise back off."""
