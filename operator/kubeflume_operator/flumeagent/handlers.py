@@ -157,7 +157,8 @@ async def refresh_status(
     if kind == resources.STATEFULSET and conditions.is_true(status.get("conditions"), agent_status.CONFIG_VALID):
         entries = await asyncio.to_thread(run_drains, body, context=context)
         if entries is not None:
-            patch.status["drains"] = entries
+            if entries != (status.get("drains") or []):
+                patch.status["drains"] = entries
             patch.fns.append(functools.partial(record_drains, entries=entries))
 
 
@@ -165,6 +166,8 @@ def run_drains(body: kopf.Body, *, context: OperatorContext) -> list[dict[str, A
     """The drains of a StatefulSet agent's removed claims (see drain.py), as status entries."""
     config = parse_manifest(body)
     rendered = resources.render(body, config, image=context.settings.agent_image)
+    if not drain.has_claims(rendered):
+        return None
     return drain_pass(body, context=context).run(config, rendered)
 
 
