@@ -33,6 +33,7 @@ from aiohttp import web
 from kubeflume_agent.config.keys import InvalidValue, Key, Settings, boolean, comma_list, port_number, positive_integer
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols import tls
+from kubeflume_agent.protocols.java_charsets import decode_java, java_encoder
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.http_server import HttpServer
 from kubeflume_agent.sources.tcp_server import (
@@ -60,8 +61,7 @@ class TooManyEvents(Exception):
 class JsonHandler:
     """Flume's JSONHandler."""
 
-    # Java's encoders: UTF-16 writes a big-endian BOM, UTF-32 is big-endian without one.
-    _ENCODERS = {"utf-8": ("utf-8", b""), "utf-16": ("utf-16-be", b"\xfe\xff"), "utf-32": ("utf-32-be", b"")}
+    CHARSETS = ("utf-8", "utf-16", "utf-32")
 
     def __init__(self, settings: dict[str, str], max_events: int = DEFAULT_MAX_BATCH_EVENTS) -> None:
         self.settings = settings
@@ -69,7 +69,7 @@ class JsonHandler:
 
     async def get_events(self, request: web.Request) -> list[Event]:
         charset = (request.charset or "utf-8").lower().replace("_", "-")
-        if charset not in self._ENCODERS:
+        if charset not in self.CHARSETS:
             raise UnicodeError(f"unsupported charset {charset}: use UTF-8, UTF-16 or UTF-32")
         raw = await request.read()
         if not raw.strip():
@@ -81,7 +81,7 @@ class JsonHandler:
             raise BadRequest("expected a JSON array of events")
         if len(document) > self.max_events:
             raise TooManyEvents(f"{len(document)} events, more than max-batch-events = {self.max_events}")
-        codec, bom = self._ENCODERS[charset]
+        codec, bom = java_encoder(charset)  # Java's: UTF-16 with a big-endian BOM
         return _json_events(document, codec, bom)
 
     def _parse(self, raw: bytes, charset: str) -> Any:
@@ -108,13 +108,8 @@ class JsonHandler:
 
 
 def _decode_java(raw: bytes, charset: str) -> str:
-    """Decode as Java does: UTF-16/32 without a byte order mark are big-endian."""
-    if charset == "utf-16" and raw[:2] not in (b"\xfe\xff", b"\xff\xfe"):
-        charset = "utf-16-be"
-    elif charset == "utf-32" and raw[:4] not in (b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00"):
-        charset = "utf-32-be"
     try:
-        return raw.decode(charset)
+        return decode_java(raw, charset)
     except UnicodeDecodeError as error:
         raise BadRequest(f"request body is not {charset}: {error}") from error
 
