@@ -107,12 +107,17 @@ class AvroSource(ListeningSource):
 
     async def _answer(self, call: Call) -> bytes:
         single = call.message.name == "append"
-        if call.events is not None:
-            events = call.events
-        else:
-            events = [_event(call.params["event"])] if single else [_event(e) for e in call.params["events"]]
-        outcome = await deliver_call(self, events, single=single, max_events=self.max_batch_events)
+        outcome = await deliver_call(self, avro_events(call), single=single, max_events=self.max_batch_events)
         return self.responder.response(call, "OK" if outcome == Outcome.STORED else "FAILED")
+
+
+def avro_events(call: Call) -> list[Event]:
+    """The events of an `append` or `appendBatch` call of AvroSourceProtocol."""
+    if call.events is not None:
+        return call.events
+    if call.message.name == "append":
+        return [_event(call.params["event"])]
+    return [_event(e) for e in call.params["events"]]
 
 
 def _compiled_batch_reader() -> Callable[[bytes], list[Event] | None] | None:

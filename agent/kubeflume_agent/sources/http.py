@@ -54,6 +54,10 @@ class BadRequest(Exception):
     """A handler's verdict that the request is malformed: answered 400 (HTTPBadRequestException)."""
 
 
+class UnusableRequest(Exception):
+    """The handler can make no events of this request: answered 500, where Flume's handlers throw."""
+
+
 class TooManyEvents(Exception):
     """The request holds more events than `max-batch-events`: answered 413."""
 
@@ -70,13 +74,13 @@ class JsonHandler:
     async def get_events(self, request: web.Request) -> list[Event]:
         charset = (request.charset or "utf-8").lower().replace("_", "-")
         if charset not in self.CHARSETS:
-            raise UnicodeError(f"unsupported charset {charset}: use UTF-8, UTF-16 or UTF-32")
+            raise UnusableRequest(f"unsupported charset {charset}: use UTF-8, UTF-16 or UTF-32")
         raw = await request.read()
         if not raw.strip():
-            raise ValueError("empty request body")
+            raise UnusableRequest("empty request body")
         document = self._parse(raw, charset)
         if document is None:
-            raise ValueError("request body is null")
+            raise UnusableRequest("request body is null")
         if not isinstance(document, list):
             raise BadRequest("expected a JSON array of events")
         if len(document) > self.max_events:
@@ -170,7 +174,7 @@ class BlobHandler:
         headers = {name: request.query.getone(name) for name in request.query}
         missing = [name for name in self.mandatory if name not in headers]
         if missing:
-            raise ValueError(f"missing mandatory parameters: {', '.join(missing)}")
+            raise UnusableRequest(f"missing mandatory parameters: {', '.join(missing)}")
         body = await request.read()  # bounded by max-request-bytes
         return [Event(body[:self.max_length], headers)]  # longer bodies are cut, as in Flume
 

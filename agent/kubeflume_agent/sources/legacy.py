@@ -21,7 +21,14 @@ from aiohttp import web
 
 from kubeflume_agent.config.keys import Key, Settings, port_number, positive_integer
 from kubeflume_agent.core.event import Event
-from kubeflume_agent.protocols.avro_rpc import AvroProtocol, Responder, Session, http_buffers, parse_http_buffers
+from kubeflume_agent.protocols.avro_rpc import (
+    AvroProtocol,
+    Call,
+    Responder,
+    Session,
+    http_buffers,
+    parse_http_buffers,
+)
 from kubeflume_agent.protocols.framing import FrameError, decode_budget
 from kubeflume_agent.protocols.thrift_rpc import FLUME_OG, INCOMPLETE, PROTOCOLS, read_call, text, write_reply
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
@@ -60,6 +67,33 @@ def og_event(body: bytes, host: str | None, timestamp: int, priority: str, nanos
     return Event(body or b"", headers)
 
 
+def og_avro_event(call: Call) -> Event:
+    """The event of an OG avro `append` call."""
+    evt = call.params["evt"]
+    return og_event(evt["body"], evt["host"], evt["timestamp"], evt["priority"], evt["nanos"], evt["fields"])
+
+
+def decode_og_stream(buffer: bytes, factory) -> tuple[list[Event], list[bytes], bytes]:
+    """Every complete OG Thrift message in `buffer`: (events, replies to two-way calls, the rest)."""
+    events, replies = [], []
+    service = FLUME_OG.ThriftFlumeEventServer
+    while buffer:
+        try:
+            call, used = read_call(buffer, factory, service, MAX_READS_PER_CALL)
+        except INCOMPLETE:
+            break
+        buffer = buffer[used:]
+        if call.name == "append" and call.args is not None and call.args.evt is not None:
+            evt = call.args.evt
+            events.append(og_event(evt.body, evt.host, evt.timestamp or 0,
+                                   _PRIORITY_NAMES.get(evt.priority, "INFO"), evt.nanos or 0, evt.fields))
+        elif call.name == "close" and call.args is not None:
+            replies.append(write_reply(factory, service, call, None))
+        else:
+            raise FrameError(f"unexpected call {call.name!r}")
+    return events, replies, buffer
+
+
 class AvroLegacySource(ListeningSource):
     address_key = "host"
     keys: ClassVar = (*_KEYS, *CONNECTION_KEYS)
@@ -83,9 +117,7 @@ class AvroLegacySource(ListeningSource):
         if call.reply is not None:
             reply = call.reply
         else:
-            evt = call.params["evt"]
-            event = og_event(evt["body"], evt["host"], evt["timestamp"], evt["priority"], evt["nanos"], evt["fields"])
-            outcome = await deliver_call(self, [event], single=True)
+            outcome = await deliver_call(self, [og_avro_event(call)], single=True)
             reply = (self.responder.response(call, None) if outcome == Outcome.STORED
                      else self.responder.error(call, "event not stored: channel refused it"))
         return web.Response(body=http_buffers(reply), content_type="avro/binary")
@@ -108,7 +140,7 @@ class ThriftLegacySource(ListeningSource):
             if not data:
                 return
             buffer += data
-            events, replies, buffer = self._decode(buffer)
+            events, replies, buffer = decode_og_stream(buffer, self.factory)
             connection.busy = bool(events or replies)
             if len(buffer) > limit:
                 raise FrameError(f"a message longer than {limit} bytes")
@@ -117,23 +149,3 @@ class ThriftLegacySource(ListeningSource):
             if replies:
                 await connection.send(b"".join(replies))
             connection.busy = False
-
-    def _decode(self, buffer: bytes) -> tuple[list[Event], list[bytes], bytes]:
-        """Every complete message in `buffer`: (events, replies to two-way calls, the rest)."""
-        events, replies = [], []
-        service = FLUME_OG.ThriftFlumeEventServer
-        while buffer:
-            try:
-                call, used = read_call(buffer, self.factory, service, MAX_READS_PER_CALL)
-            except INCOMPLETE:
-                break
-            buffer = buffer[used:]
-            if call.name == "append" and call.args is not None and call.args.evt is not None:
-                evt = call.args.evt
-                events.append(og_event(evt.body, evt.host, evt.timestamp or 0,
-                                       _PRIORITY_NAMES.get(evt.priority, "INFO"), evt.nanos or 0, evt.fields))
-            elif call.name == "close" and call.args is not None:
-                replies.append(write_reply(self.factory, service, call, None))
-            else:
-                raise FrameError(f"unexpected call {call.name!r}")
-        return events, replies, buffer

@@ -34,6 +34,15 @@ def _bytes(value: str | bytes | None) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
 
 
+def scribe_events(call: ThriftCall) -> list[Event]:
+    """One event per LogEntry of a `Log` call: body = message, header `category`."""
+    events = []
+    for entry in call.args.messages or []:
+        headers = {} if entry.category is None else {"category": text(entry.category)}
+        events.append(Event(_bytes(entry.message), headers))
+    return events
+
+
 class ScribeSource(ListeningSource):
     keys: ClassVar = (
         Key("port", port_number, 1499),
@@ -54,12 +63,7 @@ class ScribeSource(ListeningSource):
                            self.settings["max-batch-events"], self._answer)
 
     async def _answer(self, call: ThriftCall) -> int:
-        entries = call.args.messages
-        if entries is None:
+        if call.args.messages is None:
             return SCRIBE.ResultCode.TRY_LATER
-        events = []
-        for entry in entries:
-            headers = {} if entry.category is None else {"category": text(entry.category)}
-            events.append(Event(_bytes(entry.message), headers))
-        outcome = await deliver_call(self, events, max_events=self.settings["max-batch-events"])
+        outcome = await deliver_call(self, scribe_events(call), max_events=self.settings["max-batch-events"])
         return SCRIBE.ResultCode.OK if outcome == Outcome.STORED else SCRIBE.ResultCode.TRY_LATER

@@ -59,9 +59,7 @@ async def serve_framed(connection: Connection, factory, service, limit: int, max
     while connection.open:
         frame = await connection.read_message(read_length_prefixed, connection.reader, limit, "Thrift frame")
         connection.busy = True
-        call = batch_reader(frame, max_reads) if batch_reader is not None else None
-        if call is None:
-            call = _read_call(frame, factory, service, max_reads)
+        call = decode_frame(frame, factory, service, max_reads, batch_reader)
         if call.args is None and call.events is None:
             reply = write_unknown_method(factory, call)
         else:
@@ -70,11 +68,26 @@ async def serve_framed(connection: Connection, factory, service, limit: int, max
         connection.busy = False
 
 
-def _read_call(frame: bytes, factory, service, max_reads: int) -> ThriftCall:
+def decode_frame(frame: bytes, factory, service, max_reads: int, batch_reader: BatchReader | None = None
+                 ) -> ThriftCall:
+    """The one call a frame holds (read by `batch_reader` first, if given and if it can); FrameError
+    if the frame holds less, or no Thrift message."""
+    call = batch_reader(frame, max_reads) if batch_reader is not None else None
+    if call is not None:
+        return call
     try:
         return read_call(frame, factory, service, max_reads)[0]
     except INCOMPLETE as error:
         raise FrameError(f"Thrift message cut short by its frame: {error!r}") from error
+
+
+def thrift_events(call: ThriftCall) -> list[Event]:
+    """The events of an `append` or `appendBatch` call of ThriftSourceProtocol."""
+    if call.events is not None:
+        return call.events
+    if call.name == "append":
+        return [flume_event(call.args.event)]
+    return [flume_event(e) for e in call.args.events or []]
 
 
 def flume_event(thrift_event: Any) -> Event:
@@ -121,9 +134,6 @@ class ThriftSource(ListeningSource):
 
     async def _answer(self, call: ThriftCall) -> int:
         single = call.name == "append"
-        if call.events is not None:
-            events = call.events
-        else:
-            events = [flume_event(call.args.event)] if single else [flume_event(e) for e in call.args.events or []]
-        outcome = await deliver_call(self, events, single=single, max_events=self.settings["max-batch-events"])
+        outcome = await deliver_call(self, thrift_events(call), single=single,
+                                     max_events=self.settings["max-batch-events"])
         return FLUME.Status.OK if outcome == Outcome.STORED else FLUME.Status.FAILED
