@@ -20,9 +20,10 @@ from importlib import resources
 from typing import Any
 
 import thriftpy2
+from thriftpy2.protocol import binary
 from thriftpy2.protocol.binary import TBinaryProtocolFactory
-from thriftpy2.protocol.compact import TCompactProtocolFactory
-from thriftpy2.thrift import TApplicationException, TMessageType
+from thriftpy2.protocol.compact import TCompactProtocol, TCompactProtocolFactory
+from thriftpy2.thrift import TApplicationException, TMessageType, TType
 from thriftpy2.transport import TMemoryBuffer, TTransportException
 
 from kubeflume_agent.core.event import Event
@@ -40,8 +41,65 @@ FLUME = load_idl("flume")
 SCRIBE = load_idl("scribe")
 FLUME_OG = load_idl("flume_og")
 
+# --- containers a message cannot hold ---------------------------------------------------------
+# thriftpy2 loops over a container's claimed size, and skipping an element of a type that has no
+# bytes (STOP, VOID) reads nothing: a 20-byte message claiming 2^31 such elements kept a core busy
+# for minutes, out of reach of the read budget. A container is refused unless its element types
+# take bytes, and one claiming more elements than bytes are left is treated as running past the
+# data (every element takes a byte or more): a frame is then cut short, a stream waits for more.
+
+_ELEMENT_TYPES = frozenset({TType.BOOL, TType.BYTE, TType.DOUBLE, TType.I16, TType.I32, TType.I64, TType.STRING,
+                            TType.BINARY, TType.STRUCT, TType.MAP, TType.SET, TType.LIST})
+
+
+def _check_container(buffer: Any, size: int, *element_types: int) -> None:
+    if size and any(t not in _ELEMENT_TYPES for t in element_types):
+        raise FrameError(f"a Thrift container of elements of type {element_types}")
+    if size < 0:
+        raise FrameError(f"a Thrift container of {size} elements")
+    left = getattr(buffer, "remaining", None)
+    if left is not None and size > left:
+        raise EOFError(f"a Thrift container of {size} elements in {left} bytes")
+
+
+_read_list_begin, _read_map_begin = binary.read_list_begin, binary.read_map_begin
+
+
+def _checked_list_begin(inbuf: Any) -> tuple[int, int]:
+    element_type, size = _read_list_begin(inbuf)
+    _check_container(inbuf, size, element_type)
+    return element_type, size
+
+
+def _checked_map_begin(inbuf: Any) -> tuple[int, int, int]:
+    key_type, value_type, size = _read_map_begin(inbuf)
+    _check_container(inbuf, size, key_type, value_type)
+    return key_type, value_type, size
+
+
+# The binary protocol's readers are module functions that call each other by name.
+binary.read_list_begin, binary.read_map_begin = _checked_list_begin, _checked_map_begin
+
+
+class _CheckedCompactProtocol(TCompactProtocol):
+    def _read_collection_begin(self) -> tuple[int, int]:
+        element_type, size = super()._read_collection_begin()
+        _check_container(self.trans, size, element_type)
+        return element_type, size
+
+    def _read_map_begin(self) -> tuple[int, int, int]:
+        key_type, value_type, size = super()._read_map_begin()
+        _check_container(self.trans, size, key_type, value_type)
+        return key_type, value_type, size
+
+
+class _CheckedCompactProtocolFactory(TCompactProtocolFactory):
+    def get_protocol(self, trans: Any) -> TCompactProtocol:
+        return _CheckedCompactProtocol(trans, decode_response=self.decode_response, strict_decode=self.strict_decode)
+
+
 PROTOCOLS = {
-    "compact": TCompactProtocolFactory(),
+    "compact": _CheckedCompactProtocolFactory(),
     "binary": TBinaryProtocolFactory(strict_read=False, strict_write=True),
 }
 SCRIBE_PROTOCOL = TBinaryProtocolFactory(strict_read=False, strict_write=False)
@@ -117,6 +175,10 @@ class _ReadBuffer:
         chunk = self._data[self.position:end]
         self.position = end
         return chunk
+
+    @property
+    def remaining(self) -> int:
+        return len(self._data) - self.position
 
 
 def compact_batch_reader() -> Callable[[bytes, int], ThriftCall | None] | None:
