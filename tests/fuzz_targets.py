@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from multidict import MultiDict
 
-from kubeflume_agent.event import Event
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.avro_rpc import (
     AvroProtocol,
     Requestor,
@@ -330,7 +330,7 @@ def _json_valid(rng: random.Random) -> bytes:
 
 def _blob_parse(pieces: list[bytes]) -> list[Event]:
     body = b"".join(pieces)
-    query = {"app": "x"} if body[:1] != b"?" else {}
+    query = {"app": "x"} if body[:1] != b"?" else {}  # a body starting with ? stands for a missing parameter
     return _run(_BLOB.get_events(HandlerRequest(body, query=query)))
 
 
@@ -378,7 +378,7 @@ TARGETS = [
     Target("netcat-lines-utf16", _netcat_parse(lambda: TextLineSplitter(64, "utf-16")), (),
            _netcat_valid("utf-16")),
     Target("http-json", _json_parse, (BadRequest, TooManyEvents, UnusableRequest), _json_valid, stream=False),
-    Target("http-blob", _blob_parse, (UnusableRequest,), lambda rng: _body(rng), stream=False),
+    Target("http-blob", _blob_parse, (UnusableRequest,), lambda rng: b"blob " + _body(rng), stream=False),
     Target("cri-lines", _line_parse(parse_cri), (MalformedLine,), _cri_valid, stream=False),
     Target("docker-lines", _line_parse(parse_docker), (MalformedLine,), _docker_valid, stream=False),
 ]
