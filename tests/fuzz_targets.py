@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from multidict import MultiDict
 
+from kubeflume_agent.config.keys import resolve
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.avro_rpc import (
     AvroProtocol,
@@ -33,12 +34,12 @@ from kubeflume_agent.protocols.framing import FrameError, decode_budget, length_
 from kubeflume_agent.protocols.lines import BoundedLineSplitter, TextLineSplitter
 from kubeflume_agent.protocols.syslog import MultiportSyslogParser, SyslogFramer, SyslogUtilsParser
 from kubeflume_agent.protocols.thrift_rpc import FLUME, FLUME_OG, PROTOCOLS, SCRIBE, SCRIBE_PROTOCOL, write_call
-from kubeflume_agent.sources.avro import avro_events
+from kubeflume_agent.sources.avro import AvroSource, avro_events
 from kubeflume_agent.sources.http import BadRequest, BlobHandler, JsonHandler, TooManyEvents, UnusableRequest
 from kubeflume_agent.sources.legacy import MAX_READS_PER_CALL, decode_og_stream, og_avro_event
 from kubeflume_agent.sources.scribe import scribe_events
 from kubeflume_agent.sources.tcp_server import DEFAULT_MAX_REQUEST_BYTES
-from kubeflume_agent.sources.thrift import decode_frame, thrift_events
+from kubeflume_agent.sources.thrift import ThriftSource, decode_frame, thrift_events
 
 # The end of a stream in the middle of a message: the connection just closes, nothing was stored.
 STREAM_ENDED = (asyncio.IncompleteReadError,)
@@ -99,6 +100,16 @@ _AVRO = AvroProtocol.packaged("AvroSourceProtocol")
 _AVRO_OG = AvroProtocol.packaged("FlumeOGEventAvroServer")
 
 
+def _source(source_class, **params: str):
+    """A source as the agent builds it (never started): its decoders, compiled ones included."""
+    settings, _ = resolve(source_class.keys, {"bind": "127.0.0.1", "port": "0", **params})
+    return source_class("fuzzed", settings, None)
+
+
+_AVRO_SOURCE = _source(AvroSource, **{"max-batch-events": str(MAX_EVENTS)})
+_THRIFT_COMPACT = _source(ThriftSource, protocol="compact", **{"max-batch-events": str(MAX_EVENTS)})
+
+
 def _avro_request(rng: random.Random) -> bytes:
     requestor = Requestor(_AVRO)
     if rng.random() < 0.5:
@@ -109,8 +120,9 @@ def _avro_request(rng: random.Random) -> bytes:
 
 
 def _avro_calls(payloads: list[bytes]) -> list[Event]:
-    """What AvroSource does with each payload of one connection."""
-    responder, session, events = Responder(_AVRO, decode_budget(MAX_EVENTS)), Session(), []
+    """What AvroSource does with each payload of one connection (its Responder, with the compiled
+    appendBatch reader when it is built)."""
+    responder, session, events = _AVRO_SOURCE.responder, Session(), []
     for payload in payloads:
         call = responder.read_call(payload, session)
         if call.reply is None:
@@ -170,7 +182,7 @@ def _thrift_valid(protocol: str) -> Callable[[random.Random], bytes]:
     return valid
 
 
-def _framed_parse(factory, service, to_events) -> Callable[[list[bytes]], list[Event]]:
+def _framed_parse(factory, service, to_events, batch_reader=None) -> Callable[[list[bytes]], list[Event]]:
     """serve_framed's reading: frames off a stream, each decoded into one call."""
     async def frames(pieces: list[bytes]) -> list[bytes]:
         reader, found = _reader(pieces), []
@@ -181,8 +193,8 @@ def _framed_parse(factory, service, to_events) -> Callable[[list[bytes]], list[E
     def parse(pieces: list[bytes]) -> list[Event]:
         events = []
         for frame in _run(frames(pieces)):
-            call = decode_frame(frame, factory, service, decode_budget(MAX_EVENTS))
-            if call.args is not None:
+            call = decode_frame(frame, factory, service, decode_budget(MAX_EVENTS), batch_reader)
+            if call.args is not None or call.events is not None:
                 events += to_events(call)
         return events
     return parse
@@ -361,7 +373,8 @@ TARGETS = [
     Target("avro-rpc", _avro_rpc_parse, (FrameError,), lambda rng: _avro_request(rng), stream=False),
     Target("avro-source-stream", _avro_stream_parse, (FrameError, *STREAM_ENDED), _avro_stream_valid),
     Target("thrift-compact-framed",
-           _framed_parse(PROTOCOLS["compact"], FLUME.ThriftSourceProtocol, thrift_events),
+           _framed_parse(PROTOCOLS["compact"], FLUME.ThriftSourceProtocol, thrift_events,
+                         _THRIFT_COMPACT.batch_reader),
            (FrameError, *STREAM_ENDED), _thrift_valid("compact")),
     Target("thrift-binary-framed",
            _framed_parse(PROTOCOLS["binary"], FLUME.ThriftSourceProtocol, thrift_events),
