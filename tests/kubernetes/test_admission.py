@@ -14,6 +14,7 @@ import json
 import socket
 import ssl
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,11 +24,13 @@ from kubeflume_operator import conditions
 from kubeflume_operator.flumeagent import status as agent_status
 from kubeflume_operator.main import local_configuration_name
 from tests.kubernetes.cluster import (
+    DEPLOYMENTS,
     FLUMEAGENTS,
     SHELLJOBS,
     Cluster,
     OperatorProcess,
     free_port,
+    start_chart_operator,
     wait_for,
 )
 
@@ -249,7 +252,7 @@ def test_the_operator_removes_its_configuration_when_it_stops(
 
 
 def test_the_chart_operator_makes_its_certificate_injects_its_ca_and_serves_the_service_name(
-        cluster: Cluster, namespace: str, chart_operator: OperatorProcess) -> None:
+        cluster: Cluster, namespace: str, chart_operator: OperatorProcess, tmp_path: Path) -> None:
     """In a cluster the API server calls the chart's Service; the kit has no kube-proxy, so the test
     calls the operator as the API server would: HTTPS checked against the injected caBundle, for the
     Service's DNS name. The operator runs with the chart's RBAC, so a missing grant fails here."""
@@ -276,6 +279,17 @@ def test_the_chart_operator_makes_its_certificate_injects_its_ca_and_serves_the_
     assert answer["response"]["allowed"] is False
     assert UNKNOWN_SOURCE_TYPE in answer["response"]["status"]["message"]
     assert "Forbidden" not in chart_operator.log()
+    assert chart_operator.stop() == 0
+    deployment = next(d for d in cluster.list(DEPLOYMENTS, namespace) if d["metadata"]["name"].endswith("kubeflume"))
+    restarted = start_chart_operator(cluster, deployment, tmp_path)
+    try:
+        # kopf logs this once the server runs, i.e. after the operator read (or remade) its certificate.
+        wait_for(lambda: "Listening for webhooks at" in restarted.log(), "the restarted webhook server",
+                 operator=restarted)
+        assert cluster.get("v1/secrets", namespace, secret_name)["data"] == secret["data"]
+        assert injected() is not None  # the same CA: nothing to re-inject, clients keep trusting it
+    finally:
+        restarted.stop()
 
 
 def admission_review(obj: dict[str, Any]) -> dict[str, Any]:
