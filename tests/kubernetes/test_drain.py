@@ -108,8 +108,14 @@ def test_kubectl_scale_drives_the_statefulset_and_the_status_tells_an_autoscaler
     wait_for(lambda: (cluster.get(FLUMEAGENTS, namespace, NAME) or {}).get("status", {}).get("selector"),
              "status.selector", operator=chart_operator)
     scale(cluster, namespace, 4)
-    wait_for(lambda: (cluster.get(STATEFULSETS, namespace, NAME) or {}).get("spec", {}).get("replicas") == 4,
-             "the StatefulSet at 4 replicas", operator=chart_operator)
+    statefulset = wait_for(lambda: (s := cluster.get(STATEFULSETS, namespace, NAME)) and s["spec"]["replicas"] == 4
+                           and s, "the StatefulSet at 4 replicas", operator=chart_operator)
+    assert statefulset["spec"]["podManagementPolicy"] == "Parallel"
+    assert statefulset["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain",
+                                                                           "whenScaled": "Retain"}
+    assert statefulset["spec"]["updateStrategy"]["type"] == "RollingUpdate"
+    grace = statefulset["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace == 5 + 5 + 15  # file channels only: the minimum drain time
     wait_for(lambda: (cluster.get(FLUMEAGENTS, namespace, NAME) or {}).get("status", {}).get("replicas") == 4,
              "status.replicas 4", operator=chart_operator)
     scale_view = cluster.get(FLUMEAGENTS, namespace, NAME, subresource="scale")

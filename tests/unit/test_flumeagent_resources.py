@@ -308,3 +308,9 @@ def test_a_disruption_budget_for_two_or_more_replicas_unless_asked_otherwise(fie
     assert budget["kind"] == "PodDisruptionBudget" and budget["metadata"]["name"] == "web-logs"
     assert budget["spec"] == {"selector": {"matchLabels": resources.selector_labels("web-logs")}, **expected}
     assert budget["metadata"]["ownerReferences"][0]["uid"] == "6f1c-uid"
+
+
+def test_a_budget_with_both_limits_is_a_problem():
+    agent = flume_agent(replicas=3, disruptionBudget={"maxUnavailable": 1, "minAvailable": 2})
+    problems = resources.spec_problems(agent["spec"], parse_manifest(agent))
+    assert [p.key for p in problems] == ["disruptionBudget"]

@@ -153,6 +153,10 @@ def spec_problems(spec: Mapping[str, Any], config: AgentConfig) -> list[ConfigEr
                 f"port {port} is the agent's metrics port (spec.metrics.port); choose another",
             ))
     problems += workload_problems(spec)
+    budget = spec.get("disruptionBudget", {})
+    if "maxUnavailable" in budget and "minAvailable" in budget:
+        problems.append(ConfigError("agent", "disruptionBudget",
+                                    "give maxUnavailable or minAvailable, not both (a PodDisruptionBudget takes one)"))
     stop = shutdown(spec, config)
     if stop.grace_seconds < stop.prestop_seconds + stop.drain_seconds:
         problems.append(ConfigError(
