@@ -234,3 +234,34 @@ def test_a_flume_conf_is_utf8_when_it_is_valid_utf8_and_latin1_otherwise():
     assert read_java_properties(decode_flume_conf(b"# \xff\nk = caf\xe9\n"))["k"] == "café"
     assert read_java_properties(decode_flume_conf(b"\xef\xbb\xbfk = v\n")) == {"k": "v"}  # BOM dropped
     assert read_java_properties(decode_flume_conf(b"k = caf\\u00e9 \\u2603\n"))["k"] == "café ☃"
+
+
+def test_any_bytes_read_as_a_flume_conf_parse_or_fail_with_one_line():
+    """A config read error is one clear line, never a traceback: whatever the bytes, reading gives
+    a config (whose validation lists problems) or a ConfigParseError of one line."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from kubeflume_agent.config.properties import ConfigParseError, decode_flume_conf, parse_properties
+    from kubeflume_agent.config.validation import validate
+
+    valid = (b"a1.sources = r1\na1.channels = c1\na1.sinks = k1\na1.sources.r1.type = netcat\n"
+             b"a1.sources.r1.bind = 0.0.0.0\na1.sources.r1.port = 44444\na1.sources.r1.channels = c1\n"
+             b"a1.channels.c1.type = memory\na1.sinks.k1.type = logger\na1.sinks.k1.channel = c1\n")
+
+    @settings(max_examples=400, deadline=None, derandomize=True)
+    @given(st.one_of(st.binary(max_size=300),
+                     st.tuples(st.integers(0, len(valid)), st.binary(max_size=12), st.integers(0, 8)).map(
+                         lambda edit: valid[:edit[0]] + edit[1] + valid[edit[0] + edit[2]:])))
+    def reads(data: bytes) -> None:
+        if b"configfilters" in data:
+            return  # a config filter runs commands: not for random bytes
+        try:
+            config = parse_properties(decode_flume_conf(data), "a1", environ={})
+        except ConfigParseError as error:
+            assert "\n" not in str(error)
+            return
+        for problem in validate(config):
+            assert problem.message
+
+    reads()

@@ -13,6 +13,10 @@ that is not handing events to the channel (or is refused if every one is). Both 
 (`ReadTimeoutCount`, `ConnectionLimitCount`). A connection with nothing half-sent is kept, as
 in Flume: RPC clients hold connections open between batches.
 
+What one connection can make us hold is bounded: its stream buffer (reading pauses at twice
+BUFFER_LIMIT) plus the message being read, which each source bounds (`max-request-bytes` for the
+RPC sources, `max-line-length` for netcat, `eventSize` for syslog).
+
 A malformed frame (`FrameError`) or a decode error closes only that connection, with one log
 line and an `EventReadFail`; the server keeps serving everyone else.
 """
@@ -212,7 +216,8 @@ class TcpServer:
     async def _accept(self, reader: StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = Connection(self, reader, writer)
         if self.stopping or (self.ip_filter and not await self.ip_filter.accepts(connection.peer_ip)):
-            log.info("%s: refused connection from %s", self.name, connection.peer_ip)
+            self.warnings.warn(log, "refused-connection", "%s: refused connection from %s",
+                               self.name, connection.peer_ip)
             writer.close()
             return
         if len(self._connections) >= self.max_connections and not self._make_room():
