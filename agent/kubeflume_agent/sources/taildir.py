@@ -56,7 +56,7 @@ from kubeflume_agent.config.keys import (
     positive_integer,
     word_list,
 )
-from kubeflume_agent.core.counters import SourceCounters
+from kubeflume_agent.core.counters import SourceCounters, flume
 from kubeflume_agent.core.errors import ChannelError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.status import Status
@@ -76,10 +76,10 @@ FLUME_KEYS = ("inode", "pos", "file")
 PARSE_ERROR_HEADER = "kubernetes.parseError"
 
 
+@dataclass(eq=False)
 class TaildirCounters(SourceCounters):
-    FLUME_NAMES = {**SourceCounters.FLUME_NAMES,
-                   "lines_malformed": "LineParseErrorCount",  # passed on raw, with a parseError header
-                   "events_cut": "EventCutCount"}  # split because they grew past maxLineBytes
+    lines_malformed: int = flume("LineParseErrorCount")  # passed on raw, with a parseError header
+    events_cut: int = flume("EventCutCount")  # split because they grew past maxLineBytes
 
 
 @dataclass(frozen=True)

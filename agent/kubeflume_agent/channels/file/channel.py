@@ -36,6 +36,7 @@ import queue
 from array import array
 from bisect import bisect_right
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import accumulate, chain, repeat
 from operator import attrgetter, is_
 
@@ -60,7 +61,7 @@ from kubeflume_agent.config.keys import (
     positive_integer,
 )
 from kubeflume_agent.core.channel import Channel, Transaction
-from kubeflume_agent.core.counters import ChannelCounters
+from kubeflume_agent.core.counters import ChannelCounters, flume
 from kubeflume_agent.core.errors import ChannelError, ChannelFull
 from kubeflume_agent.core.event import Event
 
@@ -73,15 +74,13 @@ _BODY = attrgetter("body")
 Commit = tuple[EncodedTransaction, list[Event], array, asyncio.Future]  # what the writer thread is handed
 
 
+@dataclass(eq=False)
 class FileChannelCounters(ChannelCounters):
-    FLUME_NAMES = {
-        **ChannelCounters.FLUME_NAMES,
-        "checkpoint_write_error": "CheckpointWriteErrorCount",
-        "checkpoint_backup_write_error": "CheckpointBackupWriteErrorCount",
-        "unhealthy": "Unhealthy",
-        "open": "Open",
-        "corrupt_records_skipped": "CorruptRecordSkipCount",
-    }
+    checkpoint_write_error: int = flume("CheckpointWriteErrorCount")
+    checkpoint_backup_write_error: int = flume("CheckpointBackupWriteErrorCount")
+    unhealthy: int = flume("Unhealthy")
+    open: int = flume("Open")
+    corrupt_records_skipped: int = flume("CorruptRecordSkipCount")
 
 
 def _max_file_size(text: str) -> int:
