@@ -42,22 +42,38 @@ class Source:
     async def stop(self) -> None:
         self.counters.stopped()
 
-    async def deliver(self, events: Sequence[Event]) -> None:
+    async def deliver(self, events: Sequence[Event], *, single: bool = False) -> None:
         """Hand one batch to the channels as one transaction per channel, keeping the counters.
 
-        Raises ChannelError (ChannelFull when there is no room): nothing of the batch may then be
-        acknowledged to the client.
+        `single`: the batch is one Flume `append` (AppendReceived/AppendAccepted instead of the
+        batch counters). Raises ChannelError (ChannelFull when there is no room): nothing of the
+        batch may then be acknowledged to the client.
         """
+        self.count_received(len(events), single=single)
+        await self.store(events, single=single)
+
+    def count_received(self, count: int, *, single: bool = False) -> None:
+        """Count a batch as received: once, however often `store` is then tried."""
         counters = self.counters
-        counters.events_received += len(events)
-        counters.append_batch_received += 1
+        counters.events_received += count
+        if single:
+            counters.append_received += 1
+        else:
+            counters.append_batch_received += 1
+
+    async def store(self, events: Sequence[Event], *, single: bool = False) -> None:
+        """Store a batch already counted as received: each refusal is a ChannelWriteFail."""
+        counters = self.counters
         try:
             await self.processor.process_batch(events)
         except ChannelError:
             counters.channel_write_fail += 1
             raise
         counters.events_accepted += len(events)
-        counters.append_batch_accepted += 1
+        if single:
+            counters.append_accepted += 1
+        else:
+            counters.append_batch_accepted += 1
 
     def describe(self) -> str:
         """One line for people: what this source is and where it listens."""

@@ -11,8 +11,9 @@ from typing import ClassVar
 
 from kubeflume_agent.config.keys import Key, Settings, port_number
 from kubeflume_agent.core.event import Event
+from kubeflume_agent.sources import udp_server
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
-from kubeflume_agent.sources.udp_server import Datagram, UdpServer
+from kubeflume_agent.sources.udp_server import Datagram
 
 
 class NetcatUdpSource(ListeningSource):
@@ -28,7 +29,7 @@ class NetcatUdpSource(ListeningSource):
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
         self.address_header = settings["remoteAddress"] or settings["remoteAddressHeader"]
-        self.server = UdpServer(self, self._events, reuse_port=settings["reusePort"])
+        self.server = udp_server.server_for(self, self._events)
 
     async def _events(self, datagrams: list[Datagram]) -> list[Event]:
         header = self.address_header

@@ -33,6 +33,7 @@ from kubeflume_agent.protocols.syslog import (
     SyslogUtilsParser,
     parse_keep_fields,
 )
+from kubeflume_agent.sources import udp_server
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.tcp_server import (
     CONNECTION_KEYS,
@@ -41,7 +42,7 @@ from kubeflume_agent.sources.tcp_server import (
     deliver_until_accepted,
     server_for,
 )
-from kubeflume_agent.sources.udp_server import Datagram, UdpServer
+from kubeflume_agent.sources.udp_server import Datagram
 
 
 def event_size(text: str) -> int:
@@ -231,7 +232,7 @@ class SyslogUdpSource(ListeningSource):
         super().__init__(name, settings, processor)
         self.parser = SyslogUtilsParser(settings["keepFields"])
         self.client_headers = _ClientHeaders(settings)
-        self.server = UdpServer(self, self._events, reuse_port=settings["reusePort"])
+        self.server = udp_server.server_for(self, self._events)
         self.bound_ports: list[int] = []
 
     async def _events(self, datagrams: list[Datagram]) -> list[Event]:

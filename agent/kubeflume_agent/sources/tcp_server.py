@@ -269,14 +269,14 @@ async def deliver_until_accepted(source: Source, events: list[Event], stopped: a
     socket meanwhile, so the sender's window closes instead of data being lost. Each refusal
     counts a ChannelWriteFail; the events count as received once. Other errors propagate.
     """
-    counters = source.counters
     step = min(source.processor.max_batch, batch_size or source.processor.max_batch)
     for start in range(0, len(events), step):
         batch = events[start:start + step] if len(events) > step else events
+        source.count_received(len(batch))
         delay = 0.01
         while True:
             try:
-                await source.deliver(batch)
+                await source.store(batch)
                 break
             except retry as error:
                 if stopped.is_set():
@@ -285,8 +285,6 @@ async def deliver_until_accepted(source: Source, events: list[Event], stopped: a
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopped.wait(), delay)
                 delay = min(delay * 2, 1.0)
-                counters.events_received -= len(batch)  # `deliver` counts them again on the retry
-                counters.append_batch_received -= 1
     return True
 
 
@@ -324,12 +322,11 @@ async def deliver_call(source: Source, events: list[Event], *, single: bool = Fa
     if max_events is not None and len(events) > max_events:
         source.warnings.warn(log, "too-many-events", "%s: refused a call of %d events, more than max-batch-events = %d",
                      source.name, len(events), max_events)
-        counters.events_received += len(events)
-        counters.append_batch_received += 1
+        source.count_received(len(events))
         counters.event_read_fail += 1
         return Outcome.REFUSED
     try:
-        await source.deliver(events)
+        await source.deliver(events, single=single)
         outcome = Outcome.STORED
     except ChannelError as error:
         log.debug("%s: channel refused %d events: %s", source.name, len(events), error)
@@ -338,10 +335,4 @@ async def deliver_call(source: Source, events: list[Event], *, single: bool = Fa
         log.exception("%s: could not process %d events", source.name, len(events))
         counters.generic_processing_fail += 1
         outcome = Outcome.FAILED
-    if single:
-        counters.append_batch_received -= 1
-        counters.append_received += 1
-        if outcome == Outcome.STORED:
-            counters.append_batch_accepted -= 1
-            counters.append_accepted += 1
     return outcome

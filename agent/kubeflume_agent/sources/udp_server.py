@@ -15,6 +15,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 
+from kubeflume_agent.core.counters import SourceCounters
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.sources.base import Source
 from kubeflume_agent.sources.tcp_server import deliver_until_accepted
@@ -26,6 +27,8 @@ MAX_PENDING_BYTES = 64 * 1024 * 1024
 
 Datagram = tuple[bytes, str, int]  # payload, sender IP, sender port
 MakeEvents = Callable[[list[Datagram]], Awaitable[list[Event]]]
+# Store events, retrying while the channel is full; False if the server stopped first.
+Deliver = Callable[[list[Event], asyncio.Event], Awaitable[bool]]
 
 
 class _Receiver(asyncio.DatagramProtocol):
@@ -36,14 +39,20 @@ class _Receiver(asyncio.DatagramProtocol):
         self.server.received(data, address)
 
     def error_received(self, error: Exception) -> None:
-        log.debug("%s: UDP error: %s", self.server.source.name, error)
+        log.debug("%s: UDP error: %s", self.server.name, error)
 
 
 class UdpServer:
-    def __init__(self, source: Source, make_events: MakeEvents, *, reuse_port: bool = False,
-                 max_pending: int = 100_000, max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
-        self.source = source
+    """Datagrams of one port to `make_events`, whose events go to `deliver` in batches of `batch_size`."""
+
+    def __init__(self, name: str, counters: SourceCounters, make_events: MakeEvents, deliver: Deliver, *,
+                 batch_size: int, reuse_port: bool = False, max_pending: int = 100_000,
+                 max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
+        self.name = name
+        self.counters = counters
         self.make_events = make_events
+        self.deliver = deliver
+        self.batch_size = batch_size
         self.reuse_port = reuse_port
         self.max_pending = max_pending
         self.max_pending_bytes = max_pending_bytes
@@ -64,7 +73,7 @@ class UdpServer:
         sock = self._transport.get_extra_info("socket")
         with contextlib.suppress(OSError):  # a larger kernel buffer is a wish, not a need
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
-        self._consumer = asyncio.create_task(self._consume(), name=f"{self.source.name}-udp")
+        self._consumer = asyncio.create_task(self._consume(), name=f"{self.name}-udp")
         return [sock.getsockname()[1]]
 
     async def stop(self) -> None:
@@ -79,7 +88,7 @@ class UdpServer:
     def received(self, data: bytes, address: tuple) -> None:
         pending = self._pending
         if len(pending) >= self.max_pending or self.pending_bytes + len(data) > self.max_pending_bytes:
-            self.source.counters.channel_write_fail += 1
+            self.counters.channel_write_fail += 1
             return
         pending.append((data, address[0], address[1]))
         self.pending_bytes += len(data)
@@ -87,7 +96,7 @@ class UdpServer:
             self._wake.set()
 
     async def _consume(self) -> None:
-        step = self.source.processor.max_batch
+        step = self.batch_size
         while True:
             if not self._pending:
                 if self.stopped.is_set():
@@ -100,11 +109,21 @@ class UdpServer:
             try:
                 events = await self.make_events(batch)
             except Exception:  # a bug in parsing must not stop the socket
-                log.exception("%s: could not turn %d datagrams into events", self.source.name, len(batch))
-                self.source.counters.event_read_fail += len(batch)
+                log.exception("%s: could not turn %d datagrams into events", self.name, len(batch))
+                self.counters.event_read_fail += len(batch)
                 continue
-            if events and not await deliver_until_accepted(self.source, events, self.stopped):
-                self.source.counters.channel_write_fail += len(events) + len(self._pending)
+            if events and not await self.deliver(events, self.stopped):
+                self.counters.channel_write_fail += len(events) + len(self._pending)
                 log.warning("%s: stopped with a full channel; %d events not stored",
-                            self.source.name, len(events) + len(self._pending))
+                            self.name, len(events) + len(self._pending))
                 return
+
+
+def server_for(source: Source, make_events: MakeEvents) -> UdpServer:
+    """The UDP server of `source`: its `reusePort` key, its channels' batch size, backpressure by retrying."""
+
+    async def deliver(events: list[Event], stopped: asyncio.Event) -> bool:
+        return await deliver_until_accepted(source, events, stopped)
+
+    return UdpServer(source.name, source.counters, make_events, deliver, batch_size=source.processor.max_batch,
+                     reuse_port=source.settings["reusePort"])
