@@ -71,6 +71,11 @@ class StreamReader(asyncio.StreamReader):
         if not self._buffer and not self._eof:
             await self._wait_for_data("wait_readable")
 
+    @property
+    def readable(self) -> bool:
+        """A read would return at once (bytes are buffered, or the end of the stream)."""
+        return bool(self._buffer) or self._eof
+
 
 class Connection:
     """One accepted client. `busy` is set while a request is being handled, so stop waits for it;
@@ -112,6 +117,8 @@ class Connection:
             return await self.reader.read(size)
         if self.deadline is None:
             self.deadline = asyncio.get_running_loop().time() + self.server.read_timeout
+        if self.reader.readable:  # no wait, so no clock to run (a timer per read costs more than the read)
+            return await self.reader.read(size)
         return await self._before_deadline(self.reader.read(size))
 
     async def read_message(self, read: Callable[..., Awaitable[T]], reader: Any, *args: Any) -> T:
