@@ -22,6 +22,7 @@ from kubeflume_agent.config.model import AgentConfig
 from kubeflume_agent.runtime.agent import Agent
 
 POLL_INTERVAL = 0.05
+MAX_REPORT_BYTES = 4096  # what the kubelet keeps of a termination message
 
 
 @dataclass
@@ -37,14 +38,25 @@ class DrainReport:
     reason: str = ""
 
     def to_json(self) -> str:
-        """One compact line (a pod's termination message holds at most 4096 bytes)."""
-        return json.dumps({
-            "agent": self.agent, "drained": self.drained,
-            "held": sum(self.held.values()), "delivered": sum(self.delivered.values()),
-            "left": sum(self.left.values()), "seconds": round(self.seconds, 3), "reason": self.reason,
-            "channels": {name: {"held": held, "left": self.left.get(name, 0)} for name, held in self.held.items()},
-            "sinks": self.delivered,
-        }, separators=(",", ":"))
+        """One compact line that fits a pod's termination message (Kubernetes keeps 4096 bytes):
+        the per-component detail, then the reason's tail, give way before the totals do."""
+        totals = {"agent": self.agent, "drained": self.drained, "held": sum(self.held.values()),
+                  "delivered": sum(self.delivered.values()), "left": sum(self.left.values()),
+                  "seconds": round(self.seconds, 3), "reason": self.reason}
+        channels = {name: {"held": held, "left": self.left.get(name, 0)} for name, held in self.held.items()}
+        detail = {"channels": channels, "sinks": self.delivered}
+        line = _compact({**totals, **detail})
+        if len(line.encode()) <= MAX_REPORT_BYTES:
+            return line
+        line = _compact(totals)
+        excess = len(line.encode()) - MAX_REPORT_BYTES
+        if excess > 0:
+            line = _compact({**totals, "reason": self.reason[:max(0, len(self.reason) - excess - 3)] + "..."})
+        return line
+
+
+def _compact(report: dict) -> str:
+    return json.dumps(report, separators=(",", ":"))
 
 
 def without_sources(config: AgentConfig) -> AgentConfig:
