@@ -203,3 +203,23 @@ async def test_a_sink_runner_takes_every_whole_batch_waiting_before_others_get_a
     assert channel.size == 500  # three batches taken; the last, partial one waits for the next turn
     await wait_until(lambda: channel.size == 0)
     await runner.stop()
+
+
+async def test_a_sink_runner_that_emptied_its_channel_waits_for_events_without_another_step():
+    """A sender pacing single events wakes the sink for each: no step that can only find nothing."""
+    channel = memory_channel()
+    await channel.start()
+    async with channel.transaction() as tx:
+        tx.put_all([Event(b"%d" % i) for i in range(500)])
+    sink_class, settings = settings_for("sink", "null", {"batchSize": "1000"})
+    sink = sink_class("k1", settings, channel)
+    runner = SinkRunner(DefaultSinkProcessor(Settings(), [sink]), [channel])
+    runner.start()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert channel.size == 0 and sink.counters.drain_success == 500
+    assert sink.counters.batch_empty == 0
+    async with channel.transaction() as tx:
+        tx.put_all([Event(b"late")])
+    await wait_until(lambda: sink.counters.drain_success == 501)
+    await runner.stop()

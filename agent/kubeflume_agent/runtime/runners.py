@@ -58,15 +58,14 @@ class Runner:
                 continue
             if status is Status.READY:
                 self._failures = 0
-                if not self._more_ready():
-                    await asyncio.sleep(0)
+                await self._after_ready()
             else:
                 self._failures += 1
                 await self._idle()
 
-    def _more_ready(self) -> bool:
-        """Whether to go on with the next step before the others on the event loop get a turn."""
-        return False
+    async def _after_ready(self) -> None:
+        """Between two steps that have work: let the others on the event loop have a turn."""
+        await asyncio.sleep(0)
 
     def _backoff(self) -> float:
         return min(self._failures * BACKOFF_INCREMENT, MAX_BACKOFF)
@@ -103,11 +102,19 @@ class SinkRunner(Runner):
     async def _step(self) -> Status:
         return await self.processor.process()
 
-    def _more_ready(self) -> bool:
+    async def _after_ready(self) -> None:
         """A whole batch waiting: take it at once. Sources put a read's worth of events each turn;
         if the sink took only one batch per turn, a fast sender would fill the channel (memory)
-        instead of its own socket buffers."""
-        return any(channel.size >= self._whole_batch for channel in self.channels)
+        instead of its own socket buffers. Channels emptied, with no take left to settle: wait for
+        events now rather than after a step that would find none (a sender pacing single events
+        wakes the sink thousands of times a second)."""
+        channels = self.channels
+        if any(channel.size >= self._whole_batch for channel in channels):
+            return
+        if any(channel.size for channel in channels) or not all(sink.settled for sink in self.processor.sinks):
+            await asyncio.sleep(0)
+        else:
+            await self._idle()
 
     async def _idle(self) -> None:
         """An empty channel: sleep until events arrive (or the backoff ends); otherwise back off."""

@@ -87,6 +87,11 @@ class Sink:
             await self._commits.popleft()
         return Status.READY
 
+    @property
+    def settled(self) -> bool:
+        """No take waits for its commit (see COMMITS_IN_FLIGHT)."""
+        return not self._commits
+
     async def settle_commits(self) -> None:
         """Wait for every take in flight to be committed (or fail, rolled back)."""
         while self._commits:
