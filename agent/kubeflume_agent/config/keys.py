@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import Field, dataclass, field, fields
+from typing import Any, ClassVar, Self, TypeVar
+
+T = TypeVar("T")
 
 
 class InvalidValue(ValueError):
@@ -176,3 +178,69 @@ def resolve(keys: Iterable[Key], params: Mapping[str, str]) -> tuple[Settings, l
         else:
             settings[name] = value
     return settings, problems
+
+
+KEY = "flume_key"  # where a config field keeps its Key
+
+
+def key(name: str, parse: Callable[[str], T] = str, default: Any = None, *, required: bool = False,
+        prefix: bool = False, doc: str = "") -> T:
+    """A field of a component's typed config: the key's Flume spelling, parser, default and doc.
+
+    `prefix=True` declares a family of keys (`serializer.` covers `serializer.appendNewline`...);
+    the field then holds a dict of suffix -> parsed value.
+    """
+    declared = Key(name, parse, default, required=required, prefix=prefix, doc=doc)
+    if prefix:
+        return field(default_factory=dict, metadata={KEY: declared})  # type: ignore[return-value]
+    return field(default=default, metadata={KEY: declared})  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Base of a component's typed config: a frozen dataclass whose fields are declared with `key()`.
+
+    The declaration is the one place a key lives: `keys()` gives what validation, the operator and
+    docs/components.md read, `from_settings()` the values a component reads (`config.batch_size`).
+    """
+
+    BATCH_SIZE: ClassVar[str] = "batch_size"  # the field checked against the channels' transactionCapacity
+
+    @classmethod
+    def keys(cls) -> tuple[Key, ...]:
+        return tuple(declared.metadata[KEY] for declared in _declared_fields(cls))
+
+    @classmethod
+    def batch_size_key(cls) -> str | None:
+        """The Flume name of the batch-size key, if this component has one."""
+        return next((f.metadata[KEY].name for f in _declared_fields(cls) if f.name == cls.BATCH_SIZE), None)
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> Self:
+        """The typed config of resolved settings (see `resolve`); keys not given take their defaults."""
+        values = {f.name: settings[f.metadata[KEY].name] for f in _declared_fields(cls)
+                  if f.metadata[KEY].name in settings}
+        return cls(**values)
+
+
+def _declared_fields(cls: type) -> list[Field[Any]]:
+    return [declared for declared in fields(cls) if KEY in declared.metadata]
+
+
+class Configurable:
+    """A component whose keys come from its typed config: set `config_class`, read `self.config`.
+
+    `keys` (what validation, the operator and the docs read) and `batch_size_key` are taken from
+    the declaration, so a key is written down once.
+    """
+
+    keys: ClassVar[tuple[Key, ...]] = ()
+    batch_size_key: ClassVar[str | None] = None
+    config_class: ClassVar[type[Config] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = vars(cls).get("config_class")
+        if declared is not None:
+            cls.keys = declared.keys()
+            cls.batch_size_key = declared.batch_size_key()

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import ClassVar
 
-from kubeflume_agent.config.keys import Key, Settings
+from kubeflume_agent.config.keys import Configurable, Settings
 from kubeflume_agent.core.counters import ChannelCounters
 from kubeflume_agent.core.errors import ChannelError
 from kubeflume_agent.core.event import Event
@@ -101,10 +101,9 @@ class Transaction:
         raise NotImplementedError
 
 
-class Channel:
+class Channel(Configurable):
     """Base of all channels. `keys` declares the config keys (see config.keys)."""
 
-    keys: ClassVar[tuple[Key, ...]] = ()
     commits_wait_for_disk: ClassVar[bool] = False  # sinks then keep several takes in flight (sinks.base)
 
     def __init__(self, name: str, settings: Settings) -> None:

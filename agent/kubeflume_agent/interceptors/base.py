@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from kubeflume_agent.config.keys import InvalidSetting, Key, Settings
+from kubeflume_agent.config.keys import Configurable, InvalidSetting, Settings
 from kubeflume_agent.core.event import Event
 
 
-class Interceptor:
-    keys: ClassVar[tuple[Key, ...]] = ()
+class Interceptor(Configurable):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

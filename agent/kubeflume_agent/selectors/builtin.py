@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import ClassVar
 
-from kubeflume_agent.config.keys import Key, Settings, one_of, word_list
+from kubeflume_agent.config.keys import Configurable, Key, Settings, one_of, word_list
 from kubeflume_agent.core.channel import Channel
 from kubeflume_agent.core.event import Event
 
 Route = tuple[Channel, list[Event]]
 
 
-class ChannelSelector:
-    keys: ClassVar[tuple[Key, ...]] = ()
+class ChannelSelector(Configurable):
 
     def __init__(self, settings: Settings, channels: dict[str, Channel]) -> None:
         self.settings = settings

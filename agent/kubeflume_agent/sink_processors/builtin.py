@@ -7,9 +7,9 @@ import pkgutil
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
-from kubeflume_agent.config.keys import Key, Settings, boolean, integer, non_negative_integer
+from kubeflume_agent.config.keys import Configurable, Key, Settings, boolean, integer, non_negative_integer
 from kubeflume_agent.core.errors import EventDeliveryError
 from kubeflume_agent.core.status import Status
 from kubeflume_agent.sinks.base import Sink
@@ -17,10 +17,8 @@ from kubeflume_agent.sinks.base import Sink
 log = logging.getLogger(__name__)
 
 
-class SinkProcessor:
+class SinkProcessor(Configurable):
     """Runs one `process()` step over a group of sinks. Raises EventDeliveryError when every sink failed."""
-
-    keys: ClassVar[tuple[Key, ...]] = ()
 
     def __init__(self, settings: Settings, sinks: Sequence[Sink]) -> None:
         self.settings = settings

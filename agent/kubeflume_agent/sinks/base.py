@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import ClassVar
 
-from kubeflume_agent.config.keys import Key, Settings
+from kubeflume_agent.config.keys import Configurable, Settings
 from kubeflume_agent.core.channel import Channel
 from kubeflume_agent.core.counters import SinkCounters
 from kubeflume_agent.core.errors import EventDeliveryError
@@ -33,8 +33,7 @@ DESTINATION_KEYS = ("sink.directory", "hdfs.path", "endpoint", "hostname", "host
 COMMITS_IN_FLIGHT = 2
 
 
-class Sink:
-    keys: ClassVar[tuple[Key, ...]] = ()
+class Sink(Configurable):
     batch_size_key: ClassVar[str | None] = "batchSize"
 
     def __init__(self, name: str, settings: Settings, channel: Channel) -> None:

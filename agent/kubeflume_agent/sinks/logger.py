@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Key, Settings, non_negative_integer, positive_integer
+from kubeflume_agent.config.keys import Config, Settings, key, non_negative_integer, positive_integer
 from kubeflume_agent.core.channel import Channel
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.serializers import java_map_string
@@ -39,17 +40,21 @@ def dump_event(event: Event, max_bytes: int) -> str:
     return f"{{ headers:{java_map_string(event.headers)} body:{hex_dump(event.body[:max_bytes])} }}"
 
 
+@dataclass(frozen=True)
+class LoggerSinkConfig(Config):
+    max_bytes: int = key("maxBytesToLog", non_negative_integer, 16, doc="body bytes shown in each event's hex dump")
+    batch_size: int = key("batchSize", positive_integer, 100, doc="events taken from the channel per transaction")
+
+
 class LoggerSink(Sink):
     """Flume's `logger` sink: logs each event at INFO (headers and a hex dump of the body's start)."""
 
-    keys = (
-        Key("maxBytesToLog", non_negative_integer, 16, doc="body bytes shown in each event's hex dump"),
-        Key("batchSize", positive_integer, 100, doc="events taken from the channel per transaction"),
-    )
+    config_class = LoggerSinkConfig
 
     def __init__(self, name: str, settings: Settings, channel: Channel) -> None:
         super().__init__(name, settings, channel)
-        self.max_bytes: int = settings["maxBytesToLog"]
+        self.config = LoggerSinkConfig.from_settings(settings)
+        self.max_bytes = self.config.max_bytes
 
     async def write(self, events: Sequence[Event]) -> None:
         # Formatting is the whole cost of this sink: skip it when INFO is off, as log4j would.

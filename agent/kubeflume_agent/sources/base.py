@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
-from kubeflume_agent.config.keys import Key, Settings, boolean
+from kubeflume_agent.config.keys import Configurable, Key, Settings, boolean
 from kubeflume_agent.core.counters import SourceCounters
 from kubeflume_agent.core.errors import ChannelError
 from kubeflume_agent.core.event import Event
@@ -24,10 +24,8 @@ class ChannelProcessor(Protocol):
     async def process_batch(self, events: Sequence[Event]) -> None: ...
 
 
-class Source:
-    keys: ClassVar[tuple[Key, ...]] = ()
-    # The key holding this source's batch size, checked against its channels' transactionCapacity.
-    batch_size_key: ClassVar[str | None] = None
+class Source(Configurable):
+    """Turns input into events and hands them, in batches, to its channel processor."""
 
     def __init__(self, name: str, settings: Settings, processor: ChannelProcessor) -> None:
         self.name = name

@@ -6,28 +6,31 @@ sequence has no gaps (Flume retries the same counter values too).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Key, Settings, positive_integer
+from kubeflume_agent.config.keys import Config, Settings, key, positive_integer
 from kubeflume_agent.core.errors import ChannelError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.status import Status
-from kubeflume_agent.sources.base import PollableSource
+from kubeflume_agent.sources.base import ChannelProcessor, PollableSource
 
 UNLIMITED = 2**63 - 1  # Flume's Long.MAX_VALUE
 
 
-class SequenceSource(PollableSource):
-    batch_size_key = "batchSize"
-    keys: ClassVar = (
-        Key("batchSize", positive_integer, 1, doc="events per channel transaction"),
-        Key("totalEvents", positive_integer, UNLIMITED, doc="stop after this many events"),
-    )
+@dataclass(frozen=True)
+class SequenceSourceConfig(Config):
+    batch_size: int = key("batchSize", positive_integer, 1, doc="events per channel transaction")
+    total_events: int = key("totalEvents", positive_integer, UNLIMITED, doc="stop after this many events")
 
-    def __init__(self, name: str, settings: Settings, processor) -> None:
+
+class SequenceSource(PollableSource):
+    config_class = SequenceSourceConfig
+
+    def __init__(self, name: str, settings: Settings, processor: ChannelProcessor) -> None:
         super().__init__(name, settings, processor)
-        self.batch_size: int = settings["batchSize"]
-        self.total_events: int = settings["totalEvents"]
+        self.config = SequenceSourceConfig.from_settings(settings)
+        self.batch_size = self.config.batch_size
+        self.total_events = self.config.total_events
         self.next_value = 0
 
     def describe(self) -> str:
