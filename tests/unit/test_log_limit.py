@@ -45,3 +45,15 @@ async def test_on_an_event_loop_the_count_is_reported_when_the_window_ends_witho
             await asyncio.sleep(0.01)
     assert [r.getMessage() for r in caplog.records] == [
         "timed out 0", "9 more warnings of kind 'timeout' in the last 0.05 s were not logged; the last: timed out 9"]
+
+
+def test_a_warning_can_carry_its_traceback(caplog):
+    warnings = RateLimitedWarnings(burst=1, window=60)
+    log = logging.getLogger("test.limit.traceback")
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            try:
+                raise RuntimeError("interceptor broke")
+            except RuntimeError:
+                warnings.warn(log, "processing-failed", "could not process", exc_info=True)
+    assert len(caplog.records) == 1 and "interceptor broke" in caplog.text

@@ -35,7 +35,8 @@ class RateLimitedWarnings:
         self.clock = clock
         self._windows: dict[tuple[str, str], _Window] = {}
 
-    def warn(self, log: logging.Logger, kind: str, message: str, *args: object) -> None:
+    def warn(self, log: logging.Logger, kind: str, message: str, *args: object, exc_info: bool = False) -> None:
+        """`log.warning(message, *args)` within the limit; `exc_info`: with the current traceback."""
         if not log.isEnabledFor(logging.WARNING):
             return
         key = (log.name, kind)
@@ -47,7 +48,7 @@ class RateLimitedWarnings:
             window = self._windows[key] = _Window(now)
         if window.logged < self.burst:
             window.logged += 1
-            log.warning(message, *args)
+            log.warning(message, *args, exc_info=exc_info)
             return
         window.suppressed += 1
         window.last = message % args if args else message

@@ -339,7 +339,8 @@ async def deliver_call(source: Source, events: list[Event], *, single: bool = Fa
         log.debug("%s: channel refused %d events: %s", source.name, len(events), error)
         outcome = Outcome.REFUSED
     except Exception:
-        log.exception("%s: could not process %d events", source.name, len(events))
+        source.warnings.warn(log, "processing-failed", "%s: could not process %d events", source.name, len(events),
+                             exc_info=True)
         counters.generic_processing_fail += 1
         outcome = Outcome.FAILED
     return outcome
