@@ -48,7 +48,7 @@ class RateLimitedWarnings:
             window = self._windows[key] = _Window(now)
         if window.logged < self.burst:
             window.logged += 1
-            log.warning(message, *args, exc_info=exc_info)
+            log.warning(message, *args, exc_info=exc_info or None)
             return
         window.suppressed += 1
         window.last = message % args if args else message
