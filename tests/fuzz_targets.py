@@ -150,6 +150,21 @@ def _avro_rpc_parse(pieces: list[bytes]) -> list[Event]:
     return _avro_calls([b"".join(pieces)])
 
 
+def _avro_session_call_parse(pieces: list[bytes]) -> list[Event]:
+    """One call on a connection past its handshake: where the compiled appendBatch reader runs."""
+    session = Session()
+    session.connected, session.remote = True, _AVRO_SOURCE.responder.local
+    call = _AVRO_SOURCE.responder.read_call(b"".join(pieces), session)
+    return [] if call.reply is not None else avro_events(call)
+
+
+def _avro_session_call_valid(rng: random.Random) -> bytes:
+    requestor = Requestor(_AVRO)
+    requestor.connected = True
+    events = [{"headers": _headers(rng), "body": _body(rng)} for _ in range(rng.randint(0, 6))]
+    return requestor.request("appendBatch", {"events": events})
+
+
 def _avro_stream_parse(pieces: list[bytes]) -> list[Event]:
     return _avro_calls(_run(_netty_payloads(pieces)))
 
@@ -371,6 +386,8 @@ def _line_parse(parse_line) -> Callable[[list[bytes]], list[Event]]:
 TARGETS = [
     Target("avro-netty-frames", _netty_frames_parse, (FrameError, *STREAM_ENDED), _netty_frames_valid),
     Target("avro-rpc", _avro_rpc_parse, (FrameError,), lambda rng: _avro_request(rng), stream=False),
+    Target("avro-rpc-after-handshake", _avro_session_call_parse, (FrameError,), _avro_session_call_valid,
+           stream=False),
     Target("avro-source-stream", _avro_stream_parse, (FrameError, *STREAM_ENDED), _avro_stream_valid),
     Target("thrift-compact-framed",
            _framed_parse(PROTOCOLS["compact"], FLUME.ThriftSourceProtocol, thrift_events,
