@@ -24,8 +24,9 @@ import hashlib
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from kubeflume_agent.config.model import AgentConfig, ConfigError
 from kubeflume_agent.config.properties import ConfigParseError, parse_properties, read_flume_conf
@@ -97,7 +98,8 @@ async def watch_config(path: Path, load: Callable[[], AgentConfig], agent: Agent
             log.info("config %s reloaded", path)
 
 
-async def serve(agent: Agent, describe: bool = True, watch: Callable[[], object] | None = None) -> int:
+async def serve(agent: Agent, describe: bool = True,
+                watch: Callable[[], Coroutine[Any, Any, None]] | None = None) -> int:
     """Start `agent`, serve until SIGTERM/SIGINT, stop it gracefully. Returns the exit code."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -115,9 +117,13 @@ async def serve(agent: Agent, describe: bool = True, watch: Callable[[], object]
     if describe:
         print_endpoints(agent)
     watcher = loop.create_task(watch()) if watch else None
-    quiescing: list[asyncio.Task] = []  # at most one: a second SIGUSR1 changes nothing
-    loop.add_signal_handler(signal.SIGUSR1, lambda: quiescing or quiescing.append(
-        loop.create_task(agent.stop_sources())))
+    quiescing: list[asyncio.Task[None]] = []  # at most one: a second SIGUSR1 changes nothing
+
+    def quiesce() -> None:
+        if not quiescing:
+            quiescing.append(loop.create_task(agent.stop_sources()))
+
+    loop.add_signal_handler(signal.SIGUSR1, quiesce)
     await stop.wait()
     for task in quiescing:
         await task

@@ -10,9 +10,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import Field, dataclass, field, fields
-from typing import Any, ClassVar, Self, TypeVar
-
-T = TypeVar("T")
+from typing import Any, ClassVar, Self
 
 
 class InvalidValue(ValueError):
@@ -160,21 +158,21 @@ def resolve(keys: Iterable[Key], params: Mapping[str, str]) -> tuple[Settings, l
             if key.required and key.name not in params:
                 problems.append(Problem(key.name, "is required"))
     for name, raw in params.items():
-        key = next((k for k in keys if k.matches(name)), None)
-        if key is None:
+        declared = next((k for k in keys if k.matches(name)), None)
+        if declared is None:
             problems.append(Problem(name, "unknown key (ignored, as Flume does)", "warning"))
             continue
         if "${" in raw:
             problems.append(Problem(name, f"{raw!r}: a ${{VAR}} is taken from the environment when the agent "
                                           "starts; one left unresolved is used as written", "warning"))
         try:
-            value = key.parse(raw)
+            value = declared.parse(raw)
         except InvalidValue as error:
             if "${" not in raw:  # else it is checked once the environment has filled it in
                 problems.append(Problem(name, str(error)))
             continue
-        if key.prefix:
-            settings[key.name][name[len(key.name):]] = value
+        if declared.prefix:
+            settings[declared.name][name[len(declared.name):]] = value
         else:
             settings[name] = value
     return settings, problems
@@ -183,8 +181,8 @@ def resolve(keys: Iterable[Key], params: Mapping[str, str]) -> tuple[Settings, l
 KEY = "flume_key"  # where a config field keeps its Key
 
 
-def key(name: str, parse: Callable[[str], T] = str, default: Any = None, *, required: bool = False,
-        prefix: bool = False, doc: str = "") -> T:
+def key(name: str, parse: Callable[[str], Any] = str, default: Any = None, *, required: bool = False,
+        prefix: bool = False, doc: str = "") -> Any:
     """A field of a component's typed config: the key's Flume spelling, parser, default and doc.
 
     `prefix=True` declares a family of keys (`serializer.` covers `serializer.appendNewline`...);
@@ -192,8 +190,8 @@ def key(name: str, parse: Callable[[str], T] = str, default: Any = None, *, requ
     """
     declared = Key(name, parse, default, required=required, prefix=prefix, doc=doc)
     if prefix:
-        return field(default_factory=dict, metadata={KEY: declared})  # type: ignore[return-value]
-    return field(default=default, metadata={KEY: declared})  # type: ignore[no-any-return]
+        return field(default_factory=dict, metadata={KEY: declared})
+    return field(default=default, metadata={KEY: declared})
 
 
 @dataclass(frozen=True)

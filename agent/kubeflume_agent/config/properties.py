@@ -238,10 +238,11 @@ def build_config(agent: str, own: Mapping[str, str]) -> AgentConfig:
             continue  # the component lists themselves
         if section == "configfilters" and name in listed["configfilters"]:
             continue
-        target = {
+        sections: dict[str, Mapping[str, object]] = {
             "sources": config.sources, "channels": config.channels,
             "sinks": config.sinks, "sinkgroups": config.sinkgroups,
-        }.get(section, {}).get(name)
+        }
+        target = sections.get(section, {}).get(name)
         if target is None or not prop:
             config.notes.append(ConfigError(
                 "agent", key,

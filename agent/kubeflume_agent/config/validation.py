@@ -17,6 +17,7 @@ from kubeflume_agent.config.model import (
     resolve_component,
 )
 from kubeflume_agent.core.registry import UnknownType, lookup
+from kubeflume_agent.selectors.builtin import ChannelSelector
 
 
 def validate(config: AgentConfig) -> list[ConfigError]:
@@ -69,9 +70,11 @@ def _check_component(kind: str, where: str, component: ComponentConfig, prefix: 
 
 
 def _batch_size_problem(where: str, component_class: type, settings, channel: str, capacities) -> list:
-    key = getattr(component_class, "batch_size_key", None)
+    key: str | None = getattr(component_class, "batch_size_key", None)
+    if key is None:
+        return []
     capacity = capacities.get(channel)
-    batch = settings.get(key) if key else None
+    batch = settings.get(key)
     if isinstance(batch, int) and isinstance(capacity, int) and batch > capacity:
         return [ConfigError(where, key, f"{batch} exceeds the transactionCapacity ({capacity}) of channel "
                                         f"{channel}; lower it or raise the channel's transactionCapacity")]
@@ -102,7 +105,8 @@ def _check_selector(where: str, source) -> list[ConfigError]:
     settings, problems = _check_component("selector", where, selector, prefix="selector.")
     if settings is None:
         return problems
-    for key, names in lookup("selector", selector.type).channel_references(settings):
+    selector_class: type[ChannelSelector] = lookup("selector", selector.type)
+    for key, names in selector_class.channel_references(settings):
         for channel in names:
             if channel not in source.channels:
                 message = f"channel {channel!r} is not one of this source's channels ({' '.join(source.channels)})"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kubeflume_agent.config.model import AgentConfig, ConfigError, resolve_component
 from kubeflume_agent.config.validation import config_errors
@@ -21,6 +22,9 @@ from kubeflume_agent.runtime.channel_processor import ChannelProcessor
 from kubeflume_agent.runtime.runners import PollableSourceRunner, SinkRunner
 from kubeflume_agent.sinks.base import Sink
 from kubeflume_agent.sources.base import PollableSource, Source
+
+if TYPE_CHECKING:
+    from kubeflume_agent.runtime.metrics import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +63,7 @@ class Agent:
         self._groups: dict[str, _Group] = {}
         self._metrics_host = metrics_host
         self._metrics_port = metrics_port
-        self.metrics_server = None
+        self.metrics_server: MetricsServer | None = None
         self.ready = False
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -69,7 +73,7 @@ class Agent:
         if errors:
             raise InvalidConfig(errors)
         if self._metrics_port is not None:
-            from kubeflume_agent.runtime.metrics import MetricsServer
+            from kubeflume_agent.runtime.metrics import MetricsServer  # aiohttp and prometheus only when serving
 
             self.metrics_server = MetricsServer(self.counters, lambda: self.ready, self.config.name,
                                                 self._metrics_host, self._metrics_port)
@@ -145,9 +149,9 @@ class Agent:
             await channel.start()
             self.channels[name] = channel
         for name in sinks:
-            spec = config.sinks[name]
-            sink_class, settings = _settings("sink", spec.type, spec.params)
-            self.sinks[name] = sink_class(name, settings, self.channels[spec.channel.strip()])
+            sink_spec = config.sinks[name]
+            sink_class, settings = _settings("sink", sink_spec.type, sink_spec.params)
+            self.sinks[name] = sink_class(name, settings, self.channels[sink_spec.channel.strip()])
         await self._start_sink_runners(config, sinks)
         for name in sources:
             await self._start_source(config, name)
@@ -160,12 +164,12 @@ class Agent:
         for name, members, processor_params in plans:
             params = dict(processor_params)
             processor_class, settings = _settings("processor", params.pop("type", "default"), params)
-            members = [self.sinks[s] for s in members]
-            processor = processor_class(settings, members)
+            group_sinks = [self.sinks[s] for s in members]
+            processor = processor_class(settings, group_sinks)
             await processor.start()
-            runner = SinkRunner(processor, list({id(s.channel): s.channel for s in members}.values()))
+            runner = SinkRunner(processor, list({id(s.channel): s.channel for s in group_sinks}.values()))
             runner.start()
-            self._groups[name] = _Group(name, [s.name for s in members], runner)
+            self._groups[name] = _Group(name, [s.name for s in group_sinks], runner)
 
     async def _start_source(self, config: AgentConfig, name: str) -> None:
         spec = config.sources[name]

@@ -66,6 +66,7 @@ def _java_digits(magnitude: float) -> tuple[str, int]:
     shortest that read back as the same double, but of two digits the closest when one would do
     (Double.MIN_VALUE is 4.9E-324, not 5.0E-324)."""
     _, digit_tuple, exponent = Decimal(repr(magnitude)).normalize().as_tuple()
+    assert isinstance(exponent, int), "a finite double"  # 'n', 'N', 'F' are NaN and infinity
     digits = "".join(map(str, digit_tuple))
     if len(digits) == 1 and float(two := f"{magnitude:.1e}") == magnitude:
         mantissa, _, power = two.partition("e")
@@ -98,7 +99,7 @@ class FlumeCollector:
         self._agent_name = agent_name
 
     def collect(self) -> Iterator[Metric]:
-        families: dict[str, Metric] = {}
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
         for key, component in self._counters().items():
             component_name = key.partition(".")[2] or key
             for attribute, value in component.snapshot().items():

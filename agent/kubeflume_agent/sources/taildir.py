@@ -167,6 +167,7 @@ def _group_pattern(text: str) -> str:
 
 class TaildirSource(PollableSource):
     batch_size_key = "batchSize"
+    counters: TaildirCounters
     keys = (
         Key("filegroups", word_list, required=True, doc="names of the file groups"),
         Key("filegroups.", _group_pattern, prefix=True,

@@ -112,6 +112,7 @@ class FileTransaction(Transaction):
 
 class FileChannel(Channel):
     commits_wait_for_disk = True
+    counters: FileChannelCounters
     keys = (
         Key("checkpointDir", str, "~/.flume/file-channel/checkpoint", doc="where checkpoints are written"),
         Key("dataDirs", comma_list, ["~/.flume/file-channel/data"],

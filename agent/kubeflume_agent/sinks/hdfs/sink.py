@@ -23,7 +23,7 @@ import getpass
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -234,7 +234,7 @@ class HdfsSink(Sink):
             self._evict_over_limit()
             await self._close_due()
 
-    def _group(self, events: Sequence[Event]) -> dict[tuple[str, str], Sequence[Event]]:
+    def _group(self, events: Sequence[Event]) -> Mapping[tuple[str, str], Sequence[Event]]:
         """Events by bucket, in order; an escape-free path needs no per-event work."""
         directory, prefix = self.directory.static, self.prefix.static
         if directory is not None and prefix is not None:
