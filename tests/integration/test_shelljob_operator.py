@@ -11,17 +11,14 @@ import asyncio
 import base64
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 from aiohttp import web
 
-from kubeflume_operator.shelljob.submission import staging_directory
+from tests.fakes.hadoop import AM_JAR_PATH, HDFS_TOKEN, HOME, USER, YARN_TOKEN, Hadoop, fake_hadoop, job_spec
 from tests.fakes.javajob import WORDS, build_java_job, serve_directory
-from tests.fakes.resourcemanager import FakeResourceManager
-from tests.fakes.webhdfs import FakeWebHDFS
 from tests.integration.operator_env import (
     KubernetesApiEmulator,
     create,
@@ -42,45 +39,15 @@ SHELLJOBS = "kubeflume.io/v1alpha1/shelljobs"
 CONFIGMAPS = "v1/configmaps"
 NS = "default"
 NAME = "wordcount"
-USER = "alice"
-HOME = f"/user/{USER}"
-AM_JAR_PATH = "/apps/distributedshell/AppMaster.jar"
 ENV = {"KUBEFLUME_SHELLJOB_POLL_INTERVAL": "0.2"}
 HOSTILE_ARGUMENT = "$(touch pwned) `touch pwned2`; it's \"quoted\" | cat"
 HOSTILE_LABEL = "nightly 'run' $HOME; touch pwned3"
-HDFS_TOKEN = "HAAFYWxpY2UAAAAA-hdfs"
-YARN_TOKEN = "MgAFYWxpY2UAAAAA-yarn"
-
-
-@dataclass
-class Hadoop:
-    hdfs: FakeWebHDFS
-    rm: FakeResourceManager
-
-    def cluster(self) -> dict:
-        return {"resourceManagers": [self.rm.url], "webhdfs": [self.hdfs.url], "user": USER,
-                "defaultFS": f"hdfs://{self.hdfs.namenode_address}"}
-
-    def staging(self, application_id: str, app_name: str = NAME) -> str:
-        return staging_directory(HOME, app_name, application_id)
-
-    def kills(self) -> list[str]:
-        return [path for method, path in self.rm.requests if method == "PUT"]
 
 
 @pytest.fixture
 def cluster(kmock):
     prepare_cluster(kmock, ["shelljobs.yaml"])
     return kmock
-
-
-@contextlib.asynccontextmanager
-async def fake_hadoop() -> AsyncIterator[Hadoop]:
-    """A fake HDFS and ResourceManager, with the ApplicationMaster jar in place."""
-    async with FakeWebHDFS(strict=True, tokens={HDFS_TOKEN: USER}) as hdfs, \
-            FakeResourceManager(hdfs, tokens={YARN_TOKEN: USER}) as rm:
-        hdfs.write(AM_JAR_PATH, b"PK-not-really-the-distributedshell-jar", owner="yarn")
-        yield Hadoop(hdfs, rm)
 
 
 @pytest.fixture
@@ -98,11 +65,6 @@ async def operator(cluster, tmp_path):
 def shelljob(spec: dict, name: str = NAME) -> dict:
     return {"apiVersion": "kubeflume.io/v1alpha1", "kind": "ShellJob",
             "metadata": {"name": name, "namespace": NS}, "spec": spec}
-
-
-def job_spec(hadoop: Hadoop, kind: str = "dshell", **fields) -> dict:
-    return {"yarn": hadoop.cluster(), "applicationMaster": {"kind": kind, "jar": {"url": f"hdfs://{AM_JAR_PATH}"}},
-            **fields}
 
 
 def job_status(kmock, name: str = NAME) -> dict:
@@ -175,12 +137,12 @@ async def test_a_java_job_runs_on_the_dshell_variant_with_its_jars_and_archive(c
     assert status["diagnostics"] == ""
     assert status["observedGeneration"] == 1
     assert status["cluster"] == recorded_cluster(hadoop)
-    assert status["stagingDirectory"] == hadoop.staging(application_id)
+    assert status["stagingDirectory"] == hadoop.staging(application_id, NAME)
     assert undeclared(status, status_schema()) == []
     assert status["startTime"] and status["completionTime"]
     assert condition(status, "Complete")["status"] == "True"
     assert condition(status, "Failed")["status"] == "False"
-    staging = hadoop.staging(application_id)
+    staging = hadoop.staging(application_id, NAME)
     fs_uri = f"hdfs://{hadoop.hdfs.namenode_address}"
     expected_paths = {
         "AppMaster.jar": AM_JAR_PATH,  # used in place
@@ -266,7 +228,7 @@ async def test_deleting_a_running_job_kills_it_and_removes_the_staging_directory
     await create(kmock, SHELLJOBS, shelljob(job_spec(hadoop, command=["sleep", "300"])))
     status = await wait_for_phase(kmock, operator, "Running")
     application_id = status["applicationId"]
-    staging = hadoop.staging(application_id)
+    staging = hadoop.staging(application_id, NAME)
     assert hadoop.hdfs.exists(f"{staging}/ExecScript")
     await delete(kmock, SHELLJOBS, NS, NAME)
     await wait_for(lambda: stored(kmock, SHELLJOBS, NS, NAME) is None, "the ShellJob to go", operator=operator)
@@ -296,7 +258,7 @@ async def test_an_operator_killed_before_submitting_resumes_with_the_same_applic
     assert list(hadoop.rm.apps) == [stored_id]
     assert hadoop.rm.container_log(stored_id) == "once\n"
     uploads = [path for server, _, op, path in hadoop.hdfs.requests if op == "CREATE" and server.startswith("namenode")]
-    assert uploads == [f"{hadoop.staging(stored_id)}/ExecScript"]  # staged once, reused after the crash
+    assert uploads == [f"{hadoop.staging(stored_id, NAME)}/ExecScript"]  # staged once, reused after the crash
 
 
 async def test_a_missing_file_source_is_reported_and_nothing_is_submitted(cluster, hadoop, operator):
@@ -329,7 +291,7 @@ async def test_a_spec_change_replaces_the_running_application(cluster, hadoop, o
                             and s.get("phase") == "Succeeded" and s, "generation 2 to succeed", operator=operator)
     assert status["applicationId"] != first
     assert hadoop.rm.apps[first].state == "KILLED"
-    assert not hadoop.hdfs.exists(hadoop.staging(first))
+    assert not hadoop.hdfs.exists(hadoop.staging(first, NAME))
     assert hadoop.rm.container_log(status["applicationId"]) == "second\n"
 
 
@@ -357,7 +319,7 @@ async def test_delegation_tokens_and_secret_files_come_from_secrets(cluster, had
     tokens = submission["am-container-spec"]["credentials"]["tokens"]["entry"]
     assert [entry["value"] for entry in tokens] == [HDFS_TOKEN]
     assert submission["cancel-tokens-when-complete"] is False
-    staging = hadoop.staging(application_id)
+    staging = hadoop.staging(application_id, NAME)
     assert hadoop.hdfs.read(f"{staging}/pw") == b"s3cret"
     assert hadoop.rm.container_log(application_id) == "s3cret"
     # The application ended without cancelling the Secret's token: the cleanup still can use it.
@@ -409,7 +371,7 @@ async def test_an_operator_killed_while_staging_resumes_with_the_stored_applicat
     assert list(hadoop.rm.apps) == [stored_id]
     assert hadoop.rm.container_log(stored_id) == "downloaded once\n"
     staged = {s["name"]: s for s in status["staged"]}
-    on_hdfs = hadoop.hdfs.status(f"{hadoop.staging(stored_id)}/input.txt")
+    on_hdfs = hadoop.hdfs.status(f"{hadoop.staging(stored_id, NAME)}/input.txt")
     assert (staged["input.txt"]["size"], staged["input.txt"]["timestamp"]) == (16, on_hdfs["modificationTime"])
 
 
@@ -431,7 +393,7 @@ async def test_a_spec_edit_the_job_cannot_run_still_retires_the_running_applicat
     assert diagnostics in refused["diagnostics"]
     assert hadoop.rm.apps[application_id].state == "KILLED"
     assert f"/apps/{application_id}/state" in hadoop.kills()
-    assert not hadoop.hdfs.exists(hadoop.staging(application_id))
+    assert not hadoop.hdfs.exists(hadoop.staging(application_id, NAME))
     assert {"applicationId", "cluster", "stagingDirectory"}.isdisjoint(refused)
     assert hadoop.rm.issued == [application_id]  # nothing created for the refused generation
     await wait_for(lambda: "SpecChanged" in reasons_posted(kmock), "the SpecChanged Event", operator=operator)
@@ -456,7 +418,7 @@ async def test_a_spec_moved_to_another_cluster_kills_the_old_application_where_i
         second = status["applicationId"]
         assert hadoop.rm.apps[first].state == "KILLED"  # on the cluster it was created on
         assert set(hadoop.kills()) == {f"/apps/{first}/state"}
-        assert not hadoop.hdfs.exists(hadoop.staging(first))  # under the old applicationName
+        assert not hadoop.hdfs.exists(hadoop.staging(first, NAME))  # under the old applicationName
         assert hadoop.rm.issued == [first]
         assert other.rm.issued == [second] and other.kills() == []  # the same id there is not touched
         assert other.rm.container_log(second) == "elsewhere\n"
@@ -483,7 +445,7 @@ async def test_deleting_a_job_whose_spec_became_invalid_kills_its_application_wh
         await wait_for(lambda: stored(kmock, SHELLJOBS, NS, NAME) is None, "the ShellJob to go", operator=second)
     assert hadoop.rm.apps[application_id].state == "KILLED"
     assert set(hadoop.kills()) == {f"/apps/{application_id}/state"}
-    assert not hadoop.hdfs.exists(hadoop.staging(application_id))
+    assert not hadoop.hdfs.exists(hadoop.staging(application_id, NAME))
     cleaned = [e["message"] for e in events_about(kmock, NS, "ShellJob", NAME) if e["reason"] == "CleanedUp"]
-    assert cleaned == [f"application {application_id} KILLED; {hadoop.staging(application_id)} deleted"]
+    assert cleaned == [f"application {application_id} KILLED; {hadoop.staging(application_id, NAME)} deleted"]
     assert {"CleanupSkipped", "SpecChanged"}.isdisjoint(reasons_posted(kmock))  # the deletion did it

@@ -12,6 +12,7 @@ module as `tests.kubernetes.cluster`; the fixtures built on it are in tests/kube
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -104,17 +105,29 @@ def wait_for(condition: Callable[[], T | None], what: str, timeout: float = DEFA
     The timeout only bounds a wait that would otherwise hang: no test asserts how long anything takes.
     """
     deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if operator is not None and operator.process.poll() is not None:
-            raise AssertionError(f"the operator exited ({operator.process.returncode}) while waiting for "
-                                 f"{what}\n{operator.log_tail()}")
-        if time.monotonic() > deadline:
-            log = f"\n--- operator log (tail) ---\n{operator.log_tail()}" if operator else ""
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{log}")
+    while not (result := condition()):
+        _still_waiting(deadline, what, timeout, operator)
         time.sleep(interval)
+    return result
+
+
+async def wait_for_async(condition: Callable[[], T | None], what: str, timeout: float = DEFAULT_TIMEOUT,
+                         operator: OperatorProcess | None = None, interval: float = 0.2) -> T:
+    """`wait_for` in an async test: `condition` runs in a thread, so the test's own servers keep serving."""
+    deadline = time.monotonic() + timeout
+    while not (result := await asyncio.to_thread(condition)):
+        _still_waiting(deadline, what, timeout, operator)
+        await asyncio.sleep(interval)
+    return result
+
+
+def _still_waiting(deadline: float, what: str, timeout: float, operator: OperatorProcess | None) -> None:
+    if operator is not None and operator.process.poll() is not None:
+        raise AssertionError(f"the operator exited ({operator.process.returncode}) while waiting for "
+                             f"{what}\n{operator.log_tail()}")
+    if time.monotonic() > deadline:
+        log = f"\n--- operator log (tail) ---\n{operator.log_tail()}" if operator else ""
+        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{log}")
 
 
 @dataclass

@@ -142,17 +142,23 @@ def install_chart(cluster: Cluster, namespace: str, helm_python: Path) -> Iterat
 
 
 @pytest.fixture
-def chart_operator(cluster: Cluster, crds: list[str], namespace: str, install_chart: Callable[..., str],
-                   tmp_path: Path) -> Iterator[OperatorProcess]:
-    """The operator installed by the chart (watching the test's namespace) and run as its ServiceAccount.
-
-    The chart's Deployment never runs (no kubelet): its args, env and ServiceAccount are taken
-    from the server and the operator runs here with a token of that ServiceAccount, so every
-    call it makes is checked against the chart's RBAC.
-    """
+def chart_deployment(crds: list[str], namespace: str, install_chart: Callable[..., str],
+                     cluster: Cluster) -> dict[str, Any]:
+    """The chart installed for the test's namespace (watchNamespaces); its operator Deployment, from the server."""
     release = install_chart({**CHART_VALUES, "watchNamespaces": [namespace]})
     deployment = cluster.get(DEPLOYMENTS, namespace, f"{release}-kubeflume")
     assert deployment is not None, f"the chart made no Deployment {release}-kubeflume"
-    operator = start_chart_operator(cluster, deployment, tmp_path)
+    return deployment
+
+
+@pytest.fixture
+def chart_operator(cluster: Cluster, chart_deployment: dict[str, Any], tmp_path: Path) -> Iterator[OperatorProcess]:
+    """The operator as the chart's Deployment runs it, with a token of the chart's ServiceAccount.
+
+    The Deployment never runs (no kubelet): its args, env and ServiceAccount are taken from the
+    server and the operator runs here, so every call it makes is checked against the chart's RBAC.
+    Start another one (after a kill, say) with `start_chart_operator(cluster, chart_deployment, tmp_path)`.
+    """
+    operator = start_chart_operator(cluster, chart_deployment, tmp_path)
     yield operator
     operator.stop()

@@ -160,6 +160,7 @@ class ApplicationRun:
         new = await self.clients.rm.new_application()
         directory = staging_directory(home, self.job.app_name, new.application_id)
         await self.record({"applicationId": new.application_id, "observedGeneration": self.generation,
+                           "diagnostics": None,  # what the job waited for before, if anything
                            "startTime": conditions.now(), **placement.record(self.job.cluster, directory)})
         await self.set_phase(job_status.STAGING, "Staging", f"application {new.application_id} created; "
                              "staging its files")

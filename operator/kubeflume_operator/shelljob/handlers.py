@@ -128,8 +128,13 @@ async def drive_application(
     except SourceUnavailable as error:
         await report_waiting(writer, current, generation, "SourceUnavailable", str(error), notify)
     except CLUSTER_ERRORS as error:
-        await report_waiting(writer, current, generation, "ClusterUnavailable",
-                             f"{type(error).__name__}: {error}", notify)
+        await report_waiting(writer, current, generation, "ClusterUnavailable", describe_error(error), notify)
+
+
+def describe_error(error: BaseException) -> str:
+    """`Type: message`, the type named once (a Hadoop error's text may already start with it)."""
+    text, kind = str(error), type(error).__name__
+    return text if text.startswith(f"{kind}:") else f"{kind}: {text}"
 
 
 async def reject(writer: StatusWriter, current: dict[str, Any], generation: int | None, reason: str,
@@ -145,12 +150,16 @@ async def report_waiting(writer: StatusWriter, current: dict[str, Any], generati
                          message: str, notify: Notify) -> None:
     """Something needed is missing or unreachable: say so (once) and try again at the next tick.
 
-    Before submission the status says it too; afterwards the application keeps its phase.
+    Before submission the status says it too (phase, conditions, diagnostics, and the generation
+    it is about); afterwards the application keeps its phase. While a previous generation's
+    application still waits to be retired, observedGeneration stays that application's.
     """
     phase = current.get("phase") or job_status.PENDING
     if current.get("observedGeneration") != generation:
         phase = job_status.PENDING
-    changed = job_status.with_phase(current, phase, reason, message, generation)
+    changed = {"diagnostics": message, **job_status.with_phase(current, phase, reason, message, generation)}
+    if not (current.get("applicationId") and current.get("observedGeneration") != generation):
+        changed["observedGeneration"] = generation
     if phase in (job_status.PENDING, job_status.STAGING) and any(current.get(k) != v for k, v in changed.items()):
         await writer.record(changed)
     if writer.memo.get(WARNING_MEMO_KEY) != message:
@@ -196,6 +205,6 @@ async def remove(body: kopf.Body, name: str, namespace: str, uid: str, spec: kop
         async with connect(where.cluster, namespace, core=context.core) as clients:
             done = await remove_application(where, current.get("phase"), clients)
     except (*CLUSTER_ERRORS, SourceUnavailable) as error:
-        kopf.warn(body, reason="CleanupFailed", message=f"{type(error).__name__}: {error}")
+        kopf.warn(body, reason="CleanupFailed", message=describe_error(error))
         raise kopf.TemporaryError(f"cannot clean up application {application_id}: {error}", delay=10) from error
     kopf.info(body, reason="CleanedUp", message=done)
