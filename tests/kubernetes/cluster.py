@@ -54,6 +54,8 @@ SERVICEACCOUNTS = "v1/serviceaccounts"
 DEPLOYMENTS = "apps/v1/deployments"
 STATEFULSETS = "apps/v1/statefulsets"
 DAEMONSETS = "apps/v1/daemonsets"
+REPLICASETS = "apps/v1/replicasets"
+PERSISTENTVOLUMECLAIMS = "v1/persistentvolumeclaims"
 CRDS = "apiextensions.k8s.io/v1/customresourcedefinitions"
 
 T = TypeVar("T")
@@ -482,24 +484,27 @@ class ChartOperator:
         env = {item["name"]: item["value"] for item in container.get("env", ()) if "value" in item}
         return cls(list(container.get("args", ())), env, pod["serviceAccountName"])
 
-    def local_args(self, liveness_url: str) -> list[str]:
+    def local_args(self, liveness_url: str, namespace: str | None = None) -> list[str]:
         """The chart's args with the liveness endpoint moved to `liveness_url` and the webhook to a free
-        local port (the pod's fixed ports would collide between tests)."""
+        local port (the pod's fixed ports would collide between tests), serving only `namespace`
+        instead of the whole cluster when it is given."""
         moved = {"--liveness": f"--liveness={liveness_url}",
                  "--webhook-listen": f"--webhook-listen=127.0.0.1:{free_port()}"}
+        if namespace is not None:
+            moved["--all-namespaces"] = f"--namespace={namespace}"
         return [moved.get(arg.split("=", 1)[0], arg) for arg in self.args]
 
 
 def start_chart_operator(cluster: Cluster, deployment: Mapping[str, Any], log_dir: Path, *,
-                         env: Mapping[str, str] | None = None) -> OperatorProcess:
+                         namespace: str | None = None, env: Mapping[str, str] | None = None) -> OperatorProcess:
     """The operator as the chart's Deployment would run it: its args, env and ServiceAccount's token.
 
     The admin kubeconfig is not used: every call the operator makes goes through the chart's RBAC.
     """
     chart = ChartOperator.of(deployment)
-    namespace = deployment["metadata"]["namespace"]
-    kubeconfig = service_account_kubeconfig(cluster, namespace, chart.service_account,
+    kubeconfig = service_account_kubeconfig(cluster, deployment["metadata"]["namespace"], chart.service_account,
                                             log_dir / f"{chart.service_account}.kubeconfig")
     liveness_url = local_liveness_url()
-    return launch_operator(kubeconfig, log_dir, chart.local_args(liveness_url), env={**chart.env, **(env or {})},
+    return launch_operator(kubeconfig, log_dir, chart.local_args(liveness_url, namespace),
+                           env={**chart.env, **(env or {})},
                            liveness_url=liveness_url)

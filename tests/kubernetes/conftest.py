@@ -116,49 +116,72 @@ def helm_python() -> Path:
     return build_helm_venv()
 
 
+def helm(helm_python: Path, cluster: Cluster, action: str, release: str, namespace: str,
+         values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`helm install|uninstall` of charts/kubeflume with Helm's own library (tests/packaging/helm_tool.py)."""
+    return run_helm_tool(helm_python, {"action": action, "kubeconfig": str(cluster.kubeconfig), "chart": str(CHART),
+                                       "values": values or {}, "release": release, "namespace": namespace})
+
+
+def installed(helm_python: Path, cluster: Cluster, namespace: str, values: dict[str, Any]) -> str:
+    release = f"kf{uuid.uuid4().hex[:6]}"
+    answer = helm(helm_python, cluster, "install", release, namespace, values)
+    assert "error" not in answer, f"helm install failed: {answer['error']}"
+    return release
+
+
 @pytest.fixture
 def install_chart(cluster: Cluster, namespace: str, helm_python: Path) -> Iterator[Callable[..., str]]:
-    """`install_chart(values, release=None)`: `helm install` of charts/kubeflume into the test's namespace.
+    """`install_chart(values)`: `helm install` of charts/kubeflume into the test's namespace.
 
     Returns the release name; every release is uninstalled after the test.
     """
     releases: list[str] = []
 
-    def helm(action: str, release: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
-        return run_helm_tool(helm_python, {"action": action, "kubeconfig": str(cluster.kubeconfig),
-                                           "chart": str(CHART), "values": values or {}, "release": release,
-                                           "namespace": namespace})
-
-    def install(values: dict[str, Any] | None = None, release: str | None = None) -> str:
-        release = release or f"kf{uuid.uuid4().hex[:6]}"
-        answer = helm("install", release, values)
-        assert "error" not in answer, f"helm install failed: {answer['error']}"
-        releases.append(release)
-        return release
+    def install(values: dict[str, Any] | None = None) -> str:
+        releases.append(installed(helm_python, cluster, namespace, values or {}))
+        return releases[-1]
 
     yield install
     for release in releases:
-        helm("uninstall", release)
+        helm(helm_python, cluster, "uninstall", release, namespace)
 
 
-@pytest.fixture
-def chart_deployment(crds: list[str], namespace: str, install_chart: Callable[..., str],
-                     cluster: Cluster) -> dict[str, Any]:
-    """The chart installed for the test's namespace (watchNamespaces); its operator Deployment, from the server."""
-    release = install_chart({**CHART_VALUES, "watchNamespaces": [namespace]})
+@pytest.fixture(scope="session")
+def shared_chart(cluster: Cluster, helm_python: Path) -> Iterator[dict[str, Any]]:
+    """The chart installed once per session, cluster-wide, in a namespace of its own; its Deployment.
+
+    One release serves every test (installing one per test would cost seconds each); tests that
+    check the chart's namespaced mode install their own with `install_chart`.
+    """
+    ensure_crds(cluster)
+    namespace = namespace_name("kubeflume-system")
+    create_namespace(cluster, namespace)
+    release = installed(helm_python, cluster, namespace, CHART_VALUES)
     deployment = cluster.get(DEPLOYMENTS, namespace, f"{release}-kubeflume")
     assert deployment is not None, f"the chart made no Deployment {release}-kubeflume"
-    return deployment
+    yield deployment
+    helm(helm_python, cluster, "uninstall", release, namespace)
+    delete_namespace(cluster, namespace)
 
 
 @pytest.fixture
-def chart_operator(cluster: Cluster, chart_deployment: dict[str, Any], tmp_path: Path) -> Iterator[OperatorProcess]:
+def chart_deployment(crds: list[str], shared_chart: dict[str, Any]) -> dict[str, Any]:
+    """The chart's operator Deployment, as the server holds it (cluster-wide RBAC, see shared_chart)."""
+    return shared_chart
+
+
+@pytest.fixture
+def chart_operator(cluster: Cluster, chart_deployment: dict[str, Any], namespace: str,
+                   tmp_path: Path) -> Iterator[OperatorProcess]:
     """The operator as the chart's Deployment runs it, with a token of the chart's ServiceAccount.
 
     The Deployment never runs (no kubelet): its args, env and ServiceAccount are taken from the
     server and the operator runs here, so every call it makes is checked against the chart's RBAC.
-    Start another one (after a kill, say) with `start_chart_operator(cluster, chart_deployment, tmp_path)`.
+    It serves the test's namespace only (`--namespace` in place of the chart's `--all-namespaces`).
+    Start another one (after a kill, say) with
+    `start_chart_operator(cluster, chart_deployment, tmp_path, namespace=namespace)`.
     """
-    operator = start_chart_operator(cluster, chart_deployment, tmp_path)
+    operator = start_chart_operator(cluster, chart_deployment, tmp_path, namespace=namespace)
     yield operator
     operator.stop()

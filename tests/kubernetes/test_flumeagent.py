@@ -14,10 +14,14 @@ from kubeflume_operator import conditions
 from kubeflume_operator.flumeagent import resources
 from tests.kubernetes.cluster import (
     CONFIGMAPS,
+    DAEMONSETS,
     DEPLOYMENTS,
     FLUMEAGENTS,
+    PERSISTENTVOLUMECLAIMS,
     PODS,
+    REPLICASETS,
     SERVICES,
+    STATEFULSETS,
     Cluster,
     OperatorProcess,
     wait_for,
@@ -132,3 +136,118 @@ def test_a_rollout_is_complete_only_when_the_workload_controller_says_so(
     assert (complete["status"], complete["reason"], complete["observedGeneration"]) == ("False", "RolloutComplete", 1)
     available = conditions.find(running["conditions"], "Available")
     assert (available["status"], available["reason"]) == ("True", "AllReplicasReady")
+
+
+def owned_by(obj: dict[str, Any], owner: dict[str, Any]) -> bool:
+    return any(ref["uid"] == owner["metadata"]["uid"] and ref.get("controller")
+               for ref in obj["metadata"].get("ownerReferences") or ())
+
+
+def file_channel_spec(**fields: Any) -> dict[str, Any]:
+    spec = agent_spec(**fields)
+    spec["replicas"] = 1
+    spec["channels"]["c1"] = {"type": "file", "checkpointDir": "/var/lib/flume/checkpoint",
+                              "dataDirs": "/var/lib/flume/data"}
+    return spec
+
+
+def test_a_file_channel_agent_is_a_statefulset_whose_claims_the_controller_creates(
+        cluster: Cluster, namespace: str, chart_operator: OperatorProcess) -> None:
+    created = cluster.create(FLUMEAGENTS, flume_agent(namespace, file_channel_spec(storage={"size": "2Gi"})))
+    stateful_set = wait_for(lambda: cluster.get(STATEFULSETS, namespace, NAME), "the StatefulSet",
+                            operator=chart_operator)
+    assert stateful_set["spec"]["serviceName"] == NAME
+    [claim_template] = stateful_set["spec"]["volumeClaimTemplates"]
+    assert claim_template["metadata"]["name"] == "data"
+    assert claim_template["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    mounts = stateful_set["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {m["mountPath"] for m in mounts if m["name"] == "data"} == {"/var/lib/flume/checkpoint",
+                                                                       "/var/lib/flume/data"}
+    # The StatefulSet controller (not the operator) makes the pod's claim from the template.
+    claim = wait_for(lambda: cluster.get(PERSISTENTVOLUMECLAIMS, namespace, f"data-{NAME}-0"),
+                     "the claim data-web-logs-0")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    status = wait_for(lambda: status_where(cluster, namespace, lambda s: s.get("workload") == f"StatefulSet/{NAME}"
+                                           and s.get("replicas") == 1 and s.get("phase") == "Pending"),
+                      "the status: 1 pod wanted, none ready", operator=chart_operator)
+    assert status["readyReplicas"] == 0
+    assert owned_by(stateful_set, created)
+
+
+def test_a_daemonset_agent_follows_what_the_daemonset_controller_reports(
+        cluster: Cluster, namespace: str, chart_operator: OperatorProcess) -> None:
+    spec = agent_spec(workload="DaemonSet")
+    del spec["replicas"]
+    cluster.create(FLUMEAGENTS, flume_agent(namespace, spec))
+    daemon_set = wait_for(lambda: cluster.get(DAEMONSETS, namespace, NAME), "the DaemonSet", operator=chart_operator)
+    assert "replicas" not in daemon_set["spec"]
+    # This cluster has no node: the controller wants no pod, and says so once it has seen the spec.
+    observed = wait_for(lambda: (d := cluster.get(DAEMONSETS, namespace, NAME))["status"].get("observedGeneration")
+                        and d["status"], "the DaemonSet controller's status")
+    assert observed["desiredNumberScheduled"] == 0
+    status = wait_for(lambda: status_where(cluster, namespace, lambda s: s.get("phase") == "Running"),
+                      "phase Running (0/0 pods)", operator=chart_operator)
+    assert (status["workload"], status["replicas"], status["readyReplicas"]) == (f"DaemonSet/{NAME}", 0, 0)
+    assert cluster.get(DEPLOYMENTS, namespace, NAME) is None
+
+
+def test_a_config_change_rolls_a_new_replicaset_and_a_bad_one_changes_nothing(
+        cluster: Cluster, namespace: str, chart_operator: OperatorProcess) -> None:
+    cluster.create(FLUMEAGENTS, flume_agent(namespace, agent_spec()))
+    first = wait_for(lambda: status_where(cluster, namespace, lambda s: s.get("configHash")), "the first config",
+                     operator=chart_operator)["configHash"]
+    changed = agent_spec()
+    changed["channels"]["c1"]["capacity"] = 5000
+    cluster.patch(FLUMEAGENTS, namespace, NAME, {"spec": changed})
+    second = parse_manifest(flume_agent(namespace, changed)).fingerprint()
+    assert second != first
+    wait_for(lambda: status_where(cluster, namespace, lambda s: s.get("configHash") == second
+                                  and s.get("observedGeneration") == 2), "the new hash", operator=chart_operator)
+    template = cluster.get(DEPLOYMENTS, namespace, NAME)["spec"]["template"]
+    assert template["metadata"]["annotations"][resources.CONFIG_HASH_ANNOTATION] == second
+    assert "capacity = 5000" in cluster.get(CONFIGMAPS, namespace, f"{NAME}-config")["data"]["flume.conf"]
+
+    def replica_set_hashes() -> set[str]:
+        found = cluster.list(REPLICASETS, namespace, f"{resources.INSTANCE_LABEL}={NAME}")
+        return {rs["spec"]["template"]["metadata"]["annotations"][resources.CONFIG_HASH_ANNOTATION] for rs in found}
+
+    wait_for(lambda: replica_set_hashes() == {first, second}, "a ReplicaSet per config (the Deployment controller)")
+
+    deployment = cluster.get(DEPLOYMENTS, namespace, NAME)
+    config_map = cluster.get(CONFIGMAPS, namespace, f"{NAME}-config")
+    broken = agent_spec(port=99999)
+    broken["sinks"]["k1"]["channel"] = "missing"
+    cluster.patch(FLUMEAGENTS, namespace, NAME, {"spec": broken})
+    invalid = wait_for(lambda: status_where(cluster, namespace, lambda s: s.get("phase") == "Invalid"),
+                       "phase Invalid", operator=chart_operator)
+    verdict = conditions.find(invalid["conditions"], "ConfigValid")
+    assert (verdict["status"], verdict["reason"], verdict["observedGeneration"]) == ("False", "InvalidConfig", 3)
+    assert "spec.sources.r1.port" in verdict["message"] and "missing" in verdict["message"]
+    assert invalid["observedGeneration"] == 3 and invalid["configHash"] == second  # what the pods still run
+    warning = wait_for(lambda: [e for e in cluster.events_about(namespace, "FlumeAgent", NAME)
+                                if e["reason"] == "InvalidConfig"], "the InvalidConfig Event")[0]
+    assert warning["type"] == "Warning" and "spec.sources.r1.port" in warning["message"]
+    after = cluster.get(DEPLOYMENTS, namespace, NAME)
+    assert (after["metadata"]["generation"], after["spec"]) == (deployment["metadata"]["generation"],
+                                                                deployment["spec"])
+    assert cluster.get(CONFIGMAPS, namespace, f"{NAME}-config")["metadata"]["resourceVersion"] == \
+        config_map["metadata"]["resourceVersion"]
+
+
+def test_deleting_a_flumeagent_leaves_its_children_to_the_garbage_collector(
+        cluster: Cluster, namespace: str, chart_operator: OperatorProcess) -> None:
+    created = cluster.create(FLUMEAGENTS, flume_agent(namespace, agent_spec()))
+    wait_for(lambda: cluster.list(PODS, namespace, f"{resources.INSTANCE_LABEL}={NAME}"), "the agent pods",
+             operator=chart_operator)
+    children = [(CONFIGMAPS, f"{NAME}-config"), (DEPLOYMENTS, NAME), (SERVICES, NAME), (SERVICES, f"{NAME}-metrics")]
+    assert all(owned_by(cluster.get(resource, namespace, name), created) for resource, name in children)
+
+    cluster.delete(FLUMEAGENTS, namespace, NAME)
+    wait_for(lambda: cluster.get(FLUMEAGENTS, namespace, NAME) is None, "the FlumeAgent to be gone",
+             operator=chart_operator)
+    wait_for(lambda: all(cluster.get(resource, namespace, name) is None for resource, name in children),
+             "the controller-manager's garbage collector to delete the children")
+    selector = f"{resources.INSTANCE_LABEL}={NAME}"
+    wait_for(lambda: not cluster.list(REPLICASETS, namespace, selector) and not cluster.list(PODS, namespace, selector),
+             "the ReplicaSet and pods to follow")
+    assert "Forbidden" not in chart_operator.log()

@@ -146,7 +146,8 @@ async def test_an_operator_killed_mid_submission_restarts_without_a_second_appli
         cluster: Cluster, namespace: str, hadoop: Hadoop, chart_deployment: dict[str, Any],
         tmp_path: Path) -> None:
     hadoop.rm.hold_submissions()
-    first = await asyncio.to_thread(start_chart_operator, cluster, chart_deployment, tmp_path)
+    first = await asyncio.to_thread(start_chart_operator, cluster, chart_deployment, tmp_path,
+                                    namespace=namespace)
     try:
         await create(cluster, namespace, job_spec(hadoop, command=["echo", "once"]))
         await wait_for_async(lambda: hadoop.rm.waiting_submissions == 1, "the submission to be on its way",
@@ -157,7 +158,8 @@ async def test_an_operator_killed_mid_submission_restarts_without_a_second_appli
     stored_id = job_status(cluster, namespace)["applicationId"]
     assert hadoop.rm.issued == [stored_id] and hadoop.rm.apps == {}
 
-    second = await asyncio.to_thread(start_chart_operator, cluster, chart_deployment, tmp_path)
+    second = await asyncio.to_thread(start_chart_operator, cluster, chart_deployment, tmp_path,
+                                    namespace=namespace)
     try:
         status = await phase(cluster, namespace, second, "Succeeded", "Failed", "Killed")
     finally:

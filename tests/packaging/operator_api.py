@@ -24,7 +24,8 @@ from collections.abc import Iterator
 
 import kubernetes.client
 import yaml
-from repo_paths import OPERATOR_PACKAGE, REPO, console_script
+
+from tests.packaging.repo_paths import OPERATOR_PACKAGE, REPO, console_script
 
 Rule = tuple[str, str, str]  # (apiGroup, resource, verb)
 
