@@ -199,7 +199,7 @@ def test_a_config_change_rolls_a_new_replicaset_and_a_bad_one_changes_nothing(
     changed = agent_spec()
     changed["channels"]["c1"]["capacity"] = 5000
     cluster.patch(FLUMEAGENTS, namespace, NAME, {"spec": changed})
-    second = parse_manifest(flume_agent(namespace, changed)).fingerprint()
+    second = fingerprint(parse_manifest(flume_agent(namespace, changed)))
     assert second != first
     wait_for(lambda: status_where(cluster, namespace, lambda s: s.get("configHash") == second
                                   and s.get("observedGeneration") == 2), "the new hash", operator=chart_operator)
