@@ -185,3 +185,16 @@ def chart_operator(cluster: Cluster, chart_deployment: dict[str, Any], namespace
     operator = start_chart_operator(cluster, chart_deployment, tmp_path, namespace=namespace)
     yield operator
     operator.stop()
+
+
+@pytest.fixture
+def namespaced_chart_operator(cluster: Cluster, crds: list[str], namespace: str, install_chart: Callable[..., str],
+                              tmp_path: Path) -> Iterator[OperatorProcess]:
+    """`chart_operator`, but from a release of its own installed in the test's namespace and watching
+    only it (the chart's namespaced mode: a Role there, the webhook's Secret there too)."""
+    release = install_chart({**CHART_VALUES, "watchNamespaces": [namespace]})
+    deployment = cluster.get(DEPLOYMENTS, namespace, f"{release}-kubeflume")
+    assert deployment is not None, f"the chart made no Deployment {release}-kubeflume"
+    operator = start_chart_operator(cluster, deployment, tmp_path)
+    yield operator
+    operator.stop()

@@ -252,7 +252,7 @@ def test_the_operator_removes_its_configuration_when_it_stops(
 
 
 def test_the_chart_operator_makes_its_certificate_injects_its_ca_and_serves_the_service_name(
-        cluster: Cluster, namespace: str, chart_operator: OperatorProcess, tmp_path: Path) -> None:
+        cluster: Cluster, namespace: str, namespaced_chart_operator: OperatorProcess, tmp_path: Path) -> None:
     """In a cluster the API server calls the chart's Service; the kit has no kube-proxy, so the test
     calls the operator as the API server would: HTTPS checked against the injected caBundle, for the
     Service's DNS name. The operator runs with the chart's RBAC, so a missing grant fails here."""
@@ -263,7 +263,7 @@ def test_the_chart_operator_makes_its_certificate_injects_its_ca_and_serves_the_
     service = configuration["webhooks"][0]["clientConfig"]["service"]
     secret_name = f"{service['name']}-tls"
     secret = wait_for(lambda: cluster.get("v1/secrets", namespace, secret_name), f"the Secret {secret_name}",
-                      operator=chart_operator)
+                      operator=namespaced_chart_operator)
     ca = base64.b64decode(secret["data"]["ca.crt"])
 
     def injected() -> dict[str, Any] | None:
@@ -271,15 +271,16 @@ def test_the_chart_operator_makes_its_certificate_injects_its_ca_and_serves_the_
         bundles = {webhook["clientConfig"].get("caBundle") for webhook in current["webhooks"]}
         return current if bundles == {base64.b64encode(ca).decode()} else None
 
-    wait_for(injected, "the CA in every caBundle", operator=chart_operator)
-    port = next(arg for arg in chart_operator.process.args if str(arg).startswith("--webhook-listen="))
+    wait_for(injected, "the CA in every caBundle", operator=namespaced_chart_operator)
+    operator = namespaced_chart_operator
+    port = next(arg for arg in operator.process.args if str(arg).startswith("--webhook-listen="))
     review = admission_review(flume_agent(namespace, with_source(type="nosuch")))
     answer = post_review(int(str(port).rsplit(":", 1)[1]), f"{service['name']}.{namespace}.svc", ca,
                          service["path"], review)
     assert answer["response"]["allowed"] is False
     assert UNKNOWN_SOURCE_TYPE in answer["response"]["status"]["message"]
-    assert "Forbidden" not in chart_operator.log()
-    assert chart_operator.stop() == 0
+    assert "Forbidden" not in namespaced_chart_operator.log()
+    assert namespaced_chart_operator.stop() == 0
     deployment = next(d for d in cluster.list(DEPLOYMENTS, namespace) if d["metadata"]["name"].endswith("kubeflume"))
     restarted = start_chart_operator(cluster, deployment, tmp_path)
     try:

@@ -24,7 +24,7 @@ from tests.kubernetes.cluster import (
 )
 from tests.kubernetes.conftest import CHART_VALUES
 from tests.kubernetes.test_flumeagent import NAME, agent_spec, flume_agent, status_where
-from tests.packaging.operator_api import required_rules
+from tests.packaging.operator_api import required_rules, webhook_certificate_rules
 
 pytestmark = pytest.mark.kubernetes
 
@@ -83,6 +83,10 @@ def test_the_chart_grants_exactly_what_the_operator_uses(
         deployment = cluster.get(DEPLOYMENTS, namespace, f"{release}-kubeflume")
     granted = granted_rules(cluster, deployment, namespace, tmp_path)
     cluster_rules, namespaced_rules = required_rules(cluster_wide=mode == "cluster-wide", peering=False)
-    wanted = cluster_rules | namespaced_rules
+    # The webhook's own certificate: its configurations cluster-wide, its Secret in the release's namespace.
+    certificate_cluster, certificate_own = webhook_certificate_rules()
+    wanted = cluster_rules | namespaced_rules | certificate_cluster
+    if deployment["metadata"]["namespace"] == namespace:
+        wanted |= certificate_own
     assert not wanted - granted, f"the operator uses but is not granted {sorted(wanted - granted)}"
     assert not granted - wanted, f"granted but never used {sorted(granted - wanted)}"
