@@ -14,8 +14,9 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import InvalidSetting, Key, Settings, boolean, charset, word_list
+from kubeflume_agent.config.keys import Config, InvalidSetting, Settings, boolean, charset, key, word_list
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.interceptors.base import Interceptor, validated_by_building
 from kubeflume_agent.protocols.java_patterns import MillisSerializer, compile_java_regex, java_replacement
@@ -27,38 +28,46 @@ def _pass_through(value: str) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class TimestampConfig(Config):
+    header: str = key("headerName", str, "timestamp", doc="header that receives the time")
+    preserve: bool = key("preserveExisting", boolean, False, doc="keep a value the event already has")
+
+
 class TimestampInterceptor(Interceptor):
     """Sets the time of interception in epoch millis (one reading per batch)."""
 
-    keys = (
-        Key("headerName", str, "timestamp", doc="header that receives the time"),
-        Key("preserveExisting", boolean, False, doc="keep a value the event already has"),
-    )
+    config_class = TimestampConfig
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.header: str = settings["headerName"]
-        self.preserve: bool = settings["preserveExisting"]
+        config = TimestampConfig.from_settings(settings)
+        self.header = config.header
+        self.preserve = config.preserve
 
     def intercept(self, events: list[Event]) -> list[Event]:
         _set_header(events, self.header, str(time.time_ns() // 1_000_000), self.preserve)
         return events
 
 
+@dataclass(frozen=True)
+class HostConfig(Config):
+    header: str = key("hostHeader", str, "host", doc="header that receives the host")
+    use_ip: bool = key("useIP", boolean, True, doc="the IP address; false: the canonical host name")
+    preserve: bool = key("preserveExisting", boolean, False, doc="keep a value the event already has")
+
+
 class HostInterceptor(Interceptor):
     """Sets this host's IP address (or canonical name), looked up once, as Flume does."""
 
-    keys = (
-        Key("hostHeader", str, "host", doc="header that receives the host"),
-        Key("useIP", boolean, True, doc="the IP address; false: the canonical host name"),
-        Key("preserveExisting", boolean, False, doc="keep a value the event already has"),
-    )
+    config_class = HostConfig
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.header: str = settings["hostHeader"]
-        self.preserve: bool = settings["preserveExisting"]
-        self.host = self._local_host(settings["useIP"])
+        config = HostConfig.from_settings(settings)
+        self.header = config.header
+        self.preserve = config.preserve
+        self.host = self._local_host(config.use_ip)
 
     @staticmethod
     def _local_host(use_ip: bool) -> str | None:
@@ -74,33 +83,47 @@ class HostInterceptor(Interceptor):
         return events
 
 
+@dataclass(frozen=True)
+class StaticConfig(Config):
+    header: str = key("key", str, "key", doc="header name")
+    value: str = key("value", str, "value", doc="header value")
+    preserve: bool = key("preserveExisting", boolean, True, doc="keep a value the event already has")
+
+
 class StaticInterceptor(Interceptor):
     """Sets one fixed header."""
 
-    keys = (
-        Key("key", str, "key", doc="header name"),
-        Key("value", str, "value", doc="header value"),
-        Key("preserveExisting", boolean, True, doc="keep a value the event already has"),
-    )
+    config_class = StaticConfig
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.config = StaticConfig.from_settings(settings)
 
     def intercept(self, events: list[Event]) -> list[Event]:
-        settings = self.settings
-        _set_header(events, settings["key"], settings["value"], settings["preserveExisting"])
+        config = self.config
+        _set_header(events, config.header, config.value, config.preserve)
         return events
+
+
+@dataclass(frozen=True)
+class UUIDConfig(Config):
+    header: str = key("headerName", str, "id", doc="header that receives the id")
+    preserve: bool = key("preserveExisting", boolean, True, doc="keep an id the event already has")
+    prefix: str = key("prefix", str, "", doc="text put before each UUID")
 
 
 class UUIDInterceptor(Interceptor):
     """Sets a random UUID per event (Flume's morphline UUIDInterceptor), for de-duplication downstream."""
 
-    keys = (
-        Key("headerName", str, "id", doc="header that receives the id"),
-        Key("preserveExisting", boolean, True, doc="keep an id the event already has"),
-        Key("prefix", str, "", doc="text put before each UUID"),
-    )
+    config_class = UUIDConfig
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.config = UUIDConfig.from_settings(settings)
 
     def intercept(self, events: list[Event]) -> list[Event]:
-        settings = self.settings
-        header, prefix, preserve = settings["headerName"], settings["prefix"], settings["preserveExisting"]
+        config = self.config
+        header, prefix, preserve = config.header, config.prefix, config.preserve
         for event in events:
             if not (preserve and header in event.headers):
                 event.headers[header] = prefix + str(uuid.uuid4())
@@ -113,24 +136,28 @@ def _set_header(events: list[Event], header: str, value: str, preserve: bool) ->
             event.headers[header] = value
 
 
+@dataclass(frozen=True)
+class RemoveHeaderConfig(Config):
+    name: str | None = key("withName", str, None, doc="one header to remove")
+    names: str | None = key("fromList", str, None, doc="headers to remove, split by fromListSeparator")
+    separator: str = key("fromListSeparator", str, "\\s*,\\s*", doc="regex separating the names in fromList")
+    matching: str | None = key("matching", str, None, doc="remove every header whose whole name matches this regex")
+
+
 class RemoveHeaderInterceptor(Interceptor):
     """Removes headers by name, from a list, or whose whole name matches a regex."""
 
-    keys = (
-        Key("withName", str, None, doc="one header to remove"),
-        Key("fromList", str, None, doc="headers to remove, split by fromListSeparator"),
-        Key("fromListSeparator", str, "\\s*,\\s*", doc="regex separating the names in fromList"),
-        Key("matching", str, None, doc="remove every header whose whole name matches this regex"),
-    )
+    config_class = RemoveHeaderConfig
     validate_settings = classmethod(validated_by_building)
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.name: str | None = settings["withName"]
-        names = settings["fromList"]
-        separator = compile_java_regex(settings["fromListSeparator"], "fromListSeparator")
+        config = RemoveHeaderConfig.from_settings(settings)
+        self.name = config.name
+        names = config.names
+        separator = compile_java_regex(config.separator, "fromListSeparator")
         self.names = frozenset(n for n in separator.split(names) if n) if names is not None else frozenset()
-        matching = settings["matching"]
+        matching = config.matching
         self.matching = compile_java_regex(matching, "matching") if matching is not None else None
 
     def intercept(self, events: list[Event]) -> list[Event]:
@@ -145,23 +172,27 @@ class RemoveHeaderInterceptor(Interceptor):
         return events
 
 
+@dataclass(frozen=True)
+class SearchReplaceConfig(Config):
+    search: str | None = key("searchPattern", str, required=True, doc="regex to search the body for")
+    replace: str = key("replaceString", str, "", doc="replacement; $1 or ${name} insert groups")
+    charset: str = key("charset", charset, "utf-8", doc="charset of the body")
+
+
 class SearchReplaceInterceptor(Interceptor):
     """Rewrites the body with a regex (Java Matcher.replaceAll: every match, `$1` groups)."""
 
-    keys = (
-        Key("searchPattern", str, required=True, doc="regex to search the body for"),
-        Key("replaceString", str, "", doc="replacement; $1 or ${name} insert groups"),
-        Key("charset", charset, "utf-8", doc="charset of the body"),
-    )
+    config_class = SearchReplaceConfig
     validate_settings = classmethod(validated_by_building)
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        if not settings["searchPattern"]:
+        config = SearchReplaceConfig.from_settings(settings)
+        if not config.search:
             raise InvalidSetting([("searchPattern", "must not be empty")])
-        self.regex = compile_java_regex(settings["searchPattern"], "searchPattern")
-        self.replacement = java_replacement(settings["replaceString"], self.regex, "replaceString")
-        self.charset = settings["charset"]
+        self.regex = compile_java_regex(config.search, "searchPattern")
+        self.replacement = java_replacement(config.replace, self.regex, "replaceString")
+        self.charset = config.charset
 
     def intercept(self, events: list[Event]) -> list[Event]:
         regex, replacement, charset = self.regex, self.replacement, self.charset
@@ -171,19 +202,23 @@ class SearchReplaceInterceptor(Interceptor):
         return events
 
 
+@dataclass(frozen=True)
+class RegexFilteringConfig(Config):
+    regex: str = key("regex", str, ".*", doc="regex searched for anywhere in the body")
+    exclude: bool = key("excludeEvents", boolean, False, doc="drop matching events instead of keeping them")
+
+
 class RegexFilteringInterceptor(Interceptor):
     """Keeps (or with excludeEvents drops) the events whose body contains a match of `regex`."""
 
-    keys = (
-        Key("regex", str, ".*", doc="regex searched for anywhere in the body"),
-        Key("excludeEvents", boolean, False, doc="drop matching events instead of keeping them"),
-    )
+    config_class = RegexFilteringConfig
     validate_settings = classmethod(validated_by_building)
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.regex = compile_java_regex(settings["regex"], "regex")
-        self.exclude: bool = settings["excludeEvents"]
+        config = RegexFilteringConfig.from_settings(settings)
+        self.regex = compile_java_regex(config.regex, "regex")
+        self.exclude = config.exclude
 
     def intercept(self, events: list[Event]) -> list[Event]:
         search, keep_matches = self.regex.search, not self.exclude
@@ -194,6 +229,16 @@ MILLIS_SERIALIZER = "org.apache.flume.interceptor.RegexExtractorInterceptorMilli
 PASS_THROUGH_SERIALIZER = "org.apache.flume.interceptor.RegexExtractorInterceptorPassThroughSerializer"
 
 
+@dataclass(frozen=True)
+class RegexExtractorConfig(Config):
+    regex: str | None = key("regex", str, required=True, doc="regex searched for in the body")
+    serializers: list[str] | None = key("serializers", word_list, required=True,
+                                        doc="serializer names, one per group, in group order")
+    serializer_params: dict[str, str] = key(
+        "serializers.", str, prefix=True,
+        doc="serializers.<s>.name = header; .type = DEFAULT or the millis serializer; .pattern = Joda pattern")
+
+
 class RegexExtractorInterceptor(Interceptor):
     """Copies the groups of the first match of `regex` in the body into headers, one serializer per group.
 
@@ -202,35 +247,32 @@ class RegexExtractorInterceptor(Interceptor):
     millis serializer cannot parse leaves its header unset and is logged: the event still passes.
     """
 
-    keys = (
-        Key("regex", str, required=True, doc="regex searched for in the body"),
-        Key("serializers", word_list, required=True, doc="serializer names, one per group, in group order"),
-        Key("serializers.", str, prefix=True,
-            doc="serializers.<s>.name = header; .type = DEFAULT or the millis serializer; .pattern = Joda pattern"),
-    )
+    config_class = RegexExtractorConfig
     validate_settings = classmethod(validated_by_building)
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
+        config = RegexExtractorConfig.from_settings(settings)
         problems: list[tuple[str, str]] = []
-        self.regex: re.Pattern[str] | None = None
-        if not settings["regex"]:
+        regex = None
+        if not config.regex:
             problems.append(("regex", "must not be empty"))
         else:
             try:
-                self.regex = compile_java_regex(settings["regex"], "regex")
+                regex = compile_java_regex(config.regex, "regex")
             except InvalidSetting as error:
                 problems += error.problems
-        if not settings["serializers"]:
+        if not config.serializers:
             problems.append(("serializers", "name at least one serializer"))
         self.serializers: list[tuple[str, Callable[[str], str]]] = []
-        for name in settings["serializers"]:
+        for name in config.serializers or []:
             try:
-                self.serializers.append(self._serializer(name, settings["serializers."]))
+                self.serializers.append(self._serializer(name, config.serializer_params))
             except InvalidSetting as error:
                 problems += error.problems
-        if problems:
+        if problems or regex is None:
             raise InvalidSetting(problems)
+        self.regex: re.Pattern[str] = regex
 
     @staticmethod
     def _serializer(name: str, params: dict[str, str]) -> tuple[str, Callable[[str], str]]:
