@@ -191,6 +191,8 @@ def key(name: str, parse: Callable[[str], Any] = str, default: Any = None, *, re
     declared = Key(name, parse, default, required=required, prefix=prefix, doc=doc)
     if prefix:
         return field(default_factory=dict, metadata={KEY: declared})
+    if isinstance(default, list):  # each config gets its own copy
+        return field(default_factory=default.copy, metadata={KEY: declared})
     return field(default=default, metadata={KEY: declared})
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Configurable, Key, Settings, one_of, word_list
+from kubeflume_agent.config.keys import Config, Configurable, Settings, key, one_of, word_list
 from kubeflume_agent.core.channel import Channel
 from kubeflume_agent.core.event import Event
 
@@ -17,6 +18,7 @@ Route = tuple[Channel, list[Event]]
 
 
 class ChannelSelector(Configurable):
+    """Picks, for each event of a batch, the channels of its source that receive it."""
 
     def __init__(self, settings: Settings, channels: dict[str, Channel]) -> None:
         self.settings = settings
@@ -35,14 +37,19 @@ class ChannelSelector(Configurable):
         return [self.channels[name] for name in names]
 
 
+@dataclass(frozen=True)
+class ReplicatingConfig(Config):
+    optional: list[str] = key("optional", word_list, [], doc="channels whose write failures are ignored")
+
+
 class ReplicatingSelector(ChannelSelector):
     """Every event to every channel; channels in `optional` may fail without failing the batch."""
 
-    keys = (Key("optional", word_list, [], doc="channels whose write failures are ignored"),)
+    config_class = ReplicatingConfig
 
     def __init__(self, settings: Settings, channels: dict[str, Channel]) -> None:
         super().__init__(settings, channels)
-        optional = set(settings["optional"])
+        optional = set(ReplicatingConfig.from_settings(settings).optional)
         self.required = [c for name, c in channels.items() if name not in optional]
         self.optional = [c for name, c in channels.items() if name in optional]
 
@@ -52,31 +59,37 @@ class ReplicatingSelector(ChannelSelector):
 
     @classmethod
     def channel_references(cls, settings: Settings) -> list[tuple[str, list[str]]]:
-        return [("optional", settings["optional"])]
+        return [("optional", ReplicatingConfig.from_settings(settings).optional)]
+
+
+@dataclass(frozen=True)
+class MultiplexingConfig(Config):
+    header: str = key("header", str, "flume.selector.header", doc="the header whose value picks the channels")
+    mapping: dict[str, list[str]] = key("mapping.", word_list, prefix=True,
+                                        doc="mapping.<value> = channels for that value (required)")
+    optional: dict[str, list[str]] = key("optional.", word_list, prefix=True,
+                                         doc="optional.<value> = channels tried best effort")
+    default: list[str] = key("default", word_list, [], doc="channels for events whose value has no mapping")
 
 
 class MultiplexingSelector(ChannelSelector):
     """Route by one header's value: `mapping.<value>`, else `default`; `optional.<value>` best effort."""
 
-    keys = (
-        Key("header", str, "flume.selector.header", doc="the header whose value picks the channels"),
-        Key("mapping.", word_list, prefix=True, doc="mapping.<value> = channels for that value (required)"),
-        Key("optional.", word_list, prefix=True, doc="optional.<value> = channels tried best effort"),
-        Key("default", word_list, [], doc="channels for events whose value has no mapping"),
-    )
+    config_class = MultiplexingConfig
 
     def __init__(self, settings: Settings, channels: dict[str, Channel]) -> None:
         super().__init__(settings, channels)
-        self.header: str = settings["header"]
+        self.config = MultiplexingConfig.from_settings(settings)
+        self.header = self.config.header
         self._routes: dict[str | None, tuple[list[Channel], list[Channel]]] = {}
 
     def _channels_for(self, value: str | None) -> tuple[list[Channel], list[Channel]]:
         cached = self._routes.get(value)
         if cached is None:
-            mapping, optional = self.settings["mapping."], self.settings["optional."]
+            mapping, optional = self.config.mapping, self.config.optional
             required_names = mapping.get(value) if value else None
             if not required_names:
-                required_names = self.settings["default"]
+                required_names = self.config.default
             optional_names = [n for n in optional.get(value, []) if n not in required_names] if value else []
             cached = (self._named(required_names), self._named(optional_names))
             if len(self._routes) < 10_000:  # header values come from clients: keep the cache bounded
@@ -101,22 +114,28 @@ class MultiplexingSelector(ChannelSelector):
 
     @classmethod
     def channel_references(cls, settings: Settings) -> list[tuple[str, list[str]]]:
-        references = [("default", settings["default"])]
-        references += [(f"mapping.{value}", names) for value, names in settings["mapping."].items()]
-        references += [(f"optional.{value}", names) for value, names in settings["optional."].items()]
+        config = MultiplexingConfig.from_settings(settings)
+        references = [("default", config.default)]
+        references += [(f"mapping.{value}", names) for value, names in config.mapping.items()]
+        references += [(f"optional.{value}", names) for value, names in config.optional.items()]
         return references
+
+
+@dataclass(frozen=True)
+class LoadBalancingConfig(Config):
+    policy: str = key("policy", one_of("round_robin", "random"), "round_robin")
 
 
 class LoadBalancingSelector(ChannelSelector):
     """Each event to one channel, by round robin or at random (Flume 1.10+, FLUME-3412)."""
 
-    keys = (Key("policy", one_of("round_robin", "random"), "round_robin"),)
+    config_class = LoadBalancingConfig
 
     def __init__(self, settings: Settings, channels: dict[str, Channel]) -> None:
         super().__init__(settings, channels)
         self._all = list(channels.values())
         self._next = 0
-        self._random = settings["policy"] == "random"
+        self._random = LoadBalancingConfig.from_settings(settings).policy == "random"
 
     def route(self, events: Sequence[Event]) -> tuple[list[Route], list[Route]]:
         count = len(self._all)

@@ -7,9 +7,10 @@ import pkgutil
 import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from kubeflume_agent.config.keys import Configurable, Key, Settings, boolean, integer, non_negative_integer
+from kubeflume_agent.config.keys import Config, Configurable, Settings, boolean, integer, key, non_negative_integer
 from kubeflume_agent.core.errors import EventDeliveryError
 from kubeflume_agent.core.status import Status
 from kubeflume_agent.sinks.base import Sink
@@ -47,6 +48,13 @@ class DefaultSinkProcessor(SinkProcessor):
         return await self.sinks[0].process()
 
 
+@dataclass(frozen=True)
+class FailoverConfig(Config):
+    priorities: dict[str, int] = key("priority.", integer, prefix=True,
+                                     doc="priority.<sink> = number; the highest goes first")
+    max_penalty_ms: int = key("maxpenalty", non_negative_integer, 30000, doc="longest time (ms) a failed sink sits out")
+
+
 class FailoverSinkProcessor(SinkProcessor):
     """The highest-priority working sink takes all the work; a failing sink sits out a penalty.
 
@@ -59,20 +67,17 @@ class FailoverSinkProcessor(SinkProcessor):
     group's order. (Flume numbers those -1, -2... in HashMap order, which is not the config order.)
     """
 
-    keys = (
-        Key("priority.", integer, prefix=True, doc="priority.<sink> = number; the highest goes first"),
-        Key("maxpenalty", non_negative_integer, 30000, doc="longest time (ms) a failed sink sits out"),
-    )
-
+    config_class = FailoverConfig
     FAILURE_PENALTY_MS = 1000
 
     def __init__(self, settings: Settings, sinks: Sequence[Sink], clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(settings, sinks)
-        priorities: dict[str, int] = settings["priority."]
+        config = FailoverConfig.from_settings(settings)
+        priorities = config.priorities
         by_preference = sorted(enumerate(self.sinks), key=lambda item: (
             item[1].name not in priorities, -priorities.get(item[1].name, 0), item[0]))
         self.ranked = [sink for _, sink in by_preference]
-        self.max_penalty: float = settings["maxpenalty"] / 1000
+        self.max_penalty = config.max_penalty_ms / 1000
         self._clock = clock
         self._live = set(range(len(self.ranked)))
         self._failed: dict[int, _Penalty] = {}
@@ -130,7 +135,7 @@ class FailoverSinkProcessor(SinkProcessor):
     def validate_settings(cls, settings: Settings, sink_names: Sequence[str] = ()) -> list[tuple[str, str]]:
         problems = []
         holders: dict[int, str] = {}
-        for sink, priority in settings["priority."].items():
+        for sink, priority in FailoverConfig.from_settings(settings).priorities.items():
             if sink_names and sink not in sink_names:
                 problems.append((f"priority.{sink}", f"{sink!r} is not a sink of this group "
                                                      f"({' '.join(sink_names)})"))
@@ -246,21 +251,27 @@ def _selector_class(name: str) -> type[SinkSelector]:
     return found
 
 
+@dataclass(frozen=True)
+class LoadBalanceConfig(Config):
+    backoff: bool = key("backoff", boolean, False, doc="let a failing sink sit out, exponentially longer")
+    selector: str = key("selector", str, "round_robin",
+                        doc="round_robin, random, or package.module:Class (a SinkSelector)")
+    max_timeout_ms: int = key("selector.maxTimeOut", non_negative_integer, 30000,
+                              doc="longest backoff (ms) of a failed sink")
+    selector_params: dict[str, str] = key("selector.", str, prefix=True, doc="further keys for a custom selector")
+
+
 class LoadBalancingSinkProcessor(SinkProcessor):
     """Spreads batches over the sinks: each call tries sinks in the selector's order until one works."""
 
-    keys = (
-        Key("backoff", boolean, False, doc="let a failing sink sit out, exponentially longer"),
-        Key("selector", str, "round_robin", doc="round_robin, random, or package.module:Class (a SinkSelector)"),
-        Key("selector.maxTimeOut", non_negative_integer, 30000, doc="longest backoff (ms) of a failed sink"),
-        Key("selector.", str, prefix=True, doc="further keys for a custom selector"),
-    )
+    config_class = LoadBalanceConfig
 
     def __init__(self, settings: Settings, sinks: Sequence[Sink], clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(settings, sinks)
-        self.selector = _selector_class(settings["selector"])(
-            self.sinks, backoff=settings["backoff"], max_timeout=settings["selector.maxTimeOut"] / 1000,
-            params=settings["selector."], clock=clock)
+        config = LoadBalanceConfig.from_settings(settings)
+        self.selector = _selector_class(config.selector)(
+            self.sinks, backoff=config.backoff, max_timeout=config.max_timeout_ms / 1000,
+            params=config.selector_params, clock=clock)
 
     async def process(self) -> Status:
         for sink in self.selector.order():
@@ -277,7 +288,7 @@ class LoadBalancingSinkProcessor(SinkProcessor):
         if sink_names and len(sink_names) < 2:
             problems.append(("sinks", "load_balance needs at least two sinks"))
         try:
-            _selector_class(settings["selector"])
+            _selector_class(LoadBalanceConfig.from_settings(settings).selector)
         except ValueError as error:
             problems.append(("selector", f"{error}; expected round_robin, random or package.module:Class"))
         return problems
