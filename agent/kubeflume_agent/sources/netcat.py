@@ -28,6 +28,7 @@ import logging
 from typing import ClassVar
 
 from kubeflume_agent.config.keys import Key, Settings, boolean, charset, port_number, positive_integer
+from kubeflume_agent.core.batches import batches
 from kubeflume_agent.core.errors import ChannelError, ChannelFull
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.java_charsets import java_encoder
@@ -98,9 +99,7 @@ class NetcatSource(ListeningSource):
         """Store the lines of one read, then answer them in order, one channel transaction at a
         time, so a client under backpressure still hears about what is stored. False: the
         connection ends (the source stops, or a line was too long)."""
-        step = self.processor.max_batch
-        for start in range(0, len(lines), step):
-            chunk = lines[start:start + step] if len(lines) > step else lines
+        for chunk in batches(lines, self.processor.max_batch):
             too_long = TOO_LONG in chunk
             if too_long:
                 chunk = chunk[:chunk.index(TOO_LONG)]

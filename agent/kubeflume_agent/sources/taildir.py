@@ -56,6 +56,7 @@ from kubeflume_agent.config.keys import (
     positive_integer,
     word_list,
 )
+from kubeflume_agent.core.batches import batches
 from kubeflume_agent.core.counters import SourceCounters, flume
 from kubeflume_agent.core.errors import ChannelError
 from kubeflume_agent.core.event import Event
@@ -302,9 +303,8 @@ class TaildirSource(PollableSource):
 
     async def _deliver_all(self, events: list[Event]) -> None:
         """One batch, or (when one long line was cut into many events) several of batchSize."""
-        size = self.settings["batchSize"]
-        for at in range(0, len(events), size):
-            await self.deliver(events[at:at + size])
+        for batch in batches(events, self.settings["batchSize"]):
+            await self.deliver(batch)
 
     def _commit(self, tail: TailFile, progress: Progress, events: list[Event]) -> None:
         tail.pos, tail.read_to, tail.pending = progress.pos, progress.read_to, progress.pending

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from kubeflume_agent.config.keys import Key, positive_integer, positive_number
+from kubeflume_agent.core.batches import batch_limit, batches
 from kubeflume_agent.core.counters import SourceCounters
 from kubeflume_agent.core.errors import ChannelError
 from kubeflume_agent.core.event import Event
@@ -276,9 +277,7 @@ async def deliver_until_accepted(source: Source, events: list[Event], stopped: a
     socket meanwhile, so the sender's window closes instead of data being lost. Each refusal
     counts a ChannelWriteFail; the events count as received once. Other errors propagate.
     """
-    step = min(source.processor.max_batch, batch_size or source.processor.max_batch)
-    for start in range(0, len(events), step):
-        batch = events[start:start + step] if len(events) > step else events
+    for batch in batches(events, batch_limit(source.processor.max_batch, batch_size)):
         source.count_received(len(batch))
         delay = 0.01
         while True:
