@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Key, Settings, number, one_of, positive_integer
+from kubeflume_agent.config.keys import Config, Settings, key, number, one_of, positive_integer
 from kubeflume_agent.core.channel import Channel
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.serializers import EventSerializer, create_serializer, serializer_problems
@@ -77,30 +77,38 @@ class OpenFile:
     batches: int = 0
 
 
+@dataclass(frozen=True)
+class RollingFileSinkConfig(Config):
+    directory: str = key("sink.directory", str, required=True,
+                         doc="directory the files are written to; created if missing")
+    path_manager: str = key("sink.pathManager", one_of('DEFAULT', 'ROLLTIME'), "default",
+                            doc="file names: DEFAULT = <prefix><agent start ms>-<n>, ROLLTIME = "
+                                "<prefix><yyyyMMddHHmmss>-<n>")
+    extension: str = key("sink.pathManager.extension", str, "", doc="file name extension, without the dot")
+    prefix: str = key("sink.pathManager.prefix", str, "", doc="file name prefix")
+    roll_interval: float = key("sink.rollInterval", number, 30.0,
+                               doc="seconds between rolls to a new file; 0 = one file, never rolled")
+    serializer: str = key("sink.serializer", str, "TEXT",
+                          doc="event serializer: text, header_and_text, avro_event or a class path")
+    serializer_params: dict[str, str] = key("sink.serializer.", str, prefix=True,
+                                            doc="serializer settings, e.g. sink.serializer.appendNewline")
+    batch_size: int = key("sink.batchSize", positive_integer, 100, doc="events taken from the channel per batch")
+
+
 class RollingFileSink(Sink):
     """Flume's `file_roll` sink: serialized events in local files, a new file every rollInterval."""
 
-    keys = (
-        Key("sink.directory", required=True, doc="directory the files are written to; created if missing"),
-        Key("sink.pathManager", one_of("DEFAULT", "ROLLTIME"), "default",
-            doc="file names: DEFAULT = <prefix><agent start ms>-<n>, ROLLTIME = <prefix><yyyyMMddHHmmss>-<n>"),
-        Key("sink.pathManager.extension", str, "", doc="file name extension, without the dot"),
-        Key("sink.pathManager.prefix", str, "", doc="file name prefix"),
-        Key("sink.rollInterval", number, 30.0, doc="seconds between rolls to a new file; 0 = one file, never rolled"),
-        Key("sink.serializer", str, "TEXT",
-            doc="event serializer: text, header_and_text, avro_event or a class path"),
-        Key("sink.serializer.", prefix=True, doc="serializer settings, e.g. sink.serializer.appendNewline"),
-        Key("sink.batchSize", positive_integer, 100, doc="events taken from the channel per batch"),
-    )
+    config_class = RollingFileSinkConfig
     batch_size_key = "sink.batchSize"
 
     def __init__(self, name: str, settings: Settings, channel: Channel) -> None:
         super().__init__(name, settings, channel)
-        self.directory: str = settings["sink.directory"]
-        self.roll_interval: float = settings["sink.rollInterval"]
+        self.config = RollingFileSinkConfig.from_settings(settings)
+        self.directory: str = self.config.directory
+        self.roll_interval: float = self.config.roll_interval
         self.series_millis = int(time.time() * 1000)  # Flume takes it when the sink is configured
-        manager = PATH_MANAGERS[settings["sink.pathManager"]]
-        self.paths = manager(settings["sink.pathManager.prefix"], settings["sink.pathManager.extension"],
+        manager = PATH_MANAGERS[self.config.path_manager]
+        self.paths = manager(self.config.prefix, self.config.extension,
                              str(self.series_millis))
         self._file: OpenFile | None = None
         self._lock = asyncio.Lock()
@@ -117,7 +125,7 @@ class RollingFileSink(Sink):
     def describe(self) -> str:
         pattern = os.path.join(self.directory, self.paths.prefix + "<stamp>-<n>" + self.paths.suffix)
         rolls = f"rolled every {self.roll_interval:g} s" if self.roll_interval else "never rolled"
-        return f"{type(self).__name__} {pattern} ({self.settings['sink.serializer'].lower()}, {rolls})"
+        return f"{type(self).__name__} {pattern} ({self.config.serializer.lower()}, {rolls})"
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -162,7 +170,7 @@ class RollingFileSink(Sink):
 
     def _open(self) -> OpenFile:
         """A new file with the serializer's opening bytes; never one that exists already."""
-        serializer = create_serializer(self.settings["sink.serializer"], self.settings["sink.serializer."])
+        serializer = create_serializer(self.config.serializer, self.config.serializer_params)
         try:
             os.makedirs(self.directory, exist_ok=True)
             fd, path = self._create()

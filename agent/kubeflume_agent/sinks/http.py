@@ -18,11 +18,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import aiohttp
 import orjson
 
-from kubeflume_agent.config.keys import Key, Settings, boolean, positive_integer
+from kubeflume_agent.config.keys import Config, Settings, boolean, key, positive_integer
 from kubeflume_agent.core.channel import Channel, Transaction
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.status import Status
@@ -50,36 +51,45 @@ class StatusRules:
         return self.overrides.get(code[0] + "XX", self.default)
 
 
+@dataclass(frozen=True)
+class HttpSinkConfig(Config):
+    endpoint: str = key("endpoint", str, required=True, doc="URL the events are POSTed to")
+    connect_timeout_ms: int = key("connectTimeout", positive_integer, 5000, doc="milliseconds to connect")
+    request_timeout_ms: int = key("requestTimeout", positive_integer, 5000, doc="milliseconds to wait for the answer")
+    content_type_header: str = key("contentTypeHeader", str, "text/plain", doc="Content-Type of single-event requests")
+    accept_header: str = key("acceptHeader", str, "text/plain", doc="Accept header of every request")
+    default_backoff: bool = key("defaultBackoff", boolean, True, doc="back off after a status without a backoff.* rule")
+    default_rollback: bool = key("defaultRollback", boolean, True,
+                                 doc="roll back after a status without a rollback.* rule")
+    default_increment_metrics: bool = key("defaultIncrementMetrics", boolean, False,
+                                          doc="count EventDrainSuccessCount after a status without an "
+                                              "incrementMetrics.* rule")
+    backoff_rules: dict[str, bool] = key("backoff.", boolean, prefix=True,
+                                         doc="backoff.CODE or backoff.NXX: back off after that status")
+    rollback_rules: dict[str, bool] = key("rollback.", boolean, prefix=True,
+                                          doc="rollback.CODE or rollback.NXX: roll back after that status")
+    increment_metrics_rules: dict[str, bool] = key("incrementMetrics.", boolean, prefix=True,
+                                                   doc="incrementMetrics.CODE or incrementMetrics.NXX: count the event "
+                                                       "as drained")
+    batch_size: int = key("batchSize", positive_integer, 100,
+                          doc="events handled per call: sent one request each, or as one request with jsonBatch "
+                              "(Flume's http sink takes one event per call and has no such key)")
+    json_batch: bool = key("jsonBatch", boolean, False,
+                           doc="send up to batchSize events per request as a JSON array of {headers, body}; bodies "
+                               "must be UTF-8 text")
+
+
 class HttpSink(Sink):
-    keys = (
-        Key("endpoint", required=True, doc="URL the events are POSTed to"),
-        Key("connectTimeout", positive_integer, 5000, doc="milliseconds to connect"),
-        Key("requestTimeout", positive_integer, 5000, doc="milliseconds to wait for the answer"),
-        Key("contentTypeHeader", str, "text/plain", doc="Content-Type of single-event requests"),
-        Key("acceptHeader", str, "text/plain", doc="Accept header of every request"),
-        Key("defaultBackoff", boolean, True, doc="back off after a status without a backoff.* rule"),
-        Key("defaultRollback", boolean, True, doc="roll back after a status without a rollback.* rule"),
-        Key("defaultIncrementMetrics", boolean, False,
-            doc="count EventDrainSuccessCount after a status without an incrementMetrics.* rule"),
-        Key("backoff.", boolean, prefix=True, doc="backoff.CODE or backoff.NXX: back off after that status"),
-        Key("rollback.", boolean, prefix=True, doc="rollback.CODE or rollback.NXX: roll back after that status"),
-        Key("incrementMetrics.", boolean, prefix=True,
-            doc="incrementMetrics.CODE or incrementMetrics.NXX: count the event as drained"),
-        Key("batchSize", positive_integer, 100,
-            doc="events handled per call: sent one request each, or as one request with jsonBatch "
-                "(Flume's http sink takes one event per call and has no such key)"),
-        Key("jsonBatch", boolean, False,
-            doc="send up to batchSize events per request as a JSON array of {headers, body}; "
-                "bodies must be UTF-8 text"),
-    )
+    config_class = HttpSinkConfig
 
     def __init__(self, name: str, settings: Settings, channel: Channel) -> None:
         super().__init__(name, settings, channel)
-        self.endpoint: str = settings["endpoint"]
-        self.backoff = StatusRules(settings["defaultBackoff"], settings["backoff."])
-        self.rollback = StatusRules(settings["defaultRollback"], settings["rollback."])
-        self.increment_metrics = StatusRules(settings["defaultIncrementMetrics"], settings["incrementMetrics."])
-        self.json_batch: bool = settings["jsonBatch"]
+        self.config = HttpSinkConfig.from_settings(settings)
+        self.endpoint: str = self.config.endpoint
+        self.backoff = StatusRules(self.config.default_backoff, self.config.backoff_rules)
+        self.rollback = StatusRules(self.config.default_rollback, self.config.rollback_rules)
+        self.increment_metrics = StatusRules(self.config.default_increment_metrics, self.config.increment_metrics_rules)
+        self.json_batch: bool = self.config.json_batch
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
@@ -96,8 +106,8 @@ class HttpSink(Sink):
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(
-            sock_connect=self.settings["connectTimeout"] / 1000, sock_read=self.settings["requestTimeout"] / 1000)
-        self._session = aiohttp.ClientSession(timeout=timeout, headers={"Accept": self.settings["acceptHeader"]})
+            sock_connect=self.config.connect_timeout_ms / 1000, sock_read=self.config.request_timeout_ms / 1000)
+        self._session = aiohttp.ClientSession(timeout=timeout, headers={"Accept": self.config.accept_header})
         await super().start()
 
     async def stop(self) -> None:
@@ -116,7 +126,7 @@ class HttpSink(Sink):
             if not events:
                 break
             taken += 1
-            status = await self._deliver(tx, events, events[0].body, self.settings["contentTypeHeader"])
+            status = await self._deliver(tx, events, events[0].body, self.config.content_type_header)
             if status is not None:
                 return status
         return self._count_batch(taken)

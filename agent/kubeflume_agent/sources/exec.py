@@ -19,8 +19,17 @@ import logging
 import os
 import shlex
 import signal
+from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Key, Settings, boolean, charset, non_negative_integer, positive_integer
+from kubeflume_agent.config.keys import (
+    Config,
+    Settings,
+    boolean,
+    charset,
+    key,
+    non_negative_integer,
+    positive_integer,
+)
 from kubeflume_agent.core.errors import ChannelError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.lines import ReadLineSplitter
@@ -34,30 +43,33 @@ MAX_RETRY = 5.0
 STOP_GRACE = 5.0
 
 
+@dataclass(frozen=True)
+class ExecSourceConfig(Config):
+    command: str = key("command", str, required=True, doc="the command to run")
+    shell: str | None = key("shell", str, None, doc="e.g. '/bin/sh -c': run the command through it")
+    restart: bool = key("restart", boolean, False, doc="run the command again when it exits")
+    restart_throttle_ms: int = key("restartThrottle", non_negative_integer, 10000, doc="ms to wait before a restart")
+    log_stderr: bool = key("logStdErr", boolean, False, doc="log the command's standard error")
+    batch_size: int = key("batchSize", positive_integer, 20, doc="lines per channel transaction")
+    batch_timeout_ms: int = key("batchTimeout", positive_integer, 3000, doc="ms after which a partial batch is sent")
+    charset: str = key("charset", charset, "utf-8", doc="charset of the command's output")
+
+
 class ExecSource(Source):
-    batch_size_key = "batchSize"
-    keys = (
-        Key("command", str, required=True, doc="the command to run"),
-        Key("shell", str, None, doc="e.g. '/bin/sh -c': run the command through it"),
-        Key("restart", boolean, False, doc="run the command again when it exits"),
-        Key("restartThrottle", non_negative_integer, 10000, doc="ms to wait before a restart"),
-        Key("logStdErr", boolean, False, doc="log the command's standard error"),
-        Key("batchSize", positive_integer, 20, doc="lines per channel transaction"),
-        Key("batchTimeout", positive_integer, 3000, doc="ms after which a partial batch is sent"),
-        Key("charset", charset, "utf-8", doc="charset of the command's output"),
-    )
+    config_class = ExecSourceConfig
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
+        self.config = ExecSourceConfig.from_settings(settings)
         self.process: asyncio.subprocess.Process | None = None
         self.runs = 0
         self._task: asyncio.Task | None = None
         self._stopping = False
 
     def argv(self) -> list[str]:
-        command = self.settings["command"]
-        if self.settings["shell"]:
-            return [*shlex.split(self.settings["shell"]), command]
+        command = self.config.command
+        if self.config.shell:
+            return [*shlex.split(self.config.shell), command]
         return command.split()
 
     async def start(self) -> None:
@@ -79,13 +91,13 @@ class ExecSource(Source):
         while not self._stopping:
             try:
                 code = await self._run_once()
-                log.info("source %s: command %r exited with code %s", self.name, self.settings["command"], code)
+                log.info("source %s: command %r exited with code %s", self.name, self.config.command, code)
             except OSError as error:
                 self.counters.generic_processing_fail += 1
-                log.error("source %s: cannot run %r: %s", self.name, self.settings["command"], error)
-            if not self.settings["restart"] or self._stopping:
+                log.error("source %s: cannot run %r: %s", self.name, self.config.command, error)
+            if not self.config.restart or self._stopping:
                 return
-            await asyncio.sleep(self.settings["restartThrottle"] / 1000)
+            await asyncio.sleep(self.config.restart_throttle_ms / 1000)
 
     async def _run_once(self) -> int | None:
         self.process = await asyncio.create_subprocess_exec(
@@ -102,7 +114,7 @@ class ExecSource(Source):
     async def _read_stdout(self, stdout: asyncio.StreamReader) -> None:
         splitter = ReadLineSplitter()
         batch: list[Event] = []
-        timeout = self.settings["batchTimeout"] / 1000
+        timeout = self.config.batch_timeout_ms / 1000
         loop = asyncio.get_running_loop()
         deadline = None
         while True:
@@ -116,7 +128,7 @@ class ExecSource(Source):
             lines = splitter.feed(data) if data else splitter.finish()
             for line in lines:
                 batch.append(Event(self._recode(line)))
-                if len(batch) >= self.settings["batchSize"]:
+                if len(batch) >= self.config.batch_size:
                     await self._deliver_held(batch)
                     batch = []
             deadline = None if not batch else deadline or loop.time() + timeout
@@ -125,7 +137,7 @@ class ExecSource(Source):
                 return
 
     def _recode(self, line: bytes) -> bytes:
-        encoding = self.settings["charset"]
+        encoding = self.config.charset
         return line.decode(encoding, "replace").encode(encoding)
 
     async def _deliver_held(self, batch: list[Event]) -> None:
@@ -148,9 +160,9 @@ class ExecSource(Source):
     async def _drain_stderr(self, stderr: asyncio.StreamReader) -> None:
         splitter = ReadLineSplitter()
         while data := await stderr.read(READ_SIZE):
-            if self.settings["logStdErr"]:
+            if self.config.log_stderr:
                 for line in splitter.feed(data):
-                    log.info("source %s: StdErr: %s", self.name, line.decode(self.settings["charset"], "replace"))
+                    log.info("source %s: StdErr: %s", self.name, line.decode(self.config.charset, "replace"))
 
     async def _end_child(self) -> None:
         """Terminate the command's whole process group (a shell's children too), then kill it."""
