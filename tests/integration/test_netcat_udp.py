@@ -8,6 +8,8 @@ import socket
 
 import pytest
 
+from kubeflume_agent.core.counters import SourceCounters
+from kubeflume_agent.sources.udp_server import UdpServer
 from tests.integration.source_harness import collect, memory_channel, running_source, take_all, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -71,3 +73,24 @@ async def test_what_waits_for_a_full_channel_is_bounded_in_bytes():
         received += await take_all(channel)
     assert 1 <= len(received) <= 7  # one in the channel, one in flight, at most five waiting
     assert all(len(e.body) == 1000 for e in received)
+
+
+async def test_one_wake_up_takes_every_datagram_the_socket_holds():
+    """An event loop's own UDP transport reads 1 (asyncio) or 32 (uvloop) datagrams per wake-up;
+    a flood then overflows the kernel's buffer while the loop parses and writes."""
+    async def no_events(datagrams):
+        return []
+
+    async def deliver(events, stopped):
+        return True
+
+    server = UdpServer("r1", SourceCounters(), no_events, deliver, batch_size=1000)
+    (port,) = await server.start("127.0.0.1", [0])
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            for i in range(500):
+                client.sendto(b"line %d" % i, ("127.0.0.1", port))
+        server._read_all()  # before the event loop gets a turn
+        assert [payload for payload, _, _ in server._pending] == [b"line %d" % i for i in range(500)]
+    finally:
+        await server.stop()

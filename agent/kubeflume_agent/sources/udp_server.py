@@ -24,22 +24,13 @@ log = logging.getLogger(__name__)
 
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
 MAX_PENDING_BYTES = 64 * 1024 * 1024
+MAX_DATAGRAM_BYTES = 65535
+READS_PER_WAKE_UP = 1000
 
 Datagram = tuple[bytes, str, int]  # payload, sender IP, sender port
 MakeEvents = Callable[[list[Datagram]], Awaitable[list[Event]]]
 # Store events, retrying while the channel is full; False if the server stopped first.
 Deliver = Callable[[list[Event], asyncio.Event], Awaitable[bool]]
-
-
-class _Receiver(asyncio.DatagramProtocol):
-    def __init__(self, server: UdpServer) -> None:
-        self.server = server
-
-    def datagram_received(self, data: bytes, address: tuple) -> None:
-        self.server.received(data, address)
-
-    def error_received(self, error: Exception) -> None:
-        log.debug("%s: UDP error: %s", self.server.name, error)
 
 
 class UdpServer:
@@ -60,30 +51,55 @@ class UdpServer:
         self.pending_bytes = 0
         self._pending: list[Datagram] = []
         self._wake = asyncio.Event()
-        self._transport: asyncio.DatagramTransport | None = None
+        self._socket: socket.socket | None = None
         self._consumer: asyncio.Task | None = None
 
     async def start(self, host: str | None, ports: Sequence[int]) -> list[int]:
         """Bind the one port of a UDP source (0 picks a free one); returns it, as TcpServer does."""
         (port,) = ports
         loop = asyncio.get_running_loop()
-        self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Receiver(self), local_addr=(host or "0.0.0.0", port), reuse_port=self.reuse_port or None,
-        )
-        sock = self._transport.get_extra_info("socket")
-        with contextlib.suppress(OSError):  # a larger kernel buffer is a wish, not a need
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+        family, _, _, _, address = (await loop.getaddrinfo(host or "0.0.0.0", port, type=socket.SOCK_DGRAM))[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            with contextlib.suppress(OSError):  # a larger kernel buffer is a wish, not a need
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+            sock.setblocking(False)
+            sock.bind(address)
+        except BaseException:
+            sock.close()
+            raise
+        self._socket = sock
+        loop.add_reader(sock.fileno(), self._read_all)
         self._consumer = asyncio.create_task(self._consume(), name=f"{self.name}-udp")
         return [sock.getsockname()[1]]
 
     async def stop(self) -> None:
         """Stop receiving, deliver what is queued (unless the channel stays full), then return."""
-        if self._transport is not None:
-            self._transport.close()
+        if self._socket is not None:
+            asyncio.get_running_loop().remove_reader(self._socket.fileno())
+            self._socket.close()
+            self._socket = None
         self.stopped.set()
         self._wake.set()
         if self._consumer is not None:
             await self._consumer
+
+    def _read_all(self) -> None:
+        """What the socket holds, up to READS_PER_WAKE_UP datagrams. The event loops' own UDP
+        transports take one (asyncio) or 32 (uvloop) datagrams per wake-up: while the loop also
+        parses and writes, too few to keep a flood from overflowing the kernel's buffer."""
+        receive = self._socket.recvfrom
+        for _ in range(READS_PER_WAKE_UP):
+            try:
+                data, address = receive(MAX_DATAGRAM_BYTES)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:  # e.g. ICMP port unreachable reported on the socket
+                log.debug("%s: UDP error: %s", self.name, error)
+                return
+            self.received(data, address)
 
     def received(self, data: bytes, address: tuple) -> None:
         pending = self._pending
