@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from kubeflume_agent.config.keys import (
-    Key,
+    Config,
     Settings,
     boolean,
     comma_list,
+    key,
     non_negative_integer,
     number,
     one_of,
@@ -55,83 +56,97 @@ log = logging.getLogger(__name__)
 DEFAULT_HTTP_PORT = 9870  # Hadoop 3's NameNode HTTP port (dfs.namenode.http-address)
 
 
+@dataclass(frozen=True)
+class HdfsSinkConfig(Config):
+    path: str = key("hdfs.path", str, required=True,
+                    doc="directory to write to, with Flume's escapes; hdfs://host[:port]/dir, webhdfs://host:port/dir, "
+                        "swebhdfs://host:port/dir, or /dir with hdfs.namenodes")
+    namenodes: list[str] | None = key("hdfs.namenodes", comma_list, None,
+                                      doc="NameNode HTTP base URLs (http://nn1:9870,http://nn2:9870), tried in order "
+                                          "with failover; default: from hdfs.path (webhdfs://h:p -> http://h:p, "
+                                          "hdfs://h -> http://h:9870)")
+    user: str | None = key("hdfs.user", str, None,
+                           doc="user.name sent to WebHDFS (simple auth); default: this process's user (flume if it has "
+                               "no name)")
+    delegation_token: str | None = key("hdfs.delegationToken", str, None,
+                                       doc="a delegation token (URL-safe string), sent instead of user.name on secure "
+                                           "clusters")
+    proxy_user: str | None = key("hdfs.proxyUser", str, None,
+                                 doc="user to write as (WebHDFS doas); the authenticated user must be an HDFS proxy "
+                                     "user")
+    file_prefix: str = key("hdfs.filePrefix", str, "FlumeData", doc="file name prefix, with escapes")
+    file_suffix: str = key("hdfs.fileSuffix", str, "",
+                           doc="file name suffix (e.g. .avro); replaces the codec's extension")
+    in_use_prefix: str = key("hdfs.inUsePrefix", str, "", doc="name prefix of a file while it is being written")
+    in_use_suffix: str = key("hdfs.inUseSuffix", str, ".tmp", doc="name suffix of a file while it is being written")
+    empty_in_use_suffix: bool = key("hdfs.emptyInUseSuffix", boolean, False, doc="true: no in-use suffix at all")
+    roll_interval: float = key("hdfs.rollInterval", number, 30.0,
+                               doc="seconds before a file is rolled; 0 = never by time")
+    roll_size: int = key("hdfs.rollSize", non_negative_integer, 1024,
+                         doc="body bytes that roll a file; 0 = never by size")
+    roll_count: int = key("hdfs.rollCount", non_negative_integer, 10, doc="events that roll a file; 0 = never by count")
+    idle_timeout: float = key("hdfs.idleTimeout", number, 0.0,
+                              doc="seconds without writes before a file is closed; 0 = never")
+    batch_size: int = key("hdfs.batchSize", positive_integer, 100, doc="events taken from the channel per batch")
+    file_type: str = key("hdfs.fileType", one_of('SequenceFile', 'DataStream', 'CompressedStream'), "sequencefile",
+                         doc="SequenceFile (Hadoop SequenceFile, uncompressed), DataStream (serializer output), "
+                             "CompressedStream (serializer output compressed with hdfs.codeC)")
+    codec: str | None = key("hdfs.codeC", str, None,
+                            doc="CompressedStream codec: gzip or bzip2 (also as GzipCodec, BZip2Codec or the Hadoop "
+                                "class name)")
+    write_format: str = key("hdfs.writeFormat", one_of('Writable', 'Text'), "writable",
+                            doc="SequenceFile value class: Writable (BytesWritable) or Text")
+    max_open_files: int = key("hdfs.maxOpenFiles", positive_integer, 5000,
+                              doc="open files kept; the least recently used is closed")
+    call_timeout_ms: int = key("hdfs.callTimeout", positive_integer, 30000,
+                               doc="milliseconds an HDFS call may wait to connect or for the server's next bytes; then "
+                                   "the batch rolls back")
+    close_tries: int = key("hdfs.closeTries", non_negative_integer, 0,
+                           doc="attempts to close (rename) a file; 0 = until it works. A file that a failed batch left "
+                               "bytes in is retried until they are cut off")
+    retry_interval: float = key("hdfs.retryInterval", number, 180.0, doc="seconds between attempts to close a file")
+    round_down: bool = key("hdfs.round", boolean, False, doc="round the event time down for the escapes")
+    round_value: int = key("hdfs.roundValue", positive_integer, 1, doc="round down to a multiple of this many units")
+    round_unit: str = key("hdfs.roundUnit", one_of(*ROUND_UNITS), "second", doc="unit of hdfs.roundValue")
+    time_zone: str = key("hdfs.timeZone", str, "local", doc="time zone of the escapes (IANA name), or local")
+    use_local_timestamp: bool = key("hdfs.useLocalTimeStamp", boolean, False,
+                                    doc="use the sink's clock instead of the timestamp header")
+    min_block_replicas: int | None = key("hdfs.minBlockReplicas", non_negative_integer, None,
+                                         doc="accepted for compatibility; WebHDFS does not report block replicas, so "
+                                             "it has no effect")
+    threads_pool_size: int = key("hdfs.threadsPoolSize", positive_integer, 10,
+                                 doc="accepted for compatibility; calls are async")
+    roll_timer_pool_size: int = key("hdfs.rollTimerPoolSize", positive_integer, 1,
+                                    doc="accepted for compatibility; calls are async")
+    kerberos_principal: str | None = key("hdfs.kerberosPrincipal", str, None,
+                                         doc="not supported: use hdfs.delegationToken")
+    kerberos_keytab: str | None = key("hdfs.kerberosKeytab", str, None, doc="not supported: use hdfs.delegationToken")
+    serializer: str = key("serializer", str, "TEXT",
+                          doc="event serializer for DataStream/CompressedStream: text, header_and_text, avro_event or "
+                              "a class path")
+    serializer_params: dict[str, str] = key("serializer.", str, prefix=True,
+                                            doc="serializer settings, e.g. serializer.appendNewline")
+
+
 class HdfsSink(Sink):
-    keys = (
-        Key("hdfs.path", required=True,
-            doc="directory to write to, with Flume's escapes; hdfs://host[:port]/dir, webhdfs://host:port/dir, "
-                "swebhdfs://host:port/dir, or /dir with hdfs.namenodes"),
-        Key("hdfs.namenodes", comma_list, None,
-            doc="NameNode HTTP base URLs (http://nn1:9870,http://nn2:9870), tried in order with failover; "
-                "default: from hdfs.path (webhdfs://h:p -> http://h:p, hdfs://h -> http://h:9870)"),
-        Key("hdfs.user", str, None,
-            doc="user.name sent to WebHDFS (simple auth); default: this process's user (flume if it has no name)"),
-        Key("hdfs.delegationToken", str, None,
-            doc="a delegation token (URL-safe string), sent instead of user.name on secure clusters"),
-        Key("hdfs.proxyUser", str, None,
-            doc="user to write as (WebHDFS doas); the authenticated user must be an HDFS proxy user"),
-        Key("hdfs.filePrefix", str, "FlumeData", doc="file name prefix, with escapes"),
-        Key("hdfs.fileSuffix", str, "", doc="file name suffix (e.g. .avro); replaces the codec's extension"),
-        Key("hdfs.inUsePrefix", str, "", doc="name prefix of a file while it is being written"),
-        Key("hdfs.inUseSuffix", str, ".tmp", doc="name suffix of a file while it is being written"),
-        Key("hdfs.emptyInUseSuffix", boolean, False, doc="true: no in-use suffix at all"),
-        Key("hdfs.rollInterval", number, 30.0, doc="seconds before a file is rolled; 0 = never by time"),
-        Key("hdfs.rollSize", non_negative_integer, 1024, doc="body bytes that roll a file; 0 = never by size"),
-        Key("hdfs.rollCount", non_negative_integer, 10, doc="events that roll a file; 0 = never by count"),
-        Key("hdfs.idleTimeout", number, 0.0, doc="seconds without writes before a file is closed; 0 = never"),
-        Key("hdfs.batchSize", positive_integer, 100, doc="events taken from the channel per batch"),
-        Key("hdfs.fileType", one_of("SequenceFile", "DataStream", "CompressedStream"), "sequencefile",
-            doc="SequenceFile (Hadoop SequenceFile, uncompressed), DataStream (serializer output), "
-                "CompressedStream (serializer output compressed with hdfs.codeC)"),
-        Key("hdfs.codeC", str, None,
-            doc="CompressedStream codec: gzip or bzip2 (also as GzipCodec, BZip2Codec or the Hadoop class name)"),
-        Key("hdfs.writeFormat", one_of("Writable", "Text"), "writable",
-            doc="SequenceFile value class: Writable (BytesWritable) or Text"),
-        Key("hdfs.maxOpenFiles", positive_integer, 5000, doc="open files kept; the least recently used is closed"),
-        Key("hdfs.callTimeout", positive_integer, 30000,
-            doc="milliseconds an HDFS call may wait to connect or for the server's next bytes; "
-                "then the batch rolls back"),
-        Key("hdfs.closeTries", non_negative_integer, 0,
-            doc="attempts to close (rename) a file; 0 = until it works. A file that a failed batch left "
-                "bytes in is retried until they are cut off"),
-        Key("hdfs.retryInterval", number, 180.0, doc="seconds between attempts to close a file"),
-        Key("hdfs.round", boolean, False, doc="round the event time down for the escapes"),
-        Key("hdfs.roundValue", positive_integer, 1, doc="round down to a multiple of this many units"),
-        Key("hdfs.roundUnit", one_of(*ROUND_UNITS), "second", doc="unit of hdfs.roundValue"),
-        Key("hdfs.timeZone", str, "local", doc="time zone of the escapes (IANA name), or local"),
-        Key("hdfs.useLocalTimeStamp", boolean, False, doc="use the sink's clock instead of the timestamp header"),
-        Key("hdfs.minBlockReplicas", non_negative_integer, None,
-            doc="accepted for compatibility; WebHDFS does not report block replicas, so it has no effect"),
-        Key("hdfs.threadsPoolSize", positive_integer, 10, doc="accepted for compatibility; calls are async"),
-        Key("hdfs.rollTimerPoolSize", positive_integer, 1, doc="accepted for compatibility; calls are async"),
-        Key("hdfs.kerberosPrincipal", str, None, doc="not supported: use hdfs.delegationToken"),
-        Key("hdfs.kerberosKeytab", str, None, doc="not supported: use hdfs.delegationToken"),
-        Key("serializer", str, "TEXT", doc="event serializer for DataStream/CompressedStream: text, "
-                                           "header_and_text, avro_event or a class path"),
-        Key("serializer.", prefix=True, doc="serializer settings, e.g. serializer.appendNewline"),
-    )
-    batch_size_key = "hdfs.batchSize"
+    config_class = HdfsSinkConfig
 
     def __init__(self, name: str, settings: Settings, channel: Channel) -> None:
         super().__init__(name, settings, channel)
+        self.config = HdfsSinkConfig.from_settings(settings)
         self.files = Files(
             layout=FileLayout.from_settings(settings),
-            roll_count=settings["hdfs.rollCount"],
-            roll_size=settings["hdfs.rollSize"],
-            roll_interval=settings["hdfs.rollInterval"],
-            idle_timeout=settings["hdfs.idleTimeout"],
+            roll_count=self.config.roll_count,
+            roll_size=self.config.roll_size,
+            roll_interval=self.config.roll_interval,
+            idle_timeout=self.config.idle_timeout,
             counters=self.counters,
             new_serializer=self.new_serializer,
         )
-        directory, self.namenodes = split_hdfs_path(settings["hdfs.path"], settings["hdfs.namenodes"])
-        template_options = {
-            "time_zone": parse_time_zone(settings["hdfs.timeZone"]),
-            "round_unit": settings["hdfs.roundUnit"] if settings["hdfs.round"] else None,
-            "round_value": settings["hdfs.roundValue"],
-            "use_local_timestamp": settings["hdfs.useLocalTimeStamp"],
-        }
-        self.directory = PathTemplate(directory, **template_options)
-        self.prefix = PathTemplate(settings["hdfs.filePrefix"], **template_options)
-        self.call_timeout = settings["hdfs.callTimeout"] / 1000
+        directory, self.namenodes = split_hdfs_path(self.config.path, self.config.namenodes)
+        self.directory = self._template(directory)
+        self.prefix = self._template(self.config.file_prefix)
+        self.call_timeout = self.config.call_timeout_ms / 1000
         self.buckets: OrderedDict[tuple[str, str], Bucket] = OrderedDict()
         self.closing: list[PendingClose] = []
         self._lock = asyncio.Lock()
@@ -139,19 +154,27 @@ class HdfsSink(Sink):
 
     # --- configuration ----------------------------------------------------------------------
 
+    def _template(self, text: str) -> PathTemplate:
+        """A path or prefix with Flume's escapes, in this sink's time zone and rounding."""
+        config = self.config
+        return PathTemplate(text, time_zone=parse_time_zone(config.time_zone),
+                            round_unit=config.round_unit if config.round_down else None,
+                            round_value=config.round_value, use_local_timestamp=config.use_local_timestamp)
+
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
+        config = HdfsSinkConfig.from_settings(settings)
         problems: list[tuple[str, str]] = []
-        if settings["hdfs.path"]:
+        if config.path:
             try:
-                split_hdfs_path(settings["hdfs.path"], settings["hdfs.namenodes"])
+                split_hdfs_path(config.path, config.namenodes)
             except ValueError as error:
                 problems.append(("hdfs.path", str(error)))
         try:
-            parse_time_zone(settings["hdfs.timeZone"])
+            parse_time_zone(config.time_zone)
         except ValueError as error:
             problems.append(("hdfs.timeZone", str(error)))
-        file_type, codec = settings["hdfs.fileType"], settings["hdfs.codeC"]
+        file_type, codec = config.file_type, config.codec
         if file_type == "compressedstream":
             if codec is None:
                 problems.append(("hdfs.codeC", "is required with hdfs.fileType = CompressedStream (gzip or bzip2)"))
@@ -161,26 +184,26 @@ class HdfsSink(Sink):
             problems.append(("hdfs.codeC", f"only used with hdfs.fileType = CompressedStream, not {file_type}; "
                                            "a compressed SequenceFile is not supported"))
         if file_type != "sequencefile":
-            problems += serializer_problems(settings["serializer"], settings["serializer."])
-        for key in ("hdfs.kerberosPrincipal", "hdfs.kerberosKeytab"):
-            if settings[key]:
-                problems.append((key, "Kerberos (SPNEGO) is not supported; set hdfs.delegationToken"))
+            problems += serializer_problems(config.serializer, config.serializer_params)
+        for name in ("hdfs.kerberosPrincipal", "hdfs.kerberosKeytab"):
+            if settings[name]:
+                problems.append((name, "Kerberos (SPNEGO) is not supported; set hdfs.delegationToken"))
         return problems
 
     def new_serializer(self) -> EventSerializer:
-        if self.settings["hdfs.fileType"] == "sequencefile":
-            return SequenceFileSerializer(Settings(writeFormat=self.settings["hdfs.writeFormat"]))
-        return create_serializer(self.settings["serializer"], self.settings["serializer."])
+        if self.config.file_type == "sequencefile":
+            return SequenceFileSerializer(Settings(writeFormat=self.config.write_format))
+        return create_serializer(self.config.serializer, self.config.serializer_params)
 
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.files.client = WebHDFSClient(
             self.namenodes,
-            user=self.settings["hdfs.user"] or process_user(),
-            delegation_token=self.settings["hdfs.delegationToken"],
+            user=self.config.user or process_user(),
+            delegation_token=self.config.delegation_token,
             timeout=self.call_timeout,
-            proxy_user=self.settings["hdfs.proxyUser"],
+            proxy_user=self.config.proxy_user,
         )
         self._timer = asyncio.get_running_loop().create_task(self._roll_timer(), name=f"sink {self.name} rolls")
         await self._recover_static_bucket()
@@ -271,7 +294,7 @@ class HdfsSink(Sink):
             self._drop_idle_buckets()
 
     def _tick(self) -> float:
-        intervals = [self.settings["hdfs.rollInterval"], self.settings["hdfs.idleTimeout"], 1.0]
+        intervals = [self.config.roll_interval, self.config.idle_timeout, 1.0]
         return max(0.05, min(value for value in intervals if value > 0) / 4)
 
     def _retire(self, bucket: Bucket) -> None:
@@ -281,15 +304,15 @@ class HdfsSink(Sink):
 
     def _evict_over_limit(self) -> None:
         open_buckets = [bucket for bucket in self.buckets.values() if bucket.current is not None]
-        for bucket in open_buckets[:max(0, len(open_buckets) - self.settings["hdfs.maxOpenFiles"])]:
+        for bucket in open_buckets[:max(0, len(open_buckets) - self.config.max_open_files)]:
             self._retire(bucket)
 
     def _drop_idle_buckets(self) -> None:
         """Forget buckets with nothing open, so time-based paths do not pile up. A bucket whose
         file still waits to be closed stays: meeting it anew would rename that file too early."""
         closing = {pending.file.bucket for pending in self.closing}
-        for key in [key for key, bucket in self.buckets.items() if bucket.idle() and bucket not in closing]:
-            del self.buckets[key]
+        for idle in [name for name, bucket in self.buckets.items() if bucket.idle() and bucket not in closing]:
+            del self.buckets[idle]
 
     async def _forget_abandoned(self, bucket: Bucket) -> None:
         """At stop, delete what failed batches left, so the next start does not take it for data."""
@@ -317,13 +340,13 @@ class HdfsSink(Sink):
             await file.bucket.close(file)
         except Exception as error:
             self.counters.connections_failed += 1
-            tries_allowed = self.settings["hdfs.closeTries"]
+            tries_allowed = self.config.close_tries
             if final_attempt or (tries_allowed and pending.tries >= tries_allowed and not file.dirty):
                 self._log_given_up(file, pending.tries, error)
                 return True
             log.warning("sink %s: closing %s failed (%s); retrying in %ss", self.name,
-                        file.in_use_path, error, self.settings["hdfs.retryInterval"])
-            pending.next_attempt = time.monotonic() + self.settings["hdfs.retryInterval"]
+                        file.in_use_path, error, self.config.retry_interval)
+            pending.next_attempt = time.monotonic() + self.config.retry_interval
             return False
         self.counters.connections_closed += 1
         return True
