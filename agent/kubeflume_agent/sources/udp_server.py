@@ -90,6 +90,8 @@ class UdpServer:
         """What the socket holds, up to READS_PER_WAKE_UP datagrams. The event loops' own UDP
         transports take one (asyncio) or 32 (uvloop) datagrams per wake-up: while the loop also
         parses and writes, too few to keep a flood from overflowing the kernel's buffer."""
+        if self._socket is None:  # stopped
+            return
         receive = self._socket.recvfrom
         for _ in range(READS_PER_WAKE_UP):
             try:
