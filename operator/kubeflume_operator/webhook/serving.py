@@ -22,6 +22,7 @@ from typing import Any
 
 import kopf
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from kubeflume_operator.webhook import certificates
@@ -75,16 +76,19 @@ class ClusterWebhook:
 
     async def __call__(self, fn: Any) -> AsyncIterator[dict[str, Any]]:
         certs = await asyncio.to_thread(self.store.certificates_for, self.hostnames)
-        await asyncio.to_thread(self.inject, certs.ca_cert)
-        keeper = asyncio.create_task(self.keep_injected(certs.ca_cert))
+        keeper: asyncio.Task[None] | None = None
         try:
             with certificate_files(certs) as (cert, key):
                 inner = server(self.listen, cert, key, cadata=certs.ca_cert)
                 async with inner:
                     async for client_config in inner(fn):
+                        if keeper is None:  # listening now: the API server may call us
+                            await asyncio.to_thread(self.inject, certs.ca_cert)
+                            keeper = asyncio.create_task(self.keep_injected(certs.ca_cert))
                         yield client_config
         finally:
-            keeper.cancel()
+            if keeper is not None:
+                keeper.cancel()
 
     def inject(self, ca_cert: bytes) -> bool:
         """Put our CA into every webhook of the configuration; False when it was there already."""
@@ -106,8 +110,9 @@ class ClusterWebhook:
             await asyncio.sleep(RECHECK_SECONDS)
             try:
                 await asyncio.to_thread(self.inject, ca_cert)
-            except ApiException as error:
-                logger.warning(f"Cannot check the caBundle of {self.configuration}: {error.status} {error.reason}")
+            except (ApiException, urllib3.exceptions.HTTPError) as error:
+                # the next round tries again; the webhook keeps serving meanwhile
+                logger.warning(f"Cannot check the caBundle of {self.configuration}: {error}")
 
 
 class SecretStore:
