@@ -179,7 +179,9 @@ class EmbeddedAgent:
             await agent.stop()  # the application lives on: release what did start (a channel's files)
             raise
         self._agent = agent
-        (self._source,) = agent.sources.values()
+        (source,) = agent.sources.values()
+        assert isinstance(source, EmbeddedSource), "the embedded config has one source, ours"
+        self._source = source
 
     async def put(self, event: EventOrBody, headers: Mapping[str, str] | None = None) -> None:
         """Store one event, or raise ChannelFull (after the channel's keep-alive) and store nothing."""
@@ -192,7 +194,7 @@ class EmbeddedAgent:
 
     async def stop(self) -> None:
         """Refuse further puts, give the sinks `drain_timeout` seconds to empty the channel, stop."""
-        if self._source is None:
+        if self._source is None or self._agent is None:
             return
         self._source = None
         await self._agent.stop()
@@ -281,6 +283,7 @@ class BlockingEmbeddedAgent:
         asyncio.run_coroutine_threadsafe(function(*args), self._loop).result()
 
     def _end_loop(self) -> None:
+        assert self._loop is not None and self._ended is not None and self._thread is not None, "started"
         self._loop.call_soon_threadsafe(self._ended.set)
         self._thread.join()
         self._loop = self._thread = self._ended = None

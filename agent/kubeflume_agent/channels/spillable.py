@@ -36,7 +36,9 @@ class SpillableTransaction(Transaction):
 
     def overflow(self) -> FileTransaction:
         if self.overflow_tx is None:
-            self.overflow_tx = self.channel.overflow.transaction()
+            overflow = self.channel.overflow
+            assert overflow is not None, "spilling only happens with an overflow channel"
+            self.overflow_tx = overflow.transaction()
         return self.overflow_tx
 
     def _take(self, count: int) -> list[Event]:

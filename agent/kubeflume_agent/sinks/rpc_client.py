@@ -88,6 +88,7 @@ class HostConnection:
             await self.close()
         if self.transport is None:
             await self._open()
+        assert self.transport is not None, "_open() connects or raises"
         try:
             await asyncio.wait_for(self.transport.append_batch(events), self.request_timeout)
         except BaseException:

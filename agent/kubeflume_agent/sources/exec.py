@@ -100,13 +100,14 @@ class ExecSource(Source):
             await asyncio.sleep(self.config.restart_throttle_ms / 1000)
 
     async def _run_once(self) -> int | None:
-        self.process = await asyncio.create_subprocess_exec(
+        self.process = process = await asyncio.create_subprocess_exec(
             *self.argv(), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, start_new_session=True)  # its own group: stop ends all of it
+        assert process.stdout is not None and process.stderr is not None, "both are pipes"
         self.runs += 1
-        stderr = asyncio.create_task(self._drain_stderr(self.process.stderr))
+        stderr = asyncio.create_task(self._drain_stderr(process.stderr))
         try:
-            await self._read_stdout(self.process.stdout)
+            await self._read_stdout(process.stdout)
         finally:
             await stderr
         return await self.process.wait()
