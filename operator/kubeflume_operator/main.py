@@ -60,7 +60,7 @@ def operator_registry(context: OperatorContext, *, webhook: bool = False) -> kop
     return registry
 
 
-def webhook_server(args: argparse.Namespace, context: OperatorContext) -> object | None:
+def webhook_server(args: argparse.Namespace, context: OperatorContext) -> kopf.WebhookServerProtocol | None:
     """The admission server the flags ask for (see webhook/serving.py), or None."""
     if args.webhook_listen is None:
         return None

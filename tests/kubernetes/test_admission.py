@@ -17,12 +17,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import pytest
 import yaml
 
 from kubeflume_operator import conditions
 from kubeflume_operator.flumeagent import status as agent_status
 from kubeflume_operator.main import local_configuration_name
+from kubeflume_operator.webhook.serving import SecretStore
 from tests.kubernetes.cluster import (
     DEPLOYMENTS,
     FLUMEAGENTS,
@@ -312,3 +314,16 @@ def post_review(port: int, hostname: str, ca: bytes, path: str, review: dict[str
     response = connection.getresponse()
     assert response.status == 200, response.read()
     return json.loads(response.read())
+
+
+def test_the_certificate_store_keeps_its_ca_and_renews_what_no_longer_serves(cluster: Cluster,
+                                                                              namespace: str) -> None:
+    """SecretStore on the real API server: made once, reused, reissued under the same CA for new names."""
+    core = kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(str(cluster.kubeconfig)))
+    store = SecretStore(core, namespace, "hook-tls")
+    first = store.certificates_for(["hook.ns.svc"])
+    assert store.certificates_for(["hook.ns.svc"]) == first
+    moved = store.certificates_for(["hook.other.svc"])
+    assert moved.ca_cert == first.ca_cert and moved.cert != first.cert
+    assert store.read() == moved
+    assert cluster.get("v1/secrets", namespace, "hook-tls")["type"] == "kubernetes.io/tls"

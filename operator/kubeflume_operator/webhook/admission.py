@@ -18,7 +18,7 @@ from kubeflume_operator.problems import describe
 from kubeflume_operator.validation import problems_of, refusal
 
 PLURALS = ("flumeagents", "shelljobs")
-OPERATIONS = ("CREATE", "UPDATE")
+OPERATIONS: tuple[kopf.Operation, ...] = ("CREATE", "UPDATE")
 FAILURE_POLICIES = ("Fail", "Ignore")
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every namespace
 UNPROCESSABLE = 422

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+import kopf
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
@@ -33,7 +34,7 @@ class LocalWebhook:
         self.failure_policy, self.timeout_seconds = failure_policy, timeout_seconds
         self.admission = admission
 
-    async def __call__(self, fn: Any) -> AsyncIterator[dict[str, Any]]:
+    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
         certs = certificates.self_signed([self.listen.host])
         with certificate_files(certs) as (cert, key):
             inner = server(self.listen, cert, key, cadata=certs.ca_cert)
@@ -45,7 +46,7 @@ class LocalWebhook:
             finally:
                 await asyncio.to_thread(self.remove)
 
-    def configuration(self, client_config: dict[str, Any]) -> dict[str, Any]:
+    def configuration(self, client_config: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
             "metadata": {"name": self.name, "labels": {"app.kubernetes.io/managed-by": "kubeflume-operator"}},
@@ -53,10 +54,11 @@ class LocalWebhook:
                                  timeout_seconds=self.timeout_seconds, namespaces=self.namespaces),
         }
 
-    def register(self, client_config: dict[str, Any]) -> None:
+    def register(self, client_config: Mapping[str, Any]) -> None:
         body = self.configuration(client_config)
         try:
-            self.admission.create_validating_webhook_configuration(body)
+            # The client sends a dict as it is; its annotations only name the typed model.
+            self.admission.create_validating_webhook_configuration(body)  # type: ignore[arg-type]
         except ApiException as error:
             if error.status != 409:
                 raise

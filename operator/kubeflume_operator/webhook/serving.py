@@ -18,7 +18,6 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import kopf
 import kubernetes
@@ -74,7 +73,7 @@ class ClusterWebhook:
         self.hostnames = list(hostnames)
         self.admission = admission
 
-    async def __call__(self, fn: Any) -> AsyncIterator[dict[str, Any]]:
+    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
         certs = await asyncio.to_thread(self.store.certificates_for, self.hostnames)
         keeper: asyncio.Task[None] | None = None
         try:
@@ -147,9 +146,10 @@ class SecretStore:
     def write(self, certs: certificates.Certificates, *, replace: bool) -> certificates.Certificates:
         """Store `certs`; when another replica stored its own first, use those instead."""
         data = {CA_CERT_KEY: certs.ca_cert, CA_KEY_KEY: certs.ca_key, CERT_KEY: certs.cert, KEY_KEY: certs.key}
-        body = {"metadata": {"name": self.name, "labels": {"app.kubernetes.io/managed-by": "kubeflume-operator"}},
-                "type": "kubernetes.io/tls",
-                "data": {key: base64.b64encode(value).decode() for key, value in data.items()}}
+        body = kubernetes.client.V1Secret(
+            metadata=kubernetes.client.V1ObjectMeta(
+                name=self.name, labels={"app.kubernetes.io/managed-by": "kubeflume-operator"}),
+            type="kubernetes.io/tls", data={key: base64.b64encode(value).decode() for key, value in data.items()})
         try:
             if replace:
                 self.core.patch_namespaced_secret(self.name, self.namespace, body)
