@@ -69,7 +69,10 @@ async def read_small(source: Source, namespace: str | None, *, core: kubernetes.
         return source.inline
     if namespace is None or core is None:
         raise SourceUnavailable(f"{source.describe()}: ConfigMap and Secret sources need a Kubernetes namespace")
-    kind, (name, key) = ("ConfigMap", source.config_map) if source.config_map else ("Secret", source.secret)
+    kind, reference = ("ConfigMap", source.config_map) if source.config_map else ("Secret", source.secret)
+    if reference is None:
+        raise SourceUnavailable(f"{source.describe()}: not a ConfigMap or Secret key")
+    name, key = reference
     return await read_kubernetes_key(kind, namespace, name, key, core=core)
 
 
