@@ -24,6 +24,7 @@ import yaml
 from kubeflume_operator import conditions
 from kubeflume_operator.flumeagent import status as agent_status
 from kubeflume_operator.main import local_configuration_name
+from kubeflume_operator.webhook import certificates
 from kubeflume_operator.webhook.serving import SecretStore
 from tests.kubernetes.cluster import (
     DEPLOYMENTS,
@@ -327,3 +328,22 @@ def test_the_certificate_store_keeps_its_ca_and_renews_what_no_longer_serves(clu
     assert moved.ca_cert == first.ca_cert and moved.cert != first.cert
     assert store.read() == moved
     assert cluster.get("v1/secrets", namespace, "hook-tls")["type"] == "kubernetes.io/tls"
+
+
+def test_with_a_mounted_certificate_the_operator_serves_it(
+        cluster: Cluster, namespace: str, crds: list[str], run_operator: Callable[..., OperatorProcess],
+        tmp_path: Path) -> None:
+    """cert-manager's mode: tls.crt/tls.key from a directory (its Secret, mounted), nothing registered."""
+    certs = certificates.self_signed(["hook.example.svc"])
+    folder = tmp_path / "webhook-certificate"
+    folder.mkdir()
+    (folder / "tls.crt").write_bytes(certs.cert)
+    (folder / "tls.key").write_bytes(certs.key)
+    port = free_port()
+    operator = run_operator(args=["--webhook-listen", f"127.0.0.1:{port}", "--webhook-cert-dir", str(folder)])
+    wait_for(lambda: "Listening for webhooks at" in operator.log(), "the webhook server", operator=operator)
+    answer = post_review(port, "hook.example.svc", certs.ca_cert, "/validate-flumeagents",
+                         admission_review(flume_agent(namespace, with_source(type="nosuch"))))
+    assert answer["response"]["allowed"] is False
+    assert UNKNOWN_SOURCE_TYPE in answer["response"]["status"]["message"]
+    assert cluster.get(WEBHOOKS, None, local_configuration_name([namespace])) is None
