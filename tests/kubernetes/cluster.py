@@ -57,6 +57,7 @@ DAEMONSETS = "apps/v1/daemonsets"
 REPLICASETS = "apps/v1/replicasets"
 PERSISTENTVOLUMECLAIMS = "v1/persistentvolumeclaims"
 CRDS = "apiextensions.k8s.io/v1/customresourcedefinitions"
+ROLES = "rbac.authorization.k8s.io/v1/roles"
 
 T = TypeVar("T")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,16 +21,23 @@ from tests.kubernetes.cluster import (
     PERSISTENTVOLUMECLAIMS,
     PODS,
     REPLICASETS,
+    ROLES,
     SERVICES,
     STATEFULSETS,
     Cluster,
     OperatorProcess,
+    start_chart_operator,
     wait_for,
 )
+from tests.kubernetes.conftest import CHART_VALUES
 
 pytestmark = pytest.mark.kubernetes
 
 NAME = "web-logs"
+# Every status field the operator writes for a running agent.
+STATUS_FIELDS = {"phase", "observedGeneration", "configHash", "workload", "replicas", "readyReplicas", "endpoints",
+                 "eventsReceived", "eventsAccepted", "eventsDelivered", "channelFillPercent", "unreachablePods",
+                 "conditions", "selector"}
 
 
 def agent_spec(port: int = 5140, **fields: Any) -> dict[str, Any]:
@@ -128,6 +136,10 @@ def test_a_rollout_is_complete_only_when_the_workload_controller_says_so(
         "2/2 agent pods updated, 1/2 agent pods ready"
 
     mark_ready(cluster, pods[1])
+    # What docs/troubleshooting.md tells users to wait on for an agent.
+    waited = cluster.kubectl("wait", "--for=condition=Available", f"fa/{NAME}", "-n", namespace, "--timeout=120s",
+                             timeout=150)
+    assert "condition met" in waited.stdout
     running = wait_for(lambda: status_where(cluster, namespace, lambda s: s.get("phase") == "Running"),
                        "phase Running", operator=chart_operator)
     deployment = cluster.get(DEPLOYMENTS, namespace, NAME)["status"]
@@ -136,6 +148,7 @@ def test_a_rollout_is_complete_only_when_the_workload_controller_says_so(
     assert (complete["status"], complete["reason"], complete["observedGeneration"]) == ("False", "RolloutComplete", 1)
     available = conditions.find(running["conditions"], "Available")
     assert (available["status"], available["reason"]) == ("True", "AllReplicasReady")
+    assert set(running) == STATUS_FIELDS  # a field the CRD does not declare would have been pruned
 
 
 def owned_by(obj: dict[str, Any], owner: dict[str, Any]) -> bool:
@@ -251,3 +264,108 @@ def test_deleting_a_flumeagent_leaves_its_children_to_the_garbage_collector(
     wait_for(lambda: not cluster.list(REPLICASETS, namespace, selector) and not cluster.list(PODS, namespace, selector),
              "the ReplicaSet and pods to follow")
     assert "Forbidden" not in chart_operator.log()
+
+
+def without_verb(rules: list[dict[str, Any]], resource: str, verb: str) -> list[dict[str, Any]]:
+    return [{**rule, "verbs": [v for v in rule["verbs"] if v != verb]} if resource in rule.get("resources", ())
+            else rule for rule in rules]
+
+
+def test_an_operator_killed_mid_rollout_converges_after_a_restart_without_orphans(
+        cluster: Cluster, crds: list[str], namespace: str, install_chart: Callable[..., str], tmp_path: Path) -> None:
+    """The kill lands between the two writes of a config change (the ConfigMap updated, the Deployment
+    not): the chart's Role briefly lacks `patch` on Deployments, so the operator stops right there."""
+    release = install_chart({**CHART_VALUES, "watchNamespaces": [namespace]})
+    deployment = cluster.get(DEPLOYMENTS, namespace, f"{release}-kubeflume")
+    role = cluster.get(ROLES, namespace, f"{release}-kubeflume")
+    first = start_chart_operator(cluster, deployment, tmp_path)
+    try:
+        created = cluster.create(FLUMEAGENTS, flume_agent(namespace, agent_spec()))
+        old = wait_for(lambda: status_where(cluster, namespace, lambda s: s.get("configHash")), "the first config",
+                       operator=first)["configHash"]
+        cluster.patch(ROLES, namespace, role["metadata"]["name"],
+                      {"rules": without_verb(role["rules"], "deployments", "patch")})
+        changed = agent_spec()
+        changed["channels"]["c1"]["capacity"] = 5000
+        cluster.patch(FLUMEAGENTS, namespace, NAME, {"spec": changed})
+        wait_for(lambda: [e for e in cluster.events_about(namespace, "FlumeAgent", NAME)
+                          if e["reason"] == "ApplyFailed" and "forbidden" in e["message"]],
+                 "the refused Deployment patch", operator=first)
+    finally:
+        first.kill()
+    template_hash = cluster.get(DEPLOYMENTS, namespace, NAME)["spec"]["template"]["metadata"]["annotations"]
+    assert template_hash[resources.CONFIG_HASH_ANNOTATION] == old  # killed mid rollout
+    assert "capacity = 5000" in cluster.get(CONFIGMAPS, namespace, f"{NAME}-config")["data"]["flume.conf"]
+
+    cluster.patch(ROLES, namespace, role["metadata"]["name"], {"rules": role["rules"]})
+    second = start_chart_operator(cluster, deployment, tmp_path)
+    try:
+        new = fingerprint(parse_manifest(flume_agent(namespace, changed)))
+        wait_for(lambda: status_where(cluster, namespace, lambda s: s.get("configHash") == new
+                                      and s.get("observedGeneration") == 2), "the new config", operator=second)
+        template = cluster.get(DEPLOYMENTS, namespace, NAME)["spec"]["template"]
+        assert template["metadata"]["annotations"][resources.CONFIG_HASH_ANNOTATION] == new
+    finally:
+        second.stop()
+    selector = f"{resources.INSTANCE_LABEL}={NAME}"
+    for resource, count in ((CONFIGMAPS, 1), (DEPLOYMENTS, 1), (SERVICES, 2)):
+        found = cluster.list(resource, namespace, selector)
+        assert len(found) == count and all(owned_by(obj, created) for obj in found), (resource, found)
+    assert all(any(ref["kind"] == "Deployment" for ref in rs["metadata"]["ownerReferences"])
+               for rs in cluster.list(REPLICASETS, namespace, selector))
+
+
+def test_a_workload_deleted_by_hand_comes_back(
+        cluster: Cluster, namespace: str, chart_operator: OperatorProcess) -> None:
+    cluster.create(FLUMEAGENTS, flume_agent(namespace, agent_spec()))
+    first = wait_for(lambda: cluster.get(DEPLOYMENTS, namespace, NAME), "the Deployment", operator=chart_operator)
+    wait_for(lambda: status_where(cluster, namespace, lambda s: s.get("phase") == "Pending"), "phase Pending",
+             operator=chart_operator)
+    cluster.delete(DEPLOYMENTS, namespace, NAME)
+    again = wait_for(lambda: (d := cluster.get(DEPLOYMENTS, namespace, NAME)) and d["metadata"]["uid"] !=
+                     first["metadata"]["uid"] and d, "a new Deployment", operator=chart_operator)
+    assert again["spec"]["template"] == first["spec"]["template"]
+    restored = wait_for(lambda: [e for e in cluster.events_about(namespace, "FlumeAgent", NAME)
+                                 if e["reason"] == "Restored"], "the Restored Event", operator=chart_operator)
+    assert "Deployment web-logs created" in restored[0]["message"]
+
+
+def test_switching_to_a_daemonset_replaces_the_deployment(
+        cluster: Cluster, namespace: str, chart_operator: OperatorProcess) -> None:
+    cluster.create(FLUMEAGENTS, flume_agent(namespace, agent_spec()))
+    wait_for(lambda: cluster.get(DEPLOYMENTS, namespace, NAME), "the Deployment", operator=chart_operator)
+    spec = {**agent_spec(workload="DaemonSet"), "replicas": None}  # null: the merge patch removes it
+    cluster.patch(FLUMEAGENTS, namespace, NAME, {"spec": spec})
+    wait_for(lambda: cluster.get(DAEMONSETS, namespace, NAME), "the DaemonSet", operator=chart_operator)
+    wait_for(lambda: cluster.get(DEPLOYMENTS, namespace, NAME) is None, "the Deployment to go",
+             operator=chart_operator)
+    wait_for(lambda: status_where(cluster, namespace, lambda s: s.get("workload") == f"DaemonSet/{NAME}"),
+             "the status to name the DaemonSet", operator=chart_operator)
+
+
+def test_a_restarted_operator_converges_without_rewriting_anything(
+        cluster: Cluster, namespace: str, chart_deployment: dict[str, Any], tmp_path: Path) -> None:
+    first = start_chart_operator(cluster, chart_deployment, tmp_path, namespace=namespace)
+    try:
+        cluster.create(FLUMEAGENTS, flume_agent(namespace, agent_spec()))
+        wait_for(lambda: status_where(cluster, namespace, lambda s: s.get("phase") == "Pending"), "phase Pending",
+                 operator=first)
+    finally:
+        first.stop()
+    before = {(resource, name): cluster.get(resource, namespace, name)["metadata"]
+              for resource, name in ((CONFIGMAPS, f"{NAME}-config"), (DEPLOYMENTS, NAME), (SERVICES, NAME))}
+    cluster.delete(SERVICES, namespace, f"{NAME}-metrics")  # lost while the operator was away
+
+    second = start_chart_operator(cluster, chart_deployment, tmp_path, namespace=namespace)
+    try:
+        wait_for(lambda: cluster.get(SERVICES, namespace, f"{NAME}-metrics"), "the metrics Service to come back",
+                 operator=second)
+    finally:
+        second.stop()
+    for (resource, name), metadata in before.items():
+        now = cluster.get(resource, namespace, name)["metadata"]
+        assert now["uid"] == metadata["uid"]
+        assert now.get("generation") == metadata.get("generation"), f"{resource} {name} was rewritten"
+    config_map = before[(CONFIGMAPS, f"{NAME}-config")]
+    assert cluster.get(CONFIGMAPS, namespace, f"{NAME}-config")["metadata"]["resourceVersion"] == \
+        config_map["resourceVersion"]
