@@ -34,6 +34,7 @@ from tests.kubernetes.conftest import CHART_VALUES
 pytestmark = pytest.mark.kubernetes
 
 NAME = "web-logs"
+CONTROLLER_TIMEOUT = 180.0  # the controller-manager's garbage collector is slow on a loaded 2-core machine
 # Every status field the operator writes for a running agent.
 STATUS_FIELDS = {"phase", "observedGeneration", "configHash", "workload", "replicas", "readyReplicas", "endpoints",
                  "eventsReceived", "eventsAccepted", "eventsDelivered", "channelFillPercent", "unreachablePods",
@@ -259,10 +260,10 @@ def test_deleting_a_flumeagent_leaves_its_children_to_the_garbage_collector(
     wait_for(lambda: cluster.get(FLUMEAGENTS, namespace, NAME) is None, "the FlumeAgent to be gone",
              operator=chart_operator)
     wait_for(lambda: all(cluster.get(resource, namespace, name) is None for resource, name in children),
-             "the controller-manager's garbage collector to delete the children")
+             "the controller-manager's garbage collector to delete the children", timeout=CONTROLLER_TIMEOUT)
     selector = f"{resources.INSTANCE_LABEL}={NAME}"
     wait_for(lambda: not cluster.list(REPLICASETS, namespace, selector) and not cluster.list(PODS, namespace, selector),
-             "the ReplicaSet and pods to follow")
+             "the ReplicaSet and pods to follow", timeout=CONTROLLER_TIMEOUT)
     assert "Forbidden" not in chart_operator.log()
 
 

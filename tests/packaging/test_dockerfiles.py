@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tomllib
 import venv
 from dataclasses import dataclass
@@ -131,11 +132,24 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
             copy_into(REPO / source, context / destination, source)
     wheels = root / "wheels"
     pip("wheel", "--no-deps", "--wheel-dir", str(wheels), str(context))
-    # Dependencies come from this interpreter's site-packages; the project itself only from the wheel.
     target = root / "venv"
-    venv.create(target, system_site_packages=True, with_pip=False)
+    venv.create(target, with_pip=False)
+    borrow_site_packages(target)
     pip("--python", str(target / "bin" / "python"), "install", "--no-deps", *map(str, wheels.glob("kubeflume-*.whl")))
     return target
+
+
+def borrow_site_packages(target: Path) -> None:
+    """Dependencies come from this interpreter's site-packages, the project itself only from the wheel.
+
+    `system_site_packages` would give the base interpreter's, which lacks them when the tests run
+    in a virtualenv. A .pth line adds a directory without running the .pth files inside it, so an
+    editable install of the project there stays out of the image venv.
+    """
+    paths = sysconfig.get_paths()
+    site_packages = next((target / "lib").glob("python*/site-packages"))
+    (site_packages / "test-dependencies.pth").write_text("\n".join(dict.fromkeys([paths["purelib"], paths["platlib"]]))
+                                                         + "\n")
 
 
 def pip(*args: str) -> None:
