@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from kubeflume_agent.channels.memory import MemoryChannel
 from kubeflume_agent.config.keys import resolve
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.registry import lookup
 from kubeflume_agent.runtime.channel_processor import ChannelProcessor
+from kubeflume_agent.interceptors.builtin import Interceptor
 from kubeflume_agent.selectors.builtin import ReplicatingSelector
 
 
@@ -38,18 +39,20 @@ def memory_channel(capacity: int = 10_000, transaction_capacity: int = 1000, kee
 
 @contextlib.asynccontextmanager
 async def running_source(type_name: str, params: dict[str, str], channel: MemoryChannel | None = None,
-                         interceptors: tuple = ()) -> AsyncIterator[tuple[object, MemoryChannel]]:
+                         interceptors: Sequence[Interceptor] = ()) -> AsyncIterator[tuple[object, MemoryChannel]]:
     channel = channel or memory_channel()
     await channel.start()
     _, selector_settings = settings_for("selector", "replicating", {})
     processor = ChannelProcessor(ReplicatingSelector(selector_settings, {"c1": channel}), interceptors)
     source_class, settings = settings_for("source", type_name, params)
     source = source_class("r1", settings, processor)
+    await processor.start()
     await source.start()
     try:
         yield source, channel
     finally:
         await source.stop()
+        await processor.stop()
         await channel.stop()
 
 

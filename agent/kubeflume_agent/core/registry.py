@@ -95,6 +95,7 @@ _TABLE: dict[str, dict[str, str]] = {
         "search_replace": "interceptors.builtin:SearchReplaceInterceptor",
         "regex_filter": "interceptors.builtin:RegexFilteringInterceptor",
         "regex_extractor": "interceptors.builtin:RegexExtractorInterceptor",
+        "kubernetes": "interceptors.kubernetes:KubernetesInterceptor",
         FLUME + "interceptor.timestampinterceptor$builder": "interceptors.builtin:TimestampInterceptor",
         FLUME + "interceptor.hostinterceptor$builder": "interceptors.builtin:HostInterceptor",
         FLUME + "interceptor.staticinterceptor$builder": "interceptors.builtin:StaticInterceptor",

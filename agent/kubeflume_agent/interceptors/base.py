@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from kubeflume_agent.config.keys import Configurable, InvalidSetting, Settings
+from kubeflume_agent.core.counters import Counters
 from kubeflume_agent.core.event import Event
 
 
 class Interceptor(Configurable):
+    counters: Counters | None = None  # interceptors that count what they do show it under INTERCEPTOR.<source>.<name>
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.name = ""  # its name in the config, given by the agent
+
+    async def start(self) -> None:
+        """Called before the source starts: interceptors that keep state up to date start that here."""
+
+    async def stop(self) -> None:
+        """Called after the source stopped."""
 
     def intercept(self, events: list[Event]) -> list[Event]:
         """Return the batch to pass on: events may be edited in place, dropped, never added."""

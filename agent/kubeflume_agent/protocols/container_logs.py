@@ -24,54 +24,46 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 
 import orjson
 
 LINE_FORMATS = ("raw", "cri", "docker")
-STREAMS = (b"stdout", b"stderr")
+STREAMS = {b"stdout": "stdout", b"stderr": "stderr"}
 
 
 class MalformedLine(ValueError):
     """A line that is not in the expected format; its message says why (for the parseError header)."""
 
 
-class Piece:
-    """One physical line, parsed: which stream, when (epoch ms, or None), the text, partial or not."""
-
-    __slots__ = ("message", "partial", "stream", "time_ms")
-
-    def __init__(self, stream: str, time_ms: int | None, message: bytes, partial: bool) -> None:
-        self.stream = stream
-        self.time_ms = time_ms
-        self.message = message
-        self.partial = partial
+# One physical line, parsed: (stream, time in epoch ms or None, text, partial or not).
+Piece = tuple[str, int | None, bytes, bool]
 
 
-@dataclass(slots=True)
-class Record:
-    """One event's worth: the joined text, its stream and first time; `error` for a malformed
-    line (passed through raw); `cut` when the text was split because it grew past the bound."""
-
-    body: bytes
-    start: int
-    stream: str = ""
-    time_ms: int | None = None
-    error: str | None = None
-    cut: bool = False
+# One event's worth, as a plain tuple (made for every line, so as cheap as can be):
+# (text, offset of its first line, stream, time of its first line in epoch ms or None,
+#  why the line is malformed (it is then passed through raw) or None, cut: split at the bound)
+Record = tuple[bytes, int, str, int | None, str | None, bool]
 
 
 # --- timestamps ------------------------------------------------------------------------------
 
-@lru_cache(maxsize=256)
+# "YYYY-MM-DDTHH:MM:SS" (+ zone unless UTC) -> epoch seconds: many lines share a second
+_SECONDS: dict[bytes, int] = {}
+
+
 def _epoch_seconds(seconds: bytes, zone: bytes) -> int:
-    """Epoch seconds of `YYYY-MM-DDTHH:MM:SS` at UTC offset `zone` (`Z` or `+HH:MM`); cached,
-    because a busy container writes many lines within the same second."""
-    try:
-        fields = time.strptime(seconds.decode("ascii"), "%Y-%m-%dT%H:%M:%S")
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedLine(f"bad time {seconds!r}") from None
-    return calendar.timegm(fields) - _zone_offset(zone)
+    """Epoch seconds of `YYYY-MM-DDTHH:MM:SS` at UTC offset `zone` (`Z` or `+HH:MM`)."""
+    key = seconds if zone in (b"Z", b"z") else seconds + zone
+    found = _SECONDS.get(key)
+    if found is None:
+        try:
+            fields = time.strptime(seconds.decode("ascii"), "%Y-%m-%dT%H:%M:%S")
+        except (ValueError, UnicodeDecodeError):
+            raise MalformedLine(f"bad time {seconds!r}") from None
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        found = _SECONDS[key] = calendar.timegm(fields) - _zone_offset(zone)
+    return found
 
 
 def _zone_offset(zone: bytes) -> int:
@@ -85,27 +77,33 @@ def _zone_offset(zone: bytes) -> int:
 
 def rfc3339_millis(text: bytes) -> int:
     """Epoch milliseconds of an RFC 3339 time with optional fraction (up to nanoseconds)."""
-    if len(text) < 20 or text[10:11] not in (b"T", b"t"):
+    zone_at = len(text) - 1 if text[-1:] in (b"Z", b"z") else len(text) - 6
+    if zone_at < 19 or text[10:11] not in (b"T", b"t"):
         raise MalformedLine(f"bad time {text[:40]!r}")
-    zone_at = 19
     millis = 0
-    if text[19:20] == b".":
-        zone_at = 20
-        while zone_at < len(text) and 48 <= text[zone_at] <= 57:
-            zone_at += 1
-        millis = int(text[20:min(zone_at, 23)].ljust(3, b"0")) if zone_at > 20 else 0
+    if zone_at > 19:
+        fraction = text[20:zone_at]
+        if text[19:20] != b"." or not fraction.isdigit():
+            raise MalformedLine(f"bad time {text[:40]!r}")
+        millis = int(fraction[:3].ljust(3, b"0"))
     return _epoch_seconds(text[:19], text[zone_at:]) * 1000 + millis
 
 
 # --- one physical line -------------------------------------------------------------------------
 
 def parse_cri(line: bytes) -> Piece:
-    parts = line.split(b" ", 3)
-    if len(parts) < 3 or parts[1] not in STREAMS or not parts[2]:
+    try:
+        stamp, stream_name, tags, message = line.split(b" ", 3)
+    except ValueError:  # no message: an empty line is `<time> <stream> F` (or ends in a space)
+        stamp, stream_name, tags, message = (*line.split(b" ", 2), b"", b"", b"")[:4]
+    stream = STREAMS.get(stream_name)
+    if stream is None or not tags:
         raise MalformedLine("not <time> <stdout|stderr> <P|F> <message>")
-    tags = parts[2]
-    partial = tags == b"P" or (len(tags) > 1 and b"P" in tags.split(b":"))
-    return Piece(parts[1].decode(), rfc3339_millis(parts[0]), parts[3] if len(parts) == 4 else b"", partial)
+    partial = tags == b"P" or (tags != b"F" and b"P" in tags.split(b":"))
+    seconds = _SECONDS.get(stamp[:19])
+    if seconds is not None and len(stamp) == 30 and stamp[29] == 90 and stamp[19] == 46 and stamp[20:29].isdigit():
+        return stream, seconds * 1000 + int(stamp[20:23]), message, partial  # containerd's UTC, a known second
+    return stream, rfc3339_millis(stamp), message, partial
 
 
 def parse_docker(line: bytes) -> Piece:
@@ -121,11 +119,11 @@ def parse_docker(line: bytes) -> Piece:
     stamp = record.get("time")
     time_ms = rfc3339_millis(stamp.encode()) if isinstance(stamp, str) else None
     partial = not text.endswith("\n")
-    return Piece(stream, time_ms, (text if partial else text[:-1]).encode(), partial)
+    return stream, time_ms, (text if partial else text[:-1]).encode(), partial
 
 
 def parse_raw(line: bytes) -> Piece:
-    return Piece("", None, line[:-1] if line.endswith(b"\r") else line, False)
+    return "", None, line[:-1] if line.endswith(b"\r") else line, False
 
 
 PARSERS: dict[str, Callable[[bytes], Piece]] = {"raw": parse_raw, "cri": parse_cri, "docker": parse_docker}
@@ -189,25 +187,55 @@ class LineAssembler:
             starts[stream] = min(record.start, starts.get(stream, record.start))
         return starts
 
+    def feed_lines(self, data: bytes, offset: int, limit: int, now: float, out: list[Record]) -> int:
+        """Add the LF-ended lines of `data` (found at `offset` in the file) until `out` holds `limit`
+        records; returns how many bytes of `data` were used (whole lines)."""
+        parse, plain = self.parse, self.multiline is None
+        start = 0
+        while len(out) < limit:
+            newline = data.find(b"\n", start)
+            if newline < 0:
+                break
+            line = data[start:newline]
+            try:
+                stream, time_ms, message, is_partial = parse(line)
+            except MalformedLine as error:
+                self._malformed(line, offset + start, offset + newline + 1, error, out)
+            else:
+                if plain and not is_partial and not self._partial and offset + newline >= self._replay_to \
+                        and len(message) <= self.max_bytes:
+                    out.append((message, offset + start, stream, time_ms, None, False))  # the usual line
+                else:
+                    self._piece(offset + start, offset + newline + 1, stream, time_ms, message, is_partial, now, out)
+            start = newline + 1
+        return start
+
     def feed(self, start: int, end: int, line: bytes, now: float, out: list[Record]) -> None:
         """Add the line found at [start, end) of the file; completed records go to `out`."""
         try:
-            piece = self.parse(line)
+            stream, time_ms, message, is_partial = self.parse(line)
         except MalformedLine as error:
-            if end > self._replay_to:
-                out.append(Record(line, start, error=str(error)))
-            return
-        if end <= self._replay_to and start < self._replay_pending.get(piece.stream, end):
-            return
-        partial = self._partial.get(piece.stream)
-        if piece.partial:
-            self._add_partial(partial, start, piece, now, out)
-        elif partial is None:
-            self._line(piece.stream, start, piece.time_ms, piece.message, now, out)
+            self._malformed(line, start, end, error, out)
         else:
-            del self._partial[piece.stream]
-            partial.parts.append(piece.message)
-            self._line(piece.stream, partial.start, partial.time_ms, b"".join(partial.parts), now, out)
+            self._piece(start, end, stream, time_ms, message, is_partial, now, out)
+
+    def _malformed(self, line: bytes, start: int, end: int, error: MalformedLine, out: list[Record]) -> None:
+        if end > self._replay_to:
+            out.append((line, start, "", None, str(error), False))
+
+    def _piece(self, start: int, end: int, stream: str, time_ms: int | None, message: bytes, is_partial: bool,
+               now: float, out: list[Record]) -> None:
+        if end <= self._replay_to and start < self._replay_pending.get(stream, end):
+            return
+        partial = self._partial.get(stream)
+        if is_partial:
+            self._add_partial(partial, start, stream, time_ms, message, now, out)
+        elif partial is None:
+            self._line(stream, start, time_ms, message, now, out)
+        else:
+            del self._partial[stream]
+            partial.parts.append(message)
+            self._line(stream, partial.start, partial.time_ms, b"".join(partial.parts), now, out)
 
     def flush(self, now: float, out: list[Record], *, everything: bool = False) -> None:
         """Send unfinished records that waited long enough (all of them with `everything`)."""
@@ -224,18 +252,18 @@ class LineAssembler:
     def holds_anything(self) -> bool:
         return bool(self._partial or self._group)
 
-    def _add_partial(self, partial: _Open | None, start: int, piece: Piece, now: float, out: list[Record]) -> None:
-        stream, message = piece.stream, piece.message
+    def _add_partial(self, partial: _Open | None, start: int, stream: str, time_ms: int | None, message: bytes,
+                     now: float, out: list[Record]) -> None:
         if partial is not None and partial.size + len(message) > self.max_bytes:
             del self._partial[stream]
             self._send_group(stream, out)
-            out.append(Record(b"".join(partial.parts), partial.start, stream, partial.time_ms, cut=True))
+            out.append((b"".join(partial.parts), partial.start, stream, partial.time_ms, None, True))
             partial = None
         if len(message) > self.max_bytes:  # one piece past the bound: sent at once, in bounded parts
             self._send_group(stream, out)
-            self._send_cut(stream, start, piece.time_ms, message, out)
+            self._send_cut(stream, start, time_ms, message, out)
         elif partial is None:
-            self._partial[stream] = _Open(start, piece.time_ms, message, now)
+            self._partial[stream] = _Open(start, time_ms, message, now)
         else:
             partial.parts.append(message)
             partial.size += len(message)
@@ -249,7 +277,7 @@ class LineAssembler:
             self._send_cut(stream, start, time_ms, message, out)
             return
         if multiline is None:
-            out.append(Record(message, start, stream, time_ms))
+            out.append((message, start, stream, time_ms, None, False))
             return
         group = self._group.get(stream)
         if group is not None:
@@ -269,8 +297,8 @@ class LineAssembler:
     def _send_group(self, stream: str, out: list[Record], cut: bool = False) -> None:
         group = self._group.pop(stream, None)
         if group is not None:
-            out.append(Record(b"\n".join(group.parts), group.start, stream, group.time_ms, cut=cut))
+            out.append((b"\n".join(group.parts), group.start, stream, group.time_ms, None, cut))
 
     def _send_cut(self, stream: str, start: int, time_ms: int | None, message: bytes, out: list[Record]) -> None:
         for at in range(0, len(message), self.max_bytes):
-            out.append(Record(message[at:at + self.max_bytes], start, stream, time_ms, cut=True))
+            out.append((message[at:at + self.max_bytes], start, stream, time_ms, None, True))

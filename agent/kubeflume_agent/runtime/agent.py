@@ -132,6 +132,10 @@ class Agent:
         for components in (self.sources, self.channels, self.sinks):
             for name, component in components.items():
                 found[f"{component.counters.TYPE}.{name}"] = component.counters
+        for name, source in self.sources.items():
+            for interceptor in source.processor.interceptors:
+                if interceptor.counters is not None:
+                    found[f"{interceptor.counters.TYPE}.{name}.{interceptor.name}"] = interceptor.counters
         return found
 
     def sink_errors(self) -> dict[str, str]:
@@ -181,9 +185,16 @@ class Agent:
         for interceptor in spec.interceptors:
             interceptor_class, settings = _settings("interceptor", interceptor.type, interceptor.params)
             interceptors.append(interceptor_class(settings))
+            interceptors[-1].name = interceptor.name
         source_class, settings = _settings("source", spec.type, spec.params)
-        source = source_class(name, settings, ChannelProcessor(selector, interceptors))
-        await source.start()
+        processor = ChannelProcessor(selector, interceptors)
+        source = source_class(name, settings, processor)
+        await processor.start()
+        try:
+            await source.start()
+        except BaseException:
+            await processor.stop()
+            raise
         self.sources[name] = source
         if isinstance(source, PollableSource):
             runner = PollableSourceRunner(source)
@@ -198,7 +209,9 @@ class Agent:
             runner = self._source_runners.pop(name, None)
             if runner is not None:
                 await runner.stop()
-            await self.sources.pop(name).stop()
+            source = self.sources.pop(name)
+            await source.stop()
+            await source.processor.stop()
         for group_name, group in list(self._groups.items()):
             if not set(group.sinks) & sinks:
                 continue

@@ -25,6 +25,14 @@ class ChannelProcessor:
         # The most events one batch may hold: every channel must take it in one transaction.
         self.max_batch = min(channel.transaction_capacity for channel in selector.channels.values())
 
+    async def start(self) -> None:
+        for interceptor in self.interceptors:
+            await interceptor.start()
+
+    async def stop(self) -> None:
+        for interceptor in self.interceptors:
+            await interceptor.stop()
+
     async def process(self, event: Event) -> None:
         await self.process_batch([event])
 

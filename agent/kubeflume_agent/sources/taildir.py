@@ -129,7 +129,9 @@ class TailFile:
     pending: dict[str, int] = field(default_factory=dict)
     assembler: LineAssembler | None = None  # joins partial and multiline records (else lines are events)
     read_pos: int = 0  # where the assembler goes on reading (past read_to while a batch is in flight)
-    cut_in_flight: int = 0  # events of the batch in flight that were cut at maxLineBytes
+    tally: tuple[int, int] = (0, 0)  # (malformed lines, cut events) of the batch in flight
+    headers: dict[str, str] = field(default_factory=dict)  # what every event of this file gets
+    headers_for: tuple[str, str] | None = None  # (group, path) `headers` were built for
 
     @property
     def progress(self) -> Progress:
@@ -289,7 +291,7 @@ class TaildirSource(PollableSource):
                     tail.resume(tail.progress)
                     await self._back_off()
                     return Status.READY
-                self._commit(tail, progress, events)
+                self._commit(tail, progress)
                 read_any = True
         self._drop_finished()
         if self._positions_stale or (
@@ -306,12 +308,12 @@ class TaildirSource(PollableSource):
         for batch in batches(events, self.settings["batchSize"]):
             await self.deliver(batch)
 
-    def _commit(self, tail: TailFile, progress: Progress, events: list[Event]) -> None:
+    def _commit(self, tail: TailFile, progress: Progress) -> None:
         tail.pos, tail.read_to, tail.pending = progress.pos, progress.read_to, progress.pending
-        if tail.assembler is not None:
-            self.counters.lines_malformed += sum(PARSE_ERROR_HEADER in e.headers for e in events)
-            self.counters.events_cut += tail.cut_in_flight
-            tail.cut_in_flight = 0
+        malformed, cut = tail.tally
+        self.counters.lines_malformed += malformed
+        self.counters.events_cut += cut
+        tail.tally = (0, 0)
 
     async def _back_off(self) -> None:
         """Wait as Flume's runner would (backoffSleepIncrement steps up to maxBackoffSleep); the
@@ -497,10 +499,7 @@ class TaildirSource(PollableSource):
         pos = tail.read_pos
         if size > pos:
             data = self._read_lines_from(tail.fd, pos, size)
-            start = 0
-            while len(records) < limit and (newline := data.find(b"\n", start)) >= 0:
-                assembler.feed(pos + start, pos + newline + 1, data[start:newline], now, records)
-                start = newline + 1
+            start = assembler.feed_lines(data, pos, limit, now, records)
             if len(records) < limit and start < len(data) and pos + len(data) == size and self._idle(tail):
                 assembler.feed(pos + start, size, data[start:], now, records)  # a last line without newline
                 start = len(data)
@@ -508,10 +507,8 @@ class TaildirSource(PollableSource):
         if len(records) < limit and assembler.holds_anything:
             assembler.flush(now, records, everything=pos >= size and self._idle(tail))
         tail.read_pos = pos
-        tail.cut_in_flight = sum(record.cut for record in records)
         pending = assembler.pending_starts()
-        return [self._record_event(tail, record) for record in records], \
-            Progress(min(pending.values(), default=pos), pos, pending)
+        return self._record_events(tail, records), Progress(min(pending.values(), default=pos), pos, pending)
 
     def _release_copies(self, original: TailFile) -> bool:
         """The original was truncated: its copies go on from where it had read. Were there any?"""
@@ -561,28 +558,47 @@ class TaildirSource(PollableSource):
         return ("byteoffset" if settings["byteOffsetHeader"] else None,
                 settings["fileHeaderKey"] if settings["fileHeader"] else None)
 
-    def _record_event(self, tail: TailFile, record: Record) -> Event:
-        headers = self._headers(tail, record.start)
-        if record.error is not None:
-            headers[PARSE_ERROR_HEADER] = record.error
-        else:
-            if record.stream:
-                headers["stream"] = record.stream
-            if record.time_ms is not None:
-                headers["timestamp"] = str(record.time_ms)
-        return Event(record.body, headers)
+    def _record_events(self, tail: TailFile, records: list[Record]) -> list[Event]:
+        """Events of joined records, with stream and timestamp (or the parse error) as headers; what
+        was malformed or cut is tallied in tail.tally, counted once the batch is committed."""
+        events = []
+        malformed = cut = 0
+        offset_header = self.event_headers[0]
+        base = self._file_headers(tail)
+        for body, start, stream, time_ms, error, was_cut in records:
+            headers = base.copy()
+            if error is not None:
+                headers[PARSE_ERROR_HEADER] = error
+                malformed += 1
+            else:
+                if stream:
+                    headers["stream"] = stream
+                if time_ms is not None:
+                    headers["timestamp"] = str(time_ms)
+            if offset_header:
+                headers[offset_header] = str(start)
+            cut += was_cut
+            events.append(Event(body, headers))
+        tail.tally = (malformed, cut)
+        return events
 
     def _event(self, tail: TailFile, body: bytes, offset: int) -> Event:
         return Event(body, self._headers(tail, offset))
 
     def _headers(self, tail: TailFile, offset: int) -> dict[str, str]:
-        headers = dict(self.group_headers.get(tail.group, ()))
-        offset_header, file_header = self.event_headers
-        if offset_header:
-            headers[offset_header] = str(offset)
-        if file_header:
-            headers[file_header] = tail.path
+        headers = self._file_headers(tail).copy()
+        if self.event_headers[0]:
+            headers[self.event_headers[0]] = str(offset)
         return headers
+
+    def _file_headers(self, tail: TailFile) -> dict[str, str]:
+        """The headers every event of the file gets: built once per file (and again after a rename)."""
+        if tail.headers_for != (tail.group, tail.path):
+            tail.headers = dict(self.group_headers.get(tail.group, ()))
+            if self.event_headers[1]:
+                tail.headers[self.event_headers[1]] = tail.path
+            tail.headers_for = (tail.group, tail.path)
+        return tail.headers
 
     def _drop_finished(self) -> None:
         """Close rotated-away files once read to their end and idle for idleTimeout."""

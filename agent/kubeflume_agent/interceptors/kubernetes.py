@@ -1,0 +1,126 @@
+"""The `kubernetes` interceptor: container log events labelled with the pod they came from.
+
+What the log file's name tells (`/var/log/containers/<pod>_<namespace>_<container>-<id>.log`, read
+from the taildir `file` header) is joined with what the API says of that pod (uid, node, image,
+labels, annotations), from a local copy kept by a watch (protocols/kubernetes_watch.py): an event
+never waits for the API. While the API cannot be read, or before the watch has seen a pod, events
+go on with the file name's metadata alone, counted in EventFileNameOnlyCount. Pods annotated
+`kubeflume.io/exclude: "true"` are dropped (EventExcludedCount). The headers of one file are
+built once per version of its pod, so labelling an event is one dict update.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from kubeflume_agent.config.keys import Key, Settings, comma_list, non_negative_integer
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.protocols.kubernetes_watch import Pod, PodWatch, client_configuration
+from kubeflume_agent.core.counters import Counters
+from kubeflume_agent.interceptors.base import Interceptor
+
+PREFIX = "kubernetes."
+EXCLUDE_ANNOTATION = "kubeflume.io/exclude"
+# the kubelet's name for a container's log: pod names and namespaces hold no "_"; the id comes last
+LOG_NAME = re.compile(r"(?P<pod>[^_]+)_(?P<namespace>[^_]+)_(?P<container>.+)-(?P<id>[0-9a-z]+)\.log")
+
+
+class KubernetesCounters(Counters):
+    TYPE = "INTERCEPTOR"
+    FLUME_NAMES = {
+        "file_name_only": "EventFileNameOnlyCount",  # the API had nothing (yet) for the pod
+        "excluded": "EventExcludedCount",  # dropped: kubeflume.io/exclude
+        "no_file": "EventNoFileHeaderCount",  # no file header, or a name that is not a container log's
+    }
+
+
+def selection(text: str) -> tuple[str, ...]:
+    """Which labels or annotations: `*` (all of them) or a comma list of keys."""
+    return tuple(comma_list(text))
+
+
+class KubernetesInterceptor(Interceptor):
+    """Adds kubernetes.namespace, .pod, .container, .containerId, .node, .podUid, .containerImage,
+    .labels.<key>, .annotations.<key> from the log file's name and the Kubernetes API."""
+
+    keys = (
+        Key("kubeconfig", str, "", doc="kubeconfig file; empty: the pod's service account (in-cluster)"),
+        Key("nodeName", str, "", doc="watch only the pods of this node; empty: env NODE_NAME (else all pods)"),
+        Key("labels", selection, ("*",), doc="labels to add as headers: comma list, or *"),
+        Key("annotations", selection, (), doc="annotations to add as headers: comma list, or *"),
+        Key("cacheTtl", non_negative_integer, 300000, doc="ms a deleted pod is remembered, for its late lines"),
+        Key("fileHeaderKey", str, "file", doc="the header holding the log file's path (taildir fileHeader = true)"),
+    )
+
+    def __init__(self, settings: Settings, *, watch: PodWatch | None = None) -> None:
+        super().__init__(settings)
+        self.node = settings["nodeName"] or os.environ.get("NODE_NAME", "")
+        self.watch = watch
+        self.counters = KubernetesCounters()
+        # file path -> (watch generation, headers or None to drop), for files whose pod is known
+        self._files: dict[str | None, tuple[int, dict[str, str] | None]] = {}
+
+    async def start(self) -> None:
+        if self.watch is None:
+            self.watch = PodWatch(client_configuration(self.settings["kubeconfig"] or None), node=self.node,
+                                  deleted_ttl=self.settings["cacheTtl"] / 1000)
+        await self.watch.start()
+        self.counters.started()
+
+    async def stop(self) -> None:
+        await self.watch.stop()
+        self.counters.stopped()
+
+    def intercept(self, events: list[Event]) -> list[Event]:
+        key, files, generation = self.settings["fileHeaderKey"], self._files, self.watch.generation
+        kept = []
+        for event in events:
+            path = event.headers.get(key)
+            known = files.get(path)
+            headers = known[1] if known is not None and known[0] == generation else self._headers_of(path)
+            if headers is None:
+                self.counters.excluded += 1
+                continue
+            event.headers.update(headers)
+            kept.append(event)
+        return kept
+
+    def _headers_of(self, path: str | None) -> dict[str, str] | None:
+        """The headers of an event from `path` (None: drop it); kept while the pods do not change."""
+        name = LOG_NAME.fullmatch(os.path.basename(path or ""))
+        if name is None:
+            self.counters.no_file += 1
+            return {}
+        pod = self.watch.lookup(name["namespace"], name["pod"], name["id"])
+        if pod is None:
+            self.counters.file_name_only += 1
+            return self._from_name(name)
+        headers = None if pod.annotations.get(EXCLUDE_ANNOTATION) == "true" else self._from_pod(name, pod)
+        if len(self._files) > 10_000:  # files of long-gone containers
+            self._files.clear()
+        self._files[path] = (self.watch.generation, headers)
+        return headers
+
+    def _from_name(self, name: re.Match) -> dict[str, str]:
+        headers = {PREFIX + "namespace": name["namespace"], PREFIX + "pod": name["pod"],
+                   PREFIX + "container": name["container"], PREFIX + "containerId": name["id"]}
+        if self.node:
+            headers[PREFIX + "node"] = self.node
+        return headers
+
+    def _from_pod(self, name: re.Match, pod: Pod) -> dict[str, str]:
+        headers = self._from_name(name)
+        headers[PREFIX + "node"] = pod.node or self.node
+        headers[PREFIX + "podUid"] = pod.uid
+        image = pod.images.get(name["container"])
+        if image:
+            headers[PREFIX + "containerImage"] = image
+        headers.update(_selected(PREFIX + "labels.", pod.labels, self.settings["labels"]))
+        headers.update(_selected(PREFIX + "annotations.", pod.annotations, self.settings["annotations"]))
+        return headers
+
+
+def _selected(prefix: str, values: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
+    every = names == ("*",)
+    return {prefix + key: value for key, value in values.items() if every or key in names}

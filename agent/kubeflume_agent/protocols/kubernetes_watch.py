@@ -1,0 +1,217 @@
+"""A local copy of the pods of one node, kept by list+watch on the Kubernetes API.
+
+The copy is read on the hot path without any I/O; one background task keeps it current: it lists
+the pods (field selector `spec.nodeName`), then watches from the list's resourceVersion, and lists
+again when the server says that version is gone (410) or the connection breaks. A deleted pod stays
+in the copy for `deleted_ttl` seconds, so the last lines of its containers are still labelled.
+
+Credentials come from a kubeconfig file or, without one, from the pod's service account
+(the `kubernetes` client's loaders read both); requests are made with aiohttp on the agent's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import aiohttp
+import orjson
+from kubernetes import config as kube_config
+from kubernetes.client import Configuration
+
+log = logging.getLogger(__name__)
+
+WATCH_SECONDS = 300  # the server ends each watch after this long; it is then resumed, not re-listed
+RETRY_SECONDS = (0.5, 1, 2, 5, 10)  # waits between failed attempts, the last one repeated
+
+
+@dataclass(frozen=True)
+class Pod:
+    """What events are labelled with; a new object for every change, so callers may cache by identity."""
+
+    namespace: str
+    name: str
+    uid: str
+    node: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    images: dict[str, str]  # container name -> image
+    container_ids: tuple[str, ...] = ()
+    deleted_at: float | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_api(cls, item: dict) -> Pod:
+        metadata, spec, status = item.get("metadata", {}), item.get("spec", {}), item.get("status", {})
+        containers = [*spec.get("initContainers", ()), *spec.get("containers", ()),
+                      *spec.get("ephemeralContainers", ())]
+        statuses = [*status.get("initContainerStatuses", ()), *status.get("containerStatuses", ()),
+                    *status.get("ephemeralContainerStatuses", ())]
+        return cls(metadata.get("namespace", ""), metadata.get("name", ""), metadata.get("uid", ""),
+                   spec.get("nodeName", ""), metadata.get("labels") or {}, metadata.get("annotations") or {},
+                   {c["name"]: c.get("image", "") for c in containers if "name" in c},
+                   tuple(s["containerID"].partition("://")[2] for s in statuses if s.get("containerID")))
+
+
+class Gone(Exception):
+    """The resourceVersion a watch started from is too old: list again."""
+
+
+def client_configuration(kubeconfig: str | None) -> Configuration:
+    """Where the API is and how to authenticate: from `kubeconfig`, else the in-cluster service account."""
+    configuration = Configuration()
+    if kubeconfig:
+        kube_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        kube_config.load_incluster_config(client_configuration=configuration)
+    return configuration
+
+
+def _ssl_context(configuration: Configuration) -> ssl.SSLContext | bool:
+    if not configuration.host.startswith("https"):
+        return False
+    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+    if not configuration.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, configuration.key_file)
+    return context
+
+
+class PodWatch:
+    """The pods of one node (all pods when `node` is empty), kept current in `pods`."""
+
+    def __init__(self, configuration: Configuration, *, node: str, deleted_ttl: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.configuration = configuration
+        self.node = node
+        self.deleted_ttl = deleted_ttl
+        self.clock = clock
+        self.pods: dict[tuple[str, str], Pod] = {}  # (namespace, name) -> pod
+        self.by_container: dict[str, Pod] = {}  # container id -> pod
+        self.connected = False
+        self.generation = 0  # grows with every change of the copy: what was derived from it may be kept till then
+        self.lists = 0  # how many times the pods were listed (a re-list after 410 Gone counts)
+        self._task: asyncio.Task | None = None
+        self._expired_at = float("-inf")
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=_ssl_context(self.configuration)),
+            timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=WATCH_SECONDS + 30))
+        self._task = asyncio.create_task(self._run(), name="kubernetes pod watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._session is not None:
+            await self._session.close()
+
+    def lookup(self, namespace: str, name: str, container_id: str) -> Pod | None:
+        """The pod a container's log belongs to: by container id when the runtime reported it (a
+        pod name may be reused), else by name."""
+        return self.by_container.get(container_id) or self.pods.get((namespace, name))
+
+    # -- keeping the copy ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                version = await self._list()
+                failures = 0
+                while True:
+                    version = await self._watch(version)
+            except Gone:
+                log.info("kubernetes: the watch's resourceVersion expired; listing the pods again")
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as error:
+                self.connected = False
+                wait = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+                failures += 1
+                log.warning("kubernetes: pods of node %s cannot be read (%s); events keep the metadata of "
+                            "their file names; retrying in %s s", self.node or "(all)", error or type(error).__name__,
+                            wait)
+                await asyncio.sleep(wait)
+
+    def _params(self) -> dict[str, str]:
+        return {"fieldSelector": f"spec.nodeName={self.node}"} if self.node else {}
+
+    def _headers(self) -> dict[str, str]:
+        token = self.configuration.get_api_key_with_prefix("authorization")  # refreshes a rotated token
+        return {"Authorization": token} if token else {}
+
+    async def _list(self) -> str:
+        async with self._session.get(f"{self.configuration.host}/api/v1/pods", params=self._params(),
+                                     headers=self._headers()) as response:
+            response.raise_for_status()
+            body = orjson.loads(await response.read())
+        now = self.clock()
+        listed = {}
+        for item in body.get("items", ()):
+            pod = Pod.from_api(item)
+            listed[(pod.namespace, pod.name)] = pod
+        for key, pod in self.pods.items():  # deleted while the watch was down: keep them for their late lines
+            if key not in listed and pod.deleted_at is None:
+                self._put(replace(pod, deleted_at=now))
+        for pod in listed.values():
+            self._put(pod)
+        self._expire(now)
+        self.connected = True
+        self.lists += 1
+        return body.get("metadata", {}).get("resourceVersion", "")
+
+    async def _watch(self, version: str) -> str:
+        """Follow changes from `version` until the server ends the watch; the version reached."""
+        params = {**self._params(), "watch": "1", "resourceVersion": version, "allowWatchBookmarks": "true",
+                  "timeoutSeconds": str(WATCH_SECONDS)}
+        async with self._session.get(f"{self.configuration.host}/api/v1/pods", params=params,
+                                     headers=self._headers()) as response:
+            if response.status == 410:
+                raise Gone()
+            response.raise_for_status()
+            async for line in response.content:
+                if line.strip():
+                    version = self._apply(orjson.loads(line)) or version
+        return version
+
+    def _apply(self, change: dict) -> str | None:
+        """One watch event into the copy; the resourceVersion it carries."""
+        kind, item = change.get("type"), change.get("object") or {}
+        if kind == "ERROR":
+            if item.get("code") == 410:
+                raise Gone()
+            raise ValueError(f"watch error: {item.get('message', item)}")
+        version = item.get("metadata", {}).get("resourceVersion")
+        if kind in ("ADDED", "MODIFIED"):
+            self._put(Pod.from_api(item))
+        elif kind == "DELETED":
+            self._put(replace(Pod.from_api(item), deleted_at=self.clock()))
+        self._expire(self.clock())
+        return version
+
+    def _put(self, pod: Pod) -> None:
+        self.generation += 1
+        self.pods[(pod.namespace, pod.name)] = pod
+        for container_id in pod.container_ids:
+            self.by_container[container_id] = pod
+
+    def _expire(self, now: float) -> None:
+        """Forget pods deleted more than deleted_ttl ago (looked at once a second at most)."""
+        if now - self._expired_at < 1.0:
+            return
+        self._expired_at = now
+
+        def expired(pod: Pod) -> bool:
+            return pod.deleted_at is not None and now - pod.deleted_at >= self.deleted_ttl
+
+        self.generation += 1
+        self.pods = {key: pod for key, pod in self.pods.items() if not expired(pod)}
+        self.by_container = {cid: pod for cid, pod in self.by_container.items() if not expired(pod)}
