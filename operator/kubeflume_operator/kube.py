@@ -23,7 +23,7 @@ from kubeflume_operator import GROUP
 
 APPLIED_HASH_ANNOTATION = f"{GROUP}/applied-hash"
 JSON_PATCH = "application/json-patch+json"
-OWNED_SECTIONS = ("spec", "data")
+OWNED_SECTIONS = ("spec", "data", "rules", "subjects")
 
 CREATED = "created"
 UPDATED = "updated"
@@ -36,7 +36,7 @@ class NotOwned(Exception):
 
 @dataclass(frozen=True)
 class Kind:
-    """The typed client calls for one namespaced kind."""
+    """The typed client calls for one kind, as (name, namespace) calls."""
 
     read: Callable[..., Any]
     create: Callable[..., Any]
@@ -66,7 +66,7 @@ def update_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> list
 
 @dataclass(frozen=True)
 class ObjectStore:
-    """Reads and writes the namespaced kinds a FlumeAgent owns, through one API client."""
+    """Reads and writes the kinds a FlumeAgent owns (and its cluster-scoped RBAC), through one API client."""
 
     kinds: Mapping[str, Kind]
 
@@ -75,7 +75,14 @@ class ObjectStore:
         core = kubernetes.client.CoreV1Api(api_client)
         apps = kubernetes.client.AppsV1Api(api_client)
         policy = kubernetes.client.PolicyV1Api(api_client)
+        rbac = kubernetes.client.RbacAuthorizationV1Api(api_client)
         return cls({
+            "ServiceAccount": Kind(core.read_namespaced_service_account, core.create_namespaced_service_account,
+                                   core.patch_namespaced_service_account, core.delete_namespaced_service_account),
+            "ClusterRole": _cluster_kind(rbac.read_cluster_role, rbac.create_cluster_role, rbac.patch_cluster_role,
+                                         rbac.delete_cluster_role),
+            "ClusterRoleBinding": _cluster_kind(rbac.read_cluster_role_binding, rbac.create_cluster_role_binding,
+                                                rbac.patch_cluster_role_binding, rbac.delete_cluster_role_binding),
             "ConfigMap": Kind(core.read_namespaced_config_map, core.create_namespaced_config_map,
                               core.patch_namespaced_config_map, core.delete_namespaced_config_map),
             "Service": Kind(core.read_namespaced_service, core.create_namespaced_service,
@@ -92,7 +99,7 @@ class ObjectStore:
                                         policy.delete_namespaced_pod_disruption_budget),
         })
 
-    def read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    def read(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         """The object as a plain dict, or None when it does not exist."""
         try:
             response = self.kinds[kind].read(name, namespace, _preload_content=False)
@@ -108,9 +115,9 @@ class ObjectStore:
         applied_hash = desired_hash(obj)
         annotated = {**obj, "metadata": {**metadata, "annotations": {
             **metadata.get("annotations", {}), APPLIED_HASH_ANNOTATION: applied_hash}}}
-        current = self.read(kind, metadata["namespace"], metadata["name"])
+        current = self.read(kind, metadata.get("namespace"), metadata["name"])
         if current is None:
-            self.kinds[kind].create(metadata["namespace"], annotated)
+            self.kinds[kind].create(metadata.get("namespace"), annotated)
             return CREATED
         owner = controller_uid(obj)
         if owner is not None and not is_controlled_by(current, owner):
@@ -119,9 +126,22 @@ class ObjectStore:
         current_annotations = current["metadata"].get("annotations") or {}
         if current_annotations.get(APPLIED_HASH_ANNOTATION) == applied_hash:
             return UNCHANGED
-        self.kinds[kind].patch(metadata["name"], metadata["namespace"], update_patch(current, annotated),
+        self.kinds[kind].patch(metadata["name"], metadata.get("namespace"), update_patch(current, annotated),
                                _content_type=JSON_PATCH)
         return UPDATED
+
+    def delete_labelled(self, kind: str, name: str, wanted: Mapping[str, str]) -> bool:
+        """Delete a cluster-scoped object if it carries all of `wanted` labels (it is then ours)."""
+        current = self.read(kind, None, name)
+        found = (current or {}).get("metadata", {}).get("labels") or {}
+        if current is None or any(found.get(key) != value for key, value in wanted.items()):
+            return False
+        try:
+            self.kinds[kind].delete(name, None)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+        return True
 
     def delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> bool:
         """Delete the object if `owner_uid` controls it; an object we do not own is left alone."""
@@ -134,6 +154,15 @@ class ObjectStore:
             if error.status != 404:
                 raise
         return True
+
+
+def _cluster_kind(read: Callable[..., Any], create: Callable[..., Any], patch: Callable[..., Any],
+                  delete: Callable[..., Any]) -> Kind:
+    """A cluster-scoped kind behind the namespaced calls' signatures (the namespace is ignored)."""
+    return Kind(lambda name, _namespace, **options: read(name, **options),
+                lambda _namespace, body, **options: create(body, **options),
+                lambda name, _namespace, body, **options: patch(name, body, **options),
+                lambda name, _namespace, **options: delete(name, **options))
 
 
 def controller_uid(obj: Mapping[str, Any]) -> str | None:

@@ -14,9 +14,11 @@ import zlib
 import pytest
 import trustme
 
+from kubeflume_agent.config.keys import Settings
 from kubeflume_agent.core.errors import EventDeliveryError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.status import Status
+from kubeflume_agent.interceptors.builtin import Interceptor
 from tests.integration.source_harness import (
     collect,
     memory_channel,
@@ -426,8 +428,11 @@ async def test_deflate_stream_byte_exact():
         assert len(await collect(received, 2)) == 2
 
 
-class Refusing:
+class Refusing(Interceptor):
     """An interceptor that raises, as a buggy custom one would."""
+
+    def __init__(self) -> None:
+        super().__init__(Settings())
 
     def intercept(self, events):
         raise RuntimeError("interceptor bug")

@@ -33,6 +33,7 @@ KOPF_CLUSTER_RULES = {("apiextensions.k8s.io", "customresourcedefinitions", verb
 KOPF_NAMESPACE_RULES = {("", "namespaces", "list"), ("", "namespaces", "watch")}
 KOPF_EVENT_RULES = {("", "events", "create")}
 PEERING_VERBS = ("get", "list", "watch", "patch")
+CLUSTER_SCOPED = {"clusterroles", "clusterrolebindings"}  # granted by the ClusterRole in both modes
 HTTP_VERBS = {"POST": "create", "PATCH": "patch", "PUT": "update"}
 PATH = re.compile(r"""(?:resource_path=|call_api\(\s*)'(/apis?/[^']+)'""")
 METHOD = re.compile(r"""method='(GET|POST|PUT|PATCH|DELETE)'|call_api\(\s*'[^']+',\s*'(GET|POST|PUT|PATCH|DELETE)'""")
@@ -41,13 +42,23 @@ METHOD = re.compile(r"""method='(GET|POST|PUT|PATCH|DELETE)'|call_api\(\s*'[^']+
 def required_rules(*, cluster_wide: bool, peering: bool) -> tuple[set[Rule], set[Rule]]:
     """(cluster-scoped rules, rules on namespaced objects) the operator needs."""
     # kopf lists and watches namespaces in both modes (it retries for a minute without the grant).
-    cluster = KOPF_CLUSTER_RULES | KOPF_NAMESPACE_RULES
-    namespaced = KOPF_EVENT_RULES | kopf_rules() | client_rules()
+    client = client_rules()
+    cluster_scoped = {rule for rule in client if rule[1] in CLUSTER_SCOPED}
+    cluster = KOPF_CLUSTER_RULES | KOPF_NAMESPACE_RULES | cluster_scoped | handed_out_rules()
+    namespaced = KOPF_EVENT_RULES | kopf_rules() | (client - cluster_scoped)
     if peering:
         target = cluster if cluster_wide else namespaced
         plural = "clusterkopfpeerings" if cluster_wide else "kopfpeerings"
         target |= {("kopf.dev", plural, verb) for verb in PEERING_VERBS}
     return cluster, namespaced
+
+
+def handed_out_rules() -> set[Rule]:
+    """What the operator grants agents through a ClusterRole: it must hold it cluster-wide itself."""
+    from kubeflume_operator.flumeagent.resources import POD_READER_RULES
+
+    return {(group, resource, verb) for rule in POD_READER_RULES for group in rule["apiGroups"]
+            for resource in rule["resources"] for verb in rule["verbs"]}
 
 
 @functools.cache

@@ -314,3 +314,41 @@ def test_a_budget_with_both_limits_is_a_problem():
     agent = flume_agent(replicas=3, disruptionBudget={"maxUnavailable": 1, "minAvailable": 2})
     problems = resources.spec_problems(agent["spec"], parse_manifest(agent))
     assert [p.key for p in problems] == ["disruptionBudget"]
+
+
+def container_logs_agent(**spec_fields) -> dict:
+    return flume_agent(sources={"r1": {
+        "type": "TAILDIR", "channels": ["c1"], "filegroups": "c", "filegroups.c": "/var/log/containers/.*\\.log",
+        "fileHeader": True, "lineFormat": "cri", "interceptors": [{"name": "k8s", "type": "kubernetes"}]}},
+        workload="DaemonSet", **spec_fields)
+
+
+def test_an_agent_reading_pods_gets_a_service_account_a_pod_reader_role_and_its_node():
+    rendered = render(container_logs_agent())
+    account = rendered.service_account
+    assert (account["kind"], account["metadata"]["name"], account["metadata"]["namespace"]) == (
+        "ServiceAccount", "web-logs-agent", "logging")
+    assert account in rendered.children and account["metadata"]["ownerReferences"][0]["uid"] == "6f1c-uid"
+    role, binding = rendered.cluster_objects
+    assert role["kind"] == "ClusterRole" and role["metadata"]["name"] == "kubeflume-agent-logging-web-logs"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": "kubeflume-agent-logging-web-logs"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "web-logs-agent", "namespace": "logging"}]
+    for obj in rendered.cluster_objects:  # cluster-scoped: no owner reference (it would be invalid)
+        assert "ownerReferences" not in obj["metadata"]
+        assert obj["metadata"]["labels"][resources.AGENT_NAMESPACE_LABEL] == "logging"
+    pod = rendered.workload["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "web-logs-agent"
+    node_name = {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+    assert node_name in container(rendered)["env"]
+
+
+def test_a_named_service_account_is_bound_not_created_and_other_agents_get_no_rbac():
+    rendered = render(container_logs_agent(serviceAccountName="log-shipper"))
+    assert rendered.service_account is None
+    assert rendered.cluster_objects[1]["subjects"][0]["name"] == "log-shipper"
+    assert rendered.workload["spec"]["template"]["spec"]["serviceAccountName"] == "log-shipper"
+    plain = render(flume_agent())
+    assert plain.service_account is None and plain.cluster_objects == []
+    assert "env" not in container(plain)

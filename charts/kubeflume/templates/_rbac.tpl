@@ -22,6 +22,10 @@ kopf's handler registry and the Kubernetes client calls in operator/kubeflume_op
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets", "daemonsets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The ServiceAccount of an agent that reads pods (kubernetes interceptor).
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get", "create", "patch", "delete"]
 # A FlumeAgent's PodDisruptionBudget.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]

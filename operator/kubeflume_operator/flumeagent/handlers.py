@@ -4,7 +4,9 @@ On create, update and operator start (resume): parse the spec with the agent's o
 model, validate it, and either report every problem (children untouched) or render and apply
 the children. A timer keeps the status current from in-memory indexes of the agent workloads
 and pods (no API calls) plus each ready pod's metrics endpoint. Deletion is the garbage
-collector's job: every child carries an owner reference to its FlumeAgent.
+collector's job: every child carries an owner reference to its FlumeAgent; only the cluster-scoped
+RBAC of an agent that reads pods (see resources.py) is deleted here, behind a finalizer that only
+such agents get.
 
 Conditions and the phase are written as patch functions: kopf applies them to the freshest
 object with a resourceVersion check, so the reconciler and the timer never undo each other.
@@ -43,6 +45,8 @@ def register(registry: kopf.OperatorRegistry, *, context: OperatorContext) -> No
     with_context = functools.partial(reconcile, context=context)
     for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
         on(*FLUMEAGENTS, registry=registry)(with_context)
+    kopf.on.delete(*FLUMEAGENTS, when=reads_pods, registry=registry)(
+        functools.partial(remove_cluster_objects, context=context))
     kopf.timer(*FLUMEAGENTS, interval=context.settings.status_interval, registry=registry)(
         functools.partial(refresh_status, context=context))
 
@@ -91,6 +95,25 @@ def reconcile(body: kopf.Body, meta: kopf.Meta, spec: kopf.Spec, patch: kopf.Pat
         kopf.warn(body, reason="ConfigWarning", message=note)
 
 
+def reads_pods(body: kopf.Body, **_: Any) -> bool:
+    """Whether the agent uses the kubernetes interceptor (so it has cluster-scoped RBAC to remove)."""
+    verdict = flumeagent_verdict(body)
+    return verdict.config is not None and resources.reads_pods(verdict.config)
+
+
+def remove_cluster_objects(name: str, namespace: str, *, context: OperatorContext, **_: Any) -> None:
+    """The FlumeAgent is being deleted: its ClusterRole and binding go with it."""
+    delete_cluster_objects(name, namespace, objects=context.objects)
+
+
+def delete_cluster_objects(name: str, namespace: str, *, objects: kube.ObjectStore) -> list[str]:
+    """Delete the agent's cluster-scoped objects, if there are any; what was deleted."""
+    ours = {resources.INSTANCE_LABEL: name, resources.AGENT_NAMESPACE_LABEL: namespace}
+    cluster_name = resources.cluster_object_name(namespace, name)
+    return [f"{kind} {cluster_name} deleted" for kind in reversed(resources.CLUSTER_KINDS)
+            if objects.delete_labelled(kind, cluster_name, ours)]
+
+
 def report_invalid(body: kopf.Body, patch: kopf.Patch, errors: list[ConfigError], generation: int | None) -> None:
     """Every problem in the condition and in one Warning Event; the running agents stay as they are."""
     message = f"{len(errors)} problem(s): {describe_all(errors)}"
@@ -103,11 +126,15 @@ def report_invalid(body: kopf.Body, patch: kopf.Patch, errors: list[ConfigError]
 def apply_children(body: kopf.Body, rendered: resources.AgentResources, *, objects: kube.ObjectStore) -> list[str]:
     """Apply the rendered children and remove the ones this config no longer needs."""
     changes = []
-    for child in rendered.children:
+    for child in rendered.children + rendered.cluster_objects:
         outcome = objects.apply(child)
         if outcome != kube.UNCHANGED:
             changes.append(f"{child['kind']} {child['metadata']['name']} {outcome}")
     name, namespace, uid = body["metadata"]["name"], body["metadata"]["namespace"], body["metadata"]["uid"]
+    if not rendered.cluster_objects:
+        changes += delete_cluster_objects(name, namespace, objects=objects)
+    if rendered.service_account is None and objects.delete_owned("ServiceAccount", namespace, f"{name}-agent", uid):
+        changes.append(f"ServiceAccount {name}-agent deleted")
     stale = [kind for kind in resources.WORKLOAD_KINDS if kind != rendered.workload["kind"]]
     if rendered.service is None:
         stale.append("Service")

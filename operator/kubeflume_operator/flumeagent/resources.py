@@ -7,6 +7,12 @@ Service for every agent: the port Prometheus (a ServiceMonitor) scrapes, kept of
 Service so a LoadBalancer never publishes the metrics. The pod template carries
 the config hash, so a changed config rolls the pods and an unchanged one leaves them alone.
 
+An agent whose config uses the `kubernetes` interceptor reads pods from the API: it gets a
+ServiceAccount (unless the spec names one), a ClusterRole allowing only get/list/watch on pods,
+its ClusterRoleBinding, and NODE_NAME from the downward API. The ServiceAccount is owned like the
+other children; cluster-scoped objects cannot be owned by a namespaced FlumeAgent, so the two RBAC
+objects are labelled with the agent's namespace and name and deleted by the operator with it.
+
 Nothing acknowledged may be lost when pods go away: a PodDisruptionBudget (2+ replicas) lets
 evictions take one pod at a time, StatefulSets roll one pod at a time and keep their claims when
 scaled down (the operator drains them, see drain.py), a Deployment with a network source surges
@@ -27,6 +33,7 @@ import kopf
 from kubeflume_agent.config.model import AgentConfig, ConfigError, resolve_component
 from kubeflume_agent.config.properties import fingerprint, flume_conf
 from kubeflume_agent.core import registry
+from kubeflume_agent.interceptors.kubernetes import KubernetesInterceptor
 from kubeflume_operator import GROUP
 
 CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
@@ -51,6 +58,11 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "kubeflume-operator"
 METRICS_SERVICE_LABEL = f"{GROUP}/metrics"  # on the headless metrics Services: what a ServiceMonitor selects
+AGENT_NAMESPACE_LABEL = f"{GROUP}/agent-namespace"  # on cluster-scoped objects: whose they are
+# What the kubernetes interceptor reads, granted to its agent's ServiceAccount by a ClusterRole.
+POD_READER_RULES = ({"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},)
+RBAC_API = "rbac.authorization.k8s.io"
+CLUSTER_KINDS = ("ClusterRole", "ClusterRoleBinding")
 
 # Graceful stop. Sinks are assumed to deliver at least this many events/s when sizing the time a
 # memory channel needs to drain; the grace period adds the preStop and a margin for checkpoints.
@@ -86,11 +98,14 @@ class AgentResources:
     config_hash: str
     ports: list[ListeningPort]
     notes: list[str] = field(default_factory=list)  # things the user should know (posted as Events)
+    service_account: dict[str, Any] | None = None
+    cluster_objects: list[dict[str, Any]] = field(default_factory=list)  # ClusterRole and its binding, if any
 
     @property
     def children(self) -> list[dict[str, Any]]:
-        return [obj for obj in (self.config_map, self.workload, self.service, self.metrics_service,
-                                self.disruption_budget) if obj is not None]
+        """The namespaced objects, owned by the FlumeAgent."""
+        return [obj for obj in (self.service_account, self.config_map, self.workload, self.service,
+                                self.metrics_service, self.disruption_budget) if obj is not None]
 
 
 def labels(name: str) -> dict[str, str]:
@@ -122,6 +137,35 @@ def _components(config: AgentConfig) -> Iterator[tuple[str, str, type, Mapping[s
                 continue  # validation reports it
             settings, _ = resolve_component(component_class, component.params)
             yield kind, name, component_class, settings
+
+
+def reads_pods(config: AgentConfig) -> bool:
+    """Whether a source of `config` uses the kubernetes interceptor (which watches pods)."""
+    for source in config.sources.values():
+        for interceptor in source.interceptors:
+            try:
+                if registry.lookup("interceptor", interceptor.type) is KubernetesInterceptor:
+                    return True
+            except registry.UnknownType:
+                continue  # validation reports it
+    return False
+
+
+def cluster_object_name(namespace: str, name: str) -> str:
+    """The name of an agent's cluster-scoped objects: unique across namespaces."""
+    return f"kubeflume-agent-{namespace}-{name}"
+
+
+def pod_reader(name: str, namespace: str, service_account: str) -> list[dict[str, Any]]:
+    """The ClusterRole letting `service_account` read pods, and its binding."""
+    cluster_name = cluster_object_name(namespace, name)
+    metadata = {"name": cluster_name, "labels": {**labels(name), AGENT_NAMESPACE_LABEL: namespace}}
+    role = {"apiVersion": f"{RBAC_API}/v1", "kind": "ClusterRole", "metadata": metadata,
+            "rules": [dict(rule) for rule in POD_READER_RULES]}
+    binding = {"apiVersion": f"{RBAC_API}/v1", "kind": "ClusterRoleBinding", "metadata": dict(metadata),
+               "roleRef": {"apiGroup": RBAC_API, "kind": "ClusterRole", "name": cluster_name},
+               "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}]}
+    return [role, binding]
 
 
 def listening_ports(config: AgentConfig) -> list[ListeningPort]:
@@ -257,6 +301,14 @@ def render(agent: Mapping[str, Any], config: AgentConfig, *, image: str) -> Agen
     }
     template = _pod_template(name, spec, config.name, config_hash, ports, state_paths, image=image,
                              stop=shutdown(spec, config))
+    service_account, cluster_objects = None, []
+    if reads_pods(config):
+        account = spec.get("serviceAccountName") or f"{name}-agent"
+        if not spec.get("serviceAccountName"):
+            service_account = {"apiVersion": "v1", "kind": "ServiceAccount",
+                               "metadata": _metadata(account, namespace, name)}
+        cluster_objects = pod_reader(name, namespace, account)
+        _read_pods_as(template, account)
     storage_volume = _storage_volume(kind, name, namespace, spec) if state_paths else None
     if storage_volume is not None:
         template["spec"]["volumes"].append(storage_volume)
@@ -268,9 +320,18 @@ def render(agent: Mapping[str, Any], config: AgentConfig, *, image: str) -> Agen
     }
     service = _service(name, namespace, spec, ports) if ports else None
     resources = AgentResources(config_map, workload, service, _metrics_service(name, namespace, spec),
-                               disruption_budget(name, namespace, spec, kind), config_hash, ports, notes)
+                               disruption_budget(name, namespace, spec, kind), config_hash, ports, notes,
+                               service_account, cluster_objects)
     kopf.append_owner_reference(resources.children, owner=agent)
     return resources
+
+
+def _read_pods_as(template: dict[str, Any], account: str) -> None:
+    """The pod runs as `account`, and knows its node (the interceptor watches only that node's pods)."""
+    template["spec"]["serviceAccountName"] = account
+    container = template["spec"]["containers"][0]
+    node = {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+    container["env"] = [node, *(e for e in container.get("env", ()) if e.get("name") != "NODE_NAME")]
 
 
 def endpoints(agent: Mapping[str, Any], ports: list[ListeningPort]) -> list[dict[str, Any]]:
