@@ -27,9 +27,9 @@ from kubernetes.client import Configuration
 
 from kubeflume_agent.channels.memory import MemoryChannel
 from kubeflume_agent.config.keys import resolve
+from kubeflume_agent.core.registry import lookup
 from kubeflume_agent.protocols.kubernetes_watch import Pod, PodWatch
 from kubeflume_agent.runtime.channel_processor import ChannelProcessor
-from kubeflume_agent.core.registry import lookup
 from kubeflume_agent.selectors.builtin import ReplicatingSelector
 
 NODE = "node-a"

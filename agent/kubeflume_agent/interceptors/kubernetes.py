@@ -15,10 +15,10 @@ import os
 import re
 
 from kubeflume_agent.config.keys import Key, Settings, comma_list, non_negative_integer
-from kubeflume_agent.core.event import Event
-from kubeflume_agent.protocols.kubernetes_watch import Pod, PodWatch, client_configuration
 from kubeflume_agent.core.counters import Counters
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.interceptors.base import Interceptor
+from kubeflume_agent.protocols.kubernetes_watch import Pod, PodWatch, client_configuration
 
 PREFIX = "kubernetes."
 EXCLUDE_ANNOTATION = "kubeflume.io/exclude"
