@@ -74,17 +74,24 @@ class KubernetesInterceptor(Interceptor):
 
     def intercept(self, events: list[Event]) -> list[Event]:
         key, files, generation = self.settings["fileHeaderKey"], self._files, self.watch.generation
-        kept = []
+        last_path: object = files  # no path is this: the first event looks its file up
+        headers: dict[str, str] | None = None
+        dropped: list[Event] = []
         for event in events:
             path = event.headers.get(key)
-            known = files.get(path)
-            headers = known[1] if known is not None and known[0] == generation else self._headers_of(path)
+            if path is not last_path:  # a batch of taildir holds lines of one file: looked up once
+                known = files.get(path)
+                headers = known[1] if known is not None and known[0] == generation else self._headers_of(path)
+                last_path = path
             if headers is None:
-                self.counters.excluded += 1
-                continue
-            event.headers.update(headers)
-            kept.append(event)
-        return kept
+                dropped.append(event)
+            else:
+                event.headers.update(headers)
+        if not dropped:
+            return events
+        self.counters.excluded += len(dropped)
+        gone = {id(event) for event in dropped}
+        return [event for event in events if id(event) not in gone]
 
     def _headers_of(self, path: str | None) -> dict[str, str] | None:
         """The headers of an event from `path` (None: drop it); kept while the pods do not change."""

@@ -101,8 +101,10 @@ def parse_cri(line: bytes) -> Piece:
         raise MalformedLine("not <time> <stdout|stderr> <P|F> <message>")
     partial = tags == b"P" or (tags != b"F" and b"P" in tags.split(b":"))
     seconds = _SECONDS.get(stamp[:19])
-    if seconds is not None and len(stamp) == 30 and stamp[29] == 90 and stamp[19] == 46 and stamp[20:29].isdigit():
-        return stream, seconds * 1000 + int(stamp[20:23]), message, partial  # containerd's UTC, a known second
+    if seconds is not None and len(stamp) == 30 and stamp[29] == 90 and stamp[19] == 46:
+        nanoseconds = stamp[20:29]
+        if nanoseconds.isdigit():  # containerd's UTC ...SS.nnnnnnnnnZ, in a second seen before
+            return stream, seconds * 1000 + int(nanoseconds) // 1_000_000, message, partial
     return stream, rfc3339_millis(stamp), message, partial
 
 
@@ -190,25 +192,26 @@ class LineAssembler:
     def feed_lines(self, data: bytes, offset: int, limit: int, now: float, out: list[Record]) -> int:
         """Add the LF-ended lines of `data` (found at `offset` in the file) until `out` holds `limit`
         records; returns how many bytes of `data` were used (whole lines)."""
-        parse, plain = self.parse, self.multiline is None
-        start = 0
-        while len(out) < limit:
-            newline = data.find(b"\n", start)
-            if newline < 0:
+        parse, plain, max_bytes, append = self.parse, self.multiline is None, self.max_bytes, out.append
+        replay_to = self._replay_to  # lines ending at or before it were read before a restart
+        lines = data.split(b"\n")
+        lines.pop()  # what follows the last LF: no whole line
+        start = offset
+        for line in lines:
+            if len(out) >= limit:
                 break
-            line = data[start:newline]
+            end = start + len(line) + 1
             try:
                 stream, time_ms, message, is_partial = parse(line)
             except MalformedLine as error:
-                self._malformed(line, offset + start, offset + newline + 1, error, out)
+                self._malformed(line, start, end, error, out)
             else:
-                if plain and not is_partial and not self._partial and offset + newline >= self._replay_to \
-                        and len(message) <= self.max_bytes:
-                    out.append((message, offset + start, stream, time_ms, None, False))  # the usual line
+                if plain and not is_partial and end > replay_to and len(message) <= max_bytes and not self._partial:
+                    append((message, start, stream, time_ms, None, False))  # the usual line
                 else:
-                    self._piece(offset + start, offset + newline + 1, stream, time_ms, message, is_partial, now, out)
-            start = newline + 1
-        return start
+                    self._piece(start, end, stream, time_ms, message, is_partial, now, out)
+            start = end
+        return start - offset
 
     def feed(self, start: int, end: int, line: bytes, now: float, out: list[Record]) -> None:
         """Add the line found at [start, end) of the file; completed records go to `out`."""
