@@ -17,7 +17,7 @@ from kubeflume_agent.channels.memory import MemoryChannel
 from kubeflume_agent.config.keys import resolve
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.registry import lookup
-from kubeflume_agent.interceptors.builtin import Interceptor
+from kubeflume_agent.interceptors.base import Interceptor
 from kubeflume_agent.runtime.channel_processor import ChannelProcessor
 from kubeflume_agent.selectors.builtin import ReplicatingSelector
 

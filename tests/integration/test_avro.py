@@ -18,7 +18,7 @@ from kubeflume_agent.config.keys import Settings
 from kubeflume_agent.core.errors import EventDeliveryError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.status import Status
-from kubeflume_agent.interceptors.builtin import Interceptor
+from kubeflume_agent.interceptors.base import Interceptor
 from tests.integration.source_harness import (
     collect,
     memory_channel,

@@ -8,6 +8,9 @@ import asyncio
 import pytest
 from source_harness import collect, memory_channel, running_source, take_all, wait_for
 
+from kubeflume_agent.config.keys import Settings
+from kubeflume_agent.interceptors.base import Interceptor
+
 TOO_LONG = b"FAILED: Event exceeds the maximum length (%d chars, including newline)\n"
 
 
@@ -116,15 +119,21 @@ async def test_utf16_without_a_byte_order_mark_is_big_endian_as_in_java():
         writer.close()
 
 
-class Doubling:
+class Doubling(Interceptor):
     """A user's interceptor that makes two events of each: more than a transaction may hold."""
+
+    def __init__(self) -> None:
+        super().__init__(Settings())
 
     def intercept(self, events):
         return [copy for event in events for copy in (event, event)]
 
 
-class Failing:
+class Failing(Interceptor):
     """A user's interceptor whose lookup service is down."""
+
+    def __init__(self) -> None:
+        super().__init__(Settings())
 
     def intercept(self, events):
         raise RuntimeError("lookup service down")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from kubeflume_agent.core.errors import ChannelError
 from kubeflume_agent.core.event import Event
-from kubeflume_agent.interceptors.builtin import Interceptor
+from kubeflume_agent.interceptors.base import Interceptor
 from kubeflume_agent.selectors.builtin import ChannelSelector
 
 log = logging.getLogger(__name__)
