@@ -93,3 +93,27 @@ def test_the_interceptor_leaves_events_that_are_no_container_logs_alone_and_coun
     assert kept[2].headers["kubernetes.pod"] == "web-1" and kept[2].headers["kubernetes.namespace"] == "shop"
     assert kept[2].headers["kubernetes.containerId"] == "ab" * 32
     assert (interceptor.counters.no_file, interceptor.counters.file_name_only) == (2, 1)
+
+
+def test_a_batch_mixing_files_keeps_each_files_labels_and_drops_only_excluded_pods():
+    from kubeflume_agent.config.keys import resolve
+    from kubeflume_agent.core.event import Event
+    from kubeflume_agent.core.registry import lookup
+    from kubeflume_agent.protocols.kubernetes_watch import Pod
+
+    watch = PodWatch(Configuration(), node="node-a", deleted_ttl=60)
+    watch._put(Pod("shop", "web-1", "uid-1", "node-a", {"app": "web"}, {}, {"app": "shop:1"}))
+    watch._put(Pod("shop", "noisy", "uid-2", "node-a", {}, {"kubeflume.io/exclude": "true"}, {"app": "n:1"}))
+    interceptor_class = lookup("interceptor", "kubernetes")
+    settings, _ = resolve(interceptor_class.keys, {"nodeName": "node-a"})
+    interceptor = interceptor_class(settings, watch=watch)
+
+    def line(pod: str, body: bytes) -> Event:
+        return Event(body, {"file": f"/var/log/containers/{pod}_shop_app-{'ab' * 32}.log"})
+
+    kept = interceptor.intercept([line("web-1", b"1"), line("noisy", b"x"), line("web-1", b"2"), line("noisy", b"y")])
+    assert [(e.body, e.headers["kubernetes.labels.app"], e.headers["kubernetes.podUid"]) for e in kept] == [
+        (b"1", "web", "uid-1"), (b"2", "web", "uid-1")]
+    assert interceptor.counters.excluded == 2
+    watch._put(Pod("shop", "web-1", "uid-1", "node-a", {"app": "web-v2"}, {}, {"app": "shop:1"}))
+    assert interceptor.intercept([line("web-1", b"3")])[0].headers["kubernetes.labels.app"] == "web-v2"
