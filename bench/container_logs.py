@@ -72,7 +72,7 @@ def component(kind: str, type_name: str, params: dict[str, str]):
 
 
 def filled_watch(containers: int) -> FilledPodWatch:
-    watch = FilledPodWatch(Configuration(), node=NODE, deleted_ttl=300)
+    watch = FilledPodWatch(Configuration, node=NODE, deleted_ttl=300)
     for index in range(containers):
         watch._put(Pod("shop", f"web-{index}", f"uid-{index}", NODE,
                        {"app": "web", "team": "shop", "version": "1.2.3"}, {}, {"app": "registry.test/web:1"}))

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import datetime
 import json
+import socket
 
 import pytest
 from kubelet_logs import RUNTIME_PIECE, KubeletLogs
-from source_harness import memory_channel, running_source, take_all
+from source_harness import memory_channel, running_source, take_all, wait_for
+
+from kubeflume_agent.config.properties import parse_properties
+from kubeflume_agent.runtime.agent import Agent
 
 UID = "0f6c8a8e-3b1a-4a55-9d2e-5d1c0c6f0a11"
 CID = "4b825dc642cb6eb9a060e54bf8d69288fbee4904aa5c0f6c8a8e3b1a4a559d2e"
@@ -172,3 +176,52 @@ async def test_a_lone_last_line_is_not_held_for_ever(tmp_path, node):
         while not events:
             events = await poll_events(source, channel)
     assert bodies(events) == ["Traceback (most recent call last):"]
+
+
+async def test_an_agent_whose_api_server_is_unreachable_ships_with_file_name_metadata_and_says_so(tmp_path, node):
+    """The whole agent: taildir cri -> kubernetes interceptor (its API on a closed port) -> file_roll."""
+
+
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "k", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}]}))
+    log = node.container("shop", "web-1", UID, "app", CID)
+    log.write("hello")
+    out = tmp_path / "out"
+    out.mkdir()
+    agent = Agent(parse_properties(f"""
+a1.sources = r1
+a1.channels = c1
+a1.sinks = k1
+a1.sources.r1.type = TAILDIR
+a1.sources.r1.channels = c1
+a1.sources.r1.filegroups = c
+a1.sources.r1.filegroups.c = {tmp_path / "containers"}/.*\\\\.log
+a1.sources.r1.positionFile = {tmp_path / "state" / "positions.json"}
+a1.sources.r1.lineFormat = cri
+a1.sources.r1.fileHeader = true
+a1.sources.r1.interceptors = k8s
+a1.sources.r1.interceptors.k8s.type = kubernetes
+a1.sources.r1.interceptors.k8s.kubeconfig = {kubeconfig}
+a1.sources.r1.interceptors.k8s.nodeName = node-a
+a1.channels.c1.type = memory
+a1.sinks.k1.type = file_roll
+a1.sinks.k1.channel = c1
+a1.sinks.k1.sink.directory = {out}
+a1.sinks.k1.sink.serializer = avro_event
+"""))
+    await agent.start()
+    try:
+        counters = agent.counters()
+        await wait_for(lambda: counters["SINK.k1"].drain_success == 1, what="the line delivered")
+        k8s = counters["INTERCEPTOR.r1.k8s"].snapshot()
+    finally:
+        await agent.stop()
+    assert k8s["EventFileNameOnlyCount"] == 1 and k8s["EventExcludedCount"] == 0

@@ -56,7 +56,7 @@ async def test_gone_means_a_new_list_and_pods_deleted_meanwhile_are_kept_for_the
     configuration = Configuration(host=f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}")
     configuration.api_key = {"authorization": "Bearer s3cret"}
     now = [1000.0]
-    watch = PodWatch(configuration, node="node-a", deleted_ttl=60, clock=lambda: now[0])
+    watch = PodWatch(lambda: configuration, node="node-a", deleted_ttl=60, clock=lambda: now[0])
     await watch.start()
     try:
         for _ in range(500):
@@ -85,7 +85,7 @@ def test_the_interceptor_leaves_events_that_are_no_container_logs_alone_and_coun
 
     interceptor_class = lookup("interceptor", "kubernetes")
     settings, _ = resolve(interceptor_class.keys, {"nodeName": "node-a"})
-    interceptor = interceptor_class(settings, watch=PodWatch(Configuration(), node="node-a", deleted_ttl=60))
+    interceptor = interceptor_class(settings, watch=PodWatch(Configuration, node="node-a", deleted_ttl=60))
     events = [Event(b"no file header"), Event(b"not a container log", {"file": "/var/log/syslog"}),
               Event(b"x", {"file": "/var/log/containers/web-1_shop_app-" + "ab" * 32 + ".log"})]
     kept = interceptor.intercept(events)
@@ -101,7 +101,7 @@ def test_a_batch_mixing_files_keeps_each_files_labels_and_drops_only_excluded_po
     from kubeflume_agent.core.registry import lookup
     from kubeflume_agent.protocols.kubernetes_watch import Pod
 
-    watch = PodWatch(Configuration(), node="node-a", deleted_ttl=60)
+    watch = PodWatch(Configuration, node="node-a", deleted_ttl=60)
     watch._put(Pod("shop", "web-1", "uid-1", "node-a", {"app": "web"}, {}, {"app": "shop:1"}))
     watch._put(Pod("shop", "noisy", "uid-2", "node-a", {}, {"kubeflume.io/exclude": "true"}, {"app": "n:1"}))
     interceptor_class = lookup("interceptor", "kubernetes")

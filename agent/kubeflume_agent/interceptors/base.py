@@ -12,7 +12,6 @@ class Interceptor(Configurable):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.name = ""  # its name in the config, given by the agent
 
     async def start(self) -> None:
         """Called before the source starts: interceptors that keep state up to date start that here."""

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Key, Settings, comma_list, non_negative_integer
-from kubeflume_agent.core.counters import Counters
+from kubeflume_agent.config.keys import Config, Settings, comma_list, key, non_negative_integer
+from kubeflume_agent.core.counters import Counters, flume
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.interceptors.base import Interceptor
 from kubeflume_agent.protocols.kubernetes_watch import Pod, PodWatch, client_configuration
@@ -26,13 +27,12 @@ EXCLUDE_ANNOTATION = "kubeflume.io/exclude"
 LOG_NAME = re.compile(r"(?P<pod>[^_]+)_(?P<namespace>[^_]+)_(?P<container>.+)-(?P<id>[0-9a-z]+)\.log")
 
 
+@dataclass(eq=False)
 class KubernetesCounters(Counters):
     TYPE = "INTERCEPTOR"
-    FLUME_NAMES = {
-        "file_name_only": "EventFileNameOnlyCount",  # the API had nothing (yet) for the pod
-        "excluded": "EventExcludedCount",  # dropped: kubeflume.io/exclude
-        "no_file": "EventNoFileHeaderCount",  # no file header, or a name that is not a container log's
-    }
+    file_name_only: int = flume("EventFileNameOnlyCount")  # the API had nothing (yet) for the pod
+    excluded: int = flume("EventExcludedCount")  # dropped: kubeflume.io/exclude
+    no_file: int = flume("EventNoFileHeaderCount")  # no file header, or a name that is not a container log's
 
 
 def selection(text: str) -> tuple[str, ...]:
@@ -40,31 +40,39 @@ def selection(text: str) -> tuple[str, ...]:
     return tuple(comma_list(text))
 
 
+@dataclass(frozen=True)
+class KubernetesConfig(Config):
+    kubeconfig: str = key("kubeconfig", str, "", doc="kubeconfig file; empty: the pod's service account (in-cluster)")
+    node_name: str = key("nodeName", str, "",
+                         doc="watch only the pods of this node; empty: env NODE_NAME (else all pods)")
+    labels: tuple[str, ...] = key("labels", selection, ("*",), doc="labels to add as headers: comma list, or *")
+    annotations: tuple[str, ...] = key("annotations", selection, (),
+                                       doc="annotations to add as headers: comma list, or *")
+    cache_ttl: int = key("cacheTtl", non_negative_integer, 300000,
+                         doc="ms a deleted pod is remembered, for its late lines")
+    file_header: str = key("fileHeaderKey", str, "file",
+                           doc="the header holding the log file's path (taildir fileHeader = true)")
+
+
 class KubernetesInterceptor(Interceptor):
     """Adds kubernetes.namespace, .pod, .container, .containerId, .node, .podUid, .containerImage,
     .labels.<key>, .annotations.<key> from the log file's name and the Kubernetes API."""
 
-    keys = (
-        Key("kubeconfig", str, "", doc="kubeconfig file; empty: the pod's service account (in-cluster)"),
-        Key("nodeName", str, "", doc="watch only the pods of this node; empty: env NODE_NAME (else all pods)"),
-        Key("labels", selection, ("*",), doc="labels to add as headers: comma list, or *"),
-        Key("annotations", selection, (), doc="annotations to add as headers: comma list, or *"),
-        Key("cacheTtl", non_negative_integer, 300000, doc="ms a deleted pod is remembered, for its late lines"),
-        Key("fileHeaderKey", str, "file", doc="the header holding the log file's path (taildir fileHeader = true)"),
-    )
+    config_class = KubernetesConfig
+    counters: KubernetesCounters
 
     def __init__(self, settings: Settings, *, watch: PodWatch | None = None) -> None:
         super().__init__(settings)
-        self.node = settings["nodeName"] or os.environ.get("NODE_NAME", "")
-        self.watch = watch
+        self.config = KubernetesConfig.from_settings(settings)
+        self.node = self.config.node_name or os.environ.get("NODE_NAME", "")
+        kubeconfig = self.config.kubeconfig or None
+        self.watch = watch or PodWatch(lambda: client_configuration(kubeconfig), node=self.node,
+                                       deleted_ttl=self.config.cache_ttl / 1000)
         self.counters = KubernetesCounters()
         # file path -> (watch generation, headers or None to drop), for files whose pod is known
         self._files: dict[str | None, tuple[int, dict[str, str] | None]] = {}
 
     async def start(self) -> None:
-        if self.watch is None:
-            self.watch = PodWatch(client_configuration(self.settings["kubeconfig"] or None), node=self.node,
-                                  deleted_ttl=self.settings["cacheTtl"] / 1000)
         await self.watch.start()
         self.counters.started()
 
@@ -73,12 +81,12 @@ class KubernetesInterceptor(Interceptor):
         self.counters.stopped()
 
     def intercept(self, events: list[Event]) -> list[Event]:
-        key, files, generation = self.settings["fileHeaderKey"], self._files, self.watch.generation
+        header, files, generation = self.config.file_header, self._files, self.watch.generation
         last_path: object = files  # no path is this: the first event looks its file up
         headers: dict[str, str] | None = None
         dropped: list[Event] = []
         for event in events:
-            path = event.headers.get(key)
+            path = event.headers.get(header)
             if path is not last_path:  # a batch of taildir holds lines of one file: looked up once
                 known = files.get(path)
                 headers = known[1] if known is not None and known[0] == generation else self._headers_of(path)
@@ -123,8 +131,8 @@ class KubernetesInterceptor(Interceptor):
         image = pod.images.get(name["container"])
         if image:
             headers[PREFIX + "containerImage"] = image
-        headers.update(_selected(PREFIX + "labels.", pod.labels, self.settings["labels"]))
-        headers.update(_selected(PREFIX + "annotations.", pod.annotations, self.settings["annotations"]))
+        headers.update(_selected(PREFIX + "labels.", pod.labels, self.config.labels))
+        headers.update(_selected(PREFIX + "annotations.", pod.annotations, self.config.annotations))
         return headers
 
 

@@ -18,6 +18,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import aiohttp
 import orjson
@@ -83,12 +84,26 @@ def _ssl_context(configuration: Configuration) -> ssl.SSLContext | bool:
     return context
 
 
+@dataclass(frozen=True)
+class _Api:
+    """Where the pods are read from: an HTTP session and the API's address and credentials."""
+
+    session: aiohttp.ClientSession
+    configuration: Configuration
+
+    def pods(self, params: dict[str, str]) -> Any:
+        """GET of the pods (a list, or a watch with `watch=1`), as an async context manager."""
+        token = self.configuration.get_api_key_with_prefix("authorization")  # refreshes a rotated token
+        return self.session.get(f"{self.configuration.host}/api/v1/pods", params=params,
+                                headers={"Authorization": token} if token else {})
+
+
 class PodWatch:
     """The pods of one node (all pods when `node` is empty), kept current in `pods`."""
 
-    def __init__(self, configuration: Configuration, *, node: str, deleted_ttl: float,
+    def __init__(self, configure: Callable[[], Configuration], *, node: str, deleted_ttl: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.configuration = configuration
+        self.configure = configure  # called at start: reads the kubeconfig or the service account
         self.node = node
         self.deleted_ttl = deleted_ttl
         self.clock = clock
@@ -99,21 +114,23 @@ class PodWatch:
         self.lists = 0  # how many times the pods were listed (a re-list after 410 Gone counts)
         self._task: asyncio.Task | None = None
         self._expired_at = float("-inf")
-        self._session: aiohttp.ClientSession | None = None
+        self._api: _Api | None = None
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=_ssl_context(self.configuration)),
+        configuration = self.configure()
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=_ssl_context(configuration)),
             timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=WATCH_SECONDS + 30))
-        self._task = asyncio.create_task(self._run(), name="kubernetes pod watch")
+        self._api = _Api(session, configuration)
+        self._task = asyncio.create_task(self._run(self._api), name="kubernetes pod watch")
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._session is not None:
-            await self._session.close()
+        if self._api is not None:
+            await self._api.session.close()
 
     def lookup(self, namespace: str, name: str, container_id: str) -> Pod | None:
         """The pod a container's log belongs to: by container id when the runtime reported it (a
@@ -122,14 +139,14 @@ class PodWatch:
 
     # -- keeping the copy ---------------------------------------------------------------------
 
-    async def _run(self) -> None:
+    async def _run(self, api: _Api) -> None:
         failures = 0
         while True:
             try:
-                version = await self._list()
+                version = await self._list(api)
                 failures = 0
                 while True:
-                    version = await self._watch(version)
+                    version = await self._watch(api, version)
             except Gone:
                 log.info("kubernetes: the watch's resourceVersion expired; listing the pods again")
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as error:
@@ -144,13 +161,8 @@ class PodWatch:
     def _params(self) -> dict[str, str]:
         return {"fieldSelector": f"spec.nodeName={self.node}"} if self.node else {}
 
-    def _headers(self) -> dict[str, str]:
-        token = self.configuration.get_api_key_with_prefix("authorization")  # refreshes a rotated token
-        return {"Authorization": token} if token else {}
-
-    async def _list(self) -> str:
-        async with self._session.get(f"{self.configuration.host}/api/v1/pods", params=self._params(),
-                                     headers=self._headers()) as response:
+    async def _list(self, api: _Api) -> str:
+        async with api.pods(self._params()) as response:
             response.raise_for_status()
             body = orjson.loads(await response.read())
         now = self.clock()
@@ -168,12 +180,11 @@ class PodWatch:
         self.lists += 1
         return body.get("metadata", {}).get("resourceVersion", "")
 
-    async def _watch(self, version: str) -> str:
+    async def _watch(self, api: _Api, version: str) -> str:
         """Follow changes from `version` until the server ends the watch; the version reached."""
         params = {**self._params(), "watch": "1", "resourceVersion": version, "allowWatchBookmarks": "true",
                   "timeoutSeconds": str(WATCH_SECONDS)}
-        async with self._session.get(f"{self.configuration.host}/api/v1/pods", params=params,
-                                     headers=self._headers()) as response:
+        async with api.pods(params) as response:
             if response.status == 410:
                 raise Gone()
             response.raise_for_status()

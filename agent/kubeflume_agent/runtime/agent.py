@@ -60,6 +60,7 @@ class Agent:
         self.sources: dict[str, Source] = {}
         self.sinks: dict[str, Sink] = {}
         self._source_runners: dict[str, PollableSourceRunner] = {}
+        self._processors: dict[str, ChannelProcessor] = {}  # each source's, with its interceptors
         self._groups: dict[str, _Group] = {}
         self._metrics_host = metrics_host
         self._metrics_port = metrics_port
@@ -132,10 +133,11 @@ class Agent:
         for components in (self.sources, self.channels, self.sinks):
             for name, component in components.items():
                 found[f"{component.counters.TYPE}.{name}"] = component.counters
-        for name, source in self.sources.items():
-            for interceptor in source.processor.interceptors:
+        for name, processor in self._processors.items():
+            specs = self.config.sources[name].interceptors  # in the processor's order
+            for spec, interceptor in zip(specs, processor.interceptors, strict=False):
                 if interceptor.counters is not None:
-                    found[f"{interceptor.counters.TYPE}.{name}.{interceptor.name}"] = interceptor.counters
+                    found[f"{interceptor.counters.TYPE}.{name}.{spec.name}"] = interceptor.counters
         return found
 
     def sink_errors(self) -> dict[str, str]:
@@ -185,7 +187,6 @@ class Agent:
         for interceptor in spec.interceptors:
             interceptor_class, settings = _settings("interceptor", interceptor.type, interceptor.params)
             interceptors.append(interceptor_class(settings))
-            interceptors[-1].name = interceptor.name
         source_class, settings = _settings("source", spec.type, spec.params)
         processor = ChannelProcessor(selector, interceptors)
         source = source_class(name, settings, processor)
@@ -195,6 +196,7 @@ class Agent:
         except BaseException:
             await processor.stop()
             raise
+        self._processors[name] = processor
         self.sources[name] = source
         if isinstance(source, PollableSource):
             runner = PollableSourceRunner(source)
@@ -211,7 +213,7 @@ class Agent:
                 await runner.stop()
             source = self.sources.pop(name)
             await source.stop()
-            await source.processor.stop()
+            await self._processors.pop(name).stop()
         for group_name, group in list(self._groups.items()):
             if not set(group.sinks) & sinks:
                 continue
