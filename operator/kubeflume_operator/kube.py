@@ -136,18 +136,17 @@ class ObjectStore:
         found = (current or {}).get("metadata", {}).get("labels") or {}
         if current is None or any(found.get(key) != value for key, value in wanted.items()):
             return False
-        try:
-            self.kinds[kind].delete(name, None)
-        except ApiException as error:
-            if error.status != 404:
-                raise
-        return True
+        return self._delete(kind, None, name)
 
     def delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> bool:
         """Delete the object if `owner_uid` controls it; an object we do not own is left alone."""
         current = self.read(kind, namespace, name)
         if current is None or not is_controlled_by(current, owner_uid):
             return False
+        return self._delete(kind, namespace, name)
+
+    def _delete(self, kind: str, namespace: str | None, name: str) -> bool:
+        """Delete; one already gone is fine. True: it is gone."""
         try:
             self.kinds[kind].delete(name, namespace)
         except ApiException as error:
