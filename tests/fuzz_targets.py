@@ -377,9 +377,8 @@ def _docker_valid(rng: random.Random) -> bytes:
 
 def _line_parse(parse_line) -> Callable[[list[bytes]], list[Event]]:
     def parse(pieces: list[bytes]) -> list[Event]:
-        piece = parse_line(b"".join(pieces))
-        return [Event(piece.message, {"stream": piece.stream, "time": str(piece.time_ms),
-                                      "partial": str(piece.partial)})]
+        stream, time_ms, message, partial = parse_line(b"".join(pieces))
+        return [Event(message, {"stream": stream, "time": str(time_ms), "partial": str(partial)})]
     return parse
 
 

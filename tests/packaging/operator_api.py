@@ -33,7 +33,6 @@ KOPF_CLUSTER_RULES = {("apiextensions.k8s.io", "customresourcedefinitions", verb
 KOPF_NAMESPACE_RULES = {("", "namespaces", "list"), ("", "namespaces", "watch")}
 KOPF_EVENT_RULES = {("", "events", "create")}
 PEERING_VERBS = ("get", "list", "watch", "patch")
-CLUSTER_SCOPED = {"clusterroles", "clusterrolebindings"}  # granted by the ClusterRole in both modes
 HTTP_VERBS = {"POST": "create", "PATCH": "patch", "PUT": "update"}
 PATH = re.compile(r"""(?:resource_path=|call_api\(\s*)'(/apis?/[^']+)'""")
 METHOD = re.compile(r"""method='(GET|POST|PUT|PATCH|DELETE)'|call_api\(\s*'[^']+',\s*'(GET|POST|PUT|PATCH|DELETE)'""")
@@ -43,7 +42,7 @@ def required_rules(*, cluster_wide: bool, peering: bool) -> tuple[set[Rule], set
     """(cluster-scoped rules, rules on namespaced objects) the operator needs."""
     # kopf lists and watches namespaces in both modes (it retries for a minute without the grant).
     client = client_rules()
-    cluster_scoped = {rule for rule in client if rule[1] in CLUSTER_SCOPED}
+    cluster_scoped = {rule for rule in client if rule[:2] in CLUSTER_SCOPED}
     cluster = KOPF_CLUSTER_RULES | KOPF_NAMESPACE_RULES | cluster_scoped | handed_out_rules()
     namespaced = KOPF_EVENT_RULES | kopf_rules() | (client - cluster_scoped)
     if peering:
@@ -109,7 +108,10 @@ LOCAL_ONLY_MODULES = frozenset({"kubeflume_operator.webhook.local"})
 # Calls made only when the operator keeps the webhook's certificate itself (the chart's default):
 # its Secret in the operator's own namespace and the caBundle of the chart's configuration.
 WEBHOOK_CERTIFICATE_MODULES = frozenset({"kubeflume_operator.webhook.serving"})
-CLUSTER_SCOPED = frozenset({("admissionregistration.k8s.io", "validatingwebhookconfigurations")})
+# Kinds without a namespace the operator writes: granted by the ClusterRole in both modes.
+CLUSTER_SCOPED = frozenset({("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
+                            ("rbac.authorization.k8s.io", "clusterroles"),
+                            ("rbac.authorization.k8s.io", "clusterrolebindings")})
 
 
 @functools.cache
