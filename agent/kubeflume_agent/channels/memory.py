@@ -8,9 +8,10 @@ Taken events keep their slot until the take commits, so a rollback always has ro
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from kubeflume_agent.channels.fifo import ChunkedFifo
-from kubeflume_agent.config.keys import Key, Settings, non_negative_integer, number, positive_integer
+from kubeflume_agent.config.keys import Config, Settings, key, non_negative_integer, number, positive_integer
 from kubeflume_agent.core.channel import Channel, Transaction
 from kubeflume_agent.core.errors import ChannelFull
 from kubeflume_agent.core.event import Event
@@ -37,32 +38,41 @@ class MemoryTransaction(Transaction):
         self.channel._restore(self.takes)
 
 
+@dataclass(frozen=True)
+class MemoryChannelConfig(Config):
+    capacity: int = key("capacity", positive_integer, 100, doc="most events the channel holds")
+    transaction_capacity: int = key("transactionCapacity", positive_integer, 100,
+                                    doc="most events one transaction puts or takes")
+    keep_alive: float = key("keep-alive", number, 3.0, doc="seconds a commit waits for room before failing")
+    byte_capacity: int = key("byteCapacity", non_negative_integer, 0,
+                             doc="most body bytes held; 0 means no byte limit")
+    byte_capacity_buffer_percentage: int = key("byteCapacityBufferPercentage", non_negative_integer, 20,
+                                               doc="share of byteCapacity kept free for header overhead")
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.transaction_capacity > self.capacity:
+            return [("transactionCapacity", "must not exceed capacity")]
+        return []
+
+
 class MemoryChannel(Channel):
-    keys = (
-        Key("capacity", positive_integer, 100, doc="most events the channel holds"),
-        Key("transactionCapacity", positive_integer, 100, doc="most events one transaction puts or takes"),
-        Key("keep-alive", number, 3.0, doc="seconds a commit waits for room before failing"),
-        Key("byteCapacity", non_negative_integer, 0, doc="most body bytes held; 0 means no byte limit"),
-        Key("byteCapacityBufferPercentage", non_negative_integer, 20,
-            doc="share of byteCapacity kept free for header overhead"),
-    )
+    config_class = MemoryChannelConfig
 
     def __init__(self, name: str, settings: Settings) -> None:
         super().__init__(name, settings)
-        self.capacity: int = settings["capacity"]
-        self.keep_alive: float = settings["keep-alive"]
-        byte_capacity = settings["byteCapacity"]
-        buffer = settings["byteCapacityBufferPercentage"]
-        self.byte_slot_capacity = int(byte_capacity * (1 - buffer / 100) / SLOT_BYTES) if byte_capacity else 0
+        self.config = config = MemoryChannelConfig.from_settings(settings)
+        self.capacity = config.capacity
+        self.keep_alive = config.keep_alive
+        buffer = config.byte_capacity_buffer_percentage
+        self.byte_slot_capacity = (int(config.byte_capacity * (1 - buffer / 100) / SLOT_BYTES)
+                                   if config.byte_capacity else 0)
         self._queue: ChunkedFifo[list[Event]] = ChunkedFifo(list)  # committed batches, oldest first
         self._in_flight_takes = 0  # taken, not yet committed: they still hold their slots
         self._byte_slots_used = 0
 
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        if settings["transactionCapacity"] > settings["capacity"]:
-            return [("transactionCapacity", "must not exceed capacity")]
-        return []
+        return MemoryChannelConfig.from_settings(settings).problems()
 
     def transaction(self) -> MemoryTransaction:
         return MemoryTransaction(self)

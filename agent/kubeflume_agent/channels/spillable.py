@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from dataclasses import dataclass
 
-from kubeflume_agent.channels.file.channel import FileChannel, FileTransaction
-from kubeflume_agent.config.keys import Key, Settings, non_negative_integer, number, positive_integer
+from kubeflume_agent.channels.file.channel import FileChannel, FileStorageConfig, FileTransaction
+from kubeflume_agent.config.keys import Settings, key, non_negative_integer, number, positive_integer
 from kubeflume_agent.core.channel import Channel, Transaction
 from kubeflume_agent.core.errors import ChannelFull
 from kubeflume_agent.core.event import Event
 
 MEMORY, OVERFLOW = "memory", "overflow"
-_FILE_KEYS = tuple(key for key in FileChannel.keys if key.name not in ("capacity", "keep-alive"))
 
 
 class SpillableTransaction(Transaction):
@@ -51,30 +51,45 @@ class SpillableTransaction(Transaction):
         self.channel._rollback(self)
 
 
+@dataclass(frozen=True)
+class SpillableChannelConfig(FileStorageConfig):
+    """Its own keys, and the file channel's about files (the overflow is a file channel)."""
+
+    memory_capacity: int = key("memoryCapacity", non_negative_integer, 10000,
+                               doc="events held in memory; 0 = file channel only")
+    overflow_capacity: int = key("overflowCapacity", non_negative_integer, 100000000,
+                                 doc="events held in the overflow file channel; 0 = memory only")
+    overflow_timeout: float = key("overflowTimeout", number, 3.0,
+                                  doc="seconds to wait for memory room before overflowing")
+    byte_capacity: int = key("byteCapacity", non_negative_integer, 0,
+                             doc="most body bytes in memory; 0 = no byte limit")
+    byte_capacity_buffer_percentage: int = key("byteCapacityBufferPercentage", non_negative_integer, 20,
+                                               doc="share of byteCapacity kept free for header overhead")
+    avg_event_size: int = key("avgEventSize", positive_integer, 500,
+                              doc="accepted for compatibility; bytes are counted exactly")
+
+    def problems(self) -> list[tuple[str, str]]:
+        problems = []
+        if not self.memory_capacity and not self.overflow_capacity:
+            problems.append(("memoryCapacity", "memoryCapacity and overflowCapacity cannot both be 0"))
+        if self.overflow_capacity:
+            problems += self.storage_problems(max(self.overflow_capacity, self.transaction_capacity))
+        return problems
+
+
 class SpillableMemoryChannel(Channel):
     commits_wait_for_disk = True  # takes from the overflow are durable only once fsynced
-    keys = (
-        Key("memoryCapacity", non_negative_integer, 10000, doc="events held in memory; 0 = file channel only"),
-        Key("overflowCapacity", non_negative_integer, 100000000,
-            doc="events held in the overflow file channel; 0 = memory only"),
-        Key("overflowTimeout", number, 3.0, doc="seconds to wait for memory room before overflowing"),
-        Key("byteCapacity", non_negative_integer, 0, doc="most body bytes in memory; 0 = no byte limit"),
-        Key("byteCapacityBufferPercentage", non_negative_integer, 20,
-            doc="share of byteCapacity kept free for header overhead"),
-        Key("avgEventSize", positive_integer, 500, doc="accepted for compatibility; bytes are counted exactly"),
-        *_FILE_KEYS,
-    )
+    config_class = SpillableChannelConfig
 
     def __init__(self, name: str, settings: Settings) -> None:
-        settings = Settings(settings, capacity=settings["memoryCapacity"] + settings["overflowCapacity"])
-        super().__init__(name, settings)
-        self.memory_capacity: int = settings["memoryCapacity"]
-        self.overflow_timeout: float = settings["overflowTimeout"]
-        byte_capacity = settings["byteCapacity"]
-        self.memory_byte_limit = int(byte_capacity * (1 - settings["byteCapacityBufferPercentage"] / 100))
+        self.config = config = SpillableChannelConfig.from_settings(settings)
+        super().__init__(name, Settings(settings, capacity=config.memory_capacity + config.overflow_capacity))
+        self.memory_capacity = config.memory_capacity
+        self.overflow_timeout = config.overflow_timeout
+        self.memory_byte_limit = int(config.byte_capacity * (1 - config.byte_capacity_buffer_percentage / 100))
         self.overflow: FileChannel | None = None
-        if settings["overflowCapacity"]:
-            overflow_settings = Settings(settings, capacity=settings["overflowCapacity"], **{"keep-alive": 0.0})
+        if config.overflow_capacity:
+            overflow_settings = Settings(settings, capacity=config.overflow_capacity, **{"keep-alive": 0.0})
             self.overflow = FileChannel(f"{name}-overflow", overflow_settings)
         self._memory: deque[Event] = deque()
         self._memory_bytes = 0
@@ -84,18 +99,12 @@ class SpillableMemoryChannel(Channel):
 
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        problems = []
-        if not settings["memoryCapacity"] and not settings["overflowCapacity"]:
-            problems.append(("memoryCapacity", "memoryCapacity and overflowCapacity cannot both be 0"))
-        if settings["overflowCapacity"]:
-            file_settings = Settings(settings, capacity=max(settings["overflowCapacity"],
-                                                            settings["transactionCapacity"]))
-            problems += FileChannel.validate_settings(file_settings)
-        return problems
+        return SpillableChannelConfig.from_settings(settings).problems()
 
     @classmethod
     def storage_paths(cls, settings: Settings) -> list[str]:
-        return FileChannel.storage_paths(settings) if settings["overflowCapacity"] else []
+        config = SpillableChannelConfig.from_settings(settings)
+        return config.storage_paths() if config.overflow_capacity else []
 
     def transaction(self) -> SpillableTransaction:
         return SpillableTransaction(self)

@@ -52,10 +52,11 @@ from kubeflume_agent.channels.file.pointer_queue import PointerQueue, new_pointe
 from kubeflume_agent.channels.file.records import EncodedTransaction, encode_transaction, entry_pointers
 from kubeflume_agent.channels.file.replay import ReplayResult, replay
 from kubeflume_agent.config.keys import (
-    Key,
+    Config,
     Settings,
     boolean,
     comma_list,
+    key,
     non_negative_integer,
     number,
     positive_integer,
@@ -110,37 +111,87 @@ class FileTransaction(Transaction):
         self.channel._restore(self.take_pointers, self.takes)
 
 
+def _expand(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+@dataclass(frozen=True)
+class FileStorageConfig(Config):
+    """The file channel's keys about its files: shared with the spillable channel, whose overflow is one."""
+
+    checkpoint_dir: str = key("checkpointDir", str, "~/.flume/file-channel/checkpoint",
+                              doc="where checkpoints are written")
+    data_dirs: list[str] = key("dataDirs", comma_list, ["~/.flume/file-channel/data"],
+                               doc="comma-separated directories for data files; files rotate over them")
+    use_dual_checkpoints: bool = key("useDualCheckpoints", boolean, False, doc="also keep a backup of each checkpoint")
+    backup_checkpoint_dir: str | None = key("backupCheckpointDir", str, None,
+                                            doc="where backup checkpoints go (with useDualCheckpoints)")
+    transaction_capacity: int = key("transactionCapacity", positive_integer, 10000,
+                                    doc="most events one transaction puts or takes")
+    checkpoint_interval: int = key("checkpointInterval", positive_integer, 30000,
+                                   doc="milliseconds between checkpoints")
+    max_file_size: int = key("maxFileSize", _max_file_size, MAX_FILE_SIZE, doc="bytes after which a data file rolls")
+    minimum_required_space: int = key("minimumRequiredSpace", _required_space, 524288000,
+                                      doc="free bytes below which puts fail (at least 1 MiB)")
+    checkpoint_on_close: bool = key("checkpointOnClose", boolean, True, doc="write a checkpoint when the channel stops")
+    event_cache_bytes: int = key("eventCacheBytes", non_negative_integer, 64 * 1024 * 1024,
+                                 doc="bytes of recently put events kept in memory so takes need not read the disk")
+    compress_backup_checkpoint: bool = key("compressBackupCheckpoint", boolean, False,
+                                           doc="accepted for compatibility; backups are plain")
+    use_fast_replay: bool = key("use-fast-replay", boolean, False,
+                                doc="accepted for compatibility; replay is always fast")
+    use_log_replay_v1: bool = key("use-log-replay-v1", boolean, False, doc="accepted for compatibility; no effect")
+    encryption: dict[str, str] = key("encryption.", str, prefix=True,
+                                     doc="refused: data files are not encrypted (encrypt the volume)")
+
+    def directories(self) -> tuple[str, list[str], str | None]:
+        """(checkpoint directory, data directories, backup directory or None), absolute."""
+        backup = self.backup_checkpoint_dir if self.use_dual_checkpoints else None
+        return _expand(self.checkpoint_dir), [_expand(d) for d in self.data_dirs], _expand(backup) if backup else None
+
+    def storage_paths(self) -> list[str]:
+        checkpoint_dir, data_dirs, backup_dir = self.directories()
+        return [checkpoint_dir, *data_dirs, *([backup_dir] if backup_dir else [])]
+
+    def storage_problems(self, capacity: int) -> list[tuple[str, str]]:
+        """What keeps these files from holding `capacity` events: [(key, message)]."""
+        problems = []
+        if self.transaction_capacity > capacity:
+            problems.append(("transactionCapacity", "must not exceed capacity"))
+        if not self.data_dirs:
+            problems.append(("dataDirs", "needs at least one directory"))
+        checkpoint_dir, data_dirs, backup_dir = self.directories()
+        if self.use_dual_checkpoints:
+            if not backup_dir:
+                problems.append(("backupCheckpointDir", "is required with useDualCheckpoints"))
+            elif backup_dir in (checkpoint_dir, *data_dirs):
+                problems.append(("backupCheckpointDir", "must differ from checkpointDir and dataDirs"))
+        if checkpoint_dir in data_dirs:
+            problems.append(("checkpointDir", "must differ from every dataDirs entry"))
+        problems += [(f"encryption.{name}", "encryption of data files is not supported: remove the "
+                                            "encryption.* keys and encrypt the volume instead")
+                     for name in self.encryption]
+        return problems
+
+
+@dataclass(frozen=True)
+class FileChannelConfig(FileStorageConfig):
+    capacity: int = key("capacity", positive_integer, 1000000, doc="most events the channel holds")
+    keep_alive: float = key("keep-alive", number, 3.0, doc="seconds a commit waits for room before failing")
+
+
 class FileChannel(Channel):
     commits_wait_for_disk = True
     counters: FileChannelCounters
-    keys = (
-        Key("checkpointDir", str, "~/.flume/file-channel/checkpoint", doc="where checkpoints are written"),
-        Key("dataDirs", comma_list, ["~/.flume/file-channel/data"],
-            doc="comma-separated directories for data files; files rotate over them"),
-        Key("useDualCheckpoints", boolean, False, doc="also keep a backup of each checkpoint"),
-        Key("backupCheckpointDir", str, None, doc="where backup checkpoints go (with useDualCheckpoints)"),
-        Key("capacity", positive_integer, 1000000, doc="most events the channel holds"),
-        Key("transactionCapacity", positive_integer, 10000, doc="most events one transaction puts or takes"),
-        Key("checkpointInterval", positive_integer, 30000, doc="milliseconds between checkpoints"),
-        Key("maxFileSize", _max_file_size, MAX_FILE_SIZE, doc="bytes after which a data file rolls"),
-        Key("minimumRequiredSpace", _required_space, 524288000,
-            doc="free bytes below which puts fail (at least 1 MiB)"),
-        Key("keep-alive", number, 3.0, doc="seconds a commit waits for room before failing"),
-        Key("checkpointOnClose", boolean, True, doc="write a checkpoint when the channel stops"),
-        Key("eventCacheBytes", non_negative_integer, 64 * 1024 * 1024,
-            doc="bytes of recently put events kept in memory so takes need not read the disk"),
-        Key("compressBackupCheckpoint", boolean, False, doc="accepted for compatibility; backups are plain"),
-        Key("use-fast-replay", boolean, False, doc="accepted for compatibility; replay is always fast"),
-        Key("use-log-replay-v1", boolean, False, doc="accepted for compatibility; no effect"),
-        Key("encryption.", str, prefix=True, doc="refused: data files are not encrypted (encrypt the volume)"),
-    )
+    config_class = FileChannelConfig
 
     def __init__(self, name: str, settings: Settings) -> None:
         super().__init__(name, settings)
-        self.counters = FileChannelCounters(settings["capacity"])
-        self.capacity: int = settings["capacity"]
-        self.keep_alive: float = settings["keep-alive"]
-        self.checkpoint_dir, self.data_dirs, self.backup_dir = self.directories(settings)
+        self.config = config = FileChannelConfig.from_settings(settings)
+        self.counters = FileChannelCounters(config.capacity)
+        self.capacity = config.capacity
+        self.keep_alive = config.keep_alive
+        self.checkpoint_dir, self.data_dirs, self.backup_dir = config.directories()
         self.last_replay: ReplayResult | None = None
         self._queue = PointerQueue()
         self._cache_bytes = 0  # bytes of the events the queue holds in memory
@@ -159,39 +210,14 @@ class FileChannel(Channel):
         self._checkpointer: asyncio.Task | None = None
         self._checkpoint_lock = asyncio.Lock()
 
-    @staticmethod
-    def directories(settings: Settings) -> tuple[str, list[str], str | None]:
-        def expand(path: str) -> str:
-            return os.path.abspath(os.path.expanduser(path))
-
-        backup = settings["backupCheckpointDir"] if settings["useDualCheckpoints"] else None
-        return (expand(settings["checkpointDir"]), [expand(d) for d in settings["dataDirs"]],
-                expand(backup) if backup else None)
-
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        problems = []
-        if settings["transactionCapacity"] > settings["capacity"]:
-            problems.append(("transactionCapacity", "must not exceed capacity"))
-        if not settings["dataDirs"]:
-            problems.append(("dataDirs", "needs at least one directory"))
-        checkpoint_dir, data_dirs, backup_dir = cls.directories(settings)
-        if settings["useDualCheckpoints"]:
-            if not backup_dir:
-                problems.append(("backupCheckpointDir", "is required with useDualCheckpoints"))
-            elif backup_dir in (checkpoint_dir, *data_dirs):
-                problems.append(("backupCheckpointDir", "must differ from checkpointDir and dataDirs"))
-        if checkpoint_dir in data_dirs:
-            problems.append(("checkpointDir", "must differ from every dataDirs entry"))
-        problems += [(f"encryption.{key}", "encryption of data files is not supported: remove the "
-                                           "encryption.* keys and encrypt the volume instead")
-                     for key in settings["encryption."]]
-        return problems
+        config = FileChannelConfig.from_settings(settings)
+        return config.storage_problems(config.capacity)
 
     @classmethod
     def storage_paths(cls, settings: Settings) -> list[str]:
-        checkpoint_dir, data_dirs, backup_dir = cls.directories(settings)
-        return [checkpoint_dir, *data_dirs, *([backup_dir] if backup_dir else [])]
+        return FileChannelConfig.from_settings(settings).storage_paths()
 
     def transaction(self) -> FileTransaction:
         return FileTransaction(self)
@@ -199,7 +225,7 @@ class FileChannel(Channel):
     # -- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        directories = self.storage_paths(self.settings)
+        directories = self.config.storage_paths()
         for directory in directories:
             os.makedirs(directory, exist_ok=True)
         for directory in directories:
@@ -218,7 +244,7 @@ class FileChannel(Channel):
         self.counters.corrupt_records_skipped = result.skipped
         self._writer = await self._in_writer(
             LogWriter, self.data_dirs, max(log_files, default=0) + 1,
-            self.settings["maxFileSize"], self.settings["minimumRequiredSpace"])
+            self.config.max_file_size, self.config.minimum_required_space)
         self._reader = LogReader({**log_files, self._writer.file_id: self._writer.path_of(self._writer.file_id)})
         self._applied_position = self._writer_position()
         self._pending = queue.SimpleQueue()
@@ -237,7 +263,7 @@ class FileChannel(Channel):
             self._pending.put(None)
             await self._writing  # its last group applied first (call_soon_threadsafe keeps the order)
             self._writing = None
-        if self._writer and self.settings["checkpointOnClose"]:
+        if self._writer and self.config.checkpoint_on_close:
             await self.checkpoint()
         if self._writer:
             await self._in_writer(self._writer.close)
@@ -339,7 +365,7 @@ class FileChannel(Channel):
     def _held(self, events: list[Event], sizes: array) -> tuple[list[Event | None], array]:
         """What to queue beside the pointers of `events` (whose body sizes are `sizes`): the head
         of the batch that fits in `eventCacheBytes`, None for the rest (read back from disk)."""
-        room = self.settings["eventCacheBytes"] - self._cache_bytes
+        room = self.config.event_cache_bytes - self._cache_bytes
         cost = sum(sizes) + EVENT_OVERHEAD * len(events)
         if cost <= room:
             self._cache_bytes += cost
@@ -447,7 +473,7 @@ class FileChannel(Channel):
     # -- checkpoints --------------------------------------------------------------------------
 
     async def _checkpoint_periodically(self) -> None:
-        interval = self.settings["checkpointInterval"] / 1000
+        interval = self.config.checkpoint_interval / 1000
         while True:
             await asyncio.sleep(interval)
             await self.checkpoint()
