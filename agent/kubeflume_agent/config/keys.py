@@ -188,12 +188,17 @@ def key(name: str, parse: Callable[[str], Any] = str, default: Any = None, *, re
     `prefix=True` declares a family of keys (`serializer.` covers `serializer.appendNewline`...);
     the field then holds a dict of suffix -> parsed value.
     """
-    declared = Key(name, parse, default, required=required, prefix=prefix, doc=doc)
-    if prefix:
+    return declared_key(Key(name, parse, default, required=required, prefix=prefix, doc=doc))
+
+
+def declared_key(declared: Key) -> Any:
+    """A field of a typed config for a Key declared once and shared by several components
+    (`reusePort`, `readTimeout`...)."""
+    if declared.prefix:
         return field(default_factory=dict, metadata={KEY: declared})
-    if isinstance(default, list):  # each config gets its own copy
-        return field(default_factory=default.copy, metadata={KEY: declared})
-    return field(default=default, metadata={KEY: declared})
+    if isinstance(declared.default, list):  # each config gets its own copy
+        return field(default_factory=declared.default.copy, metadata={KEY: declared})
+    return field(default=declared.default, metadata={KEY: declared})
 
 
 @dataclass(frozen=True)

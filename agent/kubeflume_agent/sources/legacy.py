@@ -15,11 +15,12 @@ name, e.g. `INFO`), `nanos`, every entry of `fields` (decoded as UTF-8), and `Fl
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
-from kubeflume_agent.config.keys import Key, Settings, port_number, positive_integer
+from kubeflume_agent.config.keys import Config, Settings, declared_key, key, port_number, positive_integer
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.avro_rpc import (
     AvroProtocol,
@@ -34,11 +35,13 @@ from kubeflume_agent.protocols.thrift_rpc import FLUME_OG, INCOMPLETE, PROTOCOLS
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.http_server import HttpServer
 from kubeflume_agent.sources.tcp_server import (
-    CONNECTION_KEYS,
     DEFAULT_MAX_REQUEST_BYTES,
+    MAX_CONNECTIONS_KEY,
     READ_SIZE,
+    READ_TIMEOUT_KEY,
     Connection,
     Outcome,
+    TcpServer,
     deliver_call,
     deliver_until_accepted,
     server_for,
@@ -50,25 +53,29 @@ log = logging.getLogger(__name__)
 MAX_READS_PER_CALL = decode_budget(1_000)
 _PRIORITY_NAMES = {value: name for name, value in vars(FLUME_OG.Priority).items() if isinstance(value, int)}
 
-_KEYS = (
-    Key("host", str, required=True, doc="address to bind"),
-    Key("port", port_number, required=True),
-    Key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES, doc="largest request accepted"),
-    REUSE_PORT_KEY,
-)
+@dataclass(frozen=True)
+class LegacySourceConfig(Config):
+    host: str = key("host", str, required=True, doc="address to bind")
+    port: int = key("port", port_number, required=True)
+    max_request_bytes: int = key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES,
+                                 doc="largest request accepted")
+    reuse_port: bool = declared_key(REUSE_PORT_KEY)
+    read_timeout: float = declared_key(READ_TIMEOUT_KEY)
+    max_connections: int = declared_key(MAX_CONNECTIONS_KEY)
 
 
 def og_event(body: bytes, host: str | None, timestamp: int, priority: str, nanos: int,
              fields: dict[Any, Any] | None) -> Event:
     headers = {"host": text(host or ""), "timestamp": str(timestamp), "pri": priority, "nanos": str(nanos)}
-    for key, value in (fields or {}).items():
-        headers[text(key)] = text(value)
+    for name, value in (fields or {}).items():
+        headers[text(name)] = text(value)
     headers["FlumeOG"] = "yes"
     return Event(body or b"", headers)
 
 
 def og_avro_event(call: Call) -> Event:
     """The event of an OG avro `append` call."""
+    assert call.params is not None, "a call that is not a handshake reply has params"
     evt = call.params["evt"]
     return og_event(evt["body"], evt["host"], evt["timestamp"], evt["priority"], evt["nanos"], evt["fields"])
 
@@ -96,14 +103,15 @@ def decode_og_stream(buffer: bytes, factory) -> tuple[list[Event], list[bytes], 
 
 class AvroLegacySource(ListeningSource):
     address_key = "host"
-    keys: ClassVar = (*_KEYS, *CONNECTION_KEYS)
+    config_class = LegacySourceConfig
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
+        self.config = LegacySourceConfig.from_settings(settings)
         self.responder = Responder(AvroProtocol.packaged("FlumeOGEventAvroServer"), MAX_READS_PER_CALL)
-        app = web.Application(client_max_size=settings["max-request-bytes"])
+        app = web.Application(client_max_size=self.config.max_request_bytes)
         app.router.add_post("/{tail:.*}", self._handle)
-        self.server = HttpServer(self, app)
+        self.server: HttpServer = HttpServer(self, app)
 
     async def _handle(self, request: web.Request) -> web.Response:
         try:
@@ -125,15 +133,16 @@ class AvroLegacySource(ListeningSource):
 
 class ThriftLegacySource(ListeningSource):
     address_key = "host"
-    keys: ClassVar = (*_KEYS, *CONNECTION_KEYS)
+    config_class = LegacySourceConfig
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
+        self.config = LegacySourceConfig.from_settings(settings)
         self.factory = PROTOCOLS["binary"]
-        self.server = server_for(self, self._serve)
+        self.server: TcpServer = server_for(self, self._serve)
 
     async def _serve(self, connection: Connection) -> None:
-        limit = self.settings["max-request-bytes"]
+        limit = self.config.max_request_bytes
         buffer = b""
         while connection.open:
             data = await connection.read(READ_SIZE, midway=bool(buffer))

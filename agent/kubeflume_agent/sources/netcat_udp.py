@@ -7,28 +7,34 @@ address: `/127.0.0.1:50000`. UDP cannot push back: see udp_server for the bounde
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Key, Settings, port_number
+from kubeflume_agent.config.keys import Config, Settings, declared_key, key, port_number
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.sources import udp_server
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.udp_server import Datagram
 
 
+@dataclass(frozen=True)
+class NetcatUdpConfig(Config):
+    port: int = key("port", port_number, required=True)
+    bind: str = key("bind", str, "0.0.0.0", doc="address to bind (Flume binds every interface when unset)")
+    remote_address: str | None = key("remoteAddress", str, None,
+                                     doc="header for the sender's address (the key Flume reads)")
+    remote_address_header: str | None = key("remoteAddressHeader", str, None,
+                                            doc="the guide's spelling of remoteAddress")
+    reuse_port: bool = declared_key(REUSE_PORT_KEY)
+
+
 class NetcatUdpSource(ListeningSource):
     transport = "UDP"
-    keys: ClassVar = (
-        Key("port", port_number, required=True),
-        Key("bind", str, "0.0.0.0", doc="address to bind (Flume binds every interface when unset)"),
-        Key("remoteAddress", str, None, doc="header for the sender's address (the key Flume reads)"),
-        Key("remoteAddressHeader", str, None, doc="the guide's spelling of remoteAddress"),
-        REUSE_PORT_KEY,
-    )
+    config_class = NetcatUdpConfig
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
-        self.address_header = settings["remoteAddress"] or settings["remoteAddressHeader"]
+        self.config = config = NetcatUdpConfig.from_settings(settings)
+        self.address_header = config.remote_address or config.remote_address_header
         self.server = udp_server.server_for(self, self._events)
 
     async def _events(self, datagrams: list[Datagram]) -> list[Event]:

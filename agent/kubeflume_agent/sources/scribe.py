@@ -10,15 +10,16 @@ messages that would decode into far more values close that connection.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Key, Settings, port_number, positive_integer
+from kubeflume_agent.config.keys import Config, Settings, declared_key, key, port_number, positive_integer
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.thrift_rpc import SCRIBE, SCRIBE_PROTOCOL, ThriftCall, text
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.tcp_server import (
-    CONNECTION_KEYS,
     MAX_BATCH_EVENTS_KEY,
+    MAX_CONNECTIONS_KEY,
+    READ_TIMEOUT_KEY,
     Connection,
     Outcome,
     deliver_call,
@@ -43,27 +44,32 @@ def scribe_events(call: ThriftCall) -> list[Event]:
     return events
 
 
+@dataclass(frozen=True)
+class ScribeSourceConfig(Config):
+    port: int = key("port", port_number, 1499)
+    bind: str = key("bind", str, "0.0.0.0", doc="address to bind (Flume binds every interface)")
+    max_read_buffer_bytes: int = key("maxReadBufferBytes", positive_integer, 16384000, doc="largest frame accepted")
+    worker_threads: int = key("workerThreads", positive_integer, 5, doc="accepted for Flume compatibility; unused")
+    max_batch_events: int = declared_key(MAX_BATCH_EVENTS_KEY)
+    reuse_port: bool = declared_key(REUSE_PORT_KEY)
+    read_timeout: float = declared_key(READ_TIMEOUT_KEY)
+    max_connections: int = declared_key(MAX_CONNECTIONS_KEY)
+
+
 class ScribeSource(ListeningSource):
-    keys: ClassVar = (
-        Key("port", port_number, 1499),
-        Key("bind", str, "0.0.0.0", doc="address to bind (Flume binds every interface)"),
-        Key("maxReadBufferBytes", positive_integer, 16384000, doc="largest frame accepted"),
-        Key("workerThreads", positive_integer, 5, doc="accepted for Flume compatibility; unused"),
-        MAX_BATCH_EVENTS_KEY,
-        REUSE_PORT_KEY,
-        *CONNECTION_KEYS,
-    )
+    config_class = ScribeSourceConfig
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
+        self.config = ScribeSourceConfig.from_settings(settings)
         self.server = server_for(self, self._serve)
 
     async def _serve(self, connection: Connection) -> None:
-        await serve_framed(connection, SCRIBE_PROTOCOL, SCRIBE.Scribe, self.settings["maxReadBufferBytes"],
-                           self.settings["max-batch-events"], self._answer)
+        await serve_framed(connection, SCRIBE_PROTOCOL, SCRIBE.Scribe, self.config.max_read_buffer_bytes,
+                           self.config.max_batch_events, self._answer)
 
     async def _answer(self, call: ThriftCall) -> int:
         if call.args.messages is None:
             return SCRIBE.ResultCode.TRY_LATER
-        outcome = await deliver_call(self, scribe_events(call), max_events=self.settings["max-batch-events"])
+        outcome = await deliver_call(self, scribe_events(call), max_events=self.config.max_batch_events)
         return SCRIBE.ResultCode.OK if outcome == Outcome.STORED else SCRIBE.ResultCode.TRY_LATER
