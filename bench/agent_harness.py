@@ -109,3 +109,17 @@ def check_arrivals(directories: list[Path], events: int) -> tuple[int, int]:
                 duplicates += seen[seq]
                 seen[seq] = 1
     return events - sum(seen), duplicates
+
+
+def memory_to_file_roll(out_dir: Path) -> str:
+    """The channel and sink of the benchmarks that write files: memory -> file_roll into `out_dir`."""
+    return f"""a1.sources.r1.channels = c1
+a1.channels.c1.type = memory
+a1.channels.c1.capacity = 100000
+a1.channels.c1.transactionCapacity = 1000
+a1.sinks.k1.type = file_roll
+a1.sinks.k1.channel = c1
+a1.sinks.k1.sink.directory = {out_dir}
+a1.sinks.k1.sink.rollInterval = 0
+a1.sinks.k1.sink.batchSize = 1000
+"""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_harness import varied_body
-from rpc_batch import arguments, run_benchmark, run_load
+from rpc_batch import main
 
 
 def encode_calls(calls: list[list[int]], size: int) -> list[bytes]:
@@ -42,13 +42,5 @@ async def client(port: int, encoded: list[bytes]) -> None:
     writer.close()
 
 
-def main() -> None:
-    args = arguments(__doc__)
-    if args.load:
-        run_load(args, encode_calls, client)
-    else:
-        run_benchmark(f"Avro appendBatch({args.batch})", "avro", __file__, args)
-
-
 if __name__ == "__main__":
-    main()
+    main(__doc__, "Avro appendBatch", "avro", __file__, encode_calls, client)

@@ -17,7 +17,15 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from agent_harness import AgentProcess, check_arrivals, free_port, output_bytes, report, wait_for_port
+from agent_harness import (
+    AgentProcess,
+    check_arrivals,
+    free_port,
+    memory_to_file_roll,
+    output_bytes,
+    report,
+    wait_for_port,
+)
 
 # (port, encoded calls of one connection) -> sends them, checking every answer
 Client = Callable[[int, list[bytes]], Awaitable[None]]
@@ -31,16 +39,7 @@ a1.sinks = k1
 a1.sources.r1.type = {source}
 a1.sources.r1.bind = 127.0.0.1
 a1.sources.r1.port = {port}
-a1.sources.r1.channels = c1
-a1.channels.c1.type = memory
-a1.channels.c1.capacity = 100000
-a1.channels.c1.transactionCapacity = 1000
-a1.sinks.k1.type = file_roll
-a1.sinks.k1.channel = c1
-a1.sinks.k1.sink.directory = {out_dir}
-a1.sinks.k1.sink.rollInterval = 0
-a1.sinks.k1.sink.batchSize = 1000
-"""
+{memory_to_file_roll(out_dir)}"""
 
 
 def arguments(description: str) -> argparse.Namespace:
@@ -110,3 +109,13 @@ def run_benchmark(title: str, source: str, script: str, args: argparse.Namespace
                args.events, elapsed, cpu, rss, missing=missing, duplicates=duplicates, load_cpu_s=load_cpu)
         if missing or duplicates:
             raise SystemExit("not every event arrived exactly once")
+
+
+def main(description: str, title: str, source: str, script: str, encode_calls: Callable[[list[list[int]], int],
+         list[bytes]], client: Client) -> None:
+    """A twin's entry point: the load process when called with --load, else the benchmark."""
+    args = arguments(description)
+    if args.load:
+        run_load(args, encode_calls, client)
+    else:
+        run_benchmark(f"{title}({args.batch})", source, script, args)

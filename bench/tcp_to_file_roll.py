@@ -27,7 +27,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from agent_harness import AgentProcess, check_arrivals, free_port, output_bytes, report, wait_for_port
+from agent_harness import (
+    AgentProcess,
+    check_arrivals,
+    free_port,
+    memory_to_file_roll,
+    output_bytes,
+    report,
+    wait_for_port,
+)
 
 # What precedes the body on the wire; the file_roll output holds only the body (plus LF).
 PREFIXES = {"syslogtcp": b"<13>Nov 22 05:40:03 benchhost ", "netcat": b""}
@@ -52,16 +60,7 @@ a1.sinks = k1
 a1.sources.r1.type = {source}
 {SOURCE_KEYS[source].format(ack=str(ack).lower())}a1.sources.r1.port = {port}
 a1.sources.r1.reusePort = {str(reuse_port).lower()}
-a1.sources.r1.channels = c1
-a1.channels.c1.type = memory
-a1.channels.c1.capacity = 100000
-a1.channels.c1.transactionCapacity = 1000
-a1.sinks.k1.type = file_roll
-a1.sinks.k1.channel = c1
-a1.sinks.k1.sink.directory = {out_dir}
-a1.sinks.k1.sink.rollInterval = 0
-a1.sinks.k1.sink.batchSize = 1000
-"""
+{memory_to_file_roll(out_dir)}"""
 
 
 def run_load(port: int, events: int, connections: int, size: int, prefix: bytes, ack: bool) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_harness import varied_body
-from rpc_batch import arguments, run_benchmark, run_load
+from rpc_batch import main
 
 
 def encode_calls(calls: list[list[int]], size: int) -> list[bytes]:
@@ -44,13 +44,5 @@ async def client(port: int, encoded: list[bytes]) -> None:
     writer.close()
 
 
-def main() -> None:
-    args = arguments(__doc__)
-    if args.load:
-        run_load(args, encode_calls, client)
-    else:
-        run_benchmark(f"Thrift appendBatch({args.batch})", "thrift", __file__, args)
-
-
 if __name__ == "__main__":
-    main()
+    main(__doc__, "Thrift appendBatch", "thrift", __file__, encode_calls, client)
