@@ -18,35 +18,54 @@ from __future__ import annotations
 import os
 import ssl
 import tempfile
+from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Key, Settings, boolean, one_of, word_list
+from kubeflume_agent.config.keys import Config, Settings, boolean, key, one_of, word_list
 
 _STORE_TYPES = one_of("JKS", "PKCS12", "PEM")
 
-SERVER_KEYS = (
-    Key("ssl", boolean, False, doc="serve TLS"),
-    Key("keystore", str, None, doc="PKCS12 keystore with the server certificate and key"),
-    Key("keystore-password", str, "", doc="password of the keystore"),
-    Key("keystore-type", _STORE_TYPES, "jks", doc="PKCS12 (JKS must be converted, see docs)"),
-    Key("ssl-certfile", str, None, doc="PEM certificate chain (instead of a keystore)"),
-    Key("ssl-keyfile", str, None, doc="PEM private key for ssl-certfile"),
-    Key("exclude-protocols", word_list, ["SSLv3"], doc="TLS versions refused"),
-    Key("include-protocols", word_list, [], doc="TLS versions allowed (all modern ones if empty)"),
-    Key("exclude-cipher-suites", word_list, [], doc="OpenSSL cipher names refused"),
-    Key("include-cipher-suites", word_list, [], doc="OpenSSL cipher names allowed"),
-)
 
-CLIENT_KEYS = (
-    Key("ssl", boolean, False, doc="connect with TLS"),
-    Key("trust-all-certs", boolean, False, doc="accept any server certificate (testing only)"),
-    Key("truststore", str, None, doc="PKCS12 truststore or PEM CA bundle"),
-    Key("truststore-password", str, "", doc="password of the truststore"),
-    Key("truststore-type", _STORE_TYPES, "jks", doc="PKCS12 or PEM (JKS must be converted)"),
-    Key("exclude-protocols", word_list, ["SSLv3"], doc="TLS versions refused"),
-    Key("include-protocols", word_list, [], doc="TLS versions allowed"),
-    Key("exclude-cipher-suites", word_list, [], doc="OpenSSL cipher names refused"),
-    Key("include-cipher-suites", word_list, [], doc="OpenSSL cipher names allowed"),
-)
+@dataclass(frozen=True)
+class TlsConfig(Config):
+    """The SSL keys both ends have: TLS on or off, and which versions and ciphers."""
+
+    use_ssl: bool = key("ssl", boolean, False, doc="use TLS")
+    exclude_protocols: list[str] = key("exclude-protocols", word_list, ["SSLv3"], doc="TLS versions refused")
+    include_protocols: list[str] = key("include-protocols", word_list, [], doc="TLS versions allowed")
+    exclude_cipher_suites: list[str] = key("exclude-cipher-suites", word_list, [],
+                                           doc="OpenSSL cipher names refused")
+    include_cipher_suites: list[str] = key("include-cipher-suites", word_list, [],
+                                           doc="OpenSSL cipher names allowed")
+
+
+@dataclass(frozen=True)
+class TlsServerConfig(TlsConfig):
+    """A network source's SSL keys."""
+
+    use_ssl: bool = key("ssl", boolean, False, doc="serve TLS")
+    include_protocols: list[str] = key("include-protocols", word_list, [],
+                                       doc="TLS versions allowed (all modern ones if empty)")
+    keystore: str | None = key("keystore", str, None, doc="PKCS12 keystore with the server certificate and key")
+    keystore_password: str = key("keystore-password", str, "", doc="password of the keystore")
+    keystore_type: str = key("keystore-type", _STORE_TYPES, "jks", doc="PKCS12 (JKS must be converted, see docs)")
+    ssl_certfile: str | None = key("ssl-certfile", str, None, doc="PEM certificate chain (instead of a keystore)")
+    ssl_keyfile: str | None = key("ssl-keyfile", str, None, doc="PEM private key for ssl-certfile")
+
+
+@dataclass(frozen=True)
+class TlsClientConfig(TlsConfig):
+    """An RPC sink's SSL keys."""
+
+    use_ssl: bool = key("ssl", boolean, False, doc="connect with TLS")
+    trust_all_certs: bool = key("trust-all-certs", boolean, False,
+                                doc="accept any server certificate (testing only)")
+    truststore: str | None = key("truststore", str, None, doc="PKCS12 truststore or PEM CA bundle")
+    truststore_password: str = key("truststore-password", str, "", doc="password of the truststore")
+    truststore_type: str = key("truststore-type", _STORE_TYPES, "jks", doc="PKCS12 or PEM (JKS must be converted)")
+
+
+# For the sources that still list their keys one by one (syslog, http).
+SERVER_KEYS = TlsServerConfig.keys()
 
 _VERSIONS = {
     "tlsv1": ssl.TLSVersion.TLSv1,
@@ -61,77 +80,83 @@ _JKS_HINT = (
 )
 
 
-def validate_server(settings: Settings) -> list[tuple[str, str]]:
-    if not settings["ssl"]:
+def server_config(settings: Settings) -> TlsServerConfig:
+    """The SSL keys of a source that still reads resolved settings (syslog, http)."""
+    return TlsServerConfig.from_settings(settings)
+
+
+def validate_server(config: TlsServerConfig) -> list[tuple[str, str]]:
+    if not config.use_ssl:
         return []
-    if settings["ssl-certfile"]:
+    if config.ssl_certfile:
         return []
-    if not settings["keystore"]:
+    if not config.keystore:
         return [("keystore", "ssl is on: give keystore (PKCS12) or ssl-certfile/ssl-keyfile (PEM)")]
-    if settings["keystore-type"] == "jks":
+    if config.keystore_type == "jks":
         return [("keystore-type", _JKS_HINT)]
-    return _protocol_problems(settings)
+    return _protocol_problems(config)
 
 
-def validate_client(settings: Settings) -> list[tuple[str, str]]:
-    if not settings["ssl"] or settings["trust-all-certs"] or not settings["truststore"]:
+def validate_client(config: TlsClientConfig) -> list[tuple[str, str]]:
+    if not config.use_ssl or config.trust_all_certs or not config.truststore:
         return []
-    if settings["truststore-type"] == "jks":
+    if config.truststore_type == "jks":
         return [("truststore-type", _JKS_HINT)]
-    return _protocol_problems(settings)
+    return _protocol_problems(config)
 
 
-def _protocol_problems(settings: Settings) -> list[tuple[str, str]]:
+def _protocol_problems(config: TlsConfig) -> list[tuple[str, str]]:
     unknown = [
-        name for name in settings["include-protocols"] + settings["exclude-protocols"]
+        name for name in config.include_protocols + config.exclude_protocols
         if name.lower() not in _VERSIONS and name.lower() not in ("sslv3", "sslv2hello")
     ]
     return [("include-protocols", f"unknown TLS versions: {' '.join(unknown)}")] if unknown else []
 
 
-def server_context(settings: Settings) -> ssl.SSLContext | None:
+def server_context(config: TlsServerConfig) -> ssl.SSLContext | None:
     """The server's SSL context, or None when `ssl` is off."""
-    if not settings["ssl"]:
+    if not config.use_ssl:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    if settings["ssl-certfile"]:
-        context.load_cert_chain(settings["ssl-certfile"], settings["ssl-keyfile"] or None)
+    if config.ssl_certfile:
+        context.load_cert_chain(config.ssl_certfile, config.ssl_keyfile or None)
     else:
-        _load_pkcs12_identity(context, settings["keystore"], settings["keystore-password"])
-    _restrict(context, settings)
+        assert config.keystore is not None, "validate_server asks for a keystore when there is no certfile"
+        _load_pkcs12_identity(context, config.keystore, config.keystore_password)
+    _restrict(context, config)
     return context
 
 
-def client_context(settings: Settings) -> ssl.SSLContext | None:
+def client_context(config: TlsClientConfig) -> ssl.SSLContext | None:
     """The client's SSL context, or None when `ssl` is off."""
-    if not settings["ssl"]:
+    if not config.use_ssl:
         return None
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    if settings["trust-all-certs"]:
+    if config.trust_all_certs:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    elif settings["truststore"]:
+    elif config.truststore:
         context.check_hostname = False
-        if settings["truststore-type"] == "pem":
-            context.load_verify_locations(cafile=settings["truststore"])
+        if config.truststore_type == "pem":
+            context.load_verify_locations(cafile=config.truststore)
         else:
             context.load_verify_locations(cadata=_pkcs12_certificates_pem(
-                settings["truststore"], settings["truststore-password"]))
-    _restrict(context, settings)
+                config.truststore, config.truststore_password))
+    _restrict(context, config)
     return context
 
 
-def _restrict(context: ssl.SSLContext, settings: Settings) -> None:
-    excluded = {name.lower() for name in settings["exclude-protocols"]}
+def _restrict(context: ssl.SSLContext, config: TlsConfig) -> None:
+    excluded = {name.lower() for name in config.exclude_protocols}
     allowed = [v for name, v in _VERSIONS.items() if name not in excluded]
-    included = {name.lower() for name in settings["include-protocols"]}
+    included = {name.lower() for name in config.include_protocols}
     if included:
         allowed = [v for name, v in _VERSIONS.items() if name in included and name not in excluded]
     if allowed:
         context.minimum_version = max(min(allowed), context.minimum_version)
         context.maximum_version = max(allowed)
-    ciphers = ":".join(settings["include-cipher-suites"]) or "DEFAULT"
-    for name in settings["exclude-cipher-suites"]:
+    ciphers = ":".join(config.include_cipher_suites) or "DEFAULT"
+    for name in config.exclude_cipher_suites:
         ciphers += ":!" + name
     if ciphers != "DEFAULT":
         context.set_ciphers(ciphers)

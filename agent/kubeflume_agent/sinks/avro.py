@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import ClassVar
+from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import InvalidValue, Key, Settings, integer, one_of
+from kubeflume_agent.config.keys import InvalidValue, Settings, integer, key, one_of
 from kubeflume_agent.core.errors import EventDeliveryError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.avro_rpc import (
@@ -22,7 +22,7 @@ from kubeflume_agent.protocols.avro_rpc import (
     netty_frame,
     read_netty_frame,
 )
-from kubeflume_agent.sinks.rpc_client import RpcSink
+from kubeflume_agent.sinks.rpc_client import RpcClientConfig, RpcSink
 
 _PROTOCOL = AvroProtocol.packaged("AvroSourceProtocol")
 MAX_RESPONSE_BYTES = 1024 * 1024
@@ -69,16 +69,20 @@ class AvroTransport:
         await self._writer.wait_closed()
 
 
+@dataclass(frozen=True)
+class AvroSinkConfig(RpcClientConfig):
+    compression_type: str = key("compression-type", one_of("none", "deflate"), "none",
+                                doc="deflate must match the source")
+    compression_level: int = key("compression-level", compression_level, 6, doc="deflate level 0-9")
+
+
 class AvroSink(RpcSink):
-    keys: ClassVar = (
-        *RpcSink.CLIENT_KEYS,
-        Key("compression-type", one_of("none", "deflate"), "none", doc="deflate must match the source"),
-        Key("compression-level", compression_level, 6, doc="deflate level 0-9"),
-    )
+    config_class = AvroSinkConfig
+    config: AvroSinkConfig
 
     def __init__(self, name: str, settings: Settings, channel) -> None:
         super().__init__(name, settings, channel)
-        self.level = settings["compression-level"] if settings["compression-type"] == "deflate" else None
+        self.level = self.config.compression_level if self.config.compression_type == "deflate" else None
 
     async def open_transport(self, host: str, port: int) -> AvroTransport:
         reader, writer = await asyncio.open_connection(

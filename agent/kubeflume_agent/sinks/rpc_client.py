@@ -22,13 +22,14 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from kubeflume_agent.config.keys import (
     InvalidValue,
-    Key,
     Settings,
     boolean,
+    key,
     non_negative_integer,
     one_of,
     port_number,
@@ -181,59 +182,76 @@ class RpcClient:
         raise EventDeliveryError("unable to send the batch to any host") from last_error
 
 
+@dataclass(frozen=True)
+class RpcClientConfig(tls.TlsClientConfig):
+    """The keys of the avro and thrift sinks' client: where to connect, how long to wait, which hosts."""
+
+    hostname: str | None = key("hostname", str, None, doc="host of the next agent (or use hosts)")
+    port: int | None = key("port", port_number, None, doc="port of the next agent")
+    batch_size: int = key("batch-size", positive_integer, 100, doc="events per appendBatch call")
+    connect_timeout: int = key("connect-timeout", positive_integer, 20000, doc="ms to wait for a connection")
+    request_timeout: int = key("request-timeout", positive_integer, 20000, doc="ms to wait for an answer")
+    reset_connection_interval: int = key("reset-connection-interval", non_negative_integer, 0,
+                                         doc="seconds after which the connection is renewed (0: never)")
+    client_type: str = key("client.type", one_of("default", "default_failover", "default_loadbalance"), "default")
+    hosts: list[str] = key("hosts", word_list, [], doc="host names (aliases) for failover / load balancing")
+    host_addresses: dict[str, tuple[str, int]] = key("hosts.", host_and_port, prefix=True,
+                                                     doc="hosts.<alias> = host:port")
+    host_selector: str = key("host-selector", one_of("round_robin", "random"), "round_robin")
+    backoff: bool = key("backoff", boolean, False, doc="load balancing: leave failing hosts out for a while")
+    max_backoff: int = key("maxBackoff", non_negative_integer, 0,
+                           doc="load balancing: longest exclusion, ms (0: 30000)")
+    max_attempts: int | None = key("max-attempts", positive_integer, None,
+                                   doc="failover: hosts tried per batch (default: all)")
+    max_io_workers: int | None = key("maxIoWorkers", positive_integer, None,
+                                     doc="accepted for Flume compatibility; unused")
+
+    @property
+    def reset_seconds(self) -> int:
+        """Seconds after which a connection is renewed (0: never)."""
+        return self.reset_connection_interval
+
+    def addresses(self) -> list[tuple[str, int]]:
+        if self.hosts:
+            return [self.host_addresses[alias] for alias in self.hosts]
+        assert self.hostname is not None and self.port is not None, "problems() asks for both"
+        return [(self.hostname, self.port)]
+
+    def problems(self) -> list[tuple[str, str]]:
+        problems = tls.validate_client(self)
+        if self.hosts:
+            problems += [(f"hosts.{alias}", "is required (host:port) for every name in hosts")
+                         for alias in self.hosts if alias not in self.host_addresses]
+        else:
+            problems += [(name, "is required (or give hosts)")
+                         for name, value in (("hostname", self.hostname), ("port", self.port)) if value is None]
+        return problems
+
+
 class RpcSink(Sink):
     """Base of the avro and thrift sinks: keys, the client, and `write` = one appendBatch."""
 
-    batch_size_key = "batch-size"
-    CLIENT_KEYS: ClassVar[tuple[Key, ...]] = (
-        Key("hostname", str, None, doc="host of the next agent (or use hosts)"),
-        Key("port", port_number, None, doc="port of the next agent"),
-        Key("batch-size", positive_integer, 100, doc="events per appendBatch call"),
-        Key("connect-timeout", positive_integer, 20000, doc="ms to wait for a connection"),
-        Key("request-timeout", positive_integer, 20000, doc="ms to wait for an answer"),
-        Key("reset-connection-interval", non_negative_integer, 0,
-            doc="seconds after which the connection is renewed (0: never)"),
-        Key("client.type", one_of("default", "default_failover", "default_loadbalance"), "default"),
-        Key("hosts", word_list, [], doc="host names (aliases) for failover / load balancing"),
-        Key("hosts.", host_and_port, prefix=True, doc="hosts.<alias> = host:port"),
-        Key("host-selector", one_of("round_robin", "random"), "round_robin"),
-        Key("backoff", boolean, False, doc="load balancing: leave failing hosts out for a while"),
-        Key("maxBackoff", non_negative_integer, 0, doc="load balancing: longest exclusion, ms (0: 30000)"),
-        Key("max-attempts", positive_integer, None, doc="failover: hosts tried per batch (default: all)"),
-        Key("maxIoWorkers", positive_integer, None, doc="accepted for Flume compatibility; unused"),
-        *tls.CLIENT_KEYS,
-    )
+    config_class: ClassVar[type[RpcClientConfig]] = RpcClientConfig
+    config: RpcClientConfig
 
     def __init__(self, name: str, settings: Settings, channel: Channel) -> None:
         super().__init__(name, settings, channel)
-        self.ssl_context = tls.client_context(settings)
+        self.config = config = self.config_class.from_settings(settings)
+        self.ssl_context = tls.client_context(config)
         hosts = [
             HostConnection(host, port, self.open_transport, self.counters,
-                           connect_timeout=settings["connect-timeout"] / 1000,
-                           request_timeout=settings["request-timeout"] / 1000,
-                           reset_interval=settings["reset-connection-interval"])
-            for host, port in self.addresses(settings)
+                           connect_timeout=config.connect_timeout / 1000,
+                           request_timeout=config.request_timeout / 1000,
+                           reset_interval=config.reset_seconds)
+            for host, port in config.addresses()
         ]
-        self.client = RpcClient(hosts, settings["client.type"], selector=settings["host-selector"],
-                                backoff=settings["backoff"], max_backoff_ms=settings["maxBackoff"],
-                                max_attempts=settings["max-attempts"])
-
-    @staticmethod
-    def addresses(settings: Settings) -> list[tuple[str, int]]:
-        if settings["hosts"]:
-            return [settings["hosts."][alias] for alias in settings["hosts"]]
-        return [(settings["hostname"], settings["port"])]
+        self.client = RpcClient(hosts, config.client_type, selector=config.host_selector,
+                                backoff=config.backoff, max_backoff_ms=config.max_backoff,
+                                max_attempts=config.max_attempts)
 
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        problems = tls.validate_client(settings)
-        if settings["hosts"]:
-            problems += [(f"hosts.{alias}", "is required (host:port) for every name in hosts")
-                         for alias in settings["hosts"] if alias not in settings["hosts."]]
-        else:
-            problems += [(key, "is required (or give hosts)") for key in ("hostname", "port")
-                         if settings[key] is None]
-        return problems
+        return cls.config_class.from_settings(settings).problems()
 
     async def open_transport(self, host: str, port: int) -> Transport:
         raise NotImplementedError

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import ClassVar
+from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Key, Settings, boolean, non_negative_integer, one_of
+from kubeflume_agent.config.keys import Settings, boolean, key, non_negative_integer, one_of
 from kubeflume_agent.core.errors import EventDeliveryError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.framing import length_prefixed, read_length_prefixed
 from kubeflume_agent.protocols.thrift_rpc import FLUME, PROTOCOLS, read_reply, write_call
-from kubeflume_agent.sinks.rpc_client import RpcSink
+from kubeflume_agent.sinks.rpc_client import RpcClientConfig, RpcSink
 
 MAX_RESPONSE_BYTES = 1024 * 1024
 _STATUS_NAMES = {value: name for name, value in vars(FLUME.Status).items() if isinstance(value, int)}
@@ -47,30 +47,34 @@ class ThriftTransport:
         await self._writer.wait_closed()
 
 
-class ThriftSink(RpcSink):
-    keys: ClassVar = (
-        *RpcSink.CLIENT_KEYS,
-        Key("protocol", one_of("compact", "binary"), "compact", doc="Thrift protocol of the source"),
-        Key("connection-reset-interval", non_negative_integer, 0,
-            doc="the guide's spelling of reset-connection-interval"),
-        Key("kerberos", boolean, False, doc="not supported"),
-        Key("client-principal", str, None, doc="not supported (kerberos)"),
-        Key("client-keytab", str, None, doc="not supported (kerberos)"),
-        Key("server-principal", str, None, doc="not supported (kerberos)"),
-    )
+@dataclass(frozen=True)
+class ThriftSinkConfig(RpcClientConfig):
+    protocol: str = key("protocol", one_of("compact", "binary"), "compact", doc="Thrift protocol of the source")
+    connection_reset_interval: int = key("connection-reset-interval", non_negative_integer, 0,
+                                         doc="the guide's spelling of reset-connection-interval")
+    kerberos: bool = key("kerberos", boolean, False, doc="not supported")
+    client_principal: str | None = key("client-principal", str, None, doc="not supported (kerberos)")
+    client_keytab: str | None = key("client-keytab", str, None, doc="not supported (kerberos)")
+    server_principal: str | None = key("server-principal", str, None, doc="not supported (kerberos)")
 
-    def __init__(self, name: str, settings: Settings, channel) -> None:
-        if settings["connection-reset-interval"] and not settings["reset-connection-interval"]:
-            settings = Settings(settings, **{"reset-connection-interval": settings["connection-reset-interval"]})
-        super().__init__(name, settings, channel)
-        self.factory = PROTOCOLS[settings["protocol"]]
+    @property
+    def reset_seconds(self) -> int:
+        return self.reset_connection_interval or self.connection_reset_interval
 
-    @classmethod
-    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        problems = super().validate_settings(settings)
-        if settings["kerberos"]:
+    def problems(self) -> list[tuple[str, str]]:
+        problems = super().problems()
+        if self.kerberos:
             problems.append(("kerberos", "Kerberos (SASL) transport is not supported; use ssl"))
         return problems
+
+
+class ThriftSink(RpcSink):
+    config_class = ThriftSinkConfig
+    config: ThriftSinkConfig
+
+    def __init__(self, name: str, settings: Settings, channel) -> None:
+        super().__init__(name, settings, channel)
+        self.factory = PROTOCOLS[self.config.protocol]
 
     async def open_transport(self, host: str, port: int) -> ThriftTransport:
         reader, writer = await asyncio.open_connection(

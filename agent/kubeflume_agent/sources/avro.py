@@ -17,13 +17,15 @@ connection (Java's decoder replaces the bad bytes); Java clients always send val
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any
 
 from kubeflume_agent.config.keys import (
-    Key,
     Settings,
     boolean,
+    declared_key,
+    key,
     non_negative_integer,
     one_of,
     port_number,
@@ -43,12 +45,13 @@ from kubeflume_agent.protocols.avro_rpc import (
     read_netty_frame,
 )
 from kubeflume_agent.protocols.framing import decode_budget
-from kubeflume_agent.protocols.ipfilter import IpFilter, parse_rules
+from kubeflume_agent.protocols.ipfilter import IpFilter, IpRule, parse_rules
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.tcp_server import (
-    CONNECTION_KEYS,
     DEFAULT_MAX_REQUEST_BYTES,
     MAX_BATCH_EVENTS_KEY,
+    MAX_CONNECTIONS_KEY,
+    READ_TIMEOUT_KEY,
     Connection,
     Outcome,
     deliver_call,
@@ -56,41 +59,51 @@ from kubeflume_agent.sources.tcp_server import (
 )
 
 
+@dataclass(frozen=True)
+class AvroSourceConfig(tls.TlsServerConfig):
+    bind: str = key("bind", str, required=True, doc="address to bind")
+    port: int = key("port", port_number, required=True)
+    threads: int = key("threads", non_negative_integer, 0,
+                       doc="accepted for Flume compatibility; one event loop serves all")
+    compression_type: str = key("compression-type", one_of("none", "deflate"), "none",
+                                doc="deflate must match the client")
+    ip_filter: bool = key("ipFilter", boolean, False, doc="apply ipFilterRules to connecting clients")
+    ip_filter_rules: tuple[IpRule, ...] = key("ipFilterRules", parse_rules, (),
+                                              doc="allow|deny:ip|name:pattern, comma-separated")
+    max_request_bytes: int = key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES,
+                                 doc="largest call accepted (bytes); larger frames close the connection")
+    max_batch_events: int = declared_key(MAX_BATCH_EVENTS_KEY)
+    reuse_port: bool = declared_key(REUSE_PORT_KEY)
+    read_timeout: float = declared_key(READ_TIMEOUT_KEY)
+    max_connections: int = declared_key(MAX_CONNECTIONS_KEY)
+
+    def problems(self) -> list[tuple[str, str]]:
+        problems = tls.validate_server(self)
+        if self.ip_filter and not self.ip_filter_rules:
+            problems.append(("ipFilterRules", "ipFilter is on but no rules are given"))
+        return problems
+
+
 class AvroSource(ListeningSource):
-    keys: ClassVar = (
-        Key("bind", str, required=True, doc="address to bind"),
-        Key("port", port_number, required=True),
-        Key("threads", non_negative_integer, 0, doc="accepted for Flume compatibility; one event loop serves all"),
-        Key("compression-type", one_of("none", "deflate"), "none", doc="deflate must match the client"),
-        Key("ipFilter", boolean, False, doc="apply ipFilterRules to connecting clients"),
-        Key("ipFilterRules", parse_rules, (), doc="allow|deny:ip|name:pattern, comma-separated"),
-        Key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES,
-            doc="largest call accepted (bytes); larger frames close the connection"),
-        MAX_BATCH_EVENTS_KEY,
-        REUSE_PORT_KEY,
-        *CONNECTION_KEYS,
-        *tls.SERVER_KEYS,
-    )
+    config_class = AvroSourceConfig
     protocol_name = "AvroSourceProtocol"
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
-        self.max_batch_events: int = settings["max-batch-events"]
+        self.config = config = AvroSourceConfig.from_settings(settings)
+        self.max_batch_events = config.max_batch_events
         self.responder = Responder(AvroProtocol.packaged(self.protocol_name), decode_budget(self.max_batch_events),
                                    batch_reader=_compiled_batch_reader())
-        self.deflate = settings["compression-type"] == "deflate"
-        self.max_request_bytes: int = settings["max-request-bytes"]
+        self.deflate = config.compression_type == "deflate"
+        self.max_request_bytes = config.max_request_bytes
         self.server = server_for(
-            self, self._serve, ssl_context=tls.server_context(settings),
-            ip_filter=IpFilter(settings["ipFilterRules"]) if settings["ipFilter"] else None,
+            self, self._serve, ssl_context=tls.server_context(config),
+            ip_filter=IpFilter(config.ip_filter_rules) if config.ip_filter else None,
         )
 
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        problems = tls.validate_server(settings)
-        if settings["ipFilter"] and not settings["ipFilterRules"]:
-            problems.append(("ipFilterRules", "ipFilter is on but no rules are given"))
-        return problems
+        return AvroSourceConfig.from_settings(settings).problems()
 
     async def _serve(self, connection: Connection) -> None:
         reader = InflatingReader(connection.reader) if self.deflate else connection.reader

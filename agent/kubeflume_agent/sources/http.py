@@ -233,12 +233,12 @@ class HttpSource(ListeningSource):
         self.handler = build_handler(settings)
         app = web.Application(client_max_size=settings["max-request-bytes"])
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self.server = HttpServer(self, app, ssl_context=tls.server_context(settings),
+        self.server = HttpServer(self, app, ssl_context=tls.server_context(tls.server_config(settings)),
                                  send_server_version=_sends_server_version(settings))
 
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        problems = tls.validate_server(_apply_deprecated_keys(settings))
+        problems = tls.validate_server(tls.server_config(_apply_deprecated_keys(settings)))
         try:
             load_handler_class(settings["handler"])
         except (ImportError, AttributeError, ValueError) as error:

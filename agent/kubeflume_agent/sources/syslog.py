@@ -110,11 +110,11 @@ class _SyslogTcpBase(ListeningSource):
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
         self.client_headers = _ClientHeaders(settings)
-        self.server = server_for(self, self._serve, ssl_context=tls.server_context(settings))
+        self.server = server_for(self, self._serve, ssl_context=tls.server_context(tls.server_config(settings)))
 
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        return tls.validate_server(settings)
+        return tls.validate_server(tls.server_config(settings))
 
     def _parse(self, frames: list[bytes], connection: Connection) -> list[Event]:
         raise NotImplementedError

@@ -9,12 +9,14 @@ Kerberos (`kerberos = true`, SASL transport) is not supported; the config check 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 from kubeflume_agent.config.keys import (
-    Key,
     Settings,
     boolean,
+    declared_key,
+    key,
     non_negative_integer,
     one_of,
     port_number,
@@ -36,9 +38,10 @@ from kubeflume_agent.protocols.thrift_rpc import (
 )
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.tcp_server import (
-    CONNECTION_KEYS,
     DEFAULT_MAX_REQUEST_BYTES,
     MAX_BATCH_EVENTS_KEY,
+    MAX_CONNECTIONS_KEY,
+    READ_TIMEOUT_KEY,
     Connection,
     Outcome,
     deliver_call,
@@ -97,43 +100,51 @@ def flume_event(thrift_event: Any) -> Event:
     return Event(thrift_event.body or b"", headers)
 
 
-class ThriftSource(ListeningSource):
-    keys: ClassVar = (
-        Key("bind", str, required=True, doc="address to bind"),
-        Key("port", port_number, required=True),
-        Key("threads", non_negative_integer, 0, doc="accepted for Flume compatibility; one event loop serves all"),
-        Key("protocol", one_of("compact", "binary"), "compact", doc="Thrift protocol of the clients"),
-        Key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES,
-            doc="largest frame accepted; larger ones close the connection"),
-        MAX_BATCH_EVENTS_KEY,
-        Key("kerberos", boolean, False, doc="not supported"),
-        Key("agent-principal", str, None, doc="not supported (kerberos)"),
-        Key("agent-keytab", str, None, doc="not supported (kerberos)"),
-        REUSE_PORT_KEY,
-        *CONNECTION_KEYS,
-        *tls.SERVER_KEYS,
-    )
+@dataclass(frozen=True)
+class ThriftSourceConfig(tls.TlsServerConfig):
+    bind: str = key("bind", str, required=True, doc="address to bind")
+    port: int = key("port", port_number, required=True)
+    threads: int = key("threads", non_negative_integer, 0,
+                       doc="accepted for Flume compatibility; one event loop serves all")
+    protocol: str = key("protocol", one_of("compact", "binary"), "compact", doc="Thrift protocol of the clients")
+    max_request_bytes: int = key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES,
+                                 doc="largest frame accepted; larger ones close the connection")
+    max_batch_events: int = declared_key(MAX_BATCH_EVENTS_KEY)
+    kerberos: bool = key("kerberos", boolean, False, doc="not supported")
+    agent_principal: str | None = key("agent-principal", str, None, doc="not supported (kerberos)")
+    agent_keytab: str | None = key("agent-keytab", str, None, doc="not supported (kerberos)")
+    reuse_port: bool = declared_key(REUSE_PORT_KEY)
+    read_timeout: float = declared_key(READ_TIMEOUT_KEY)
+    max_connections: int = declared_key(MAX_CONNECTIONS_KEY)
 
-    def __init__(self, name: str, settings: Settings, processor) -> None:
-        super().__init__(name, settings, processor)
-        self.factory = PROTOCOLS[settings["protocol"]]
-        self.batch_reader = compact_batch_reader() if settings["protocol"] == "compact" else None
-        self.server = server_for(self, self._serve, ssl_context=tls.server_context(settings))
-
-    @classmethod
-    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        problems = tls.validate_server(settings)
-        if settings["kerberos"]:
+    def problems(self) -> list[tuple[str, str]]:
+        problems = tls.validate_server(self)
+        if self.kerberos:
             problems.append(("kerberos", "Kerberos (SASL) transport is not supported; use ssl"))
         return problems
 
+
+class ThriftSource(ListeningSource):
+    config_class = ThriftSourceConfig
+
+    def __init__(self, name: str, settings: Settings, processor) -> None:
+        super().__init__(name, settings, processor)
+        self.config = config = ThriftSourceConfig.from_settings(settings)
+        self.factory = PROTOCOLS[config.protocol]
+        self.batch_reader = compact_batch_reader() if config.protocol == "compact" else None
+        self.server = server_for(self, self._serve, ssl_context=tls.server_context(config))
+
+    @classmethod
+    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
+        return ThriftSourceConfig.from_settings(settings).problems()
+
     async def _serve(self, connection: Connection) -> None:
         await serve_framed(connection, self.factory, FLUME.ThriftSourceProtocol,
-                           self.settings["max-request-bytes"], self.settings["max-batch-events"], self._answer,
+                           self.config.max_request_bytes, self.config.max_batch_events, self._answer,
                            batch_reader=self.batch_reader)
 
     async def _answer(self, call: ThriftCall) -> int:
         single = call.name == "append"
         outcome = await deliver_call(self, thrift_events(call), single=single,
-                                     max_events=self.settings["max-batch-events"])
+                                     max_events=self.config.max_batch_events)
         return FLUME.Status.OK if outcome == Outcome.STORED else FLUME.Status.FAILED
