@@ -119,6 +119,7 @@ class AvroSource(ListeningSource):
             connection.busy = False
 
     async def _answer(self, call: Call) -> bytes:
+        assert call.message is not None, "a call the responder did not answer itself names its message"
         single = call.message.name == "append"
         outcome = await deliver_call(self, avro_events(call), single=single, max_events=self.max_batch_events)
         return self.responder.response(call, "OK" if outcome == Outcome.STORED else "FAILED")
@@ -128,6 +129,7 @@ def avro_events(call: Call) -> list[Event]:
     """The events of an `append` or `appendBatch` call of AvroSourceProtocol."""
     if call.events is not None:
         return call.events
+    assert call.message is not None and call.params is not None, "a call to answer has its message and params"
     if call.message.name == "append":
         return [_event(call.params["event"])]
     return [_event(e) for e in call.params["events"]]

@@ -24,15 +24,17 @@ import random
 import re
 import tempfile
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import orjson
 
 from kubeflume_agent.config.keys import (
+    Config,
     InvalidValue,
-    Key,
     Settings,
     boolean,
     charset,
+    key,
     non_negative_integer,
     one_of,
     positive_integer,
@@ -73,77 +75,96 @@ class OpenFile:
     inode: int
     mtime_ns: int
     size: int
-    stream: object
+    stream: BinaryIO
     deserializer: Deserializer
     committed: int  # position after the last committed batch
     untouched: bool  # opened at its start, nothing delivered from it yet (not even after a restart)
 
 
+@dataclass(frozen=True)
+class SpoolDirectoryConfig(Config):
+    spool_dir: str = key("spoolDir", str, required=True, doc="the directory files are dropped into")
+    file_suffix: str = key("fileSuffix", str, ".COMPLETED", doc="appended to a finished file's name")
+    delete_policy: str = key("deletePolicy", one_of("never", "immediate"), "never",
+                             doc="delete finished files at once?")
+    file_header: bool = key("fileHeader", boolean, False, doc="add the file's absolute path as a header")
+    file_header_key: str = key("fileHeaderKey", str, "file")
+    basename_header: bool = key("basenameHeader", boolean, False, doc="add the file's name as a header")
+    basename_header_key: str = key("basenameHeaderKey", str, "basename")
+    include_pattern: re.Pattern[str] = key("includePattern", _regex, re.compile("^.*$"),
+                                           doc="file names to ingest (regex)")
+    ignore_pattern: re.Pattern[str] = key("ignorePattern", _regex, re.compile("^$"),
+                                          doc="file names to skip (regex; wins over include)")
+    tracker_dir: str = key("trackerDir", str, ".flumespool",
+                           doc="state directory; relative paths are inside spoolDir")
+    tracking_policy: str = key("trackingPolicy", one_of("rename", "tracker_dir"), "rename",
+                               doc="how a finished file is marked when deletePolicy=never")
+    consume_order: str = key("consumeOrder", one_of("oldest", "youngest", "random"), "oldest")
+    poll_delay: int = key("pollDelay", non_negative_integer, 500,
+                          doc="milliseconds between looks at an idle directory")
+    recursive_directory_search: bool = key("recursiveDirectorySearch", boolean, False,
+                                           doc="also ingest files in subdirectories")
+    max_backoff: int = key("maxBackoff", positive_integer, 4000,
+                           doc="longest wait (ms) after the channel refused a batch")
+    batch_size: int = key("batchSize", positive_integer, 100, doc="events per channel transaction")
+    input_charset: str = key("inputCharset", charset, "utf-8", doc="charset of text files")
+    decode_error_policy: str = key("decodeErrorPolicy", one_of("FAIL", "REPLACE", "IGNORE"), "fail",
+                                   doc="undecodable bytes: set the file aside, use U+FFFD, or drop them")
+    deserializer: str = key("deserializer", str, "LINE", doc="LINE, BLOB or AVRO")
+    deserializer_params: dict[str, str] = key("deserializer.", str, prefix=True, doc="settings of the deserializer")
+    buffer_max_lines: int = key("bufferMaxLines", positive_integer, 100, doc="ignored, as in Flume")
+    buffer_max_line_length: int = key("bufferMaxLineLength", positive_integer, 5000,
+                                      doc="deprecated in Flume; ignored")
+
+    @property
+    def spool_directory(self) -> str:
+        return os.path.abspath(os.path.expanduser(self.spool_dir))
+
+    @property
+    def tracker_directory(self) -> str:
+        return os.path.join(self.spool_directory, os.path.expanduser(self.tracker_dir))
+
+    def storage_paths(self) -> list[str]:
+        spool_dir, tracker = self.spool_directory, self.tracker_directory
+        return [spool_dir] if tracker.startswith(spool_dir + os.sep) else [spool_dir, tracker]
+
+    def problems(self) -> list[tuple[str, str]]:
+        problems = []
+        if self.delete_policy == "immediate" and self.tracking_policy == "tracker_dir":
+            problems.append(("trackingPolicy", "tracker_dir only applies with deletePolicy=never"))
+        try:
+            chosen = deserializer_class(self.deserializer)
+        except ValueError as error:
+            return [*problems, ("deserializer", str(error))]
+        if chosen is LineDeserializer and "\n".encode(self.input_charset) != b"\n":
+            problems.append(("inputCharset", "the LINE deserializer needs a charset in which a newline is "
+                                             "the byte 0x0A (UTF-8, ISO-8859-*, ASCII...)"))
+        _, found = resolve(chosen.keys, self.deserializer_params)
+        problems += [(f"deserializer.{p.key}", p.message) for p in found if p.severity == "error"]
+        return problems
+
+
 class SpoolDirectorySource(PollableSource):
-    batch_size_key = "batchSize"
-    keys = (
-        Key("spoolDir", str, required=True, doc="the directory files are dropped into"),
-        Key("fileSuffix", str, ".COMPLETED", doc="appended to a finished file's name"),
-        Key("deletePolicy", one_of("never", "immediate"), "never", doc="delete finished files at once?"),
-        Key("fileHeader", boolean, False, doc="add the file's absolute path as a header"),
-        Key("fileHeaderKey", str, "file"),
-        Key("basenameHeader", boolean, False, doc="add the file's name as a header"),
-        Key("basenameHeaderKey", str, "basename"),
-        Key("includePattern", _regex, re.compile("^.*$"), doc="file names to ingest (regex)"),
-        Key("ignorePattern", _regex, re.compile("^$"), doc="file names to skip (regex; wins over include)"),
-        Key("trackerDir", str, ".flumespool", doc="state directory; relative paths are inside spoolDir"),
-        Key("trackingPolicy", one_of("rename", "tracker_dir"), "rename",
-            doc="how a finished file is marked when deletePolicy=never"),
-        Key("consumeOrder", one_of("oldest", "youngest", "random"), "oldest"),
-        Key("pollDelay", non_negative_integer, 500, doc="milliseconds between looks at an idle directory"),
-        Key("recursiveDirectorySearch", boolean, False, doc="also ingest files in subdirectories"),
-        Key("maxBackoff", positive_integer, 4000, doc="longest wait (ms) after the channel refused a batch"),
-        Key("batchSize", positive_integer, 100, doc="events per channel transaction"),
-        Key("inputCharset", charset, "utf-8", doc="charset of text files"),
-        Key("decodeErrorPolicy", one_of("FAIL", "REPLACE", "IGNORE"), "fail",
-            doc="undecodable bytes: set the file aside, use U+FFFD, or drop them"),
-        Key("deserializer", str, "LINE", doc="LINE, BLOB or AVRO"),
-        Key("deserializer.", str, prefix=True, doc="settings of the deserializer"),
-        Key("bufferMaxLines", positive_integer, 100, doc="ignored, as in Flume"),
-        Key("bufferMaxLineLength", positive_integer, 5000, doc="deprecated in Flume; ignored"),
-    )
+    config_class = SpoolDirectoryConfig
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
-        self.spool_dir = os.path.abspath(os.path.expanduser(settings["spoolDir"]))
-        self.tracker_dir = self.tracker_directory(settings)
-        self.deserializer_class = deserializer_class(settings["deserializer"])
-        self.deserializer_settings, _ = resolve(self.deserializer_class.keys, settings["deserializer."])
+        self.config = config = SpoolDirectoryConfig.from_settings(settings)
+        self.spool_dir = config.spool_directory
+        self.tracker_dir = config.tracker_directory
+        self.deserializer_class = deserializer_class(config.deserializer)
+        self.deserializer_settings, _ = resolve(self.deserializer_class.keys, config.deserializer_params)
         self.current: OpenFile | None = None
         self._backoff = 0.0
         self._resume: dict | None = None
 
     @classmethod
-    def tracker_directory(cls, settings: Settings) -> str:
-        spool_dir = os.path.abspath(os.path.expanduser(settings["spoolDir"]))
-        return os.path.join(spool_dir, os.path.expanduser(settings["trackerDir"]))
-
-    @classmethod
     def storage_paths(cls, settings: Settings) -> list[str]:
-        spool_dir = os.path.abspath(os.path.expanduser(settings["spoolDir"]))
-        tracker = cls.tracker_directory(settings)
-        return [spool_dir] if tracker.startswith(spool_dir + os.sep) else [spool_dir, tracker]
+        return SpoolDirectoryConfig.from_settings(settings).storage_paths()
 
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        problems = []
-        if settings["deletePolicy"] == "immediate" and settings["trackingPolicy"] == "tracker_dir":
-            problems.append(("trackingPolicy", "tracker_dir only applies with deletePolicy=never"))
-        try:
-            chosen = deserializer_class(settings["deserializer"])
-        except ValueError as error:
-            return [*problems, ("deserializer", str(error))]
-        if chosen is LineDeserializer and "\n".encode(settings["inputCharset"]) != b"\n":
-            problems.append(("inputCharset", "the LINE deserializer needs a charset in which a newline is "
-                                             "the byte 0x0A (UTF-8, ISO-8859-*, ASCII...)"))
-        _, found = resolve(chosen.keys, settings["deserializer."])
-        problems += [(f"deserializer.{p.key}", p.message) for p in found if p.severity == "error"]
-        return problems
+        return SpoolDirectoryConfig.from_settings(settings).problems()
 
     async def start(self) -> None:
         os.makedirs(self.tracker_dir, exist_ok=True)
@@ -169,11 +190,11 @@ class SpoolDirectorySource(PollableSource):
         if self.current is None:
             self.current = await asyncio.to_thread(self._open_next)
             if self.current is None:  # nothing to ingest: look again after pollDelay, as Flume does
-                await asyncio.sleep(self.settings["pollDelay"] / 1000)
+                await asyncio.sleep(self.config.poll_delay / 1000)
                 return Status.READY
         current = self.current
         try:
-            events = await asyncio.to_thread(current.deserializer.read_events, self.settings["batchSize"])
+            events = await asyncio.to_thread(current.deserializer.read_events, self.config.batch_size)
         except (UndecodableInput, OSError, ValueError) as error:
             self.counters.event_read_fail += 1
             await asyncio.to_thread(self._set_aside, current, f"cannot read it: {error}")
@@ -188,7 +209,7 @@ class SpoolDirectorySource(PollableSource):
             await self.deliver(events)
         except ChannelError as error:
             current.deserializer.seek(current.committed)
-            await self._back_off(error)
+            await self._back_off(current, error)
             return Status.READY
         self._backoff = 0.0
         current.untouched = False
@@ -196,19 +217,19 @@ class SpoolDirectorySource(PollableSource):
         await asyncio.to_thread(self._save_position, current)
         return Status.READY
 
-    async def _back_off(self, error: ChannelError) -> None:
-        self._backoff = min(self._backoff * 2 or FIRST_BACKOFF, self.settings["maxBackoff"] / 1000)
+    async def _back_off(self, current: OpenFile, error: ChannelError) -> None:
+        self._backoff = min(self._backoff * 2 or FIRST_BACKOFF, self.config.max_backoff / 1000)
         log.warning("source %s: channel refused a batch of %s (%s); retrying in %.2f s",
-                    self.name, self.current.path, error, self._backoff)
+                    self.name, current.path, error, self._backoff)
         await asyncio.sleep(self._backoff)
 
     def _add_headers(self, path: str, events) -> None:
-        settings = self.settings
+        config = self.config
         extra = {}
-        if settings["fileHeader"]:
-            extra[settings["fileHeaderKey"]] = path
-        if settings["basenameHeader"]:
-            extra[settings["basenameHeaderKey"]] = os.path.basename(path)
+        if config.file_header:
+            extra[config.file_header_key] = path
+        if config.basename_header:
+            extra[config.basename_header_key] = os.path.basename(path)
         if extra:
             for event in events:
                 event.headers.update(extra)
@@ -221,27 +242,27 @@ class SpoolDirectorySource(PollableSource):
         for directory, subdirs, names in os.walk(self.spool_dir):
             subdirs[:] = [d for d in subdirs if self._descend(os.path.join(directory, d))]
             found += [os.path.join(directory, n) for n in names if self._wanted(os.path.join(directory, n))]
-            if not self.settings["recursiveDirectorySearch"]:
+            if not self.config.recursive_directory_search:
                 break
         return found
 
     def _descend(self, path: str) -> bool:
         name = os.path.basename(path)
-        return (self.settings["recursiveDirectorySearch"] and not name.startswith(".")
-                and path != self.tracker_dir and not self.settings["ignorePattern"].fullmatch(name))
+        return (self.config.recursive_directory_search and not name.startswith(".")
+                and path != self.tracker_dir and not self.config.ignore_pattern.fullmatch(name))
 
     def _wanted(self, path: str) -> bool:
         name = os.path.basename(path)
-        settings = self.settings
-        if (name.startswith(".") or name.endswith(settings["fileSuffix"])
-                or not settings["includePattern"].fullmatch(name) or settings["ignorePattern"].fullmatch(name)
+        config = self.config
+        if (name.startswith(".") or name.endswith(config.file_suffix)
+                or not config.include_pattern.fullmatch(name) or config.ignore_pattern.fullmatch(name)
                 or not os.path.isfile(path) or os.path.exists(self._marker(path, FAILED_SUFFIX))):
             return False
-        tracked = settings["deletePolicy"] == "never" and settings["trackingPolicy"] == "tracker_dir"
-        return not (tracked and os.path.exists(self._marker(path, settings["fileSuffix"])))
+        tracked = config.delete_policy == "never" and config.tracking_policy == "tracker_dir"
+        return not (tracked and os.path.exists(self._marker(path, config.file_suffix)))
 
     def _choose(self, files: list[str]) -> str:
-        order = self.settings["consumeOrder"]
+        order = self.config.consume_order
         if order == "random":
             return random.choice(files)
         dated = [(os.stat(path).st_mtime_ns, path) for path in files]
@@ -270,19 +291,19 @@ class SpoolDirectorySource(PollableSource):
         return None
 
     def _open(self, path: str) -> OpenFile:
-        settings = self.settings
-        renames = settings["deletePolicy"] == "never" and settings["trackingPolicy"] == "rename"
-        if renames and os.path.exists(path + settings["fileSuffix"]):
-            raise FileSetAside(f"{path + settings['fileSuffix']} exists: this file name has been used before")
+        config = self.config
+        renames = config.delete_policy == "never" and config.tracking_policy == "rename"
+        if renames and os.path.exists(path + config.file_suffix):
+            raise FileSetAside(f"{path + config.file_suffix} exists: this file name has been used before")
         stream = open(path, "rb")  # noqa: SIM115 - stays open while the file is being ingested
         stat = os.fstat(stream.fileno())
         position = self._saved_position(path, stat.st_ino)
         try:
             deserializer = self.deserializer_class(
-                self.deserializer_settings, stream, settings["inputCharset"], settings["decodeErrorPolicy"])
+                self.deserializer_settings, stream, config.input_charset, config.decode_error_policy)
         except Exception as error:
             stream.close()
-            raise FileSetAside(f"not readable as {settings['deserializer']}: {error}") from error
+            raise FileSetAside(f"not readable as {config.deserializer}: {error}") from error
         if position is not None:
             deserializer.seek(position)
             log.info("source %s: resuming %s at position %d", self.name, path, position)
@@ -299,15 +320,15 @@ class SpoolDirectorySource(PollableSource):
                                      "(files must be complete and unchanging once placed)")
             return
         current.stream.close()
-        settings = self.settings
-        if settings["deletePolicy"] == "immediate":
+        config = self.config
+        if config.delete_policy == "immediate":
             os.remove(current.path)
-        elif settings["trackingPolicy"] == "tracker_dir":
-            marker = self._marker(current.path, settings["fileSuffix"])
+        elif config.tracking_policy == "tracker_dir":
+            marker = self._marker(current.path, config.file_suffix)
             os.makedirs(os.path.dirname(marker), exist_ok=True)
             open(marker, "wb").close()
         else:
-            destination = current.path + settings["fileSuffix"]
+            destination = current.path + config.file_suffix
             if os.path.exists(destination):
                 self._set_aside(current, f"{destination} exists: this file name has been used before")
                 return
