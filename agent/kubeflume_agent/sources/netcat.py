@@ -25,9 +25,20 @@ Differences from Flume, on purpose:
 from __future__ import annotations
 
 import logging
-from typing import ClassVar
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
 
-from kubeflume_agent.config.keys import Key, Settings, boolean, charset, port_number, positive_integer
+from kubeflume_agent.config.keys import (
+    Config,
+    Settings,
+    boolean,
+    charset,
+    declared_key,
+    key,
+    port_number,
+    positive_integer,
+)
 from kubeflume_agent.core.batches import batches
 from kubeflume_agent.core.errors import ChannelError, ChannelFull
 from kubeflume_agent.core.event import Event
@@ -35,9 +46,11 @@ from kubeflume_agent.protocols.java_charsets import java_encoder
 from kubeflume_agent.protocols.lines import TOO_LONG, BoundedLineSplitter, TextLineSplitter, splits_at_lf_byte
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.tcp_server import (
-    CONNECTION_KEYS,
+    MAX_CONNECTIONS_KEY,
     READ_SIZE,
+    READ_TIMEOUT_KEY,
     Connection,
+    TcpServer,
     deliver_until_accepted,
     server_for,
 )
@@ -47,33 +60,40 @@ log = logging.getLogger(__name__)
 STOPPING = object()  # what `_deliver` returns when the source stops before the channel took the lines
 
 
+@dataclass(frozen=True)
+class NetcatSourceConfig(Config):
+    bind: str = key("bind", str, required=True, doc="address to bind")
+    port: int = key("port", port_number, required=True)
+    max_line_length: int = key(
+        "max-line-length", positive_integer, 512,
+        doc="longest line in characters of `encoding`, counting its LF; a longer one closes the connection")
+    ack_every_event: bool = key("ack-every-event", boolean, True, doc="answer OK for every stored line")
+    encoding: str = key("encoding", charset, "utf-8",
+                        doc="charset of the lines and of the replies; bodies are stored as UTF-8")
+    reuse_port: bool = declared_key(REUSE_PORT_KEY)
+    read_timeout: float = declared_key(READ_TIMEOUT_KEY)
+    max_connections: int = declared_key(MAX_CONNECTIONS_KEY)
+
+
 class NetcatSource(ListeningSource):
     """Lines of text over TCP, each answered `OK` once stored. A full channel is backpressure: the
     connection is not read until the channel has room, so a client waiting for `OK` with a read
     timeout sees that timeout where Flume would answer `FAILED` and drop the line."""
 
-    keys: ClassVar = (
-        Key("bind", str, required=True, doc="address to bind"),
-        Key("port", port_number, required=True),
-        Key("max-line-length", positive_integer, 512,
-            doc="longest line in characters of `encoding`, counting its LF; a longer one closes the connection"),
-        Key("ack-every-event", boolean, True, doc="answer OK for every stored line"),
-        Key("encoding", charset, "utf-8", doc="charset of the lines and of the replies; bodies are stored as UTF-8"),
-        REUSE_PORT_KEY,
-        *CONNECTION_KEYS,
-    )
+    config_class = NetcatSourceConfig
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
-        self.max_line_length: int = settings["max-line-length"]
-        self.ack = settings["ack-every-event"]
-        self.encoding: str = settings["encoding"]
+        self.config = config = NetcatSourceConfig.from_settings(settings)
+        self.max_line_length = config.max_line_length
+        self.ack = config.ack_every_event
+        self.encoding = config.encoding
         self.reply_codec, self.reply_mark = java_encoder(self.encoding)
         self.ok = self._encode("OK\n") if self.ack else b""
         self.too_long_reply = self._encode(
             f"FAILED: Event exceeds the maximum length ({self.max_line_length} chars, including newline)\n")
         self.byte_lines = splits_at_lf_byte(self.encoding)
-        self.server = server_for(self, self._serve)
+        self.server: TcpServer = server_for(self, self._serve)
 
     def _encode(self, reply: str) -> bytes:
         return reply.encode(self.reply_codec, "replace")
@@ -95,7 +115,7 @@ class NetcatSource(ListeningSource):
             if not data:
                 return
 
-    async def _store_and_answer(self, lines: list[bytes | None], connection: Connection) -> bool:
+    async def _store_and_answer(self, lines: Sequence[bytes | None], connection: Connection) -> bool:
         """Store the lines of one read, then answer them in order, one channel transaction at a
         time, so a client under backpressure still hears about what is stored. False: the
         connection ends (the source stops, or a line was too long)."""
@@ -103,7 +123,7 @@ class NetcatSource(ListeningSource):
             too_long = TOO_LONG in chunk
             if too_long:
                 chunk = chunk[:chunk.index(TOO_LONG)]
-            outcome = await self._deliver(chunk) if chunk else None
+            outcome = await self._deliver(cast(Sequence[bytes], chunk)) if chunk else None  # no TOO_LONG left
             if outcome is STOPPING:
                 return False
             reply = self._encode(f"FAILED: {outcome}\n") * len(chunk) if outcome else self.ok * len(chunk)
@@ -117,7 +137,7 @@ class NetcatSource(ListeningSource):
                 await connection.send(reply)
         return True
 
-    async def _deliver(self, lines: list[bytes]) -> str | object | None:
+    async def _deliver(self, lines: Sequence[bytes]) -> str | object | None:
         """Store `lines`: None once stored, STOPPING, or the error every line is answered FAILED with."""
         try:
             stored = await deliver_until_accepted(self, self._events(lines), self.server.stopped, retry=ChannelFull)
@@ -131,7 +151,7 @@ class NetcatSource(ListeningSource):
         self.warnings.warn(log, "channel-error", "%s: %d lines answered FAILED: %s", self.name, len(lines), failure)
         return " ".join(failure.split()) or "channel error"
 
-    def _events(self, lines: list[bytes]) -> list[Event]:
+    def _events(self, lines: Sequence[bytes]) -> list[Event]:
         """One event per line; bodies are UTF-8."""
         if self.byte_lines and self.encoding != "utf-8":
             lines = [line.decode(self.encoding, "replace").encode() for line in lines]
