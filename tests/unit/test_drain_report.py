@@ -1,10 +1,18 @@
-"""The drain report always fits a pod's termination message, totals first."""
+"""The drain report: it always fits a pod's termination message, totals first, and it counts the
+events a sink holds in an open take as still in the channel."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 
-from kubeflume_agent.runtime.drain import MAX_REPORT_BYTES, DrainReport
+from kubeflume_agent.channels.file.channel import FileChannel
+from kubeflume_agent.config.keys import resolve
+from kubeflume_agent.config.properties import parse_properties
+from kubeflume_agent.core.event import Event
+from kubeflume_agent.runtime.agent import Agent
+from kubeflume_agent.runtime.drain import MAX_REPORT_BYTES, DrainReport, drain
 
 
 def test_a_small_report_keeps_every_channel_and_sink():
@@ -23,3 +31,52 @@ def test_a_large_report_drops_the_detail_then_shortens_the_reason_but_keeps_the_
     assert (parsed["held"], parsed["left"], parsed["delivered"], parsed["drained"]) == (3000, 3000, 0, False)
     assert "channels" not in parsed
     assert parsed["reason"].startswith("sink down: xxx") and parsed["reason"].endswith("...")
+
+
+def file_channel(tmp_path) -> str:
+    return ("a1.channels = c1\na1.channels.c1.type = file\n"
+            f"a1.channels.c1.checkpointDir = {tmp_path / 'checkpoint'}\na1.channels.c1.dataDirs = {tmp_path / 'data'}\n"
+            "a1.channels.c1.transactionCapacity = 1000\na1.channels.c1.minimumRequiredSpace = 1048576\n")
+
+
+async def store(tmp_path, count: int) -> None:
+    """`count` committed events in a file channel under `tmp_path`, its agent stopped."""
+    settings, _ = resolve(FileChannel.keys, parse_properties(file_channel(tmp_path), "a1").channels["c1"].params)
+    channel = FileChannel("c1", settings)
+    await channel.start()
+    try:
+        for start in range(0, count, 1000):
+            async with channel.transaction() as tx:
+                tx.put_all([Event(body=f"event-{n}".encode()) for n in range(start, min(count, start + 1000))])
+    finally:
+        await channel.stop()
+
+
+class HangingUpAgent(Agent):
+    """Its next agent (`peer`, a listening socket that never answers) goes away when it stops: the
+    sink's open take then fails and rolls back instead of waiting for its request timeout."""
+
+    def __init__(self, config, *, peer: socket.socket) -> None:
+        super().__init__(config, drain_timeout=0.1)
+        self.peer = peer
+
+    async def stop(self) -> None:
+        self.peer.close()  # the connections waiting in its backlog are reset
+        await super().stop()
+
+
+async def test_a_stall_while_a_sink_holds_a_take_open_still_counts_that_take_as_held(tmp_path):
+    await store(tmp_path, 3000)
+    with socket.socket() as silent:  # the sink's first batch never gets an answer: its take stays open
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        sink = ("a1.sinks = k1\na1.sinks.k1.type = avro\na1.sinks.k1.channel = c1\na1.sinks.k1.hostname = 127.0.0.1\n"
+                f"a1.sinks.k1.port = {silent.getsockname()[1]}\na1.sinks.k1.batch-size = 1000\n"
+                "a1.sinks.k1.request-timeout = 600000\n")
+
+        report = await drain(parse_properties(file_channel(tmp_path) + sink, "a1"), timeout=1, stop=asyncio.Event(),
+                             agent_factory=lambda config: HangingUpAgent(config, peer=silent))
+
+    assert (report.held, report.left, report.delivered) == ({"c1": 3000}, {"c1": 3000}, {"k1": 0})
+    assert report.reason.startswith("no event delivered for 1 s (c1 holds 3000)")
+    assert report.drained is False

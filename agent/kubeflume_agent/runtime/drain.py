@@ -19,7 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kubeflume_agent.config.model import AgentConfig
+from kubeflume_agent.core.channel import Channel
 from kubeflume_agent.runtime.agent import Agent
+from kubeflume_agent.sinks.base import Sink
 
 POLL_INTERVAL = 0.05
 MAX_REPORT_BYTES = 4096  # what the kubelet keeps of a termination message
@@ -86,42 +88,61 @@ async def drain(config: AgentConfig, *, timeout: float, stop: asyncio.Event,
         await agent.stop()  # what did start (a channel, say) lets go of its files
         raise
     channels, sinks = dict(agent.channels), dict(agent.sinks)  # stop() forgets them
-    report = DrainReport(config.name, held={name: channel.size for name, channel in channels.items()})
     try:
-        report.reason = await _wait_until_empty(agent, timeout, stop)
+        outcome = await _wait_until_empty(agent, timeout, stop)
     finally:
         await agent.stop()  # sinks settle their last takes; channels write their checkpoints
-    report.left = {name: channel.size for name, channel in channels.items()}
-    report.delivered = {name: sink.counters.drain_success for name, sink in sinks.items()}
-    left = sum(report.left.values())
-    if left and not report.reason:
-        report.reason = f"{left} events went back into the channels while the sinks stopped"
-    report.drained = not left and not report.reason
+    report = _settled_report(config.name, channels, sinks, outcome)
     report.seconds = time.monotonic() - started
     return report
 
 
-async def _wait_until_empty(agent: Agent, timeout: float, stop: asyncio.Event) -> str:
+@dataclass(frozen=True)
+class _Stalled:
+    """The sinks delivered nothing for `timeout` seconds; their latest errors at that moment."""
+
+    timeout: float
+    sink_errors: dict[str, str]
+
+    def reason(self, left: dict[str, int]) -> str:
+        holding = ", ".join(f"{name} holds {count}" for name, count in left.items() if count)
+        errors = "; ".join(f"{name}: {error}" for name, error in self.sink_errors.items())
+        return f"no event delivered for {self.timeout:g} s ({holding})" + (
+            f"; last sink errors: {errors}" if errors else "")
+
+
+async def _wait_until_empty(agent: Agent, timeout: float, stop: asyncio.Event) -> str | _Stalled:
     """"" once every channel is empty, else why the drain gives up."""
     loop = asyncio.get_running_loop()
-    delivered, progressed_at = _taken(agent), loop.time()
+    delivered, progressed_at = _taken(agent.channels), loop.time()
     while any(channel.size for channel in agent.channels.values()):
         if stop.is_set():
             return "stopped before the channels were empty"
         await asyncio.sleep(POLL_INTERVAL)
-        now = _taken(agent)
+        now = _taken(agent.channels)
         if now != delivered:
             delivered, progressed_at = now, loop.time()
         elif loop.time() - progressed_at >= timeout:
-            return _stall_reason(agent, timeout)
+            return _Stalled(timeout, agent.sink_errors())
     return ""
 
 
-def _stall_reason(agent: Agent, timeout: float) -> str:
-    holding = ", ".join(f"{name} holds {channel.size}" for name, channel in agent.channels.items() if channel.size)
-    errors = "; ".join(f"{name}: {error}" for name, error in agent.sink_errors().items())
-    return f"no event delivered for {timeout:g} s ({holding})" + (f"; last sink errors: {errors}" if errors else "")
+def _settled_report(agent: str, channels: dict[str, Channel], sinks: dict[str, Sink],
+                    outcome: str | _Stalled) -> DrainReport:
+    """The report, read once the agent has stopped: a channel's size leaves out the events a sink has
+    taken but not yet committed or rolled back, so only a stopped agent's sizes are what the channels
+    hold. With the sources off a committed take is the only way out, so what a channel held at the
+    start is what it holds now plus what was taken from it."""
+    left = {name: channel.size for name, channel in channels.items()}
+    report = DrainReport(agent, left=left,
+                         held={name: left[name] + channel.counters.take_success for name, channel in channels.items()},
+                         delivered={name: sink.counters.drain_success for name, sink in sinks.items()},
+                         reason=outcome.reason(left) if isinstance(outcome, _Stalled) else outcome)
+    if sum(left.values()) and not report.reason:
+        report.reason = f"{sum(left.values())} events went back into the channels while the sinks stopped"
+    report.drained = not sum(left.values()) and not report.reason
+    return report
 
 
-def _taken(agent: Agent) -> int:
-    return sum(channel.counters.take_success for channel in agent.channels.values())
+def _taken(channels: dict[str, Channel]) -> int:
+    return sum(channel.counters.take_success for channel in channels.values())
