@@ -11,14 +11,17 @@ Differences from Flume, on purpose:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 from kubeflume_agent.config.keys import (
+    Config,
     InvalidValue,
-    Key,
     Settings,
     charset,
+    declared_key,
     integer,
+    key,
     port_number,
     positive_integer,
 )
@@ -36,9 +39,11 @@ from kubeflume_agent.protocols.syslog import (
 from kubeflume_agent.sources import udp_server
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.tcp_server import (
-    CONNECTION_KEYS,
+    MAX_CONNECTIONS_KEY,
     READ_SIZE,
+    READ_TIMEOUT_KEY,
     Connection,
+    TcpServer,
     deliver_until_accepted,
     server_for,
 )
@@ -59,21 +64,69 @@ def port_list(text: str) -> list[int]:
     return ports
 
 
-_CLIENT_KEYS = (
-    Key("keepFields", parse_keep_fields, frozenset(), doc="none, all, or priority version timestamp hostname"),
-    Key("clientIPHeader", str, None, doc="header to put the client's IP address in"),
-    Key("clientHostnameHeader", str, None, doc="header to put the client's host name in (reverse DNS)"),
-    REUSE_PORT_KEY,
-)
-_TCP_KEYS = (*_CLIENT_KEYS, *CONNECTION_KEYS, *tls.SERVER_KEYS)
+@dataclass(frozen=True)
+class SyslogClientConfig(Config):
+    """The keys every syslog source has: which fields to keep, which headers tell the client."""
+
+    keep_fields: frozenset[str] = key("keepFields", parse_keep_fields, frozenset(),
+                                      doc="none, all, or priority version timestamp hostname")
+    client_ip_header: str | None = key("clientIPHeader", str, None, doc="header to put the client's IP address in")
+    client_hostname_header: str | None = key("clientHostnameHeader", str, None,
+                                             doc="header to put the client's host name in (reverse DNS)")
+    reuse_port: bool = declared_key(REUSE_PORT_KEY)
+
+
+@dataclass(frozen=True)
+class SyslogTcpBaseConfig(SyslogClientConfig, tls.TlsServerConfig):
+    """The keys of both TCP syslog sources."""
+
+    host: str = key("host", str, required=True, doc="address to bind")
+    event_size: int = key("eventSize", event_size, 2500,
+                          doc="longest message in bytes; longer ones are cut (Incomplete)")
+    read_timeout: float = declared_key(READ_TIMEOUT_KEY)
+    max_connections: int = declared_key(MAX_CONNECTIONS_KEY)
+
+    def problems(self) -> list[tuple[str, str]]:
+        return tls.validate_server(self)
+
+
+@dataclass(frozen=True)
+class SyslogTcpConfig(SyslogTcpBaseConfig):
+    port: int = key("port", port_number, required=True)
+
+
+@dataclass(frozen=True)
+class MultiportSyslogTcpConfig(SyslogTcpBaseConfig):
+    ports: list[int] = key("ports", port_list, required=True, doc="space-separated ports")
+    port_header: str | None = key("portHeader", str, None, doc="header to put the receiving port in")
+    charset_default: str = key("charset.default", charset, "utf-8", doc="charset of messages")
+    charset_port: dict[str, str] = key("charset.port.", charset, prefix=True,
+                                       doc="charset.port.<port> = charset for that port")
+    batch_size: int = key("batchSize", positive_integer, 100, doc="most events per channel transaction")
+    read_buffer_bytes: int = key("readBufferBytes", positive_integer, 1024,
+                                 doc="accepted for Flume compatibility; unused")
+    read_buffer_size: int = key("readBufferSize", positive_integer, 1024,
+                                doc="the guide's spelling of readBufferBytes; unused")
+    num_processors: int | None = key("numProcessors", positive_integer, None,
+                                     doc="accepted for Flume compatibility; unused")
+
+    def problems(self) -> list[tuple[str, str]]:
+        return super().problems() + [(f"charset.port.{port}", "expected charset.port.<port number>")
+                                     for port in self.charset_port if not port.isdigit()]
+
+
+@dataclass(frozen=True)
+class SyslogUdpConfig(SyslogClientConfig):
+    host: str = key("host", str, required=True, doc="address to bind")
+    port: int = key("port", port_number, required=True)
 
 
 class _ClientHeaders:
     """clientIPHeader / clientHostnameHeader values per peer; reverse DNS answers are cached."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.ip_header = settings["clientIPHeader"]
-        self.name_header = settings["clientHostnameHeader"]
+    def __init__(self, config: SyslogClientConfig) -> None:
+        self.ip_header = config.client_ip_header
+        self.name_header = config.client_hostname_header
         self._names: dict[str, str] = {}
 
     def __bool__(self) -> bool:
@@ -104,17 +157,20 @@ class _SyslogTcpBase(ListeningSource):
 
     address_key = "host"
 
+    config_class: ClassVar[type[SyslogTcpBaseConfig]] = SyslogTcpBaseConfig
+    config: SyslogTcpBaseConfig
     # Most events per channel transaction (multiport's batchSize); None: what the channels take.
     batch_size: int | None = None
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
-        self.client_headers = _ClientHeaders(settings)
-        self.server = server_for(self, self._serve, ssl_context=tls.server_context(tls.server_config(settings)))
+        self.config = config = self.config_class.from_settings(settings)
+        self.client_headers = _ClientHeaders(config)
+        self.server: TcpServer = server_for(self, self._serve, ssl_context=tls.server_context(config))
 
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        return tls.validate_server(tls.server_config(settings))
+        return cls.config_class.from_settings(settings).problems()
 
     def _parse(self, frames: list[bytes], connection: Connection) -> list[Event]:
         raise NotImplementedError
@@ -124,7 +180,7 @@ class _SyslogTcpBase(ListeningSource):
         return self._parse(framer.feed(data), connection)
 
     async def _serve(self, connection: Connection) -> None:
-        framer = SyslogFramer(self.settings["eventSize"])
+        framer = SyslogFramer(self.config.event_size)
         extra = await self.client_headers.for_peer(connection.peer_ip) if self.client_headers else None
         read = connection.read
         stopped = self.server.stopped
@@ -143,16 +199,11 @@ class _SyslogTcpBase(ListeningSource):
 
 
 class SyslogTcpSource(_SyslogTcpBase):
-    keys: ClassVar = (
-        Key("host", str, required=True, doc="address to bind"),
-        Key("port", port_number, required=True),
-        Key("eventSize", event_size, 2500, doc="longest message in bytes; longer ones are cut (Incomplete)"),
-        *_TCP_KEYS,
-    )
+    config_class = SyslogTcpConfig
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
-        self.parser = SyslogUtilsParser(settings["keepFields"])
+        self.parser = SyslogUtilsParser(self.config.keep_fields)
 
     def _parse(self, frames: list[bytes], connection: Connection) -> list[Event]:
         return self.parser.parse_all(frames)
@@ -162,46 +213,25 @@ class SyslogTcpSource(_SyslogTcpBase):
 
 
 class MultiportSyslogTcpSource(_SyslogTcpBase):
-    batch_size_key = "batchSize"
-    keys: ClassVar = (
-        Key("host", str, required=True, doc="address to bind"),
-        Key("ports", port_list, required=True, doc="space-separated ports"),
-        Key("eventSize", event_size, 2500),
-        Key("portHeader", str, None, doc="header to put the receiving port in"),
-        Key("charset.default", charset, "utf-8", doc="charset of messages"),
-        Key("charset.port.", charset, prefix=True, doc="charset.port.<port> = charset for that port"),
-        Key("batchSize", positive_integer, 100, doc="most events per channel transaction"),
-        Key("readBufferBytes", positive_integer, 1024, doc="accepted for Flume compatibility; unused"),
-        Key("readBufferSize", positive_integer, 1024, doc="the guide's spelling of readBufferBytes; unused"),
-        Key("numProcessors", positive_integer, None, doc="accepted for Flume compatibility; unused"),
-        *_TCP_KEYS,
-    )
+    config_class = MultiportSyslogTcpConfig
+    config: MultiportSyslogTcpConfig
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
-        self.parser = MultiportSyslogParser(settings["keepFields"])
-        self.batch_size = settings["batchSize"]
-        self.port_header = settings["portHeader"]
+        self.parser = MultiportSyslogParser(self.config.keep_fields)
+        self.batch_size = self.config.batch_size
+        self.port_header = self.config.port_header
         self._charsets: dict[int, str] = {}
 
     @classmethod
     def configured_ports(cls, settings: Settings) -> list[int]:
-        return settings["ports"]
-
-    @classmethod
-    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        problems = super().validate_settings(settings)
-        for port in settings["charset.port."]:
-            if not port.isdigit():
-                problems.append((f"charset.port.{port}", "expected charset.port.<port number>"))
-        return problems
+        return MultiportSyslogTcpConfig.from_settings(settings).ports
 
     async def start(self) -> None:
         await super().start()
-        per_port = {int(port): name for port, name in self.settings["charset.port."].items()}
-        default = self.settings["charset.default"]
-        for configured, bound in zip(self.settings["ports"], self.bound_ports, strict=True):
-            self._charsets[bound] = per_port.get(configured, default)
+        per_port = {int(port): name for port, name in self.config.charset_port.items()}
+        for configured, bound in zip(self.config.ports, self.bound_ports, strict=True):
+            self._charsets[bound] = per_port.get(configured, self.config.charset_default)
 
     def _parse(self, frames: list[bytes], connection: Connection) -> list[Event]:
         local_port = connection.writer.get_extra_info("sockname")[1]
@@ -222,16 +252,13 @@ class MultiportSyslogTcpSource(_SyslogTcpBase):
 class SyslogUdpSource(ListeningSource):
     address_key = "host"
     transport = "UDP"
-    keys: ClassVar = (
-        Key("host", str, required=True, doc="address to bind"),
-        Key("port", port_number, required=True),
-        *_CLIENT_KEYS,
-    )
+    config_class = SyslogUdpConfig
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
-        self.parser = SyslogUtilsParser(settings["keepFields"])
-        self.client_headers = _ClientHeaders(settings)
+        self.config = config = SyslogUdpConfig.from_settings(settings)
+        self.parser = SyslogUtilsParser(config.keep_fields)
+        self.client_headers = _ClientHeaders(config)
         self.server = udp_server.server_for(self, self._events)
         self.bound_ports: list[int] = []
 
