@@ -4,11 +4,13 @@ the channel is briefly full."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 
 import pytest
 
 from kubeflume_agent.core.counters import SourceCounters
+from kubeflume_agent.core.log_limit import RateLimitedWarnings
 from kubeflume_agent.sources.udp_server import UdpServer
 from tests.integration.source_harness import collect, memory_channel, running_source, take_all, wait_for
 
@@ -84,7 +86,7 @@ async def test_one_wake_up_takes_every_datagram_the_socket_holds():
     async def deliver(events, stopped):
         return True
 
-    server = UdpServer("r1", SourceCounters(), no_events, deliver, batch_size=1000)
+    server = UdpServer("r1", SourceCounters(), no_events, deliver, batch_size=1000, warnings=RateLimitedWarnings())
     (port,) = await server.start("127.0.0.1", [0])
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
@@ -94,3 +96,27 @@ async def test_one_wake_up_takes_every_datagram_the_socket_holds():
         assert [payload for payload, _, _ in server._pending] == [b"line %d" % i for i in range(500)]
     finally:
         await server.stop()
+
+
+async def test_datagrams_that_cannot_become_events_are_counted_and_their_log_is_rate_limited(caplog):
+    """A sender can make every datagram fail at will: each batch is counted, but only the first few
+    failures are logged (with their traceback), so the log cannot be flooded through it."""
+    async def failing(datagrams):
+        raise ValueError("cannot parse")
+
+    async def deliver(events, stopped):
+        return True
+
+    counters = SourceCounters()
+    server = UdpServer("r1", counters, failing, deliver, batch_size=1,
+                       warnings=RateLimitedWarnings(burst=3, window=3600))
+    (port,) = await server.start("127.0.0.1", [0])
+    try:
+        with caplog.at_level(logging.WARNING, logger="kubeflume_agent.sources.udp_server"), sender() as sock:
+            for i in range(50):
+                sock.sendto(b"bad %d" % i, ("127.0.0.1", port))
+            await wait_for(lambda: counters.event_read_fail == 50)
+    finally:
+        await server.stop()
+    failures = [r for r in caplog.records if "could not turn" in r.getMessage()]
+    assert len(failures) == 3 and all(r.exc_info and r.exc_info[0] is ValueError for r in failures)

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from kubeflume_agent.core.counters import SourceCounters
 from kubeflume_agent.core.event import Event
+from kubeflume_agent.core.log_limit import RateLimitedWarnings
 from kubeflume_agent.sources.base import Source
 from kubeflume_agent.sources.tcp_server import deliver_until_accepted
 
@@ -37,10 +38,11 @@ class UdpServer:
     """Datagrams of one port to `make_events`, whose events go to `deliver` in batches of `batch_size`."""
 
     def __init__(self, name: str, counters: SourceCounters, make_events: MakeEvents, deliver: Deliver, *,
-                 batch_size: int, reuse_port: bool = False, max_pending: int = 100_000,
+                 batch_size: int, warnings: RateLimitedWarnings, reuse_port: bool = False, max_pending: int = 100_000,
                  max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
         self.name = name
         self.counters = counters
+        self.warnings = warnings
         self.make_events = make_events
         self.deliver = deliver
         self.batch_size = batch_size
@@ -126,8 +128,9 @@ class UdpServer:
             self.pending_bytes -= sum(len(payload) for payload, _, _ in batch)
             try:
                 events = await self.make_events(batch)
-            except Exception:  # a bug in parsing must not stop the socket
-                log.exception("%s: could not turn %d datagrams into events", self.name, len(batch))
+            except Exception:  # a bug in parsing must not stop the socket, nor a flood of such datagrams fill the log
+                self.warnings.warn(log, "bad-datagrams", "%s: could not turn %d datagrams into events", self.name,
+                                   len(batch), exc_info=True)
                 self.counters.event_read_fail += len(batch)
                 continue
             if events and not await self.deliver(events, self.stopped):
@@ -144,4 +147,4 @@ def server_for(source: Source, make_events: MakeEvents) -> UdpServer:
         return await deliver_until_accepted(source, events, stopped)
 
     return UdpServer(source.name, source.counters, make_events, deliver, batch_size=source.processor.max_batch,
-                     reuse_port=source.settings["reusePort"])
+                     warnings=source.warnings, reuse_port=source.settings["reusePort"])
