@@ -25,22 +25,33 @@ import importlib
 import json
 import logging
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from dataclasses import dataclass, replace
+from typing import Any
 
 import orjson
 from aiohttp import web
 
-from kubeflume_agent.config.keys import InvalidValue, Key, Settings, boolean, comma_list, port_number, positive_integer
+from kubeflume_agent.config.keys import (
+    InvalidValue,
+    Settings,
+    boolean,
+    comma_list,
+    declared_key,
+    key,
+    port_number,
+    positive_integer,
+)
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols import tls
 from kubeflume_agent.protocols.java_charsets import decode_java, java_encoder
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.http_server import HttpServer
 from kubeflume_agent.sources.tcp_server import (
-    CONNECTION_KEYS,
     DEFAULT_MAX_BATCH_EVENTS,
     DEFAULT_MAX_REQUEST_BYTES,
     MAX_BATCH_EVENTS_KEY,
+    MAX_CONNECTIONS_KEY,
+    READ_TIMEOUT_KEY,
     Outcome,
     deliver_call,
 )
@@ -132,7 +143,7 @@ def _scalar_text(value: Any, what: str) -> str:
 def _json_events(document: list[Any], codec: str, bom: bytes) -> list[Event]:
     """The events of a request. The usual item, `{"headers": {text: text...}, "body": text}`,
     keeps its parsed headers dict as it is; any other goes through `_json_event`'s checks."""
-    events = []
+    events: list[Event] = []
     append = events.append
     for item in document:
         if type(item) is dict:
@@ -188,13 +199,13 @@ HANDLERS = {
 }
 
 
-def build_handler(settings: Settings) -> Any:
+def build_handler(config: HttpSourceConfig) -> Any:
     """The configured handler, built with its `handler.*` settings (and the JSON handler with the
     source's `max-batch-events`, which it needs while parsing)."""
-    handler_class = load_handler_class(settings["handler"])
+    handler_class = load_handler_class(config.handler)
     if handler_class is JsonHandler:
-        return JsonHandler(dict(settings["handler."]), settings["max-batch-events"])
-    return handler_class(dict(settings["handler."]))
+        return JsonHandler(dict(config.handler_params), config.max_batch_events)
+    return handler_class(dict(config.handler_params))
 
 
 def load_handler_class(name: str) -> type:
@@ -205,60 +216,91 @@ def load_handler_class(name: str) -> type:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-class HttpSource(ListeningSource):
-    keys: ClassVar = (
-        Key("port", port_number, required=True),
-        Key("bind", str, "0.0.0.0", doc="address to bind"),
-        Key("handler", str, "org.apache.flume.source.http.JSONHandler", doc="handler class or Python path"),
-        Key("handler.", str, prefix=True, doc="settings passed to the handler"),
-        Key("enableGet", boolean, False, doc="also pass GET requests to the handler (Flume always does)"),
-        Key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES, doc="largest body accepted"),
-        MAX_BATCH_EVENTS_KEY,
-        REUSE_PORT_KEY,
-        *CONNECTION_KEYS,
-        Key("enableSSL", boolean, None, doc="deprecated spelling of ssl"),
-        Key("keystorePassword", str, None, doc="deprecated spelling of keystore-password"),
-        Key("excludeProtocols", str, None, doc="deprecated spelling of exclude-protocols"),
-        Key("QueuedThreadPool.", str, prefix=True, doc="Jetty tuning; accepted and ignored"),
-        Key("HttpConfiguration.", str, prefix=True,
-            doc="Jetty tuning; `sendServerVersion = false` drops the Server header, the rest is ignored"),
-        Key("SslContextFactory.", str, prefix=True, doc="Jetty tuning; accepted and ignored"),
-        Key("ServerConnector.", str, prefix=True, doc="Jetty tuning; accepted and ignored"),
-        *tls.SERVER_KEYS,
-    )
+_JETTY_IGNORED = "Jetty tuning; accepted and ignored"
 
-    def __init__(self, name: str, settings: Settings, processor) -> None:
-        settings = _apply_deprecated_keys(settings)
-        super().__init__(name, settings, processor)
-        self.handler = build_handler(settings)
-        app = web.Application(client_max_size=settings["max-request-bytes"])
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self.server = HttpServer(self, app, ssl_context=tls.server_context(tls.server_config(settings)),
-                                 send_server_version=_sends_server_version(settings))
 
-    @classmethod
-    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        problems = tls.validate_server(tls.server_config(_apply_deprecated_keys(settings)))
+@dataclass(frozen=True)
+class HttpSourceConfig(tls.TlsServerConfig):
+    port: int = key("port", port_number, required=True)
+    bind: str = key("bind", str, "0.0.0.0", doc="address to bind")
+    handler: str = key("handler", str, "org.apache.flume.source.http.JSONHandler",
+                       doc="handler class or Python path")
+    handler_params: dict[str, str] = key("handler.", str, prefix=True, doc="settings passed to the handler")
+    enable_get: bool = key("enableGet", boolean, False,
+                           doc="also pass GET requests to the handler (Flume always does)")
+    max_request_bytes: int = key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES,
+                                 doc="largest body accepted")
+    max_batch_events: int = declared_key(MAX_BATCH_EVENTS_KEY)
+    reuse_port: bool = declared_key(REUSE_PORT_KEY)
+    read_timeout: float = declared_key(READ_TIMEOUT_KEY)
+    max_connections: int = declared_key(MAX_CONNECTIONS_KEY)
+    enable_ssl: bool | None = key("enableSSL", boolean, None, doc="deprecated spelling of ssl")
+    keystore_password_deprecated: str | None = key("keystorePassword", str, None,
+                                                   doc="deprecated spelling of keystore-password")
+    exclude_protocols_deprecated: str | None = key("excludeProtocols", str, None,
+                                                   doc="deprecated spelling of exclude-protocols")
+    queued_thread_pool: dict[str, str] = key("QueuedThreadPool.", str, prefix=True, doc=_JETTY_IGNORED)
+    http_configuration: dict[str, str] = key(
+        "HttpConfiguration.", str, prefix=True,
+        doc="Jetty tuning; `sendServerVersion = false` drops the Server header, the rest is ignored")
+    ssl_context_factory: dict[str, str] = key("SslContextFactory.", str, prefix=True, doc=_JETTY_IGNORED)
+    server_connector: dict[str, str] = key("ServerConnector.", str, prefix=True, doc=_JETTY_IGNORED)
+
+    def with_deprecated_keys(self) -> HttpSourceConfig:
+        """Flume's old spellings (enableSSL, keystorePassword, excludeProtocols) fill the new keys."""
+        updated = self
+        if self.enable_ssl is not None and not self.use_ssl:
+            updated = replace(updated, use_ssl=self.enable_ssl)
+        if self.keystore_password_deprecated and not self.keystore_password:
+            updated = replace(updated, keystore_password=self.keystore_password_deprecated)
+        if self.exclude_protocols_deprecated:
+            updated = replace(updated, exclude_protocols=self.exclude_protocols_deprecated.split())
+        return updated
+
+    def sends_server_version(self) -> bool:
+        """Jetty's HttpConfiguration.sendServerVersion (true unless set to false)."""
+        value = self.http_configuration.get("sendServerVersion")
+        return True if value is None else boolean(value)
+
+    def problems(self) -> list[tuple[str, str]]:
+        problems = tls.validate_server(self)
         try:
-            load_handler_class(settings["handler"])
+            load_handler_class(self.handler)
         except (ImportError, AttributeError, ValueError) as error:
-            problems.append(("handler", f"cannot load handler {settings['handler']!r}: {error}"))
+            problems.append(("handler", f"cannot load handler {self.handler!r}: {error}"))
         try:
-            _sends_server_version(settings)
+            self.sends_server_version()
         except InvalidValue as error:
             problems.append(("HttpConfiguration.sendServerVersion", str(error)))
         return problems
 
+
+class HttpSource(ListeningSource):
+    config_class = HttpSourceConfig
+
+    def __init__(self, name: str, settings: Settings, processor) -> None:
+        super().__init__(name, settings, processor)
+        self.config = config = HttpSourceConfig.from_settings(settings).with_deprecated_keys()
+        self.handler = build_handler(config)
+        app = web.Application(client_max_size=config.max_request_bytes)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self.server: HttpServer = HttpServer(self, app, ssl_context=tls.server_context(config),
+                                             send_server_version=config.sends_server_version())
+
+    @classmethod
+    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
+        return HttpSourceConfig.from_settings(settings).with_deprecated_keys().problems()
+
     async def _handle(self, request: web.Request) -> web.Response:
         if request.method in ("TRACE", "OPTIONS"):
             return web.Response(status=403)
-        if request.method != "POST" and not (request.method == "GET" and self.settings["enableGet"]):
+        if request.method != "POST" and not (request.method == "GET" and self.config.enable_get):
             return web.Response(status=405, headers={"Allow": "POST"})
         try:
             events = await self.server.read_within(request, self.handler.get_events(request))
-            if len(events) > self.settings["max-batch-events"]:
+            if len(events) > self.config.max_batch_events:
                 raise TooManyEvents(f"{len(events)} events, more than max-batch-events = "
-                                    f"{self.settings['max-batch-events']}")
+                                    f"{self.config.max_batch_events}")
         except BadRequest as error:
             self.counters.event_read_fail += 1
             self.warnings.warn(log, "bad-request", "%s: refused a request from %s (400): %s",
@@ -284,21 +326,3 @@ class HttpSource(ListeningSource):
         if outcome == Outcome.FAILED:
             return web.Response(status=500, text="Unexpected error while processing events")
         return web.Response(status=200)
-
-
-def _sends_server_version(settings: Settings) -> bool:
-    """Jetty's HttpConfiguration.sendServerVersion (true unless set to false)."""
-    value = settings["HttpConfiguration."].get("sendServerVersion")
-    return True if value is None else boolean(value)
-
-
-def _apply_deprecated_keys(settings: Settings) -> Settings:
-    """Flume's old spellings (enableSSL, keystorePassword, excludeProtocols) fill the new keys."""
-    updated = Settings(settings)
-    if settings.get("enableSSL") is not None and not settings.get("ssl"):
-        updated["ssl"] = settings["enableSSL"]
-    if settings.get("keystorePassword") and not settings.get("keystore-password"):
-        updated["keystore-password"] = settings["keystorePassword"]
-    if settings.get("excludeProtocols"):
-        updated["exclude-protocols"] = settings["excludeProtocols"].split()
-    return updated
