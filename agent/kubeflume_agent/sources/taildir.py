@@ -47,10 +47,11 @@ from dataclasses import dataclass, field
 import orjson
 
 from kubeflume_agent.config.keys import (
+    Config,
     InvalidValue,
-    Key,
     Settings,
     boolean,
+    key,
     non_negative_integer,
     one_of,
     positive_integer,
@@ -168,68 +169,92 @@ def _group_pattern(text: str) -> str:
     return os.path.join(directory, name)
 
 
+@dataclass(frozen=True)
+class TaildirConfig(Config):
+    filegroups: list[str] = key("filegroups", word_list, required=True, doc="names of the file groups")
+    filegroup_paths: dict[str, str] = key(
+        "filegroups.", _group_pattern, prefix=True,
+        doc="per group: absolute path, regular expression allowed in the file-name part")
+    position_file: str = key("positionFile", str, "~/.flume/taildir_position.json",
+                             doc="where read positions are kept")
+    headers: dict[str, str] = key("headers.", str, prefix=True,
+                                  doc="headers.<group>.<name> = value: static headers per group")
+    byte_offset_header: bool = key("byteOffsetHeader", boolean, False,
+                                   doc="add header byteoffset = the line's start offset")
+    skip_to_end: bool = key("skipToEnd", boolean, False, doc="start files not in the position file at their end")
+    idle_timeout: int = key(
+        "idleTimeout", non_negative_integer, 120000,
+        doc="ms without growth after which a last line without newline is sent and rotated files closed")
+    write_pos_interval: int = key("writePosInterval", non_negative_integer, 3000,
+                                  doc="ms between writes of the position file")
+    batch_size: int = key("batchSize", positive_integer, 100, doc="lines per channel transaction")
+    max_batch_count: int = key("maxBatchCount", positive_integer, 2**63 - 1,
+                               doc="batches from one file before the next file")
+    backoff_sleep_increment: int = key("backoffSleepIncrement", positive_integer, 1000,
+                                       doc="ms added to the wait per idle poll")
+    max_backoff_sleep: int = key("maxBackoffSleep", positive_integer, 5000, doc="longest wait (ms) between idle polls")
+    cache_pattern_matching: bool = key("cachePatternMatching", boolean, True,
+                                       doc="accepted; directories are listed on every poll")
+    file_header: bool = key("fileHeader", boolean, False, doc="add the file's path as a header")
+    file_header_key: str = key("fileHeaderKey", str, "file")
+    line_format: str = key(
+        "lineFormat", one_of(*LINE_FORMATS), "raw",
+        doc="raw: each line an event; cri (containerd, CRI-O) or docker (json-file): the message alone, "
+            "partial lines joined, headers stream and timestamp")
+    max_line_bytes: int = key(
+        "maxLineBytes", positive_integer, 1024 * 1024,
+        doc="longest joined event (partial or multiline); past it the event is cut (EventCutCount)")
+    multiline_start: re.Pattern[bytes] | None = key(
+        "multiline.start", _java_regex,
+        doc="regex of a record's first line; the lines that follow (same file and stream) are appended with \\n")
+    multiline_max_lines: int = key("multiline.maxLines", positive_integer, 500,
+                                   doc="most lines in one multiline record")
+    multiline_flush_timeout: int = key("multiline.flushTimeout", positive_integer, 5000,
+                                       doc="ms after which an unfinished multiline record is sent anyway")
+
+    @property
+    def position_path(self) -> str:
+        return os.path.abspath(os.path.expanduser(self.position_file))
+
+    def problems(self) -> list[tuple[str, str]]:
+        return [(f"filegroups.{group}", "is required for every group in filegroups")
+                for group in self.filegroups if group not in self.filegroup_paths]
+
+    def assembler(self) -> LineAssembler | None:
+        """The joiner every followed file gets a copy of; None when lines are events as they are."""
+        start = self.multiline_start
+        if self.line_format == "raw" and start is None:
+            return None
+        multiline = None if start is None else Multiline(start, self.multiline_max_lines,
+                                                         self.multiline_flush_timeout / 1000)
+        return LineAssembler(self.line_format, max_bytes=self.max_line_bytes, multiline=multiline,
+                             partial_timeout=self.idle_timeout / 1000)
+
+    def header_names(self) -> tuple[str | None, str | None]:
+        """(byte offset header, file header): the optional headers every event may get."""
+        return ("byteoffset" if self.byte_offset_header else None,
+                self.file_header_key if self.file_header else None)
+
+
 class TaildirSource(PollableSource):
-    batch_size_key = "batchSize"
     counters: TaildirCounters
-    keys = (
-        Key("filegroups", word_list, required=True, doc="names of the file groups"),
-        Key("filegroups.", _group_pattern, prefix=True,
-            doc="per group: absolute path, regular expression allowed in the file-name part"),
-        Key("positionFile", str, "~/.flume/taildir_position.json", doc="where read positions are kept"),
-        Key("headers.", str, prefix=True, doc="headers.<group>.<name> = value: static headers per group"),
-        Key("byteOffsetHeader", boolean, False, doc="add header byteoffset = the line's start offset"),
-        Key("skipToEnd", boolean, False, doc="start files not in the position file at their end"),
-        Key("idleTimeout", non_negative_integer, 120000,
-            doc="ms without growth after which a last line without newline is sent and rotated files closed"),
-        Key("writePosInterval", non_negative_integer, 3000, doc="ms between writes of the position file"),
-        Key("batchSize", positive_integer, 100, doc="lines per channel transaction"),
-        Key("maxBatchCount", positive_integer, 2**63 - 1, doc="batches from one file before the next file"),
-        Key("backoffSleepIncrement", positive_integer, 1000, doc="ms added to the wait per idle poll"),
-        Key("maxBackoffSleep", positive_integer, 5000, doc="longest wait (ms) between idle polls"),
-        Key("cachePatternMatching", boolean, True, doc="accepted; directories are listed on every poll"),
-        Key("fileHeader", boolean, False, doc="add the file's path as a header"),
-        Key("fileHeaderKey", str, "file"),
-        Key("lineFormat", one_of(*LINE_FORMATS), "raw",
-            doc="raw: each line an event; cri (containerd, CRI-O) or docker (json-file): the message alone, "
-                "partial lines joined, headers stream and timestamp"),
-        Key("maxLineBytes", positive_integer, 1024 * 1024,
-            doc="longest joined event (partial or multiline); past it the event is cut (EventCutCount)"),
-        Key("multiline.start", _java_regex,
-            doc="regex of a record's first line; the lines that follow (same file and stream) are appended with \\n"),
-        Key("multiline.maxLines", positive_integer, 500, doc="most lines in one multiline record"),
-        Key("multiline.flushTimeout", positive_integer, 5000,
-            doc="ms after which an unfinished multiline record is sent anyway"),
-    )
+    config_class = TaildirConfig
 
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
+        self.config = config = TaildirConfig.from_settings(settings)
         self.counters = TaildirCounters()
-        self.position_file = self.position_path(settings)
-        self.assembler = self._assembler(settings)
-        self.event_headers = self._header_names(settings)
-        self.patterns = {group: self._compile(settings["filegroups."][group]) for group in settings["filegroups"]}
-        self.group_headers = self._headers_by_group(settings["headers."])
+        self.position_file = config.position_path
+        self.assembler = config.assembler()
+        self.event_headers = config.header_names()
+        self.patterns = {group: self._compile(config.filegroup_paths[group]) for group in config.filegroups}
+        self.group_headers = self._headers_by_group(config.headers)
         self.files: dict[int, TailFile] = {}
         self._idle_polls = 0
         self._last_position_write = 0.0
         self._positions_stale = False
         self._unreadable: set[int] = set()
         self._left_behind: list[dict] = []  # positions of files truncated (or gone while down): see _copy_of
-
-    @staticmethod
-    def _assembler(settings: Settings) -> LineAssembler | None:
-        """The joiner every followed file gets a copy of; None when lines are events as they are."""
-        start = settings["multiline.start"]
-        if settings["lineFormat"] == "raw" and start is None:
-            return None
-        multiline = None if start is None else Multiline(start, settings["multiline.maxLines"],
-                                                         settings["multiline.flushTimeout"] / 1000)
-        return LineAssembler(settings["lineFormat"], max_bytes=settings["maxLineBytes"], multiline=multiline,
-                             partial_timeout=settings["idleTimeout"] / 1000)
-
-    @staticmethod
-    def position_path(settings: Settings) -> str:
-        return os.path.abspath(os.path.expanduser(settings["positionFile"]))
 
     @staticmethod
     def _compile(path: str) -> tuple[str, re.Pattern]:
@@ -239,19 +264,18 @@ class TaildirSource(PollableSource):
     @staticmethod
     def _headers_by_group(flat: dict[str, str]) -> dict[str, dict[str, str]]:
         headers: dict[str, dict[str, str]] = {}
-        for key, value in flat.items():
-            group, _, name = key.partition(".")
+        for flat_key, value in flat.items():
+            group, _, name = flat_key.partition(".")
             headers.setdefault(group, {})[name] = value
         return headers
 
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        return [(f"filegroups.{group}", "is required for every group in filegroups")
-                for group in settings["filegroups"] if group not in settings["filegroups."]]
+        return TaildirConfig.from_settings(settings).problems()
 
     @classmethod
     def storage_paths(cls, settings: Settings) -> list[str]:
-        return [os.path.dirname(cls.position_path(settings))]
+        return [os.path.dirname(TaildirConfig.from_settings(settings).position_path)]
 
     async def start(self) -> None:
         os.makedirs(os.path.dirname(self.position_file), exist_ok=True)
@@ -280,7 +304,7 @@ class TaildirSource(PollableSource):
         self._scan()
         read_any = False
         for tail in sorted(self.files.values(), key=lambda t: os.fstat(t.fd).st_mtime_ns):  # oldest first
-            for _ in range(min(self.settings["maxBatchCount"], MAX_BATCHES_PER_POLL)):
+            for _ in range(min(self.config.max_batch_count, MAX_BATCHES_PER_POLL)):
                 events, progress = self._read_batch(tail)
                 if not events and progress == tail.progress:
                     break
@@ -295,7 +319,7 @@ class TaildirSource(PollableSource):
                 read_any = True
         self._drop_finished()
         if self._positions_stale or (
-                time.monotonic() - self._last_position_write >= self.settings["writePosInterval"] / 1000):
+                time.monotonic() - self._last_position_write >= self.config.write_pos_interval / 1000):
             self._write_positions()
         if read_any:
             self._idle_polls = 0
@@ -305,7 +329,7 @@ class TaildirSource(PollableSource):
 
     async def _deliver_all(self, events: list[Event]) -> None:
         """One batch, or (when one long line was cut into many events) several of batchSize."""
-        for batch in batches(events, self.settings["batchSize"]):
+        for batch in batches(events, self.config.batch_size):
             await self.deliver(batch)
 
     def _commit(self, tail: TailFile, progress: Progress) -> None:
@@ -319,9 +343,9 @@ class TaildirSource(PollableSource):
         """Wait as Flume's runner would (backoffSleepIncrement steps up to maxBackoffSleep); the
         runner's own backoff (fixed 1 s steps) is not used, so these keys keep their meaning."""
         self._idle_polls += 1
-        settings = self.settings
-        await asyncio.sleep(min(self._idle_polls * settings["backoffSleepIncrement"],
-                                settings["maxBackoffSleep"]) / 1000)
+        config = self.config
+        await asyncio.sleep(min(self._idle_polls * config.backoff_sleep_increment,
+                                config.max_backoff_sleep) / 1000)
 
     # -- finding files ------------------------------------------------------------------------
 
@@ -393,7 +417,7 @@ class TaildirSource(PollableSource):
             tail.resume(original.progress.clipped(size))
             log.info("source %s: %s looks like a copy of %s; reading it from offset %d once the original "
                      "is truncated", self.name, path, original.path, tail.pos)
-        elif at_start and saved is None and self.settings["skipToEnd"]:
+        elif at_start and saved is None and self.config.skip_to_end:
             tail.resume(Progress(size, size))
         self.files[inode] = tail
 
@@ -482,19 +506,20 @@ class TaildirSource(PollableSource):
             return [], tail.progress
         data = self._read_lines_from(tail.fd, tail.pos, size)
         events, end = self._split(tail, data)
-        if end == tail.pos + len(data) or not self._idle(tail) or len(events) >= self.settings["batchSize"]:
+        if end == tail.pos + len(data) or not self._idle(tail) or len(events) >= self.config.batch_size:
             return events, Progress(end, end)
         rest = data[end - tail.pos:]  # a last line without newline, idle long enough: send it
         events.append(self._event(tail, rest, end))
         return events, Progress(end + len(rest), end + len(rest))
 
     def _idle(self, tail: TailFile) -> bool:
-        return time.monotonic() - tail.last_growth >= self.settings["idleTimeout"] / 1000
+        return time.monotonic() - tail.last_growth >= self.config.idle_timeout / 1000
 
     def _read_records(self, tail: TailFile, size: int) -> tuple[list[Event], Progress]:
         """Lines from tail.read_pos through the file's assembler, until batchSize records are whole;
         unfinished records are sent when they waited long enough, or all of them once the file is idle."""
-        assembler, now, limit = tail.assembler, time.monotonic(), self.settings["batchSize"]
+        assembler, now, limit = tail.assembler, time.monotonic(), self.config.batch_size
+        assert assembler is not None, "only a file with an assembler has records"
         records: list[Record] = []
         pos = tail.read_pos
         if size > pos:
@@ -524,6 +549,7 @@ class TaildirSource(PollableSource):
         """While the original is intact, it supplies the copied lines; the copy just keeps pace.
         An original that went away or stayed untruncated was never copied: read the file from 0."""
         original = copy.twin
+        assert original is not None, "asked of a copy only"
         if (original.inode in self.files and original.visible
                 and time.monotonic() - copy.twin_since < TRUNCATE_WAIT):
             copy.resume(original.progress.clipped(os.fstat(copy.fd).st_size))
@@ -540,9 +566,9 @@ class TaildirSource(PollableSource):
         return data
 
     def _split(self, tail: TailFile, data: bytes) -> tuple[list[Event], int]:
-        events = []
+        events: list[Event] = []
         start = 0
-        limit = self.settings["batchSize"]
+        limit = self.config.batch_size
         while len(events) < limit:
             newline = data.find(b"\n", start)
             if newline < 0:
@@ -551,12 +577,6 @@ class TaildirSource(PollableSource):
             events.append(self._event(tail, data[start:line_end], tail.pos + start))
             start = newline + 1
         return events, tail.pos + start
-
-    @staticmethod
-    def _header_names(settings: Settings) -> tuple[str | None, str | None]:
-        """(byte offset header, file header): the optional headers every event may get."""
-        return ("byteoffset" if settings["byteOffsetHeader"] else None,
-                settings["fileHeaderKey"] if settings["fileHeader"] else None)
 
     def _record_events(self, tail: TailFile, records: list[Record]) -> list[Event]:
         """Events of joined records, with stream and timestamp (or the parse error) as headers; what
@@ -602,7 +622,7 @@ class TaildirSource(PollableSource):
 
     def _drop_finished(self) -> None:
         """Close rotated-away files once read to their end and idle for idleTimeout."""
-        idle_after = self.settings["idleTimeout"] / 1000
+        idle_after = self.config.idle_timeout / 1000
         now = time.monotonic()
         for inode, tail in list(self.files.items()):
             if not tail.visible and tail.pos >= os.fstat(tail.fd).st_size and now - tail.last_growth >= idle_after:
