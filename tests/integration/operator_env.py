@@ -42,7 +42,8 @@ import jsonpatch
 import kmock as kmock_lib
 import yaml
 
-from tests.kubernetes.cluster import free_port, resource_path
+from tests.kubernetes.cluster import resource_path
+from tests.network import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "crds"

@@ -16,15 +16,11 @@ import pytest
 import yaml
 from crash_harness import wait_until
 
+from tests.network import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 AGENT = [sys.executable, "-m", "kubeflume_agent.cli"]
 KUBEFLUME = [sys.executable, "-m", "kubeflume_operator.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def pipeline(port: int, out: Path, extra: str = "") -> str:

@@ -23,13 +23,9 @@ from pathlib import Path
 import pytest
 from crash_harness import CrashableAgent, wait_until
 
+from tests.network import free_port
+
 EVENTS = 100_000
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def channel_config(tmp_path: Path) -> str:

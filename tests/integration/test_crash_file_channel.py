@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from crash_harness import (
 )
 
 from kubeflume_agent.channels.file.log import list_log_files
+from tests.network import free_port
 
 
 def spool_config(tmp_path: Path, with_sink: bool) -> str:
@@ -67,12 +67,6 @@ def test_damaged_data_file_and_checkpoint_are_reported_and_the_rest_delivered(tm
 
 
 # -- netcat -> file channel, kill -9 mid-stream ----------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 async def client(port: int, first: int, acknowledged: list[str], stop: asyncio.Event) -> None:
     """Send numbered lines in windows of 50, reconnecting whenever the agent goes away; a line

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from crash_harness import wait_until
 
-from tests.integration.test_agent_cli import AGENT, KUBEFLUME, Running, free_port, send_lines, written_lines
+from tests.integration.test_agent_cli import AGENT, KUBEFLUME, Running, send_lines, written_lines
+from tests.network import free_port
 
 LATIN1_COMMENT = b"# caf\xe9: a Latin-1 comment, as an editor on a Latin-1 system writes it\n"
 

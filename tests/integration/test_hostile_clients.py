@@ -18,8 +18,9 @@ from crash_harness import wait_until
 
 from kubeflume_agent.core.event import Event
 from tests.integration.source_harness import collect, running_source, wait_for
-from tests.integration.test_agent_cli import AGENT, Running, free_port, metrics
+from tests.integration.test_agent_cli import AGENT, Running, metrics
 from tests.integration.test_thrift import OK, ApacheFlumeClient
+from tests.network import free_port
 
 pytestmark = pytest.mark.timeout(300)
 

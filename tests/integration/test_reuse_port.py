@@ -4,7 +4,6 @@ spreads connections over both, which is how an agent scales past one core. Real 
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -12,13 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.network import free_port
+
 pytestmark = pytest.mark.timeout(180)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def agent_conf(port: int, out: Path) -> str:

@@ -15,7 +15,7 @@ from kubeflume_operator.yarn.resourcemanager import (
     ResourceManagerError,
 )
 from tests.fakes.resourcemanager import Behaviour, FakeResourceManager
-from tests.integration.operator_env import free_port
+from tests.network import free_port
 
 
 def minimal_context(application_id: str) -> dict:

@@ -13,6 +13,7 @@ import pytest
 import trustme
 
 from tests.integration.source_harness import collect, memory_channel, running_source, take_all, wait_for
+from tests.network import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -255,9 +256,7 @@ async def test_multiport_delivers_in_transactions_of_batch_size():
 
 
 async def test_multiport_configured_charset_per_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     params = {"host": "127.0.0.1", "ports": str(port), f"charset.port.{port}": "ISO-8859-1"}
     async with running_source("multiport_syslogtcp", params) as (_, channel):
         await send_tcp(port, "<14>Nov 22 05:40:03 web2 app: caf\u00e9\n".encode("latin-1"))

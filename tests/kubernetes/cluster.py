@@ -35,6 +35,8 @@ import kubernetes
 import yaml
 from kubernetes.client.exceptions import ApiException
 
+from tests.network import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "crds"
 KUBECONFIG_ENV = "KUBEFLUME_TEST_KUBECONFIG"
@@ -68,12 +70,6 @@ class NoCluster(Exception):
 
 class BadClusterSetting(NoCluster):
     """A cluster was asked for but cannot be had as asked: a failure, never a skip."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _free_port_pair() -> int:
@@ -447,7 +443,6 @@ def running_operator(kubeconfig: Path, namespace: str, log_dir: Path, **options:
         yield operator
     finally:
         operator.stop()
-
 
 
 def service_account_kubeconfig(cluster: Cluster, namespace: str, service_account: str, path: Path,

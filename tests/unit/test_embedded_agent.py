@@ -6,7 +6,6 @@ source on 127.0.0.1, or its file_roll sink writes to a temporary directory.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -17,15 +16,9 @@ from kubeflume_agent.embedded import SOURCE_TYPE, BlockingEmbeddedAgent, Embedde
 from kubeflume_agent.runtime.agent import InvalidConfig
 from kubeflume_agent.sinks.base import Sink
 from tests.integration.source_harness import collect, running_source, take_all
+from tests.network import free_port
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def dead_port() -> int:
-    """A local port nobody listens on: connections to it are refused, so a sink there never drains."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def avro_keys(port: int, **extra: str) -> dict[str, str]:
@@ -35,7 +28,7 @@ def avro_keys(port: int, **extra: str) -> dict[str, str]:
 
 def full_channel_keys(capacity: int) -> dict[str, str]:
     """A channel nothing drains, failing a put at once (keep-alive 0) when it has no room."""
-    return avro_keys(dead_port(), **{"channel.capacity": str(capacity), "channel.transactionCapacity": str(capacity),
+    return avro_keys(free_port(), **{"channel.capacity": str(capacity), "channel.transactionCapacity": str(capacity),
                                      "channel.keep-alive": "0", "k1.batch-size": str(capacity)})
 
 

@@ -9,7 +9,7 @@ from kubeflume_operator.flumeagent import handlers
 from kubeflume_operator.flumeagent import status as agent_status
 from kubeflume_operator.flumeagent.resources import CONFIG_HASH_ANNOTATION
 from kubeflume_operator.flumeagent.status import Counters, PodView, Rollout
-from tests.integration.operator_env import free_port
+from tests.network import free_port
 
 
 def deployment(desired=2, generation=3, **status) -> dict:
