@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from kubeflume_agent.channels.memory import MemoryChannel
 from kubeflume_agent.config.keys import resolve
@@ -53,6 +54,26 @@ async def running_source(type_name: str, params: dict[str, str], channel: Memory
     finally:
         await source.stop()
         await processor.stop()
+        await channel.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_sink(type_name: str, params: dict[str, str], *, channel: MemoryChannel | None = None,
+                       events: Sequence[Event] = ()) -> AsyncIterator[tuple[Any, MemoryChannel]]:
+    """A sink built as the agent builds it (its declared keys, no validation problem), on a started
+    memory channel already holding `events`; both stopped at the end."""
+    sink_class, settings = settings_for("sink", type_name, params)
+    assert sink_class.validate_settings(settings) == []
+    channel = channel or memory_channel()
+    await channel.start()
+    if events:
+        await put_all(channel, list(events))
+    sink = sink_class("k1", settings, channel)
+    await sink.start()
+    try:
+        yield sink, channel
+    finally:
+        await sink.stop()
         await channel.stop()
 
 

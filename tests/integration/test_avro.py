@@ -22,8 +22,8 @@ from kubeflume_agent.interceptors.base import Interceptor
 from tests.integration.source_harness import (
     collect,
     memory_channel,
+    running_sink,
     running_source,
-    settings_for,
     take_all,
     wait_for,
 )
@@ -119,20 +119,8 @@ async def test_unknown_message_is_a_system_error():
     assert answer == b"\x00\x00\x00\x00" + b"\x00" + b"\x01" + b"\x00" + avro_string(b"No such remote message: nope")
 
 
-@contextlib.asynccontextmanager
-async def avro_sink(params: dict[str, str], events: list[Event]):
-    channel = memory_channel()
-    await channel.start()
-    tx = channel.transaction()
-    tx.put_all(events)
-    await tx.commit()
-    sink_class, settings = settings_for("sink", "avro", params)
-    sink = sink_class("k1", settings, channel)
-    await sink.start()
-    try:
-        yield sink, channel
-    finally:
-        await sink.stop()
+def avro_sink(params: dict[str, str], events: list[Event]):
+    return running_sink("avro", params, events=events)
 
 
 def numbered(count: int) -> list[Event]:

@@ -17,26 +17,17 @@ from kubeflume_agent.core.errors import EventDeliveryError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.status import Status
 from kubeflume_agent.sinks.file_roll import RollingFileSink
-from tests.integration.source_harness import memory_channel, put_all, settings_for, wait_for
+from tests.integration.source_harness import put_all, running_sink, settings_for, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @contextlib.asynccontextmanager
-async def running_sink(params: dict[str, str]):
-    """A file_roll sink built as the agent builds it (by its Java class name here), on a memory channel."""
-    sink_class, settings = settings_for("sink", "org.apache.flume.sink.RollingFileSink", params)
-    assert sink_class is RollingFileSink
-    assert sink_class.validate_settings(settings) == []
-    channel = memory_channel()
-    await channel.start()
-    sink = sink_class("k1", settings, channel)
-    await sink.start()
-    try:
+async def file_roll_sink(params: dict[str, str]):
+    """A file_roll sink built as the agent builds it, by its Java class name here."""
+    async with running_sink("org.apache.flume.sink.RollingFileSink", params) as (sink, channel):
+        assert type(sink) is RollingFileSink
         yield sink, channel
-    finally:
-        await sink.stop()
-        await channel.stop()
 
 
 def numbered(start: int, stop: int, **headers: str) -> list[Event]:
@@ -52,7 +43,7 @@ async def test_text_files_are_named_as_flume_names_them(tmp_path):
     out = tmp_path / "created" / "out"
     params = {"sink.directory": str(out), "sink.rollInterval": "0", "sink.batchSize": "10",
               "sink.pathManager.prefix": "web-", "sink.pathManager.extension": "log"}
-    async with running_sink(params) as (sink, channel):
+    async with file_roll_sink(params) as (sink, channel):
         assert out.is_dir(), "the directory is created at start"
         assert list(out.iterdir()) == [], "no file before the first batch"
         await put_all(channel, numbered(0, 25))
@@ -68,7 +59,7 @@ async def test_text_files_are_named_as_flume_names_them(tmp_path):
 
 
 async def test_each_batch_is_in_the_file_before_process_returns(tmp_path):
-    async with running_sink({"sink.directory": str(tmp_path), "sink.rollInterval": "0",
+    async with file_roll_sink({"sink.directory": str(tmp_path), "sink.rollInterval": "0",
                              "sink.serializer.appendNewline": "false"}) as (sink, channel):
         await put_all(channel, [Event(b"a"), Event(b"b")])
         await sink.process()
@@ -81,7 +72,7 @@ async def test_each_batch_is_in_the_file_before_process_returns(tmp_path):
 
 async def test_header_and_text_writes_headers_as_a_java_map(tmp_path):
     params = {"sink.directory": str(tmp_path), "sink.rollInterval": "0", "sink.serializer": "HEADER_AND_TEXT"}
-    async with running_sink(params) as (sink, channel):
+    async with file_roll_sink(params) as (sink, channel):
         await put_all(channel, [Event(b"hello", {"host": "web1", "timestamp": "1700000000000"}), Event(b"bare")])
         assert await sink.process() is Status.READY
     [written] = files(tmp_path)
@@ -93,7 +84,7 @@ async def test_avro_event_files_read_back_with_fastavro(tmp_path):
               "sink.serializer.compressionCodec": "deflate", "sink.pathManager.extension": "avro",
               "sink.batchSize": "7"}
     events = [Event(f"body {i}".encode(), {"n": str(i)}) for i in range(20)]
-    async with running_sink(params) as (sink, channel):
+    async with file_roll_sink(params) as (sink, channel):
         await put_all(channel, events)
         while await sink.process() is Status.READY:
             pass
@@ -109,7 +100,7 @@ async def test_avro_event_files_read_back_with_fastavro(tmp_path):
 
 
 async def test_files_roll_on_the_interval(tmp_path):
-    async with running_sink({"sink.directory": str(tmp_path), "sink.rollInterval": "0.2",
+    async with file_roll_sink({"sink.directory": str(tmp_path), "sink.rollInterval": "0.2",
                              "sink.pathManager.prefix": "roll-"}) as (sink, channel):
         sent = 0
 
@@ -129,7 +120,7 @@ async def test_files_roll_on_the_interval(tmp_path):
 
 
 async def test_an_idle_sink_leaves_no_empty_files(tmp_path):
-    async with running_sink({"sink.directory": str(tmp_path), "sink.rollInterval": "0.05"}) as (sink, channel):
+    async with file_roll_sink({"sink.directory": str(tmp_path), "sink.rollInterval": "0.05"}) as (sink, channel):
         await put_all(channel, numbered(0, 1))
         await sink.process()
         await wait_for(lambda: sink.counters.connections_closed == 1, timeout=30, what="the roll")
@@ -139,7 +130,7 @@ async def test_an_idle_sink_leaves_no_empty_files(tmp_path):
 
 
 async def test_roll_interval_zero_keeps_one_file(tmp_path):
-    async with running_sink({"sink.directory": str(tmp_path), "sink.rollInterval": "0",
+    async with file_roll_sink({"sink.directory": str(tmp_path), "sink.rollInterval": "0",
                              "sink.batchSize": "5"}) as (sink, channel):
         assert sink._timer is None
         for start in range(0, 50, 5):
@@ -150,7 +141,7 @@ async def test_roll_interval_zero_keeps_one_file(tmp_path):
 
 
 async def test_rolltime_path_manager_names_files_by_the_roll_time(tmp_path):
-    async with running_sink({"sink.directory": str(tmp_path), "sink.rollInterval": "0",
+    async with file_roll_sink({"sink.directory": str(tmp_path), "sink.rollInterval": "0",
                              "sink.pathManager": "rolltime", "sink.pathManager.extension": "txt"}) as (sink, channel):
         await put_all(channel, numbered(0, 1))
         await sink.process()
@@ -159,7 +150,7 @@ async def test_rolltime_path_manager_names_files_by_the_roll_time(tmp_path):
 
 
 async def test_an_existing_file_is_never_overwritten(tmp_path):
-    async with running_sink({"sink.directory": str(tmp_path), "sink.rollInterval": "0"}) as (sink, channel):
+    async with file_roll_sink({"sink.directory": str(tmp_path), "sink.rollInterval": "0"}) as (sink, channel):
         taken = tmp_path / f"{sink.series_millis}-1"
         taken.write_bytes(b"someone else's\n")
         await put_all(channel, numbered(0, 2))
@@ -172,7 +163,7 @@ async def test_an_unusable_directory_keeps_events_in_the_channel_until_fixed(tmp
     blocker = tmp_path / "blocker"
     blocker.write_text("a regular file where a directory should be")
     out = blocker / "out"
-    async with running_sink({"sink.directory": str(out), "sink.rollInterval": "0"}) as (sink, channel):
+    async with file_roll_sink({"sink.directory": str(out), "sink.rollInterval": "0"}) as (sink, channel):
         await put_all(channel, numbered(0, 3))
         for _ in range(2):
             with pytest.raises(EventDeliveryError):
@@ -191,7 +182,7 @@ async def test_an_unusable_directory_keeps_events_in_the_channel_until_fixed(tmp
 
 async def test_a_directory_replaced_under_an_open_file_is_not_acknowledged(tmp_path):
     out = tmp_path / "out"
-    async with running_sink({"sink.directory": str(out), "sink.rollInterval": "0"}) as (sink, channel):
+    async with file_roll_sink({"sink.directory": str(out), "sink.rollInterval": "0"}) as (sink, channel):
         await put_all(channel, numbered(0, 2))
         assert await sink.process() is Status.READY
         shutil.rmtree(out)
@@ -216,7 +207,7 @@ async def test_a_directory_replaced_under_an_open_file_is_not_acknowledged(tmp_p
 
 async def test_a_failed_batch_is_cut_from_the_file_so_a_retry_is_not_written_twice(tmp_path, monkeypatch):
     params = {"sink.directory": str(tmp_path), "sink.rollInterval": "0", "sink.batchSize": "2"}
-    async with running_sink(params) as (sink, channel):
+    async with file_roll_sink(params) as (sink, channel):
         await put_all(channel, numbered(0, 4))
         assert await sink.process() is Status.READY
         real_write = os.write

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import bz2
-import contextlib
 import gzip
 import io
 
@@ -23,7 +22,7 @@ from kubeflume_agent.core.registry import lookup
 from kubeflume_agent.runtime.agent import Agent
 from kubeflume_agent.sinks.hdfs.sink import HdfsSink
 from tests.fakes.webhdfs import FakeWebHDFS
-from tests.integration.source_harness import put_all
+from tests.integration.source_harness import put_all, running_sink
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -55,18 +54,8 @@ def base_params(fs: FakeWebHDFS, **overrides: str) -> dict[str, str]:
     return params
 
 
-@contextlib.asynccontextmanager
-async def running_sink(params: dict[str, str]):
-    channel_settings, _ = resolve(MemoryChannel.keys, {"capacity": "10000", "transactionCapacity": "1000"})
-    channel = MemoryChannel("c1", channel_settings)
-    settings = sink_settings(params)
-    assert HdfsSink.validate_settings(settings) == []
-    sink = HdfsSink("k1", settings, channel)
-    await sink.start()
-    try:
-        yield sink, channel
-    finally:
-        await sink.stop()
+def hdfs_sink(params: dict[str, str]):
+    return running_sink("hdfs", params)
 
 
 async def drain(sink: HdfsSink, channel: MemoryChannel) -> None:
@@ -110,7 +99,7 @@ def test_registered_under_flume_names():
 
 async def test_rolls_by_count_with_in_use_names_until_closed(fs):
     events = numbered(25)
-    async with running_sink(base_params(fs, hdfs__rollCount="10")) as (sink, channel):
+    async with hdfs_sink(base_params(fs, hdfs__rollCount="10")) as (sink, channel):
         await put_all(channel, events)
         await drain(sink, channel)
         assert len(closed_files(fs)) == 2
@@ -126,7 +115,7 @@ async def test_rolls_by_count_with_in_use_names_until_closed(fs):
 
 async def test_rolls_by_size_after_the_event_that_crosses_it(fs):
     events = numbered(7)  # 10-byte bodies
-    async with running_sink(base_params(fs, hdfs__rollSize="25")) as (sink, channel):
+    async with hdfs_sink(base_params(fs, hdfs__rollSize="25")) as (sink, channel):
         await put_all(channel, events)
         await drain(sink, channel)
     sizes = [len(fs.read(f"/flume/{n}").splitlines()) for n in sorted(closed_files(fs))]
@@ -135,7 +124,7 @@ async def test_rolls_by_size_after_the_event_that_crosses_it(fs):
 
 
 async def test_rolls_by_interval(fs):
-    async with running_sink(base_params(fs, hdfs__rollInterval="0.3")) as (sink, channel):
+    async with hdfs_sink(base_params(fs, hdfs__rollInterval="0.3")) as (sink, channel):
         await put_all(channel, numbered(3))
         await drain(sink, channel)
         assert len(in_use_files(fs)) == 1
@@ -147,7 +136,7 @@ async def test_rolls_by_interval(fs):
 
 
 async def test_idle_timeout_closes_a_quiet_file(fs):
-    async with running_sink(base_params(fs, hdfs__idleTimeout="0.3")) as (sink, channel):
+    async with hdfs_sink(base_params(fs, hdfs__idleTimeout="0.3")) as (sink, channel):
         await put_all(channel, numbered(2))
         await drain(sink, channel)
         await eventually(lambda: closed_files(fs) and not in_use_files(fs))
@@ -156,7 +145,7 @@ async def test_idle_timeout_closes_a_quiet_file(fs):
 async def test_name_prefix_suffix_and_in_use_affixes(fs):
     params = base_params(fs, hdfs__filePrefix="events-%{host}", hdfs__fileSuffix=".log",
                          hdfs__inUsePrefix="_", hdfs__inUseSuffix=".writing")
-    async with running_sink(params) as (sink, channel):
+    async with hdfs_sink(params) as (sink, channel):
         await put_all(channel, numbered(2, host="web1"))
         await drain(sink, channel)
         [name] = fs.listdir("/flume")
@@ -166,7 +155,7 @@ async def test_name_prefix_suffix_and_in_use_affixes(fs):
 
 
 async def test_empty_in_use_suffix_writes_final_names_directly(fs):
-    async with running_sink(base_params(fs, hdfs__emptyInUseSuffix="true")) as (sink, channel):
+    async with hdfs_sink(base_params(fs, hdfs__emptyInUseSuffix="true")) as (sink, channel):
         await put_all(channel, numbered(2))
         await drain(sink, channel)
         [name] = fs.listdir("/flume")
@@ -179,7 +168,7 @@ async def test_path_escapes_make_one_bucket_per_value(fs):
     day1, day2 = "1700000000000", "1700086400000"  # 2023-11-14 and 2023-11-15 UTC
     events = [*numbered(2, dc="eu", timestamp=day1), *numbered(3, start=2, dc="us", timestamp=day1),
               *numbered(1, start=5, dc="eu", timestamp=day2)]
-    async with running_sink(params) as (sink, channel):
+    async with hdfs_sink(params) as (sink, channel):
         await put_all(channel, events)
         await drain(sink, channel)
     assert lines(fs, "/logs/eu/2023-11-14") == [b"event-0000", b"event-0001"]
@@ -191,7 +180,7 @@ async def test_local_timestamp_and_rounding(fs):
     path = f"webhdfs://{fs.namenode_address}/r/%H%M"
     params = base_params(fs, hdfs__path=path, hdfs__useLocalTimeStamp="true", hdfs__round="true",
                          hdfs__roundUnit="hour", hdfs__roundValue="1", hdfs__timeZone="UTC")
-    async with running_sink(params) as (sink, channel):
+    async with hdfs_sink(params) as (sink, channel):
         await put_all(channel, numbered(1))
         await drain(sink, channel)
     [bucket] = fs.listdir("/r")
@@ -200,7 +189,7 @@ async def test_local_timestamp_and_rounding(fs):
 
 async def test_missing_timestamp_is_a_clear_error_and_loses_nothing(fs):
     params = base_params(fs, hdfs__path=f"webhdfs://{fs.namenode_address}/t/%Y")
-    async with running_sink(params) as (sink, channel):
+    async with hdfs_sink(params) as (sink, channel):
         await put_all(channel, numbered(3))
         with pytest.raises(EventDeliveryError, match="timestamp"):
             await sink.process()
@@ -212,7 +201,7 @@ async def test_missing_timestamp_is_a_clear_error_and_loses_nothing(fs):
 async def test_compressed_stream_gzip(fs):
     events = numbered(30)
     params = base_params(fs, hdfs__fileType="CompressedStream", hdfs__codeC="gzip", hdfs__rollCount="20")
-    async with running_sink(params) as (sink, channel):
+    async with hdfs_sink(params) as (sink, channel):
         await put_all(channel, events)
         await drain(sink, channel)
     names = sorted(closed_files(fs))
@@ -223,7 +212,7 @@ async def test_compressed_stream_gzip(fs):
 
 async def test_compressed_stream_bzip2(fs):
     params = base_params(fs, hdfs__fileType="CompressedStream", hdfs__codeC="BZip2Codec")
-    async with running_sink(params) as (sink, channel):
+    async with hdfs_sink(params) as (sink, channel):
         await put_all(channel, numbered(25))
         await drain(sink, channel)
     [name] = closed_files(fs)
@@ -235,7 +224,7 @@ async def test_avro_event_serializer(fs):
     events = [Event(f"body {n}".encode(), {"n": str(n)}) for n in range(15)]
     params = base_params(fs, serializer="avro_event", serializer__compressionCodec="deflate",
                          hdfs__fileSuffix=".avro")
-    async with running_sink(params) as (sink, channel):
+    async with hdfs_sink(params) as (sink, channel):
         await put_all(channel, events)
         await drain(sink, channel)
     [name] = closed_files(fs)
@@ -244,7 +233,7 @@ async def test_avro_event_serializer(fs):
 
 
 async def test_header_and_text_serializer(fs):
-    async with running_sink(base_params(fs, serializer="header_and_text")) as (sink, channel):
+    async with hdfs_sink(base_params(fs, serializer="header_and_text")) as (sink, channel):
         await put_all(channel, [Event(b"hi", {"a": "1"})])
         await drain(sink, channel)
     [name] = closed_files(fs)
@@ -254,7 +243,7 @@ async def test_header_and_text_serializer(fs):
 async def test_sequence_file_is_flumes_default(fs):
     params = base_params(fs)
     del params["hdfs.fileType"]
-    async with running_sink(params) as (sink, channel):
+    async with hdfs_sink(params) as (sink, channel):
         await put_all(channel, [Event(b"payload", {"timestamp": "1700000000000"})])
         await drain(sink, channel)
     [name] = closed_files(fs)
@@ -266,7 +255,7 @@ async def test_sequence_file_is_flumes_default(fs):
 
 async def test_namenode_goes_away_mid_batch_then_the_batch_is_retried(fs):
     events = numbered(40)
-    async with running_sink(base_params(fs, hdfs__rollCount="15")) as (sink, channel):
+    async with hdfs_sink(base_params(fs, hdfs__rollCount="15")) as (sink, channel):
         await put_all(channel, events)
         await sink.process()  # first batch: creates the file
         fs.crash_on("APPEND")
@@ -286,7 +275,7 @@ async def test_namenode_goes_away_mid_batch_then_the_batch_is_retried(fs):
 async def test_lost_append_answer_is_cut_off_before_the_retry(fs):
     """The bytes reached HDFS but the answer did not: the retry must not write them twice."""
     events = numbered(30)
-    async with running_sink(base_params(fs, hdfs__rollCount="100")) as (sink, channel):
+    async with hdfs_sink(base_params(fs, hdfs__rollCount="100")) as (sink, channel):
         await put_all(channel, events)
         await sink.process()
         fs.crash_on("APPEND", "after_write")
@@ -332,7 +321,7 @@ def sequence_file_bodies(data: bytes) -> list[bytes]:
 ], ids=["gzip", "avro_event", "SequenceFile"])
 async def test_a_retried_batch_leaves_binary_files_whole_and_without_doubles(fs, params, read):
     events = numbered(30)
-    async with running_sink({**base_params(fs, hdfs__rollCount="100"), **params}) as (sink, channel):
+    async with hdfs_sink({**base_params(fs, hdfs__rollCount="100"), **params}) as (sink, channel):
         await put_all(channel, events)
         await sink.process()
         fs.crash_on("APPEND", "after_write")
@@ -347,7 +336,7 @@ async def test_a_retried_batch_leaves_binary_files_whole_and_without_doubles(fs,
 
 async def test_lost_create_answer_is_deleted_before_the_retry(fs):
     events = numbered(25)
-    async with running_sink(base_params(fs, hdfs__rollCount="10")) as (sink, channel):
+    async with hdfs_sink(base_params(fs, hdfs__rollCount="10")) as (sink, channel):
         await put_all(channel, events)
         await sink.process()  # file 1 full
         fs.crash_on("CREATE", "after_write")
@@ -363,7 +352,7 @@ async def test_lost_create_answer_is_deleted_before_the_retry(fs):
 async def test_a_failure_in_the_second_bucket_undoes_the_first(fs):
     path = f"webhdfs://{fs.namenode_address}/b/%{{k}}"
     events = [Event(f"{n}".encode(), {"k": "one" if n % 2 else "two"}) for n in range(20)]
-    async with running_sink(base_params(fs, hdfs__path=path)) as (sink, channel):
+    async with hdfs_sink(base_params(fs, hdfs__path=path)) as (sink, channel):
         await put_all(channel, events)
         await sink.process()
         fs.crash_on("APPEND", "namenode", skip=1)  # bucket one appends, bucket two's append fails
@@ -377,7 +366,7 @@ async def test_a_failure_in_the_second_bucket_undoes_the_first(fs):
 
 
 async def test_file_names_taken_by_another_writer_are_skipped(fs):
-    async with running_sink(base_params(fs, hdfs__rollCount="2")) as (sink, channel):
+    async with hdfs_sink(base_params(fs, hdfs__rollCount="2")) as (sink, channel):
         await put_all(channel, numbered(1))
         await drain(sink, channel)
         [bucket] = sink.buckets.values()
@@ -396,7 +385,7 @@ async def test_file_names_taken_by_another_writer_are_skipped(fs):
 async def test_fails_over_to_the_active_namenode():
     async with FakeWebHDFS(standby=True, namenodes=2) as fs:
         params = base_params(fs, hdfs__namenodes=",".join(fs.urls), hdfs__path="/ha")
-        async with running_sink(params) as (sink, channel):
+        async with hdfs_sink(params) as (sink, channel):
             await put_all(channel, numbered(5))
             await drain(sink, channel)
             fs.set_active(0)
@@ -408,7 +397,7 @@ async def test_fails_over_to_the_active_namenode():
 async def test_the_active_namenode_dies_and_the_standby_takes_over_without_a_failed_batch():
     async with FakeWebHDFS(standby=True, namenodes=2) as fs:
         params = base_params(fs, hdfs__namenodes=",".join(fs.urls), hdfs__path="/ha", hdfs__rollCount="7")
-        async with running_sink(params) as (sink, channel):
+        async with hdfs_sink(params) as (sink, channel):
             await put_all(channel, numbered(10))
             await sink.process()
             await fs.stop(1)
@@ -423,7 +412,7 @@ async def test_the_active_namenode_dies_and_the_standby_takes_over_without_a_fai
 async def test_in_use_files_of_a_crashed_run_are_closed_on_the_next_start(fs):
     fs.write("/flume/FlumeData.1000.tmp", b"left behind\n", owner="flume")
     fs.write("/flume/other.tmp", b"not ours\n", owner="flume")
-    async with running_sink(base_params(fs)):
+    async with hdfs_sink(base_params(fs)):
         assert fs.read("/flume/FlumeData.1000") == b"left behind\n"
     assert fs.exists("/flume/other.tmp")
     assert not fs.exists("/flume/FlumeData.1000.tmp")
@@ -432,7 +421,7 @@ async def test_in_use_files_of_a_crashed_run_are_closed_on_the_next_start(fs):
 async def test_escaped_buckets_close_leftovers_when_first_used(fs):
     fs.write("/e/x/FlumeData.1000.tmp", b"left behind\n", owner="flume")
     params = base_params(fs, hdfs__path=f"webhdfs://{fs.namenode_address}/e/%{{k}}")
-    async with running_sink(params) as (sink, channel):
+    async with hdfs_sink(params) as (sink, channel):
         assert fs.exists("/e/x/FlumeData.1000.tmp")
         await put_all(channel, numbered(1, k="x"))
         await drain(sink, channel)
@@ -442,7 +431,7 @@ async def test_escaped_buckets_close_leftovers_when_first_used(fs):
 async def test_start_does_not_fail_while_the_namenode_is_away(fs):
     fs.write("/flume/FlumeData.1000.tmp", b"left behind\n", owner="flume")
     await fs.stop()
-    async with running_sink(base_params(fs)) as (sink, channel):
+    async with hdfs_sink(base_params(fs)) as (sink, channel):
         await put_all(channel, numbered(2))
         with pytest.raises(EventDeliveryError):
             await sink.process()
@@ -454,7 +443,7 @@ async def test_start_does_not_fail_while_the_namenode_is_away(fs):
 
 async def test_failed_close_is_retried_and_the_batch_still_counts(fs):
     params = base_params(fs, hdfs__rollCount="5", hdfs__retryInterval="0.1", hdfs__closeTries="0")
-    async with running_sink(params) as (sink, channel):
+    async with hdfs_sink(params) as (sink, channel):
         await put_all(channel, numbered(5))
         fs.crash_on("RENAME")
         await sink.process()  # the data is in; only the rename failed
@@ -469,7 +458,7 @@ async def test_failed_close_is_retried_and_the_batch_still_counts(fs):
 
 async def test_max_open_files_closes_the_least_recently_used(fs):
     path = f"webhdfs://{fs.namenode_address}/m/%{{k}}"
-    async with running_sink(base_params(fs, hdfs__path=path, hdfs__maxOpenFiles="1")) as (sink, channel):
+    async with hdfs_sink(base_params(fs, hdfs__path=path, hdfs__maxOpenFiles="1")) as (sink, channel):
         await put_all(channel, numbered(2, k="a"))
         await drain(sink, channel)
         await put_all(channel, numbered(2, start=2, k="b"))
@@ -481,7 +470,7 @@ async def test_max_open_files_closes_the_least_recently_used(fs):
 async def test_delegation_token_auth():
     async with FakeWebHDFS(strict=True, tokens={"tok": "svc"}) as fs:
         params = base_params(fs, hdfs__delegationToken="tok")
-        async with running_sink(params) as (sink, channel):
+        async with hdfs_sink(params) as (sink, channel):
             await put_all(channel, numbered(1))
             await drain(sink, channel)
         [name] = closed_files(fs)
@@ -551,7 +540,7 @@ a1.sinks.k1.hdfs.user = flume
 async def test_a_leftover_whose_final_name_is_taken_does_not_block_the_sink(fs):
     fs.write("/flume/FlumeData.1000.tmp", b"left behind\n", owner="flume")
     fs.write("/flume/FlumeData.1000", b"already closed\n", owner="flume")
-    async with running_sink(base_params(fs)) as (sink, channel):
+    async with hdfs_sink(base_params(fs)) as (sink, channel):
         await put_all(channel, numbered(3))
         await drain(sink, channel)
         assert sink.counters.drain_success == 3
@@ -563,7 +552,7 @@ async def test_a_leftover_whose_final_name_is_taken_does_not_block_the_sink(fs):
 
 async def test_call_timeout_rolls_back_a_batch_the_namenode_is_too_slow_for(fs):
     events = numbered(20)
-    async with running_sink(base_params(fs, hdfs__callTimeout="300")) as (sink, channel):
+    async with hdfs_sink(base_params(fs, hdfs__callTimeout="300")) as (sink, channel):
         await put_all(channel, events)
         await sink.process()
         fs.hang_on("APPEND")
@@ -578,7 +567,7 @@ async def test_call_timeout_rolls_back_a_batch_the_namenode_is_too_slow_for(fs):
 
 async def test_close_tries_gives_up_and_the_next_start_closes_the_file(fs):
     params = base_params(fs, hdfs__rollCount="5", hdfs__retryInterval="0.05", hdfs__closeTries="2")
-    async with running_sink(params) as (sink, channel):
+    async with hdfs_sink(params) as (sink, channel):
         await put_all(channel, numbered(5))
         fs.crash_on("RENAME")
         await sink.process()
@@ -588,7 +577,7 @@ async def test_close_tries_gives_up_and_the_next_start_closes_the_file(fs):
         assert len(in_use_files(fs)) == 1
         await fs.start()
     assert len(in_use_files(fs)) == 1, "given up: it keeps its in-use name"
-    async with running_sink(base_params(fs)):
+    async with hdfs_sink(base_params(fs)):
         assert in_use_files(fs) == []
     assert lines(fs) == bodies(numbered(5))
 
@@ -598,7 +587,7 @@ async def test_close_tries_never_gives_up_on_a_file_a_failed_batch_left_bytes_in
     retry then writes again: it is retried until its extra bytes can be cut off."""
     events = numbered(20)
     params = base_params(fs, hdfs__idleTimeout="0.2", hdfs__retryInterval="0.05", hdfs__closeTries="1")
-    async with running_sink(params) as (sink, channel):
+    async with hdfs_sink(params) as (sink, channel):
         await put_all(channel, events)
         await sink.process()
         fs.crash_on("APPEND", "after_write")
@@ -616,12 +605,12 @@ async def test_close_tries_never_gives_up_on_a_file_a_failed_batch_left_bytes_in
 
 async def test_proxy_user_writes_as_that_user():
     async with FakeWebHDFS(strict=True, proxy_users={"flume"}) as fs:
-        async with running_sink(base_params(fs, hdfs__proxyUser="etl")) as (sink, channel):
+        async with hdfs_sink(base_params(fs, hdfs__proxyUser="etl")) as (sink, channel):
             await put_all(channel, numbered(2))
             await drain(sink, channel)
         [name] = closed_files(fs)
         assert fs.status(f"/flume/{name}")["owner"] == "etl"
-        async with running_sink(base_params(fs, hdfs__user="nobody", hdfs__proxyUser="etl")) as (sink, channel):
+        async with hdfs_sink(base_params(fs, hdfs__user="nobody", hdfs__proxyUser="etl")) as (sink, channel):
             await put_all(channel, numbered(1))
             with pytest.raises(EventDeliveryError, match="not allowed to impersonate"):
                 await sink.process()

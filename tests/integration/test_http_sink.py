@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 
 import pytest
 from aiohttp import web
 
-from kubeflume_agent.channels.memory import MemoryChannel
 from kubeflume_agent.config.keys import resolve
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.registry import lookup
 from kubeflume_agent.core.status import Status
 from kubeflume_agent.sinks.http import HttpSink, StatusRules
-from tests.integration.source_harness import put_all
+from tests.integration.source_harness import memory_channel, put_all, running_sink
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -69,17 +67,8 @@ def sink_settings(params: dict[str, str]):
     return settings
 
 
-@contextlib.asynccontextmanager
-async def running_sink(url: str, **params: str):
-    channel = MemoryChannel("c1", resolve(MemoryChannel.keys, {"capacity": "1000", "transactionCapacity": "100"})[0])
-    settings = sink_settings({"endpoint": url, **params})
-    assert HttpSink.validate_settings(settings) == []
-    sink = HttpSink("k1", settings, channel)
-    await sink.start()
-    try:
-        yield sink, channel
-    finally:
-        await sink.stop()
+def http_sink(url: str, **params: str):
+    return running_sink("http", {"endpoint": url, **params}, channel=memory_channel(1000, 100))
 
 
 def events(count: int) -> list[Event]:
@@ -92,7 +81,7 @@ def test_registered_under_flume_names():
 
 
 async def test_flume_defaults_roll_back_and_back_off_even_on_200(endpoint):
-    async with running_sink(endpoint.url) as (sink, channel):
+    async with http_sink(endpoint.url) as (sink, channel):
         await put_all(channel, events(1))
         assert await sink.process() is Status.BACKOFF
         assert channel.size == 1
@@ -103,7 +92,7 @@ async def test_flume_defaults_roll_back_and_back_off_even_on_200(endpoint):
 async def test_delivers_each_event_as_a_post_with_the_configured_headers(endpoint):
     params = {**DELIVER_2XX, "contentTypeHeader": "application/x-test", "acceptHeader": "text/x-reply",
               "batchSize": "10"}
-    async with running_sink(endpoint.url, **params) as (sink, channel):
+    async with http_sink(endpoint.url, **params) as (sink, channel):
         await put_all(channel, events(15))
         assert await sink.process() is Status.READY
         assert await sink.process() is Status.READY
@@ -121,7 +110,7 @@ async def test_status_rules_most_specific_wins(endpoint):
     params = {**DELIVER_2XX, "rollback.5XX": "true", "rollback.503": "false", "backoff.503": "false",
               "incrementMetrics.503": "false"}
     endpoint.statuses = [503, 500]
-    async with running_sink(endpoint.url, **params) as (sink, channel):
+    async with http_sink(endpoint.url, **params) as (sink, channel):
         await put_all(channel, events(2))
         assert await sink.process() is Status.BACKOFF  # 503 committed (dropped on purpose), 500 rolled back
         assert channel.size == 1
@@ -136,7 +125,7 @@ async def test_default_keys_decide_statuses_without_a_rule(endpoint):
     params = {"defaultRollback": "false", "defaultBackoff": "false", "defaultIncrementMetrics": "true",
               "rollback.4XX": "true", "backoff.4XX": "true", "incrementMetrics.4XX": "false"}
     endpoint.statuses = [404, 201]
-    async with running_sink(endpoint.url, **params) as (sink, channel):
+    async with http_sink(endpoint.url, **params) as (sink, channel):
         await put_all(channel, events(1))
         assert await sink.process() is Status.BACKOFF
         assert (channel.size, sink.counters.drain_success) == (1, 0)
@@ -148,7 +137,7 @@ async def test_default_keys_decide_statuses_without_a_rule(endpoint):
 async def test_rollback_without_backoff_retries_at_once(endpoint):
     params = {**DELIVER_2XX, "backoff.503": "false"}
     endpoint.statuses = [503]
-    async with running_sink(endpoint.url, **params) as (sink, channel):
+    async with http_sink(endpoint.url, **params) as (sink, channel):
         await put_all(channel, events(1))
         assert await sink.process() is Status.READY
         assert channel.size == 1
@@ -159,7 +148,7 @@ async def test_rollback_without_backoff_retries_at_once(endpoint):
 
 async def test_server_errors_then_recovery_deliver_everything_once(endpoint):
     endpoint.statuses = [500, 500, 503]
-    async with running_sink(endpoint.url, **DELIVER_2XX) as (sink, channel):
+    async with http_sink(endpoint.url, **DELIVER_2XX) as (sink, channel):
         await put_all(channel, events(5))
         while channel.size:
             await sink.process()
@@ -169,7 +158,7 @@ async def test_server_errors_then_recovery_deliver_everything_once(endpoint):
 
 
 async def test_unreachable_endpoint_rolls_back(endpoint):
-    async with running_sink("http://127.0.0.1:1/nothing", **DELIVER_2XX) as (sink, channel):
+    async with http_sink("http://127.0.0.1:1/nothing", **DELIVER_2XX) as (sink, channel):
         await put_all(channel, events(2))
         assert await sink.process() is Status.BACKOFF
         assert channel.size == 2
@@ -178,14 +167,14 @@ async def test_unreachable_endpoint_rolls_back(endpoint):
 
 async def test_request_timeout_rolls_back(endpoint):
     endpoint.hang = True
-    async with running_sink(endpoint.url, requestTimeout="200", **DELIVER_2XX) as (sink, channel):
+    async with http_sink(endpoint.url, requestTimeout="200", **DELIVER_2XX) as (sink, channel):
         await put_all(channel, events(1))
         assert await sink.process() is Status.BACKOFF
         assert channel.size == 1
 
 
 async def test_empty_bodies_are_taken_without_a_request(endpoint):
-    async with running_sink(endpoint.url, **DELIVER_2XX) as (sink, channel):
+    async with http_sink(endpoint.url, **DELIVER_2XX) as (sink, channel):
         await put_all(channel, [Event(b""), Event(b"x")])
         await sink.process()
         assert channel.size == 0
@@ -193,7 +182,7 @@ async def test_empty_bodies_are_taken_without_a_request(endpoint):
 
 
 async def test_json_batch_sends_one_array_per_batch(endpoint):
-    async with running_sink(endpoint.url, jsonBatch="true", batchSize="4", **DELIVER_2XX) as (sink, channel):
+    async with http_sink(endpoint.url, jsonBatch="true", batchSize="4", **DELIVER_2XX) as (sink, channel):
         await put_all(channel, events(6))
         assert await sink.process() is Status.READY
         assert await sink.process() is Status.READY
@@ -207,7 +196,7 @@ async def test_json_batch_sends_one_array_per_batch(endpoint):
 
 async def test_json_batch_rolls_back_the_whole_batch(endpoint):
     endpoint.statuses = [500]
-    async with running_sink(endpoint.url, jsonBatch="true", **DELIVER_2XX) as (sink, channel):
+    async with http_sink(endpoint.url, jsonBatch="true", **DELIVER_2XX) as (sink, channel):
         await put_all(channel, events(3))
         assert await sink.process() is Status.BACKOFF
         assert channel.size == 3
@@ -217,7 +206,7 @@ async def test_json_batch_rolls_back_the_whole_batch(endpoint):
 
 
 async def test_json_batch_refuses_binary_bodies_and_keeps_them(endpoint):
-    async with running_sink(endpoint.url, jsonBatch="true", **DELIVER_2XX) as (sink, channel):
+    async with http_sink(endpoint.url, jsonBatch="true", **DELIVER_2XX) as (sink, channel):
         await put_all(channel, [Event(b"\xff\xfe")])
         with pytest.raises(ValueError, match="UTF-8"):
             await sink.process()
