@@ -14,12 +14,6 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-async def fs():
-    async with FakeWebHDFS(strict=True) as fake:
-        yield fake
-
-
-@pytest.fixture
 async def http():
     async with aiohttp.ClientSession() as session:
         yield session

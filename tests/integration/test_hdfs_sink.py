@@ -27,12 +27,6 @@ from tests.integration.source_harness import put_all, running_sink
 pytestmark = pytest.mark.timeout(90)
 
 
-@pytest.fixture
-async def fs():
-    async with FakeWebHDFS(strict=True) as fake:
-        yield fake
-
-
 def sink_settings(params: dict[str, str]):
     settings, problems = resolve(HdfsSink.keys, params)
     errors = [p for p in problems if p.severity == "error"]

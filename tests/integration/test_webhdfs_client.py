@@ -22,12 +22,6 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-async def fs():
-    async with FakeWebHDFS(strict=True) as fake:
-        yield fake
-
-
-@pytest.fixture
 async def client(fs):
     async with WebHDFSClient(fs.url, user="alice") as webhdfs:
         yield webhdfs
