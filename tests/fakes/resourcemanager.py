@@ -38,7 +38,7 @@ happens while RUNNING is chosen per fake:
 - `Behaviour.SCRIPTED`: no process; FINISHED with `final_status`/`diagnostics` after `run_seconds`.
 While RUNNING the report shows `progress` and, when given, `tracking_url` (else a proxy URL).
 - `Behaviour.STUCK`: stays ACCEPTED (an AM that never registers), then FAILED with the AM
-  liveness-expiry diagnostics after `run_seconds`.
+  liveness-expiry diagnostics after `run_seconds`, or as soon as `am_liveness_expired` is set.
 """
 
 from __future__ import annotations
@@ -153,6 +153,7 @@ class FakeResourceManager:
         self.submissions: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str]] = []  # (method, path)
         self.submission_gate: asyncio.Event | None = None  # closed: POST /apps waits
+        self.am_liveness_expired = asyncio.Event()  # set: a STUCK application fails now, not after run_seconds
         self.waiting_submissions = 0
         self._drop_waiting = False
         self._runner: web.AppRunner | None = None
@@ -354,7 +355,8 @@ class FakeResourceManager:
                 app.state = state
                 await asyncio.sleep(self.step_seconds)
             if self.behaviour is Behaviour.STUCK:
-                await asyncio.sleep(self.run_seconds)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.am_liveness_expired.wait(), self.run_seconds)
                 self._end(app, "FAILED", "FAILED", f"Application {app.id} failed 1 times due to ApplicationMaster "
                           f"for attempt appattempt_{app.id.removeprefix('application_')}_000001 timed out. "
                           "Failing the application.")

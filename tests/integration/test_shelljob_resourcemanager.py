@@ -99,16 +99,23 @@ async def test_only_killed_is_a_valid_target_state():
 
 
 async def test_an_am_that_never_registers_stays_accepted_then_fails():
-    async with FakeResourceManager(behaviour=Behaviour.STUCK, run_seconds=0.5) as rm, \
+    async with FakeResourceManager(behaviour=Behaviour.STUCK, run_seconds=3600) as rm, \
             ResourceManagerClient([rm.url], user="alice") as client:
         application_id = (await client.new_application()).application_id
         await client.submit(minimal_context(application_id))
-        states = []
-        while not states or states[-1] not in ("FAILED", "FINISHED", "KILLED"):
-            states.append((await client.application(application_id))["state"])
-            await asyncio.sleep(0.05)
+
+        async def states_until(*wanted: str) -> list[str]:
+            states = [(await client.application(application_id))["state"]]
+            while states[-1] not in wanted:
+                await asyncio.sleep(0.05)
+                states.append((await client.application(application_id))["state"])
+            return states
+
+        before = await states_until("ACCEPTED", "RUNNING", "FAILED", "FINISHED", "KILLED")
+        rm.am_liveness_expired.set()  # YARN's AM liveness monitor gives up on it
+        after = await states_until("FAILED", "FINISHED", "KILLED")
         report = await client.application(application_id)
-        assert "ACCEPTED" in states and "RUNNING" not in states
+        assert before[-1] == "ACCEPTED" and "RUNNING" not in after
         assert report["finalStatus"] == "FAILED" and "timed out" in report["diagnostics"]
 
 
