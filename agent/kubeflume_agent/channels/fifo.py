@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, MutableSequence
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 Chunk = TypeVar("Chunk", bound=MutableSequence)
 
@@ -55,7 +55,7 @@ class ChunkedFifo(Generic[Chunk]):
         if not items:
             return
         if self._head:
-            self._chunks[0] = self._chunks[0][self._head:]
+            self._chunks[0] = cast(Chunk, self._chunks[0][self._head:])  # a slice of a list is a list
             self._head = 0
         self._chunks.appendleft(items)
         self._length += len(items)

@@ -29,7 +29,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol, cast
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
@@ -231,7 +231,7 @@ class Responder:
             match = "BOTH"
         else:
             match = "CLIENT"
-        response = {"match": match, "serverProtocol": None, "serverHash": None, "meta": None}
+        response: dict[str, Any] = {"match": match, "serverProtocol": None, "serverHash": None, "meta": None}
         if match != "BOTH":
             response["serverProtocol"] = self.local.text
             response["serverHash"] = self.local.md5
@@ -241,6 +241,7 @@ class Responder:
         return _write(HANDSHAKE_RESPONSE, response), match
 
     def response(self, call: Call, value: Any) -> bytes:
+        assert call.message is not None, "only a call to a known message is answered with a value"
         return call.handshake + _EMPTY_META + _NO_ERROR + _write(call.message.response, value)
 
     @staticmethod
@@ -328,7 +329,7 @@ def http_buffers(payload: bytes) -> bytes:
 
 
 def parse_http_buffers(body: bytes) -> bytes:
-    parts = []
+    parts: list[bytes] = []
     position = 0
     while True:
         if position + 4 > len(body):
@@ -346,6 +347,12 @@ def parse_http_buffers(body: bytes) -> bytes:
 # --- deflate (compression-type = deflate) ----------------------------------------------------
 
 
+class WaitableReader(Protocol):
+    """The TCP sources' reader (sources.tcp_server.StreamReader): waits for a message's first byte."""
+
+    async def wait_readable(self) -> None: ...
+
+
 class InflatingReader:
     """A StreamReader look-alike that inflates a zlib stream, never more than asked for."""
 
@@ -359,7 +366,7 @@ class InflatingReader:
     async def wait_readable(self) -> None:
         """Until some of a message is there (inflated or not), consuming nothing."""
         if not self._buffer and not self._inflater.unconsumed_tail:
-            await self._reader.wait_readable()
+            await cast(WaitableReader, self._reader).wait_readable()  # only a source's reader is waited on
 
     async def readexactly(self, count: int) -> bytes:
         buffer = self._buffer

@@ -13,7 +13,7 @@ from __future__ import annotations
 import codecs
 import io
 import json
-from typing import BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 import fastavro
 from fastavro.read import block_reader
@@ -118,7 +118,7 @@ class BlobDeserializer(Deserializer):
 
     def read_events(self, count: int) -> list[Event]:
         self.stream.seek(self._position)
-        events = []
+        events: list[Event] = []
         while len(events) < count:
             body = self.stream.read(self.settings["maxBlobLength"])
             if not body:
@@ -144,6 +144,9 @@ class AvroDeserializer(Deserializer):
 
     def __init__(self, settings: Settings, stream: BinaryIO, input_charset: str, decode_errors: str) -> None:
         super().__init__(settings, stream, input_charset, decode_errors)
+        self._records: list[Any] | None = None  # the records of the current block; None past the last
+        self._offset = 0  # where the current block starts
+        self._index = 0  # records of it already read
         stream.seek(0)
         self.schema = fastavro.reader(stream).writer_schema
         self.parsed_schema = fastavro.parse_schema(self.schema)

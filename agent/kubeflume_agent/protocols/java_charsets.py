@@ -44,11 +44,13 @@ class JavaDecoder:
 
     def decode(self, data: bytes, final: bool = False) -> str:
         if self._decoder is None:
+            marks = self._marks
+            assert marks is not None, "only a charset with byte order marks starts without a decoder"
             self._head += data
-            mark_size = len(self._marks[0])
+            mark_size = len(marks[0])
             if len(self._head) < mark_size and not final:
                 return ""
-            has_mark = self._head[:mark_size] in self._marks
+            has_mark = self._head[:mark_size] in marks
             codec = self.name if has_mark else f"{self.name}-be"
             self._decoder = codecs.getincrementaldecoder(codec)(self.errors)
             data, self._head = self._head, b""

@@ -18,6 +18,7 @@ exec source reads a command's output.
 from __future__ import annotations
 
 import re
+from typing import cast
 
 from kubeflume_agent.protocols.java_charsets import JavaDecoder
 
@@ -47,11 +48,12 @@ class BoundedLineSplitter:
                 return []
             self._discarding = False
             data = data[end + 1:]
-        lines = (self._pending + data if self._pending else data).split(b"\n")
-        rest = lines.pop()
+        complete = (self._pending + data if self._pending else data).split(b"\n")
+        rest = complete.pop()
         limit = self.limit
-        if lines and max(map(len, lines)) > limit:
-            lines = [TOO_LONG if self._too_long(line) else line for line in lines]
+        lines = cast("list[bytes | None]", complete)  # TOO_LONG (None) marks a refused line
+        if lines and max(map(len, complete)) > limit:
+            lines = [TOO_LONG if self._too_long(line) else line for line in complete]
         if len(rest) > limit and self._too_long(rest):
             lines.append(TOO_LONG)
             rest = b""

@@ -285,7 +285,9 @@ def local_seconds_millis(text: bytes) -> int | None:
 
 def fraction_millis(text: bytes) -> int:
     """SyslogUtils' reading of an RFC 5424 fraction (`...:SS.ffffff`): its first 3 digits as ms."""
-    return int(_FRACTION.match(text, 20).group())
+    match = _FRACTION.match(text, 20)
+    assert match is not None, "the timestamp's pattern has digits after its dot"
+    return int(match.group())
 
 
 def _offset_seconds(zone: bytes) -> int:

@@ -168,6 +168,7 @@ class _ReadBuffer:
     def read(self, size: int) -> bytes:
         self._reads_left -= 1
         if self._reads_left < 0:
+            assert self._budget is not None, "reads run out only with a budget"
             raise budget_exceeded(self._budget)
         end = self.position + size
         if end > len(self._data):

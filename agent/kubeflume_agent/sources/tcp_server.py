@@ -68,6 +68,11 @@ class ReadTimedOut(Exception):
 class StreamReader(asyncio.StreamReader):
     """asyncio's reader, able to wait for a message's first byte without taking it."""
 
+    # asyncio's own state, which typeshed leaves out
+    _buffer: bytearray
+    _eof: bool
+    _wait_for_data: Callable[[str], Awaitable[None]]
+
     async def wait_readable(self) -> None:
         if not self._buffer and not self._eof:
             await self._wait_for_data("wait_readable")
@@ -221,7 +226,8 @@ class TcpServer:
                 return True
         return False
 
-    async def _accept(self, reader: StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert isinstance(reader, StreamReader), "_protocol makes our StreamReader"
         connection = Connection(self, reader, writer)
         if self.stopping or (self.ip_filter and not await self.ip_filter.accepts(connection.peer_ip)):
             self.warnings.warn(log, "refused-connection", "%s: refused connection from %s",
@@ -234,6 +240,7 @@ class TcpServer:
             writer.close()
             return
         task = asyncio.current_task()
+        assert task is not None, "a connection is served in a task"
         self._connections[task] = connection
         self.counters.open_connections += 1
         try:

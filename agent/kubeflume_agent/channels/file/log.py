@@ -154,6 +154,7 @@ class LogWriter:
         self.fd = -1
         self.offset = 0
         self._free = 0
+        self._free_measured: float  # set by _roll
         self._roll()
 
     def path_of(self, file_id: int) -> str:

@@ -127,7 +127,7 @@ def _encode_puts(txid: int, events: Sequence[Event], bodies: list[bytes], length
     entries[0::2] = _BACKS[:count]  # a record holds at most RECORD_TARGET // ENTRY_SIZE events
     entries[1::2] = lengths
     length = PUTS_COUNTS.size + ENTRY_SIZE * count + len(headers) + body_bytes
-    parts = [PUTS_FIELDS.pack(PUTS, txid, length, count, len(headers)), entries, headers]
+    parts: list[bytes | array[int]] = [PUTS_FIELDS.pack(PUTS, txid, length, count, len(headers)), entries, headers]
     parts += bodies
     return b"".join(parts)
 
