@@ -183,26 +183,18 @@ async def test_a_full_channel_stops_reading_and_every_ok_line_is_in_the_channel(
         reader, writer = await connect(source)
         lines = [b"event %05d" % i for i in range(1000)]
         writer.write(b"".join(line + b"\n" for line in lines))
-        oks = 0
-
-        async def count_oks() -> bool:
-            nonlocal oks
-            while True:
-                try:
-                    reply = await asyncio.wait_for(reader.readline(), 0.2)
-                except TimeoutError:
-                    return True
-                assert reply == b"OK\n"
-                oks += 1
-
-        await count_oks()
-        assert oks == channel.size == 100  # answered exactly what was stored, then stopped reading
+        await wait_for(lambda: channel.size == 100, what="a full channel")
+        await wait_for(lambda: source.counters.channel_write_fail, what="a put refused by the full channel")
+        assert await read_replies(reader, 100) == [b"OK\n"] * 100
+        assert source.counters.events_accepted == 100  # answered exactly what was stored, and it stored no more
         stored = [e.body for e in await take_all(channel)]
         while len(stored) < len(lines):  # the sink side makes room: the rest comes in, in order
             await wait_for(lambda: channel.size, what="more lines after the channel had room")
             stored += [e.body for e in await take_all(channel)]
         assert stored == lines
-        assert source.counters.channel_write_fail >= 1
+        writer.write_eof()
+        assert await read_replies(reader, 900) == [b"OK\n"] * 900
+        assert await asyncio.wait_for(reader.read(), 20) == b""  # no OK without its stored line
         writer.close()
 
 
