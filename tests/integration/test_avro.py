@@ -27,6 +27,7 @@ from tests.integration.source_harness import (
     take_all,
     wait_for,
 )
+from tests.tls import tls_files
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -170,10 +171,7 @@ async def test_full_channel_answers_failed_and_the_sink_keeps_its_batch():
 
 
 async def test_tls_sink_to_source():
-    authority = trustme.CA()
-    certificate = authority.issue_cert("127.0.0.1")
-    with certificate.cert_chain_pems[0].tempfile() as cert, certificate.private_key_pem.tempfile() as key, \
-            authority.cert_pem.tempfile() as ca:
+    with tls_files("127.0.0.1") as (cert, key, ca):
         source_params = {"bind": "127.0.0.1", "port": "0", "ssl": "true", "ssl-certfile": cert,
                          "ssl-keyfile": key}
         async with running_source("avro", source_params) as (source, received):

@@ -7,11 +7,11 @@ import asyncio
 import subprocess
 
 import pytest
-import trustme
 
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.sources.http import BadRequest
 from tests.integration.source_harness import collect, memory_channel, running_source, take_all
+from tests.tls import tls_files
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -190,10 +190,7 @@ async def test_oversized_body_is_refused(tmp_path):
 
 
 async def test_tls_with_curl():
-    authority = trustme.CA()
-    certificate = authority.issue_cert("127.0.0.1")
-    with certificate.cert_chain_pems[0].tempfile() as cert, certificate.private_key_pem.tempfile() as key, \
-            authority.cert_pem.tempfile() as ca:
+    with tls_files("127.0.0.1") as (cert, key, ca):
         params = {"bind": "127.0.0.1", "port": "0", "enableSSL": "true", "ssl-certfile": cert, "ssl-keyfile": key}
         async with running_source("http", params) as (source, channel):
             status, _ = await curl(url(source, "https"), "--cacert", ca, "-H", f"Content-Type: {JSON}",

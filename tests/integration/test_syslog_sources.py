@@ -10,10 +10,10 @@ import subprocess
 import time
 
 import pytest
-import trustme
 
 from tests.integration.source_harness import collect, memory_channel, running_source, take_all, wait_for
 from tests.network import free_port
+from tests.tls import tls_files
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -170,13 +170,10 @@ async def test_idle_connections_do_not_block_others_and_huge_lines_are_bounded()
 
 
 async def test_tls():
-    authority = trustme.CA()
-    certificate = authority.issue_cert("127.0.0.1")
-    with certificate.cert_chain_pems[0].tempfile() as cert, certificate.private_key_pem.tempfile() as key:
+    with tls_files("127.0.0.1") as (cert, key, ca):
         params = {"host": "127.0.0.1", "port": "0", "ssl": "true", "ssl-certfile": cert, "ssl-keyfile": key}
         async with running_source("syslogtcp", params) as (source, channel):
-            client = ssl.create_default_context()
-            authority.configure_trust(client)
+            client = ssl.create_default_context(cafile=ca)
             await send_tcp(source.bound_ports[0], b"<13>Nov 22 05:40:03 host app: secret\n", ssl=client,
                            server_hostname="127.0.0.1")
             [event] = await collect(channel, 1)

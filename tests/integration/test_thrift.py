@@ -9,7 +9,6 @@ import logging
 import struct
 
 import pytest
-import trustme
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol
 from thrift.protocol.TCompactProtocol import TCompactProtocol
 from thrift.Thrift import TApplicationException, TMessageType, TType
@@ -22,6 +21,7 @@ from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.status import Status
 from tests.integration.source_harness import collect, memory_channel, running_source, settings_for, take_all
 from tests.integration.thrift_frames import batch_of_empty_events
+from tests.tls import tls_files
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -198,10 +198,7 @@ async def test_malformed_and_oversized_frames_close_only_that_connection(caplog)
 
 
 async def test_tls_with_apache_ssl_socket():
-    authority = trustme.CA()
-    certificate = authority.issue_cert("localhost")
-    with certificate.cert_chain_pems[0].tempfile() as cert, certificate.private_key_pem.tempfile() as key, \
-            authority.cert_pem.tempfile() as ca:
+    with tls_files("localhost") as (cert, key, ca):
         params = {"bind": "127.0.0.1", "port": "0", "ssl": "true", "ssl-certfile": cert, "ssl-keyfile": key}
         async with running_source("thrift", params) as (source, channel):
             def send() -> int:
@@ -265,10 +262,7 @@ def test_kerberos_is_refused_by_the_config_check():
 
 
 async def test_thrift_sink_over_tls():
-    authority = trustme.CA()
-    certificate = authority.issue_cert("127.0.0.1")
-    with certificate.cert_chain_pems[0].tempfile() as cert, certificate.private_key_pem.tempfile() as key, \
-            authority.cert_pem.tempfile() as ca:
+    with tls_files("127.0.0.1") as (cert, key, ca):
         params = {"bind": "127.0.0.1", "port": "0", "ssl": "true", "ssl-certfile": cert, "ssl-keyfile": key}
         async with running_source("thrift", params) as (source, received):
             channel = memory_channel()
