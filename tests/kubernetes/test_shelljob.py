@@ -17,6 +17,7 @@ import pytest
 from kubeflume_operator import conditions
 from tests.fakes.hadoop import Hadoop, fake_hadoop, job_spec
 from tests.kubernetes.cluster import (
+    CONFIGMAPS,
     SHELLJOBS,
     Cluster,
     OperatorProcess,
@@ -169,3 +170,26 @@ async def test_an_operator_killed_mid_submission_restarts_without_a_second_appli
     assert hadoop.rm.issued == [stored_id]  # no second new-application
     assert list(hadoop.rm.apps) == [stored_id]  # no duplicate YARN application
     assert hadoop.rm.container_log(stored_id) == "once\n"
+
+
+async def test_a_spec_change_retires_the_running_application_and_reads_its_file_from_a_configmap(
+        cluster: Cluster, namespace: str, hadoop: Hadoop, chart_operator: OperatorProcess) -> None:
+    await create(cluster, namespace, job_spec(hadoop, command=["sleep", "300"]))
+    first = (await phase(cluster, namespace, chart_operator, "Running"))["applicationId"]
+    await asyncio.to_thread(cluster.create, CONFIGMAPS, {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "job-settings", "namespace": namespace},
+        "data": {"settings.ini": "[job]\nmode=fast\n"}})
+    second_spec = job_spec(hadoop, command=["cat", "settings.ini"],
+                           files=[{"configMap": {"name": "job-settings", "key": "settings.ini"}}])
+    await asyncio.to_thread(cluster.patch, SHELLJOBS, namespace, NAME, {"spec": second_spec})
+    status = await wait_for_async(
+        lambda: (s := job_status(cluster, namespace)).get("observedGeneration") == 2 and s.get("phase") in
+        ("Succeeded", "Failed", "Killed") and s, "generation 2 to end", operator=chart_operator)
+    assert status["phase"] == "Succeeded", status
+    assert status["applicationId"] != first
+    assert hadoop.rm.apps[first].state == "KILLED"
+    assert not hadoop.hdfs.exists(hadoop.staging(first, NAME))
+    assert hadoop.rm.container_log(status["applicationId"]) == "[job]\nmode=fast\n"  # read under the chart's RBAC
+    reasons = [event["reason"] for event in cluster.events_about(namespace, "ShellJob", NAME)]
+    assert "SpecChanged" in reasons
+    assert "Forbidden" not in chart_operator.log()
