@@ -130,9 +130,10 @@ def test_a_rollout_is_complete_only_when_the_workload_controller_says_so(
     mark_ready(cluster, pods[0])
     wait_for(lambda: (cluster.get(DEPLOYMENTS, namespace, NAME)["status"].get("readyReplicas") == 1),
              "the Deployment controller to count one ready pod")
-    half = wait_for(lambda: status_where(cluster, namespace, lambda s: s.get("readyReplicas") == 1),
-                    "readyReplicas 1 in the FlumeAgent status", operator=chart_operator)
-    assert half["phase"] == "Progressing"
+    # The counts and the phase are two writes (a merge patch, then a patch function): wait for both.
+    half = wait_for(lambda: status_where(cluster, namespace, lambda s: s.get("readyReplicas") == 1
+                                         and s.get("phase") == "Progressing"),
+                    "readyReplicas 1 and phase Progressing", operator=chart_operator)
     assert conditions.find(half["conditions"], "Progressing")["message"] == \
         "2/2 agent pods updated, 1/2 agent pods ready"
 
