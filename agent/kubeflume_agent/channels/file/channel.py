@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import accumulate, chain, repeat
 from operator import attrgetter, is_
+from typing import cast
 
 from kubeflume_agent.channels.file import checkpoint as checkpoints
 from kubeflume_agent.channels.file.log import (
@@ -320,14 +321,14 @@ class FileChannel(Channel):
         missing = sum(map(is_, events, repeat(None, len(events)))) if self._uncached else 0
         self._cache_bytes -= sum(sizes) + EVENT_OVERHEAD * (len(events) - missing)
         if not missing:  # all in memory: the usual case
-            return events
+            return cast("list[Event]", events)  # none is missing
         self._uncached -= missing
-        events = self._read_missing(pointers, events)
-        return [event for event in events if event is not None]
+        filled = self._read_missing(pointers, events)
+        return [event for event in filled if event is not None]
 
     def _read_missing(self, pointers: array, events: list[Event | None]) -> list[Event | None]:
         """Fill in the events no longer cached from the data files; damaged ones stay None."""
-        read = iter(self._reader.read([value for value, event in zip(pointers, events, strict=True)
+        read = iter(self._open_reader.read([value for value, event in zip(pointers, events, strict=True)
                                        if event is None]))
         filled = []
         for value, event in zip(pointers, events, strict=True):
@@ -418,13 +419,15 @@ class FileChannel(Channel):
             stopping = group[-1] is None  # stop() queued None after every commit it waits for
             if stopping:
                 group.pop()
-            if group:
+            commits = cast("list[Commit]", group)  # the None that stops the thread is gone
+            if commits:
+                results: list[int | Exception]
                 try:
-                    results, end = self._writer.append_group([item[0] for item in group])
+                    results, end = self._open_writer.append_group([item[0] for item in commits])
                 except Exception as error:  # a bug or worse: fail the whole group, keep the channel going
                     log.exception("channel %s: writing to the data log failed", self.name)
-                    results, end = [error] * len(group), None
-                loop.call_soon_threadsafe(self._apply, group, results, end)
+                    results, end = [error] * len(commits), None
+                loop.call_soon_threadsafe(self._apply, commits, results, end)
             if stopping:
                 return
 
@@ -433,7 +436,7 @@ class FileChannel(Channel):
         self.counters.unhealthy = int(any(isinstance(r, Exception) and not isinstance(r, SpaceExhausted)
                                           for r in results))
         if self.counters.unhealthy:
-            self._reader.discard_window()
+            self._open_reader.discard_window()
         for (encoded, puts, take_pointers, future), result in zip(group, results, strict=True):
             self._reserved_puts -= len(puts)
             if isinstance(result, Exception):
@@ -441,8 +444,9 @@ class FileChannel(Channel):
                     future.set_exception(result if isinstance(result, OSError) else OSError(str(result)))
                 continue
             file_id = result >> 32
-            if file_id not in self._reader.paths:
-                self._reader.paths[file_id] = self._writer.path_of(file_id)
+            reader = self._open_reader
+            if file_id not in reader.paths:
+                reader.paths[file_id] = self._open_writer.path_of(file_id)
             pointers = new_pointers()
             for first, count in encoded.put_runs:
                 pointers += entry_pointers(result + first, count)
@@ -464,11 +468,24 @@ class FileChannel(Channel):
                     "not keeping up with sources, or the channel is too small"
                 )
 
+    @property
+    def _open_writer(self) -> LogWriter:
+        """The data log's writer, from start() to stop()."""
+        assert self._writer is not None, f"channel {self.name} is not started"
+        return self._writer
+
+    @property
+    def _open_reader(self) -> LogReader:
+        """The data files' reader, from start() to stop()."""
+        assert self._reader is not None, f"channel {self.name} is not started"
+        return self._reader
+
     def _in_writer(self, function, *args):
         return asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     def _writer_position(self) -> int:
-        return (self._writer.file_id << 32) | self._writer.offset
+        writer = self._open_writer
+        return (writer.file_id << 32) | writer.offset
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -507,10 +524,11 @@ class FileChannel(Channel):
         return True
 
     async def _reclaim(self, oldest_needed: int) -> None:
-        obsolete = [file_id for file_id in self._reader.paths if file_id < oldest_needed]
+        reader = self._open_reader
+        obsolete = [file_id for file_id in reader.paths if file_id < oldest_needed]
         for file_id in sorted(obsolete):
-            path = self._reader.paths[file_id]
-            self._reader.forget(file_id)
+            path = reader.paths[file_id]
+            reader.forget(file_id)
             with contextlib.suppress(FileNotFoundError):
                 await asyncio.to_thread(os.remove, path)
             log.debug("channel %s: reclaimed %s", self.name, path)
