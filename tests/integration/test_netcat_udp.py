@@ -120,3 +120,29 @@ async def test_datagrams_that_cannot_become_events_are_counted_and_their_log_is_
         await server.stop()
     failures = [r for r in caplog.records if "could not turn" in r.getMessage()]
     assert len(failures) == 3 and all(r.exc_info and r.exc_info[0] is ValueError for r in failures)
+
+
+async def test_a_backlog_longer_than_a_batch_goes_out_in_order_in_batch_sized_pieces():
+    """The consumer takes `batch_size` datagrams off the front of the backlog at a time."""
+    made: list[list[bytes]] = []
+
+    async def events_of(datagrams):
+        made.append([payload for payload, _, _ in datagrams])
+        return []
+
+    async def deliver(events, stopped):
+        return True
+
+    server = UdpServer("r1", SourceCounters(), events_of, deliver, batch_size=3, warnings=RateLimitedWarnings())
+    (port,) = await server.start("127.0.0.1", [0])
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            for i in range(8):
+                client.sendto(b"line %d" % i, ("127.0.0.1", port))
+        server._read_all()  # all 8 queued before the consumer gets a turn
+        await wait_for(lambda: sum(map(len, made)) == 8, what="every datagram made into events")
+        assert [len(batch) for batch in made] == [3, 3, 2]
+        assert [payload for batch in made for payload in batch] == [b"line %d" % i for i in range(8)]
+        assert server.pending_bytes == 0
+    finally:
+        await server.stop()

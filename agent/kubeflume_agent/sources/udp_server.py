@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from kubeflume_agent.core.counters import SourceCounters
@@ -51,7 +52,7 @@ class UdpServer:
         self.max_pending_bytes = max_pending_bytes
         self.stopped = asyncio.Event()
         self.pending_bytes = 0
-        self._pending: list[Datagram] = []
+        self._pending: deque[Datagram] = deque()  # a flood's backlog: taken from the front in O(batch)
         self._wake = asyncio.Event()
         self._socket: socket.socket | None = None
         self._consumer: asyncio.Task | None = None
@@ -124,7 +125,7 @@ class UdpServer:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            batch, self._pending = self._pending[:step], self._pending[step:]
+            batch = take_front(self._pending, step)
             self.pending_bytes -= sum(len(payload) for payload, _, _ in batch)
             try:
                 events = await self.make_events(batch)
@@ -138,6 +139,13 @@ class UdpServer:
                 log.warning("%s: stopped with a full channel; %d events not stored",
                             self.name, len(events) + len(self._pending))
                 return
+
+
+def take_front(pending: deque[Datagram], count: int) -> list[Datagram]:
+    """The first `count` datagrams (fewer if fewer wait), removed: a cost per datagram taken,
+    whatever the backlog behind them (slicing a list copies the whole backlog each batch)."""
+    popleft = pending.popleft
+    return [popleft() for _ in range(min(count, len(pending)))]
 
 
 def server_for(source: Source, make_events: MakeEvents) -> UdpServer:
