@@ -54,7 +54,8 @@ def set_condition(
         "status": status,
         "reason": reason,
         "message": message,
-        "lastTransitionTime": (timestamp or now()) if transitioned else previous["lastTransitionTime"],
+        "lastTransitionTime": (timestamp or now()) if transitioned or previous is None
+        else previous["lastTransitionTime"],
     }
     if observed_generation is not None:
         condition["observedGeneration"] = observed_generation

@@ -26,14 +26,18 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
+from kubeflume_agent.config.keys import Settings
 from kubeflume_agent.config.model import AgentConfig, ConfigError, resolve_component
 from kubeflume_agent.config.properties import fingerprint, flume_conf
 from kubeflume_agent.core import registry
+from kubeflume_agent.core.channel import Channel
 from kubeflume_agent.interceptors.kubernetes import KubernetesInterceptor
+from kubeflume_agent.sinks.base import Sink
+from kubeflume_agent.sources.base import Source
 from kubeflume_operator import GROUP
 
 CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
@@ -127,7 +131,10 @@ def metrics_port(spec: Mapping[str, Any]) -> int:
     return int(spec.get("metrics", {}).get("port", DEFAULT_METRICS_PORT))
 
 
-def _components(config: AgentConfig) -> Iterator[tuple[str, str, type, Mapping[str, Any]]]:
+Component = type[Source] | type[Channel] | type[Sink]
+
+
+def _components(config: AgentConfig) -> Iterator[tuple[str, str, Component, Settings]]:
     """(kind, name, class, resolved settings) of every component whose type is known."""
     for kind, components in (("source", config.sources), ("channel", config.channels), ("sink", config.sinks)):
         for name, component in components.items():
@@ -135,6 +142,8 @@ def _components(config: AgentConfig) -> Iterator[tuple[str, str, type, Mapping[s
                 component_class = registry.lookup(kind, component.type)
             except registry.UnknownType:
                 continue  # validation reports it
+            if not issubclass(component_class, (Source, Channel, Sink)):
+                continue  # only sources, channels and sinks listen or keep state
             settings, _ = resolve_component(component_class, component.params)
             yield kind, name, component_class, settings
 
@@ -170,8 +179,8 @@ def pod_reader(name: str, namespace: str, service_account: str) -> list[dict[str
 
 def listening_ports(config: AgentConfig) -> list[ListeningPort]:
     ports: dict[tuple[int, str], ListeningPort] = {}
-    for kind, name, component_class, settings in _components(config):
-        if kind == "source":
+    for _, name, component_class, settings in _components(config):
+        if issubclass(component_class, Source):
             for port, protocol in component_class.listening_ports(settings):
                 ports.setdefault((port, protocol), ListeningPort(name, port, protocol))
     return list(ports.values())
@@ -322,7 +331,7 @@ def render(agent: Mapping[str, Any], config: AgentConfig, *, image: str) -> Agen
     resources = AgentResources(config_map, workload, service, _metrics_service(name, namespace, spec),
                                disruption_budget(name, namespace, spec, kind), config_hash, ports, notes,
                                service_account, cluster_objects)
-    kopf.append_owner_reference(resources.children, owner=agent)
+    kopf.append_owner_reference(resources.children, owner=cast(kopf.Body, agent))  # kopf reads its metadata
     return resources
 
 
