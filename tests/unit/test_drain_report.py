@@ -13,6 +13,8 @@ from kubeflume_agent.config.properties import parse_properties
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.runtime.agent import Agent
 from kubeflume_agent.runtime.drain import MAX_REPORT_BYTES, DrainReport, drain
+from tests.integration.source_harness import running_source, take_all
+from tests.network import free_port
 
 
 def test_a_small_report_keeps_every_channel_and_sink():
@@ -80,3 +82,35 @@ async def test_a_stall_while_a_sink_holds_a_take_open_still_counts_that_take_as_
     assert (report.held, report.left, report.delivered) == ({"c1": 3000}, {"c1": 3000}, {"k1": 0})
     assert report.reason.startswith("no event delivered for 1 s (c1 holds 3000)")
     assert report.drained is False
+
+
+class PeerComesBackAgent(Agent):
+    """Its next agent (an Avro source on `port`) only starts listening when the drain stops it."""
+
+    def __init__(self, config, *, port: int) -> None:
+        super().__init__(config, drain_timeout=60)
+        self.port = port
+
+    async def stop(self) -> None:
+        async with running_source("avro", {"bind": "127.0.0.1", "port": str(self.port)}) as (_, received):
+            await super().stop()  # gives the sinks drain_timeout to empty the channels
+            self.received = await take_all(received)
+
+
+async def test_a_sink_that_empties_the_channels_while_the_drain_stops_has_drained_them(tmp_path):
+    await store(tmp_path, 3000)
+    port = free_port()  # refused until the drain stops
+    sink = ("a1.sinks = k1\na1.sinks.k1.type = avro\na1.sinks.k1.channel = c1\na1.sinks.k1.hostname = 127.0.0.1\n"
+            f"a1.sinks.k1.port = {port}\na1.sinks.k1.batch-size = 1000\n")
+    agents: list[PeerComesBackAgent] = []
+
+    def agent_factory(config):
+        agents.append(PeerComesBackAgent(config, port=port))
+        return agents[-1]
+
+    report = await drain(parse_properties(file_channel(tmp_path) + sink, "a1"), timeout=1, stop=asyncio.Event(),
+                         agent_factory=agent_factory)
+
+    assert (report.held, report.left, report.delivered) == ({"c1": 3000}, {"c1": 0}, {"k1": 3000})
+    assert (report.drained, report.reason) == (True, "")
+    assert len(agents[0].received) == 3000

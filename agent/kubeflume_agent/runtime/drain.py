@@ -105,7 +105,11 @@ class _Stalled:
     sink_errors: dict[str, str]
 
     def reason(self, left: dict[str, int]) -> str:
+        """Why the drain gave up, given what the channels hold once stopped; "" if the sinks emptied
+        them after all while the agent stopped (it gives them time to)."""
         holding = ", ".join(f"{name} holds {count}" for name, count in left.items() if count)
+        if not holding:
+            return ""
         errors = "; ".join(f"{name}: {error}" for name, error in self.sink_errors.items())
         return f"no event delivered for {self.timeout:g} s ({holding})" + (
             f"; last sink errors: {errors}" if errors else "")
