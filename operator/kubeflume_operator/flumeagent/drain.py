@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import kubernetes
@@ -120,9 +120,9 @@ def plan(observed: Observed, *, delete_claims: bool) -> Plan:
     """What to do now. A claim is only ever deleted after its Job succeeded, for an ordinal that is
     still removed and has no pod."""
     result = Plan()
-    for ordinal, job in observed.jobs.items():
+    for ordinal, existing in observed.jobs.items():
         if ordinal < observed.replicas:
-            result.cancel.append(job)
+            result.cancel.append(existing)
     for ordinal in sorted(observed.claims):
         if ordinal < observed.replicas:
             continue
@@ -163,7 +163,7 @@ def render_job(agent: Mapping[str, Any], config: AgentConfig, rendered: resource
                      "annotations": {ORDINAL_ANNOTATION: str(ordinal), CLAIM_ANNOTATION: claim}},
         "spec": {"backoffLimit": backoff_limit, "template": template},
     }
-    kopf.append_owner_reference(job, owner=agent)
+    kopf.append_owner_reference(job, owner=cast(kopf.Body, agent))  # kopf reads its metadata
     return job
 
 
@@ -250,13 +250,13 @@ class DrainPass:
     def start(self, job: Mapping[str, Any]) -> str:
         name = job["metadata"]["name"]
         try:
-            self.batch.create_namespaced_job(self.namespace, job)
+            self.batch.create_namespaced_job(self.namespace, cast(Any, job))  # the client sends a dict as it is
         except ApiException as error:
             if error.status != 409:  # already there: a pass that raced this one made it
                 raise
             return name
-        kopf.info(self.agent, reason="DrainStarted",
-                  message=f"Job {name} drains claim {job['metadata']['annotations'][CLAIM_ANNOTATION]}")
+        self._event(reason="DrainStarted",
+                    message=f"Job {name} drains claim {job['metadata']['annotations'][CLAIM_ANNOTATION]}")
         return name
 
     def cancel(self, job: DrainJob) -> None:
@@ -264,27 +264,33 @@ class DrainPass:
         self._ignore_missing(self.batch.delete_namespaced_job, job.name, self.namespace,
                              propagation_policy="Background")
         if job.phase == RUNNING:
-            kopf.info(self.agent, reason="DrainCancelled",
-                      message=f"ordinal {job.ordinal} is back: Job {job.name} deleted, claim {job.claim} kept")
+            self._event(reason="DrainCancelled",
+                        message=f"ordinal {job.ordinal} is back: Job {job.name} deleted, claim {job.claim} kept")
 
     def delete_claim(self, job: DrainJob) -> None:
         self._ignore_missing(self.core.delete_namespaced_persistent_volume_claim, job.claim, self.namespace)
         self._annotate(job.name, {CLAIM_DELETED_ANNOTATION: "true"})
-        kopf.info(self.agent, reason="ClaimDeleted", message=f"claim {job.claim} deleted: Job {job.name} drained it")
+        self._event(reason="ClaimDeleted", message=f"claim {job.claim} deleted: Job {job.name} drained it")
+
+    def _event(self, reason: str, message: str) -> None:
+        kopf.info(cast(kopf.Body, self.agent), reason=reason, message=message)  # kopf reads its metadata
+
+    def _event_warning(self, reason: str, message: str) -> None:
+        kopf.warn(cast(kopf.Body, self.agent), reason=reason, message=message)
 
     # --- reads ---------------------------------------------------------------------------------
 
     def _list_jobs(self) -> list[dict[str, Any]]:
         response = self.batch.list_namespaced_job(self.namespace, label_selector=f"{DRAIN_OF_LABEL}={self.name}",
                                                   _preload_content=False)
-        return json.loads(response.data)["items"]
+        return _items(response)
 
     def _claims(self) -> dict[int, str]:
         selector = ",".join(f"{k}={v}" for k, v in resources.selector_labels(self.name).items())
         response = self.core.list_namespaced_persistent_volume_claim(self.namespace, label_selector=selector,
                                                                      _preload_content=False)
         claims = {}
-        for claim in json.loads(response.data)["items"]:
+        for claim in _items(response):
             ordinal = claim_ordinal(self.name, claim["metadata"]["name"])
             if ordinal is not None and not claim["metadata"].get("deletionTimestamp"):
                 claims[ordinal] = claim["metadata"]["name"]
@@ -293,7 +299,7 @@ class DrainPass:
     def _pod_ordinals(self) -> set[int]:
         selector = ",".join(f"{k}={v}" for k, v in resources.selector_labels(self.name).items())
         response = self.core.list_namespaced_pod(self.namespace, label_selector=selector, _preload_content=False)
-        names = (pod["metadata"]["name"] for pod in json.loads(response.data)["items"])
+        names = (pod["metadata"]["name"] for pod in _items(response))
         return {ordinal for ordinal in (pod_ordinal(self.name, n) for n in names) if ordinal is not None}
 
     def _with_report(self, job: DrainJob) -> DrainJob:
@@ -303,17 +309,17 @@ class DrainPass:
         report = self._pod_report(job.name)
         self._annotate(job.name, {REPORT_ANNOTATION: json.dumps(report, separators=(",", ":"))})
         if job.phase == FAILED:
-            kopf.warn(self.agent, reason="DrainFailed",
-                      message=f"Job {job.name}: {report.get('reason') or 'failed'}; claim {job.claim} kept")
+            self._event_warning(reason="DrainFailed",
+                                message=f"Job {job.name}: {report.get('reason') or 'failed'}; claim {job.claim} kept")
         else:
-            kopf.info(self.agent, reason="DrainSucceeded",
-                      message=f"Job {job.name}: {report.get('delivered', '?')} events delivered from {job.claim}")
+            self._event(reason="DrainSucceeded",
+                        message=f"Job {job.name}: {report.get('delivered', '?')} events delivered from {job.claim}")
         return DrainJob(job.name, job.ordinal, job.claim, job.phase, report, job.claim_deleted)
 
     def _pod_report(self, job: str) -> dict[str, Any]:
         response = self.core.list_namespaced_pod(self.namespace, label_selector=f"{JOB_NAME_LABEL}={job}",
                                                  _preload_content=False)
-        pods = sorted(json.loads(response.data)["items"], key=lambda p: p["metadata"].get("creationTimestamp", ""))
+        pods = sorted(_items(response), key=lambda p: p["metadata"].get("creationTimestamp", ""))
         for pod in reversed(pods):
             for status in (pod.get("status") or {}).get("containerStatuses") or ():
                 message = ((status.get("state") or {}).get("terminated") or {}).get("message")
@@ -346,3 +352,8 @@ def _parse_report(message: str | None) -> dict[str, Any] | None:
     except ValueError:
         return None
     return report if isinstance(report, dict) and "drained" in report else None
+
+
+def _items(response: Any) -> list[dict[str, Any]]:
+    """The items of a list call made with _preload_content=False (the raw JSON, no model objects)."""
+    return json.loads(response.data)["items"]

@@ -32,7 +32,7 @@ from kubeflume_operator.problems import describe, describe_all
 from kubeflume_operator.validation import flumeagent_verdict
 
 FLUMEAGENTS = (GROUP, VERSION, "flumeagents")
-MANAGED = {resources.MANAGED_BY_LABEL: resources.MANAGED_BY, resources.INSTANCE_LABEL: kopf.PRESENT}
+MANAGED: dict[str, Any] = {resources.MANAGED_BY_LABEL: resources.MANAGED_BY, resources.INSTANCE_LABEL: kopf.PRESENT}
 WORKLOAD_PLURALS = {"Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}
 
 
@@ -51,11 +51,13 @@ def register(registry: kopf.OperatorRegistry, *, context: OperatorContext) -> No
         functools.partial(refresh_status, context=context))
 
 
-def agent_pods(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict:
+def agent_pods(*, namespace: str | None, labels: Mapping[str, str], body: kopf.Body,
+               **_: Any) -> dict[tuple[str | None, str], agent_status.PodView]:
     return {(namespace, labels[resources.INSTANCE_LABEL]): agent_status.PodView.of(body)}
 
 
-def index_rollout(namespace: str, labels: Mapping[str, str], body: kopf.Body, param: str, **_: Any) -> dict:
+def index_rollout(*, namespace: str | None, labels: Mapping[str, str], body: kopf.Body, param: str = "",
+                  **_: Any) -> dict[tuple[str | None, str], agent_status.Rollout]:
     return {(namespace, labels[resources.INSTANCE_LABEL]): agent_status.Rollout.of(body, param)}
 
 
