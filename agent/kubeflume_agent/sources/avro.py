@@ -97,7 +97,7 @@ class AvroSource(ListeningSource):
         self.deflate = config.compression_type == "deflate"
         self.max_request_bytes = config.max_request_bytes
         self.server = server_for(
-            self, self._serve, ssl_context=tls.server_context(config),
+            self, self._serve, config, ssl_context=tls.server_context(config),
             ip_filter=IpFilter(config.ip_filter_rules) if config.ip_filter else None,
         )
 

@@ -99,6 +99,19 @@ class Source(Configurable):
 REUSE_PORT_KEY = Key("reusePort", boolean, False, doc="SO_REUSEPORT: several agent processes share the port")
 
 
+class ConnectionConfig(Protocol):
+    """What a TCP or HTTP source's typed config tells its server (each such config declares these keys)."""
+
+    @property
+    def reuse_port(self) -> bool: ...
+
+    @property
+    def read_timeout(self) -> float: ...
+
+    @property
+    def max_connections(self) -> int: ...
+
+
 class Server(Protocol):
     """What a listening source needs of its server (sources.tcp_server.TcpServer, udp_server.UdpServer)."""
 

@@ -284,7 +284,7 @@ class HttpSource(ListeningSource):
         self.handler = build_handler(config)
         app = web.Application(client_max_size=config.max_request_bytes)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self.server: HttpServer = HttpServer(self, app, ssl_context=tls.server_context(config),
+        self.server: HttpServer = HttpServer(self, app, config, ssl_context=tls.server_context(config),
                                              send_server_version=config.sends_server_version())
 
     @classmethod

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from kubeflume_agent.sources.base import Source
+from kubeflume_agent.sources.base import ConnectionConfig, Source
 
 log = logging.getLogger(__name__)
 
@@ -81,27 +81,27 @@ class _RefusalLog:
 class HttpServer:
     """One source's aiohttp application on its ports (the `Server` of a ListeningSource)."""
 
-    def __init__(self, source: Source, app: web.Application, *, ssl_context: Any = None,
+    def __init__(self, source: Source, app: web.Application, config: ConnectionConfig, *, ssl_context: Any = None,
                  send_server_version: bool = True) -> None:
         self.source = source
         self.app = app
+        self.config = config
         self.ssl_context = ssl_context
-        self.read_timeout: float = source.settings["readTimeout"]
+        self.read_timeout = config.read_timeout
         self.runner: web.AppRunner | None = None
         if not send_server_version:
             app.on_response_prepare.append(_drop_server_header)
 
     async def start(self, host: str | None, ports: Sequence[int]) -> list[int]:
-        settings = self.source.settings
         self.runner = _CappedRunner(
-            self.app, max_connections=settings["maxConnections"], refused=self._refused,
+            self.app, max_connections=self.config.max_connections, refused=self._refused,
             access_log=None, handle_signals=False, keepalive_timeout=self.read_timeout,
             logger=_RefusalLog(self.source))
         await self.runner.setup()
         bound = []
         for port in ports:
             site = web.TCPSite(self.runner, host or None, port, ssl_context=self.ssl_context,
-                               reuse_port=settings["reusePort"] or None)
+                               reuse_port=self.config.reuse_port or None)
             await site.start()
             bound.append(self.runner.addresses[-1][1])
         return bound
@@ -126,7 +126,7 @@ class HttpServer:
     def _refused(self) -> None:
         self.source.counters.connection_limit += 1
         self.source.warnings.warn(log, "connection-limit", "%s: refused a connection: %d open (maxConnections)",
-                                  self.source.name, self.source.settings["maxConnections"])
+                                  self.source.name, self.config.max_connections)
 
 
 async def _drop_server_header(request: web.Request, response: web.StreamResponse) -> None:

@@ -111,7 +111,7 @@ class AvroLegacySource(ListeningSource):
         self.responder = Responder(AvroProtocol.packaged("FlumeOGEventAvroServer"), MAX_READS_PER_CALL)
         app = web.Application(client_max_size=self.config.max_request_bytes)
         app.router.add_post("/{tail:.*}", self._handle)
-        self.server: HttpServer = HttpServer(self, app)
+        self.server: HttpServer = HttpServer(self, app, self.config)
 
     async def _handle(self, request: web.Request) -> web.Response:
         try:
@@ -139,7 +139,7 @@ class ThriftLegacySource(ListeningSource):
         super().__init__(name, settings, processor)
         self.config = LegacySourceConfig.from_settings(settings)
         self.factory = PROTOCOLS["binary"]
-        self.server: TcpServer = server_for(self, self._serve)
+        self.server: TcpServer = server_for(self, self._serve, self.config)
 
     async def _serve(self, connection: Connection) -> None:
         limit = self.config.max_request_bytes

@@ -93,7 +93,7 @@ class NetcatSource(ListeningSource):
         self.too_long_reply = self._encode(
             f"FAILED: Event exceeds the maximum length ({self.max_line_length} chars, including newline)\n")
         self.byte_lines = splits_at_lf_byte(self.encoding)
-        self.server: TcpServer = server_for(self, self._serve)
+        self.server: TcpServer = server_for(self, self._serve, config)
 
     def _encode(self, reply: str) -> bytes:
         return reply.encode(self.reply_codec, "replace")

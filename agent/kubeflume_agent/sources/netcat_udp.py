@@ -35,7 +35,7 @@ class NetcatUdpSource(ListeningSource):
         super().__init__(name, settings, processor)
         self.config = config = NetcatUdpConfig.from_settings(settings)
         self.address_header = config.remote_address or config.remote_address_header
-        self.server = udp_server.server_for(self, self._events)
+        self.server = udp_server.server_for(self, self._events, reuse_port=config.reuse_port)
 
     async def _events(self, datagrams: list[Datagram]) -> list[Event]:
         header = self.address_header

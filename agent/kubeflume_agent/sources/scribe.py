@@ -62,7 +62,7 @@ class ScribeSource(ListeningSource):
     def __init__(self, name: str, settings: Settings, processor) -> None:
         super().__init__(name, settings, processor)
         self.config = ScribeSourceConfig.from_settings(settings)
-        self.server = server_for(self, self._serve)
+        self.server = server_for(self, self._serve, self.config)
 
     async def _serve(self, connection: Connection) -> None:
         await serve_framed(connection, SCRIBE_PROTOCOL, SCRIBE.Scribe, self.config.max_read_buffer_bytes,

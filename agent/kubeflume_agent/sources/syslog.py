@@ -166,7 +166,7 @@ class _SyslogTcpBase(ListeningSource):
         super().__init__(name, settings, processor)
         self.config = config = self.config_class.from_settings(settings)
         self.client_headers = _ClientHeaders(config)
-        self.server: TcpServer = server_for(self, self._serve, ssl_context=tls.server_context(config))
+        self.server: TcpServer = server_for(self, self._serve, config, ssl_context=tls.server_context(config))
 
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
@@ -259,7 +259,7 @@ class SyslogUdpSource(ListeningSource):
         self.config = config = SyslogUdpConfig.from_settings(settings)
         self.parser = SyslogUtilsParser(config.keep_fields)
         self.client_headers = _ClientHeaders(config)
-        self.server = udp_server.server_for(self, self._events)
+        self.server = udp_server.server_for(self, self._events, reuse_port=config.reuse_port)
         self.bound_ports: list[int] = []
 
     async def _events(self, datagrams: list[Datagram]) -> list[Event]:

@@ -38,7 +38,7 @@ from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.log_limit import RateLimitedWarnings
 from kubeflume_agent.protocols.framing import FrameError
 from kubeflume_agent.protocols.ipfilter import IpFilter
-from kubeflume_agent.sources.base import Source
+from kubeflume_agent.sources.base import ConnectionConfig, Source
 
 log = logging.getLogger(__name__)
 
@@ -266,12 +266,12 @@ class TcpServer:
                 await writer.wait_closed()
 
 
-def server_for(source: Source, serve: Callable[[Connection], Awaitable[None]], **options: Any) -> TcpServer:
+def server_for(source: Source, serve: Callable[[Connection], Awaitable[None]], config: ConnectionConfig,
+               **options: Any) -> TcpServer:
     """The TCP server of `source`, with the keys every TCP source shares (`reusePort`, and
     CONNECTION_KEYS: `readTimeout`, `maxConnections`); `options`: TLS context, IP filter."""
-    settings = source.settings
-    return TcpServer(source.name, source.counters, serve, reuse_port=settings["reusePort"],
-                     read_timeout=settings["readTimeout"], max_connections=settings["maxConnections"],
+    return TcpServer(source.name, source.counters, serve, reuse_port=config.reuse_port,
+                     read_timeout=config.read_timeout, max_connections=config.max_connections,
                      warnings=source.warnings, **options)
 
 

@@ -132,7 +132,7 @@ class ThriftSource(ListeningSource):
         self.config = config = ThriftSourceConfig.from_settings(settings)
         self.factory = PROTOCOLS[config.protocol]
         self.batch_reader = compact_batch_reader() if config.protocol == "compact" else None
-        self.server = server_for(self, self._serve, ssl_context=tls.server_context(config))
+        self.server = server_for(self, self._serve, config, ssl_context=tls.server_context(config))
 
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:

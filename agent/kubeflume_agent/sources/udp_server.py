@@ -148,11 +148,11 @@ def take_front(pending: deque[Datagram], count: int) -> list[Datagram]:
     return [popleft() for _ in range(min(count, len(pending)))]
 
 
-def server_for(source: Source, make_events: MakeEvents) -> UdpServer:
+def server_for(source: Source, make_events: MakeEvents, *, reuse_port: bool) -> UdpServer:
     """The UDP server of `source`: its `reusePort` key, its channels' batch size, backpressure by retrying."""
 
     async def deliver(events: list[Event], stopped: asyncio.Event) -> bool:
         return await deliver_until_accepted(source, events, stopped)
 
     return UdpServer(source.name, source.counters, make_events, deliver, batch_size=source.processor.max_batch,
-                     warnings=source.warnings, reuse_port=source.settings["reusePort"])
+                     warnings=source.warnings, reuse_port=reuse_port)
