@@ -46,13 +46,12 @@ from kubeflume_agent.protocols.avro_rpc import (
 )
 from kubeflume_agent.protocols.framing import decode_budget
 from kubeflume_agent.protocols.ipfilter import IpFilter, IpRule, parse_rules
-from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
+from kubeflume_agent.sources.base import ListeningSource
 from kubeflume_agent.sources.tcp_server import (
     DEFAULT_MAX_REQUEST_BYTES,
     MAX_BATCH_EVENTS_KEY,
-    MAX_CONNECTIONS_KEY,
-    READ_TIMEOUT_KEY,
     Connection,
+    ConnectionKeys,
     Outcome,
     deliver_call,
     server_for,
@@ -60,7 +59,7 @@ from kubeflume_agent.sources.tcp_server import (
 
 
 @dataclass(frozen=True)
-class AvroSourceConfig(tls.TlsServerConfig):
+class AvroSourceConfig(ConnectionKeys, tls.TlsServerConfig):
     bind: str = key("bind", str, required=True, doc="address to bind")
     port: int = key("port", port_number, required=True)
     threads: int = key("threads", non_negative_integer, 0,
@@ -73,9 +72,6 @@ class AvroSourceConfig(tls.TlsServerConfig):
     max_request_bytes: int = key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES,
                                  doc="largest call accepted (bytes); larger frames close the connection")
     max_batch_events: int = declared_key(MAX_BATCH_EVENTS_KEY)
-    reuse_port: bool = declared_key(REUSE_PORT_KEY)
-    read_timeout: float = declared_key(READ_TIMEOUT_KEY)
-    max_connections: int = declared_key(MAX_CONNECTIONS_KEY)
 
     def problems(self) -> list[tuple[str, str]]:
         problems = tls.validate_server(self)

@@ -44,14 +44,13 @@ from kubeflume_agent.config.keys import (
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols import tls
 from kubeflume_agent.protocols.java_charsets import decode_java, java_encoder
-from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
+from kubeflume_agent.sources.base import ListeningSource
 from kubeflume_agent.sources.http_server import HttpServer
 from kubeflume_agent.sources.tcp_server import (
     DEFAULT_MAX_BATCH_EVENTS,
     DEFAULT_MAX_REQUEST_BYTES,
     MAX_BATCH_EVENTS_KEY,
-    MAX_CONNECTIONS_KEY,
-    READ_TIMEOUT_KEY,
+    ConnectionKeys,
     Outcome,
     deliver_call,
 )
@@ -220,7 +219,7 @@ _JETTY_IGNORED = "Jetty tuning; accepted and ignored"
 
 
 @dataclass(frozen=True)
-class HttpSourceConfig(tls.TlsServerConfig):
+class HttpSourceConfig(ConnectionKeys, tls.TlsServerConfig):
     port: int = key("port", port_number, required=True)
     bind: str = key("bind", str, "0.0.0.0", doc="address to bind")
     handler: str = key("handler", str, "org.apache.flume.source.http.JSONHandler",
@@ -231,9 +230,6 @@ class HttpSourceConfig(tls.TlsServerConfig):
     max_request_bytes: int = key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES,
                                  doc="largest body accepted")
     max_batch_events: int = declared_key(MAX_BATCH_EVENTS_KEY)
-    reuse_port: bool = declared_key(REUSE_PORT_KEY)
-    read_timeout: float = declared_key(READ_TIMEOUT_KEY)
-    max_connections: int = declared_key(MAX_CONNECTIONS_KEY)
     enable_ssl: bool | None = key("enableSSL", boolean, None, doc="deprecated spelling of ssl")
     keystore_password_deprecated: str | None = key("keystorePassword", str, None,
                                                    doc="deprecated spelling of keystore-password")

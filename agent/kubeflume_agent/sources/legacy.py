@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kubeflume_agent.config.keys import Config, Settings, declared_key, key, port_number, positive_integer
+from kubeflume_agent.config.keys import Settings, key, port_number, positive_integer
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.avro_rpc import (
     AvroProtocol,
@@ -32,14 +32,13 @@ from kubeflume_agent.protocols.avro_rpc import (
 )
 from kubeflume_agent.protocols.framing import FrameError, decode_budget
 from kubeflume_agent.protocols.thrift_rpc import FLUME_OG, INCOMPLETE, PROTOCOLS, read_call, text, write_reply
-from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
+from kubeflume_agent.sources.base import ListeningSource
 from kubeflume_agent.sources.http_server import HttpServer
 from kubeflume_agent.sources.tcp_server import (
     DEFAULT_MAX_REQUEST_BYTES,
-    MAX_CONNECTIONS_KEY,
     READ_SIZE,
-    READ_TIMEOUT_KEY,
     Connection,
+    ConnectionKeys,
     Outcome,
     TcpServer,
     deliver_call,
@@ -54,14 +53,11 @@ MAX_READS_PER_CALL = decode_budget(1_000)
 _PRIORITY_NAMES = {value: name for name, value in vars(FLUME_OG.Priority).items() if isinstance(value, int)}
 
 @dataclass(frozen=True)
-class LegacySourceConfig(Config):
+class LegacySourceConfig(ConnectionKeys):
     host: str = key("host", str, required=True, doc="address to bind")
     port: int = key("port", port_number, required=True)
     max_request_bytes: int = key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES,
                                  doc="largest request accepted")
-    reuse_port: bool = declared_key(REUSE_PORT_KEY)
-    read_timeout: float = declared_key(READ_TIMEOUT_KEY)
-    max_connections: int = declared_key(MAX_CONNECTIONS_KEY)
 
 
 def og_event(body: bytes, host: str | None, timestamp: int, priority: str, nanos: int,

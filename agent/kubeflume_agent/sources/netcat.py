@@ -30,11 +30,9 @@ from dataclasses import dataclass
 from typing import cast
 
 from kubeflume_agent.config.keys import (
-    Config,
     Settings,
     boolean,
     charset,
-    declared_key,
     key,
     port_number,
     positive_integer,
@@ -44,12 +42,11 @@ from kubeflume_agent.core.errors import ChannelError, ChannelFull
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.java_charsets import java_encoder
 from kubeflume_agent.protocols.lines import TOO_LONG, BoundedLineSplitter, TextLineSplitter, splits_at_lf_byte
-from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
+from kubeflume_agent.sources.base import ListeningSource
 from kubeflume_agent.sources.tcp_server import (
-    MAX_CONNECTIONS_KEY,
     READ_SIZE,
-    READ_TIMEOUT_KEY,
     Connection,
+    ConnectionKeys,
     TcpServer,
     deliver_until_accepted,
     server_for,
@@ -61,7 +58,7 @@ STOPPING = object()  # what `_deliver` returns when the source stops before the 
 
 
 @dataclass(frozen=True)
-class NetcatSourceConfig(Config):
+class NetcatSourceConfig(ConnectionKeys):
     bind: str = key("bind", str, required=True, doc="address to bind")
     port: int = key("port", port_number, required=True)
     max_line_length: int = key(
@@ -70,9 +67,6 @@ class NetcatSourceConfig(Config):
     ack_every_event: bool = key("ack-every-event", boolean, True, doc="answer OK for every stored line")
     encoding: str = key("encoding", charset, "utf-8",
                         doc="charset of the lines and of the replies; bodies are stored as UTF-8")
-    reuse_port: bool = declared_key(REUSE_PORT_KEY)
-    read_timeout: float = declared_key(READ_TIMEOUT_KEY)
-    max_connections: int = declared_key(MAX_CONNECTIONS_KEY)
 
 
 class NetcatSource(ListeningSource):

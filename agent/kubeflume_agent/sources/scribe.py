@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Config, Settings, declared_key, key, port_number, positive_integer
+from kubeflume_agent.config.keys import Settings, declared_key, key, port_number, positive_integer
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.thrift_rpc import SCRIBE, SCRIBE_PROTOCOL, ThriftCall, text
-from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
+from kubeflume_agent.sources.base import ListeningSource
 from kubeflume_agent.sources.tcp_server import (
     MAX_BATCH_EVENTS_KEY,
-    MAX_CONNECTIONS_KEY,
-    READ_TIMEOUT_KEY,
     Connection,
+    ConnectionKeys,
     Outcome,
     deliver_call,
     server_for,
@@ -45,15 +44,12 @@ def scribe_events(call: ThriftCall) -> list[Event]:
 
 
 @dataclass(frozen=True)
-class ScribeSourceConfig(Config):
+class ScribeSourceConfig(ConnectionKeys):
     port: int = key("port", port_number, 1499)
     bind: str = key("bind", str, "0.0.0.0", doc="address to bind (Flume binds every interface)")
     max_read_buffer_bytes: int = key("maxReadBufferBytes", positive_integer, 16384000, doc="largest frame accepted")
     worker_threads: int = key("workerThreads", positive_integer, 5, doc="accepted for Flume compatibility; unused")
     max_batch_events: int = declared_key(MAX_BATCH_EVENTS_KEY)
-    reuse_port: bool = declared_key(REUSE_PORT_KEY)
-    read_timeout: float = declared_key(READ_TIMEOUT_KEY)
-    max_connections: int = declared_key(MAX_CONNECTIONS_KEY)
 
 
 class ScribeSource(ListeningSource):

@@ -39,10 +39,9 @@ from kubeflume_agent.protocols.syslog import (
 from kubeflume_agent.sources import udp_server
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
 from kubeflume_agent.sources.tcp_server import (
-    MAX_CONNECTIONS_KEY,
     READ_SIZE,
-    READ_TIMEOUT_KEY,
     Connection,
+    ConnectionKeys,
     TcpServer,
     deliver_until_accepted,
     server_for,
@@ -77,14 +76,12 @@ class SyslogClientConfig(Config):
 
 
 @dataclass(frozen=True)
-class SyslogTcpBaseConfig(SyslogClientConfig, tls.TlsServerConfig):
+class SyslogTcpBaseConfig(ConnectionKeys, SyslogClientConfig, tls.TlsServerConfig):
     """The keys of both TCP syslog sources."""
 
     host: str = key("host", str, required=True, doc="address to bind")
     event_size: int = key("eventSize", event_size, 2500,
                           doc="longest message in bytes; longer ones are cut (Incomplete)")
-    read_timeout: float = declared_key(READ_TIMEOUT_KEY)
-    max_connections: int = declared_key(MAX_CONNECTIONS_KEY)
 
     def problems(self) -> list[tuple[str, str]]:
         return tls.validate_server(self)

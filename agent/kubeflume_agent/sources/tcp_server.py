@@ -28,9 +28,10 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from kubeflume_agent.config.keys import Key, positive_integer, positive_number
+from kubeflume_agent.config.keys import Config, Key, declared_key, positive_integer, positive_number
 from kubeflume_agent.core.batches import batch_limit, batches
 from kubeflume_agent.core.counters import SourceCounters
 from kubeflume_agent.core.errors import ChannelError
@@ -38,7 +39,7 @@ from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.log_limit import RateLimitedWarnings
 from kubeflume_agent.protocols.framing import FrameError
 from kubeflume_agent.protocols.ipfilter import IpFilter
-from kubeflume_agent.sources.base import ConnectionConfig, Source
+from kubeflume_agent.sources.base import REUSE_PORT_KEY, ConnectionConfig, Source
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,6 @@ READ_TIMEOUT_KEY = Key(
 MAX_CONNECTIONS_KEY = Key(
     "maxConnections", positive_integer, DEFAULT_MAX_CONNECTIONS,
     doc="most open connections; one more closes the longest-open connection not handing events over")
-# What every TCP source declares, beside its own keys.
-CONNECTION_KEYS = (READ_TIMEOUT_KEY, MAX_CONNECTIONS_KEY)
 
 T = TypeVar("T")
 
@@ -269,7 +268,7 @@ class TcpServer:
 def server_for(source: Source, serve: Callable[[Connection], Awaitable[None]], config: ConnectionConfig,
                **options: Any) -> TcpServer:
     """The TCP server of `source`, with the keys every TCP source shares (`reusePort`, and
-    CONNECTION_KEYS: `readTimeout`, `maxConnections`); `options`: TLS context, IP filter."""
+    `readTimeout`, `maxConnections`: see ConnectionKeys); `options`: TLS context, IP filter."""
     return TcpServer(source.name, source.counters, serve, reuse_port=config.reuse_port,
                      read_timeout=config.read_timeout, max_connections=config.max_connections,
                      warnings=source.warnings, **options)
@@ -310,6 +309,15 @@ class Outcome:
 
 
 DEFAULT_MAX_BATCH_EVENTS = 10_000
+
+
+@dataclass(frozen=True)
+class ConnectionKeys(Config):
+    """The keys a TCP source's server reads (sources.base.ConnectionConfig), declared once for them all."""
+
+    reuse_port: bool = declared_key(REUSE_PORT_KEY)
+    read_timeout: float = declared_key(READ_TIMEOUT_KEY)
+    max_connections: int = declared_key(MAX_CONNECTIONS_KEY)
 
 
 # The default of the RPC and HTTP sources' `max-request-bytes`: what one call may make us hold.

@@ -36,13 +36,12 @@ from kubeflume_agent.protocols.thrift_rpc import (
     write_reply,
     write_unknown_method,
 )
-from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
+from kubeflume_agent.sources.base import ListeningSource
 from kubeflume_agent.sources.tcp_server import (
     DEFAULT_MAX_REQUEST_BYTES,
     MAX_BATCH_EVENTS_KEY,
-    MAX_CONNECTIONS_KEY,
-    READ_TIMEOUT_KEY,
     Connection,
+    ConnectionKeys,
     Outcome,
     deliver_call,
     server_for,
@@ -101,7 +100,7 @@ def flume_event(thrift_event: Any) -> Event:
 
 
 @dataclass(frozen=True)
-class ThriftSourceConfig(tls.TlsServerConfig):
+class ThriftSourceConfig(ConnectionKeys, tls.TlsServerConfig):
     bind: str = key("bind", str, required=True, doc="address to bind")
     port: int = key("port", port_number, required=True)
     threads: int = key("threads", non_negative_integer, 0,
@@ -113,9 +112,6 @@ class ThriftSourceConfig(tls.TlsServerConfig):
     kerberos: bool = key("kerberos", boolean, False, doc="not supported")
     agent_principal: str | None = key("agent-principal", str, None, doc="not supported (kerberos)")
     agent_keytab: str | None = key("agent-keytab", str, None, doc="not supported (kerberos)")
-    reuse_port: bool = declared_key(REUSE_PORT_KEY)
-    read_timeout: float = declared_key(READ_TIMEOUT_KEY)
-    max_connections: int = declared_key(MAX_CONNECTIONS_KEY)
 
     def problems(self) -> list[tuple[str, str]]:
         problems = tls.validate_server(self)
