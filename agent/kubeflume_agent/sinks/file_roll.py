@@ -116,9 +116,10 @@ class RollingFileSink(Sink):
 
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
+        config = RollingFileSinkConfig.from_settings(settings)
         problems = [("sink." + key, message)
-                    for key, message in serializer_problems(settings["sink.serializer"], settings["sink.serializer."])]
-        if settings["sink.rollInterval"] < 0:
+                    for key, message in serializer_problems(config.serializer, config.serializer_params)]
+        if config.roll_interval < 0:
             problems.append(("sink.rollInterval", "expected 0 (never roll) or more seconds"))
         return problems
 

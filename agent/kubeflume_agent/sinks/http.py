@@ -32,7 +32,6 @@ from kubeflume_agent.sinks.base import Sink
 log = logging.getLogger(__name__)
 
 STATUS_RULE = re.compile(r"[1-5](\d\d|XX)")
-RULE_FAMILIES = ("backoff", "rollback", "incrementMetrics")
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 
@@ -94,12 +93,15 @@ class HttpSink(Sink):
 
     @classmethod
     def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
+        config = HttpSinkConfig.from_settings(settings)
         problems = []
-        endpoint = settings["endpoint"] or ""
+        endpoint = config.endpoint or ""
         if not endpoint.startswith(("http://", "https://")):
             problems.append(("endpoint", f"expected an http:// or https:// URL, got {endpoint!r}"))
-        for family in RULE_FAMILIES:
-            for code in settings[family + "."]:
+        rules = {"backoff": config.backoff_rules, "rollback": config.rollback_rules,
+                 "incrementMetrics": config.increment_metrics_rules}
+        for family, codes in rules.items():
+            for code in codes:
                 if not STATUS_RULE.fullmatch(code.upper()):
                     problems.append((f"{family}.{code}", "expected a status code such as 503 or a class such as 5XX"))
         return problems

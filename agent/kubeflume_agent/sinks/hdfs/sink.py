@@ -185,8 +185,9 @@ class HdfsSink(Sink):
                                            "a compressed SequenceFile is not supported"))
         if file_type != "sequencefile":
             problems += serializer_problems(config.serializer, config.serializer_params)
-        for name in ("hdfs.kerberosPrincipal", "hdfs.kerberosKeytab"):
-            if settings[name]:
+        for name, value in (("hdfs.kerberosPrincipal", config.kerberos_principal),
+                            ("hdfs.kerberosKeytab", config.kerberos_keytab)):
+            if value:
                 problems.append((name, "Kerberos (SPNEGO) is not supported; set hdfs.delegationToken"))
         return problems
 
