@@ -110,6 +110,19 @@ def wait_for(condition: Callable[[], T | None], what: str, timeout: float = DEFA
     return result
 
 
+def posted(cluster: Cluster, namespace: str, kind: str, name: str,
+           *reasons: str) -> Callable[[], list[dict[str, Any]] | None]:
+    """A condition for `wait_for`: the object's Events once every one of `reasons` is among them.
+
+    kopf posts Events from a queue after the handler that wrote the status has returned, so an Event
+    may arrive after the status it goes with: wait for it, never read it right after a status wait.
+    """
+    def condition() -> list[dict[str, Any]] | None:
+        events = cluster.events_about(namespace, kind, name)
+        return events if set(reasons) <= {event["reason"] for event in events} else None
+    return condition
+
+
 async def wait_for_async(condition: Callable[[], T | None], what: str, timeout: float = DEFAULT_TIMEOUT,
                          operator: OperatorProcess | None = None, interval: float = 0.2) -> T:
     """`wait_for` in an async test: `condition` runs in a thread, so the test's own servers keep serving."""

@@ -30,6 +30,7 @@ from tests.kubernetes.cluster import (
     Cluster,
     OperatorProcess,
     free_port,
+    posted,
     wait_for,
 )
 
@@ -159,8 +160,8 @@ def test_scaling_down_drains_each_removed_claim_and_deletes_it_only_after_its_jo
                                    if e["ordinal"] == 2 and e.get("claimDeleted")), None),
                      "the finished drain in the status", operator=operator)
     assert (entry["phase"], entry["held"], entry["delivered"], entry["left"]) == ("Succeeded", 1234, 1234, 0)
-    reasons = {e["reason"] for e in cluster.events_about(namespace, "FlumeAgent", NAME)}
-    assert {"DrainStarted", "DrainSucceeded", "ClaimDeleted"} <= reasons
+    wait_for(posted(cluster, namespace, "FlumeAgent", NAME, "DrainStarted", "DrainSucceeded", "ClaimDeleted"),
+             "the DrainStarted, DrainSucceeded and ClaimDeleted Events", operator=operator)
 
     # scaling up while ordinal 1 still drains cancels its drain: the pod gets its claim back
     scale(cluster, namespace, 3)
@@ -169,7 +170,8 @@ def test_scaling_down_drains_each_removed_claim_and_deletes_it_only_after_its_jo
     wait_for(lambda: claims(cluster, namespace) == wanted, "ordinal 2 back with a new claim", operator=operator)
     wait_for(lambda: drains(cluster, namespace) == [] and draining(cluster, namespace)["reason"] == "Idle",
              "no drain left", operator=operator)
-    assert "DrainCancelled" in {e["reason"] for e in cluster.events_about(namespace, "FlumeAgent", NAME)}
+    wait_for(posted(cluster, namespace, "FlumeAgent", NAME, "DrainCancelled"), "the DrainCancelled Event",
+             operator=operator)
 
 
 def test_a_failed_drain_keeps_its_claim_and_says_why(
@@ -191,7 +193,7 @@ def test_a_failed_drain_keeps_its_claim_and_says_why(
                          "Draining False, DrainFailed", operator=operator)
     assert reason in condition["message"]
     assert claims(cluster, namespace) == {drain.claim_name(NAME, 0), drain.claim_name(NAME, 1)}
-    assert "DrainFailed" in {e["reason"] for e in cluster.events_about(namespace, "FlumeAgent", NAME)}
+    wait_for(posted(cluster, namespace, "FlumeAgent", NAME, "DrainFailed"), "the DrainFailed Event", operator=operator)
 
 
 def test_a_disruption_budget_for_two_or_more_replicas_owned_and_collected_with_the_agent(

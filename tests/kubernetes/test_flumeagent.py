@@ -26,6 +26,7 @@ from tests.kubernetes.cluster import (
     STATEFULSETS,
     Cluster,
     OperatorProcess,
+    posted,
     start_chart_operator,
     wait_for,
 )
@@ -102,7 +103,7 @@ def test_a_flumeagent_becomes_its_children_and_a_status_on_the_server(
     assert status["readyReplicas"] == 0
     valid = conditions.find(status["conditions"], "ConfigValid")
     assert (valid["status"], valid["reason"], valid["observedGeneration"]) == ("True", "Valid", 1)
-    assert any(event["reason"] == "Applied" for event in cluster.events_about(namespace, "FlumeAgent", NAME))
+    wait_for(posted(cluster, namespace, "FlumeAgent", NAME, "Applied"), "the Applied Event", operator=operator)
 
 
 def mark_ready(cluster: Cluster, pod: dict[str, Any]) -> None:

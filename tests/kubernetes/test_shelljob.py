@@ -22,6 +22,7 @@ from tests.kubernetes.cluster import (
     Cluster,
     OperatorProcess,
     free_port,
+    posted,
     start_chart_operator,
     wait_for_async,
 )
@@ -90,8 +91,8 @@ async def test_a_job_succeeds_and_every_status_field_reads_back_from_the_server(
     assert {c["type"]: c["status"] for c in status["conditions"]} == \
         {"Submitted": "True", "Running": "False", "Complete": "True", "Failed": "False"}
     assert all(set(c) == CONDITION_FIELDS for c in status["conditions"])
-    reasons = {event["reason"] for event in cluster.events_about(namespace, "ShellJob", NAME)}
-    assert {"Staging", "Submitted", "Succeeded"} <= reasons
+    await wait_for_async(posted(cluster, namespace, "ShellJob", NAME, "Staging", "Submitted", "Succeeded"),
+                         "the Staging, Submitted and Succeeded Events", operator=chart_operator)
 
 
 async def test_a_job_past_its_timeout_is_killed(
@@ -120,8 +121,10 @@ async def test_deleting_a_running_job_kills_it_cleans_its_staging_and_lets_it_go
     assert hadoop.rm.apps[application_id].state == "KILLED"
     assert set(hadoop.kills()) == {f"/apps/{application_id}/state"}
     assert not hadoop.hdfs.exists(staging)
-    cleaned = [e for e in cluster.events_about(namespace, "ShellJob", NAME) if e["reason"] == "CleanedUp"]
-    assert cleaned and application_id in cleaned[0]["message"]
+    events = await wait_for_async(posted(cluster, namespace, "ShellJob", NAME, "CleanedUp"),
+                                  "the CleanedUp Event", operator=chart_operator)
+    cleaned = [e for e in events if e["reason"] == "CleanedUp"]
+    assert application_id in cleaned[0]["message"]
 
 
 async def test_an_unreachable_cluster_keeps_the_job_pending_and_says_why(
@@ -190,6 +193,6 @@ async def test_a_spec_change_retires_the_running_application_and_reads_its_file_
     assert hadoop.rm.apps[first].state == "KILLED"
     assert not hadoop.hdfs.exists(hadoop.staging(first, NAME))
     assert hadoop.rm.container_log(status["applicationId"]) == "[job]\nmode=fast\n"  # read under the chart's RBAC
-    reasons = [event["reason"] for event in cluster.events_about(namespace, "ShellJob", NAME)]
-    assert "SpecChanged" in reasons
+    await wait_for_async(posted(cluster, namespace, "ShellJob", NAME, "SpecChanged"), "the SpecChanged Event",
+                         operator=chart_operator)
     assert "Forbidden" not in chart_operator.log()
