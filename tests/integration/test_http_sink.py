@@ -8,12 +8,11 @@ import json
 import pytest
 from aiohttp import web
 
-from kubeflume_agent.config.keys import resolve
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.registry import lookup
 from kubeflume_agent.core.status import Status
 from kubeflume_agent.sinks.http import HttpSink, StatusRules
-from tests.integration.source_harness import memory_channel, put_all, running_sink
+from tests.integration.source_harness import memory_channel, put_all, running_sink, settings_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -62,9 +61,7 @@ async def endpoint():
 
 
 def sink_settings(params: dict[str, str]):
-    settings, problems = resolve(HttpSink.keys, params)
-    assert not [p for p in problems if p.severity == "error"], problems
-    return settings
+    return settings_for("sink", "http", params)[1]
 
 
 def http_sink(url: str, **params: str):
