@@ -15,14 +15,15 @@ CLUSTER_ROLES = "rbac.authorization.k8s.io/v1/clusterroles"
 CLUSTER_ROLE_BINDINGS = "rbac.authorization.k8s.io/v1/clusterrolebindings"
 
 
-def container_logs_agent(namespace: str) -> dict:
+def container_logs_agent(namespace: str, **interceptor_keys: str) -> dict:
     return {"apiVersion": "kubeflume.io/v1alpha1", "kind": "FlumeAgent",
             "metadata": {"name": NAME, "namespace": namespace},
             "spec": {"agentName": "a1", "workload": "DaemonSet",
                      "sources": {"r1": {"type": "TAILDIR", "channels": ["c1"], "filegroups": "c",
                                         "filegroups.c": "/var/log/containers/.*\\.log", "fileHeader": True,
                                         "lineFormat": "cri",
-                                        "interceptors": [{"name": "k8s", "type": "kubernetes", "labels": "app"}]}},
+                                        "interceptors": [{"name": "k8s", "type": "kubernetes", "labels": "app",
+                                                          **interceptor_keys}]}},
                      "channels": {"c1": {"type": "memory"}},
                      "sinks": {"k1": {"type": "logger", "channel": "c1"}}}}
 
@@ -46,6 +47,7 @@ def test_an_agent_reading_pods_gets_exactly_pod_reading_rights_and_loses_them_wi
     assert cluster.get(SERVICEACCOUNTS, namespace, f"{NAME}-agent") is not None
     assert can(cluster, namespace, "list", "pods") and can(cluster, namespace, "watch", "pods")
     assert not can(cluster, namespace, "create", "pods") and not can(cluster, namespace, "list", "secrets")
+    assert not can(cluster, namespace, "list", "namespaces")  # not asked for namespace metadata
     pod = wait_for(lambda: cluster.get(DAEMONSETS, namespace, NAME), "the DaemonSet",
                    operator=operator)["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == f"{NAME}-agent"
@@ -60,3 +62,16 @@ def test_an_agent_reading_pods_gets_exactly_pod_reading_rights_and_loses_them_wi
     wait_for(lambda: cluster.get(SERVICEACCOUNTS, namespace, f"{NAME}-agent") is None,
              "the ServiceAccount to be garbage-collected")
     assert not can(cluster, namespace, "list", "pods")
+
+
+def test_an_agent_asking_for_namespace_metadata_may_also_read_namespaces(
+        cluster: Cluster, namespace: str, chart_operator: OperatorProcess) -> None:
+    cluster.create(FLUMEAGENTS, container_logs_agent(namespace, namespaceLabels="tenant"))
+    cluster_name = f"kubeflume-agent-{namespace}-{NAME}"
+    wait_for(lambda: cluster.get(CLUSTER_ROLE_BINDINGS, None, cluster_name), "the ClusterRoleBinding",
+             operator=chart_operator)
+    role = cluster.get(CLUSTER_ROLES, None, cluster_name)
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+                             {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}]
+    assert can(cluster, namespace, "watch", "namespaces") and can(cluster, namespace, "list", "pods")
+    assert not can(cluster, namespace, "patch", "namespaces")

@@ -15,6 +15,8 @@ from tests.integration.kubelet_logs import KubeletLogs
 from tests.integration.source_harness import running_source, settings_for, take_all, wait_for
 from tests.kubernetes.cluster import PODS, Cluster
 
+NAMESPACES = "v1/namespaces"
+
 pytestmark = pytest.mark.kubernetes
 
 NODE = "node-a"
@@ -109,6 +111,11 @@ async def wait_until_watched(interceptor, namespace: str, name: str) -> None:
     await wait_for(lambda: (namespace, name) in interceptor.watch.pods, what=f"the watch to see pod {name}")
 
 
+async def wait_until_namespace_watched(interceptor, namespace: str) -> None:
+    await wait_for(lambda: interceptor.namespace_watch.lookup(namespace) is not None,
+                   what=f"the watch to see namespace {namespace}")
+
+
 async def test_labels_annotations_uid_node_and_image_arrive(cluster, namespace, tmp_path):
     pod = create_pod(cluster, namespace, "web-1", labels={"app": "shop", "tier": "web"},
                      annotations={"team": "pay", "other": "x"})
@@ -129,6 +136,47 @@ async def test_labels_annotations_uid_node_and_image_arrive(cluster, namespace, 
         "kubernetes.labels.app": "shop", "kubernetes.labels.tier": "web", "kubernetes.annotations.team": "pay",
     }
     assert k8s.counters.file_name_only == 0
+    assert k8s.namespace_watch is None  # not asked for namespace metadata: namespaces are not watched
+
+
+async def test_namespace_labels_and_annotations_arrive_when_asked(cluster, namespace, tmp_path):
+    cluster.patch(NAMESPACES, None, namespace, {"metadata": {"labels": {"tenant": "blue", "other": "x"},
+                                                             "annotations": {"owner": "pay"}}})
+    pod = create_pod(cluster, namespace, "web-1", labels={"app": "shop"})
+    log = KubeletLogs(tmp_path).container(namespace, "web-1", pod["metadata"]["uid"], "app", "f6" * 32)
+    async with pipeline(tmp_path, cluster.kubeconfig, labels="app", namespaceLabels="tenant",
+                        namespaceAnnotations="*") as (source, channel, k8s):
+        await wait_until_watched(k8s, namespace, "web-1")
+        await wait_until_namespace_watched(k8s, namespace)
+        log.write("hello")
+        [event] = await next_events(source, channel, 1)
+    namespaced = {name: value for name, value in event.headers.items() if name.startswith("kubernetes.namespace")}
+    assert namespaced == {"kubernetes.namespace": namespace, "kubernetes.namespaceLabels.tenant": "blue",
+                          "kubernetes.namespaceAnnotations.owner": "pay"}
+    assert event.headers["kubernetes.labels.app"] == "shop"
+
+
+async def test_a_namespace_label_change_reaches_events_through_the_watch(cluster, namespace, tmp_path):
+    cluster.patch(NAMESPACES, None, namespace, {"metadata": {"labels": {"tenant": "blue"}}})
+    pod = create_pod(cluster, namespace, "web-1")
+    log = KubeletLogs(tmp_path).container(namespace, "web-1", pod["metadata"]["uid"], "app", "a7" * 32)
+    async with pipeline(tmp_path, cluster.kubeconfig, namespaceLabels="tenant") as (source, channel, k8s):
+        await wait_until_watched(k8s, namespace, "web-1")
+        await wait_until_namespace_watched(k8s, namespace)
+        log.write("before")
+        [before] = await next_events(source, channel, 1)
+        lists = k8s.namespace_watch.lists
+        cluster.patch(NAMESPACES, None, namespace, {"metadata": {"labels": {"tenant": "green"}}})
+        seen = []
+
+        async def relabelled() -> bool:
+            log.write("after")
+            seen.extend(await next_events(source, channel, 1))
+            return seen[-1].headers.get("kubernetes.namespaceLabels.tenant") == "green"
+
+        await wait_for(relabelled, what="the new namespace label on events")
+        assert k8s.namespace_watch.lists == lists  # a watch event, not a new list
+    assert before.headers["kubernetes.namespaceLabels.tenant"] == "blue"
 
 
 async def test_a_label_change_reaches_events_through_the_watch(cluster, namespace, tmp_path):
@@ -207,5 +255,26 @@ async def test_with_the_api_down_events_flow_with_file_name_metadata(cluster, na
                             "kubernetes.node": NODE}
     assert back.headers["kubernetes.labels.app"] == "shop"
     assert k8s.counters.file_name_only == 1
+
+
+async def test_with_the_api_down_namespace_metadata_is_left_out_and_events_flow(cluster, namespace, tmp_path):
+    cluster.patch(NAMESPACES, None, namespace, {"metadata": {"labels": {"tenant": "blue"}}})
+    pod = create_pod(cluster, namespace, "web-1", labels={"app": "shop"})
+    log = KubeletLogs(tmp_path).container(namespace, "web-1", pod["metadata"]["uid"], "app", "b8" * 32)
+    proxy = ApiProxy(api_port(cluster))
+    await proxy.up()
+    await proxy.down()
+    kubeconfig = kubeconfig_through(cluster, proxy.port, tmp_path)
+    async with pipeline(tmp_path, kubeconfig, namespaceLabels="*") as (source, channel, k8s):
+        log.write("while the API is down")
+        [down] = await next_events(source, channel, 1)
+        await proxy.up()
+        await wait_until_watched(k8s, namespace, "web-1")
+        await wait_until_namespace_watched(k8s, namespace)
+        log.write("once it is back")
+        [back] = await next_events(source, channel, 1)
+        await proxy.down()
+    assert not any(name.startswith("kubernetes.namespaceLabels.") for name in down.headers)
+    assert back.headers["kubernetes.namespaceLabels.tenant"] == "blue"
 
 

@@ -54,9 +54,9 @@ def required_rules(*, cluster_wide: bool, peering: bool) -> tuple[set[Rule], set
 
 def handed_out_rules() -> set[Rule]:
     """What the operator grants agents through a ClusterRole: it must hold it cluster-wide itself."""
-    from kubeflume_operator.flumeagent.resources import POD_READER_RULES
+    from kubeflume_operator.flumeagent.resources import NAMESPACE_READER_RULES, POD_READER_RULES
 
-    return {(group, resource, verb) for rule in POD_READER_RULES for group in rule["apiGroups"]
+    return {(group, resource, verb) for rule in POD_READER_RULES + NAMESPACE_READER_RULES for group in rule["apiGroups"]
             for resource in rule["resources"] for verb in rule["verbs"]}
 
 

@@ -5,8 +5,10 @@ from the taildir `file` header) is joined with what the API says of that pod (ui
 labels, annotations), from a local copy kept by a watch (protocols/kubernetes_watch.py): an event
 never waits for the API. While the API cannot be read, or before the watch has seen a pod, events
 go on with the file name's metadata alone, counted in EventFileNameOnlyCount. Pods annotated
-`kubeflume.io/exclude: "true"` are dropped (EventExcludedCount). The headers of one file are
-built once per version of its pod, so labelling an event is one dict update.
+`kubeflume.io/exclude: "true"` are dropped (EventExcludedCount). Namespace labels and annotations
+come from a second copy, of the namespaces, kept only when `namespaceLabels` or
+`namespaceAnnotations` names some. The headers of one file are built once per version of the
+copies, so labelling an event is one dict update.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from kubeflume_agent.config.keys import Config, Settings, comma_list, key, non_n
 from kubeflume_agent.core.counters import Counters, flume
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.interceptors.base import Interceptor
-from kubeflume_agent.protocols.kubernetes_watch import Pod, PodWatch, client_configuration
+from kubeflume_agent.protocols.kubernetes_watch import NamespaceWatch, Pod, PodWatch, client_configuration
 
 PREFIX = "kubernetes."
 EXCLUDE_ANNOTATION = "kubeflume.io/exclude"
@@ -48,6 +50,12 @@ class KubernetesConfig(Config):
     labels: tuple[str, ...] = key("labels", selection, ("*",), doc="labels to add as headers: comma list, or *")
     annotations: tuple[str, ...] = key("annotations", selection, (),
                                        doc="annotations to add as headers: comma list, or *")
+    namespace_labels: tuple[str, ...] = key("namespaceLabels", selection, (),
+                                            doc="labels of the pod's namespace to add as headers: comma list, or *;"
+                                                " empty: namespaces are not watched")
+    namespace_annotations: tuple[str, ...] = key("namespaceAnnotations", selection, (),
+                                                 doc="annotations of the pod's namespace to add as headers:"
+                                                     " comma list, or *")
     cache_ttl: int = key("cacheTtl", non_negative_integer, 300000,
                          doc="ms a deleted pod is remembered, for its late lines")
     file_header: str = key("fileHeaderKey", str, "file",
@@ -56,32 +64,47 @@ class KubernetesConfig(Config):
 
 class KubernetesInterceptor(Interceptor):
     """Adds kubernetes.namespace, .pod, .container, .containerId, .node, .podUid, .containerImage,
-    .labels.<key>, .annotations.<key> from the log file's name and the Kubernetes API."""
+    .labels.<key>, .annotations.<key>, .namespaceLabels.<key>, .namespaceAnnotations.<key> from the
+    log file's name and the Kubernetes API."""
 
     config_class = KubernetesConfig
     counters: KubernetesCounters
 
-    def __init__(self, settings: Settings, *, watch: PodWatch | None = None) -> None:
+    def __init__(self, settings: Settings, *, watch: PodWatch | None = None,
+                 namespace_watch: NamespaceWatch | None = None) -> None:
         super().__init__(settings)
         self.config = KubernetesConfig.from_settings(settings)
         self.node = self.config.node_name or os.environ.get("NODE_NAME", "")
         kubeconfig = self.config.kubeconfig or None
-        self.watch = watch or PodWatch(lambda: client_configuration(kubeconfig), node=self.node,
-                                       deleted_ttl=self.config.cache_ttl / 1000)
+        ttl = self.config.cache_ttl / 1000
+        self.watch = watch or PodWatch(lambda: client_configuration(kubeconfig), node=self.node, deleted_ttl=ttl)
+        if namespace_watch is None and reads_namespaces(self.config):
+            namespace_watch = NamespaceWatch(lambda: client_configuration(kubeconfig), deleted_ttl=ttl)
+        self.namespace_watch = namespace_watch
         self.counters = KubernetesCounters()
         # file path -> (watch generation, headers or None to drop), for files whose pod is known
         self._files: dict[str | None, tuple[int, dict[str, str] | None]] = {}
 
     async def start(self) -> None:
-        await self.watch.start()
+        for watch in self._watches():
+            await watch.start()
         self.counters.started()
 
     async def stop(self) -> None:
-        await self.watch.stop()
+        for watch in self._watches():
+            await watch.stop()
         self.counters.stopped()
 
+    def _watches(self) -> list[PodWatch | NamespaceWatch]:
+        return [self.watch] if self.namespace_watch is None else [self.watch, self.namespace_watch]
+
+    def _generation(self) -> int:
+        """Grows with every change of the copies the headers come from."""
+        namespaces = self.namespace_watch.generation if self.namespace_watch is not None else 0
+        return self.watch.generation + namespaces
+
     def intercept(self, events: list[Event]) -> list[Event]:
-        header, files, generation = self.config.file_header, self._files, self.watch.generation
+        header, files, generation = self.config.file_header, self._files, self._generation()
         last_path: object = files  # no path is this: the first event looks its file up
         headers: dict[str, str] | None = None
         dropped: list[Event] = []
@@ -114,7 +137,7 @@ class KubernetesInterceptor(Interceptor):
         headers = None if pod.annotations.get(EXCLUDE_ANNOTATION) == "true" else self._from_pod(name, pod)
         if len(self._files) > 10_000:  # files of long-gone containers
             self._files.clear()
-        self._files[path] = (self.watch.generation, headers)
+        self._files[path] = (self._generation(), headers)
         return headers
 
     def _from_name(self, name: re.Match) -> dict[str, str]:
@@ -122,7 +145,17 @@ class KubernetesInterceptor(Interceptor):
                    PREFIX + "container": name["container"], PREFIX + "containerId": name["id"]}
         if self.node:
             headers[PREFIX + "node"] = self.node
+        headers.update(self._from_namespace(name["namespace"]))
         return headers
+
+    def _from_namespace(self, name: str) -> dict[str, str]:
+        """The namespace's selected labels and annotations: none while its copy does not have it."""
+        namespace = self.namespace_watch.lookup(name) if self.namespace_watch is not None else None
+        if namespace is None:
+            return {}
+        return {**_selected(PREFIX + "namespaceLabels.", namespace.labels, self.config.namespace_labels),
+                **_selected(PREFIX + "namespaceAnnotations.", namespace.annotations,
+                            self.config.namespace_annotations)}
 
     def _from_pod(self, name: re.Match, pod: Pod) -> dict[str, str]:
         headers = self._from_name(name)
@@ -134,6 +167,11 @@ class KubernetesInterceptor(Interceptor):
         headers.update(_selected(PREFIX + "labels.", pod.labels, self.config.labels))
         headers.update(_selected(PREFIX + "annotations.", pod.annotations, self.config.annotations))
         return headers
+
+
+def reads_namespaces(config: KubernetesConfig) -> bool:
+    """Whether namespaces are watched: only when some of their labels or annotations are asked for."""
+    return bool(config.namespace_labels or config.namespace_annotations)
 
 
 def _selected(prefix: str, values: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:

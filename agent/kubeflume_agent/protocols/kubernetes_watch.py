@@ -1,9 +1,10 @@
-"""A local copy of the pods of one node, kept by list+watch on the Kubernetes API.
+"""Local copies of Kubernetes objects (the pods of one node, the namespaces), kept by list+watch.
 
-The copy is read on the hot path without any I/O; one background task keeps it current: it lists
-the pods (field selector `spec.nodeName`), then watches from the list's resourceVersion, and lists
-again when the server says that version is gone (410) or the connection breaks. A deleted pod stays
-in the copy for `deleted_ttl` seconds, so the last lines of its containers are still labelled.
+A copy is read on the hot path without any I/O; one background task per copy keeps it current
+(ListWatch): it lists the objects (pods: field selector `spec.nodeName`), then watches from the
+list's resourceVersion, and lists again when the server says that version is gone (410) or the
+connection breaks. A deleted object stays in the copy for `deleted_ttl` seconds, so the last lines
+of its containers are still labelled.
 
 Credentials come from a kubeconfig file or, without one, from the pod's service account
 (the `kubernetes` client's loaders read both); requests are made with aiohttp on the agent's loop.
@@ -18,7 +19,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import aiohttp
 import orjson
@@ -58,6 +59,21 @@ class Pod:
                    tuple(s["containerID"].partition("://")[2] for s in statuses if s.get("containerID")))
 
 
+@dataclass(frozen=True)
+class Namespace:
+    """A namespace's labels and annotations; a new object for every change."""
+
+    name: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    deleted_at: float | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_api(cls, item: dict) -> Namespace:
+        metadata = item.get("metadata", {})
+        return cls(metadata.get("name", ""), metadata.get("labels") or {}, metadata.get("annotations") or {})
+
+
 class Gone(Exception):
     """The resourceVersion a watch started from is too old: list again."""
 
@@ -86,35 +102,56 @@ def _ssl_context(configuration: Configuration) -> ssl.SSLContext | bool:
 
 @dataclass(frozen=True)
 class _Api:
-    """Where the pods are read from: an HTTP session and the API's address and credentials."""
+    """Where objects are read from: an HTTP session and the API's address and credentials."""
 
     session: aiohttp.ClientSession
     configuration: Configuration
 
-    def pods(self, params: dict[str, str]) -> Any:
-        """GET of the pods (a list, or a watch with `watch=1`), as an async context manager."""
+    def get(self, resource: str, params: dict[str, str]) -> Any:
+        """GET of a core resource (a list, or a watch with `watch=1`), as an async context manager."""
         token = self.configuration.get_api_key_with_prefix("authorization")  # refreshes a rotated token
-        return self.session.get(f"{self.configuration.host}/api/v1/pods", params=params,
+        return self.session.get(f"{self.configuration.host}/api/v1/{resource}", params=params,
                                 headers={"Authorization": token} if token else {})
 
 
-class PodWatch:
-    """The pods of one node (all pods when `node` is empty), kept current in `pods`."""
+class Watched(Protocol):
+    @property
+    def deleted_at(self) -> float | None: ...
 
-    def __init__(self, configure: Callable[[], Configuration], *, node: str, deleted_ttl: float,
+
+T = TypeVar("T", bound=Watched)
+
+
+class ListWatch(Generic[T]):
+    """A copy of one core resource kept current in `items` by list+watch; subclasses say which
+    objects (`resource`, `params`), how one is read (`parse`) and keyed (`key_of`)."""
+
+    resource = ""
+
+    def __init__(self, configure: Callable[[], Configuration], *, deleted_ttl: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.configure = configure  # called at start: reads the kubeconfig or the service account
-        self.node = node
         self.deleted_ttl = deleted_ttl
         self.clock = clock
-        self.pods: dict[tuple[str, str], Pod] = {}  # (namespace, name) -> pod
-        self.by_container: dict[str, Pod] = {}  # container id -> pod
+        self.items: dict[Any, T] = {}
         self.connected = False
         self.generation = 0  # grows with every change of the copy: what was derived from it may be kept till then
-        self.lists = 0  # how many times the pods were listed (a re-list after 410 Gone counts)
+        self.lists = 0  # how many times the objects were listed (a re-list after 410 Gone counts)
         self._task: asyncio.Task | None = None
         self._expired_at = float("-inf")
         self._api: _Api | None = None
+
+    def parse(self, item: dict) -> T:
+        raise NotImplementedError
+
+    def key_of(self, item: T) -> Any:
+        raise NotImplementedError
+
+    def params(self) -> dict[str, str]:
+        return {}
+
+    def description(self) -> str:
+        return self.resource
 
     async def start(self) -> None:
         configuration = self.configure()
@@ -122,7 +159,7 @@ class PodWatch:
             connector=aiohttp.TCPConnector(ssl=_ssl_context(configuration)),
             timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=WATCH_SECONDS + 30))
         self._api = _Api(session, configuration)
-        self._task = asyncio.create_task(self._run(self._api), name="kubernetes pod watch")
+        self._task = asyncio.create_task(self._run(self._api), name=f"kubernetes {self.resource} watch")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -131,11 +168,6 @@ class PodWatch:
                 await self._task
         if self._api is not None:
             await self._api.session.close()
-
-    def lookup(self, namespace: str, name: str, container_id: str) -> Pod | None:
-        """The pod a container's log belongs to: by container id when the runtime reported it (a
-        pod name may be reused), else by name."""
-        return self.by_container.get(container_id) or self.pods.get((namespace, name))
 
     # -- keeping the copy ---------------------------------------------------------------------
 
@@ -148,33 +180,29 @@ class PodWatch:
                 while True:
                     version = await self._watch(api, version)
             except Gone:
-                log.info("kubernetes: the watch's resourceVersion expired; listing the pods again")
+                log.info("kubernetes: the watch's resourceVersion expired; listing the %s again", self.resource)
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as error:
                 self.connected = False
                 wait = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
                 failures += 1
-                log.warning("kubernetes: pods of node %s cannot be read (%s); events keep the metadata of "
-                            "their file names; retrying in %s s", self.node or "(all)", error or type(error).__name__,
-                            wait)
+                log.warning("kubernetes: %s cannot be read (%s); events go on without what they say; "
+                            "retrying in %s s", self.description(), error or type(error).__name__, wait)
                 await asyncio.sleep(wait)
 
-    def _params(self) -> dict[str, str]:
-        return {"fieldSelector": f"spec.nodeName={self.node}"} if self.node else {}
-
     async def _list(self, api: _Api) -> str:
-        async with api.pods(self._params()) as response:
+        async with api.get(self.resource, self.params()) as response:
             response.raise_for_status()
             body = orjson.loads(await response.read())
         now = self.clock()
         listed = {}
         for item in body.get("items", ()):
-            pod = Pod.from_api(item)
-            listed[(pod.namespace, pod.name)] = pod
-        for key, pod in self.pods.items():  # deleted while the watch was down: keep them for their late lines
-            if key not in listed and pod.deleted_at is None:
-                self._put(replace(pod, deleted_at=now))
-        for pod in listed.values():
-            self._put(pod)
+            parsed = self.parse(item)
+            listed[self.key_of(parsed)] = parsed
+        for key, known in self.items.items():  # deleted while the watch was down: keep them for their late lines
+            if key not in listed and known.deleted_at is None:
+                self._put(replace(known, deleted_at=now))  # type: ignore[type-var]
+        for parsed in listed.values():
+            self._put(parsed)
         self._expire(now)
         self.connected = True
         self.lists += 1
@@ -182,9 +210,9 @@ class PodWatch:
 
     async def _watch(self, api: _Api, version: str) -> str:
         """Follow changes from `version` until the server ends the watch; the version reached."""
-        params = {**self._params(), "watch": "1", "resourceVersion": version, "allowWatchBookmarks": "true",
+        params = {**self.params(), "watch": "1", "resourceVersion": version, "allowWatchBookmarks": "true",
                   "timeoutSeconds": str(WATCH_SECONDS)}
-        async with api.pods(params) as response:
+        async with api.get(self.resource, params) as response:
             if response.status == 410:
                 raise Gone()
             response.raise_for_status()
@@ -202,27 +230,83 @@ class PodWatch:
             raise ValueError(f"watch error: {item.get('message', item)}")
         version = item.get("metadata", {}).get("resourceVersion")
         if kind in ("ADDED", "MODIFIED"):
-            self._put(Pod.from_api(item))
+            self._put(self.parse(item))
         elif kind == "DELETED":
-            self._put(replace(Pod.from_api(item), deleted_at=self.clock()))
+            self._put(replace(self.parse(item), deleted_at=self.clock()))  # type: ignore[type-var]
         self._expire(self.clock())
         return version
 
-    def _put(self, pod: Pod) -> None:
+    def _put(self, item: T) -> None:
         self.generation += 1
-        self.pods[(pod.namespace, pod.name)] = pod
-        for container_id in pod.container_ids:
-            self.by_container[container_id] = pod
+        self.items[self.key_of(item)] = item
 
     def _expire(self, now: float) -> None:
-        """Forget pods deleted more than deleted_ttl ago (looked at once a second at most)."""
+        """Forget objects deleted more than deleted_ttl ago (looked at once a second at most)."""
         if now - self._expired_at < 1.0:
             return
         self._expired_at = now
-
-        def expired(pod: Pod) -> bool:
-            return pod.deleted_at is not None and now - pod.deleted_at >= self.deleted_ttl
-
         self.generation += 1
-        self.pods = {key: pod for key, pod in self.pods.items() if not expired(pod)}
-        self.by_container = {cid: pod for cid, pod in self.by_container.items() if not expired(pod)}
+        self._forget_expired(now)
+
+    def _forget_expired(self, now: float) -> None:
+        self.items = {key: item for key, item in self.items.items() if not self._expired(item, now)}
+
+    def _expired(self, item: Watched, now: float) -> bool:
+        return item.deleted_at is not None and now - item.deleted_at >= self.deleted_ttl
+
+
+class PodWatch(ListWatch[Pod]):
+    """The pods of one node (all pods when `node` is empty), by (namespace, name) and by container id."""
+
+    resource = "pods"
+
+    def __init__(self, configure: Callable[[], Configuration], *, node: str, deleted_ttl: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(configure, deleted_ttl=deleted_ttl, clock=clock)
+        self.node = node
+        self.by_container: dict[str, Pod] = {}  # container id -> pod
+
+    @property
+    def pods(self) -> dict[tuple[str, str], Pod]:
+        return self.items
+
+    def parse(self, item: dict) -> Pod:
+        return Pod.from_api(item)
+
+    def key_of(self, item: Pod) -> tuple[str, str]:
+        return (item.namespace, item.name)
+
+    def params(self) -> dict[str, str]:
+        return {"fieldSelector": f"spec.nodeName={self.node}"} if self.node else {}
+
+    def description(self) -> str:
+        return f"pods of node {self.node or '(all)'}"
+
+    def lookup(self, namespace: str, name: str, container_id: str) -> Pod | None:
+        """The pod a container's log belongs to: by container id when the runtime reported it (a
+        pod name may be reused), else by name."""
+        return self.by_container.get(container_id) or self.items.get((namespace, name))
+
+    def _put(self, item: Pod) -> None:
+        super()._put(item)
+        for container_id in item.container_ids:
+            self.by_container[container_id] = item
+
+    def _forget_expired(self, now: float) -> None:
+        super()._forget_expired(now)
+        self.by_container = {cid: pod for cid, pod in self.by_container.items() if not self._expired(pod, now)}
+
+
+class NamespaceWatch(ListWatch[Namespace]):
+    """All namespaces, by name."""
+
+    resource = "namespaces"
+
+    def parse(self, item: dict) -> Namespace:
+        return Namespace.from_api(item)
+
+    def key_of(self, item: Namespace) -> str:
+        return item.name
+
+    def lookup(self, name: str) -> Namespace | None:
+        return self.items.get(name)

@@ -8,7 +8,8 @@ Service so a LoadBalancer never publishes the metrics. The pod template carries
 the config hash, so a changed config rolls the pods and an unchanged one leaves them alone.
 
 An agent whose config uses the `kubernetes` interceptor reads pods from the API: it gets a
-ServiceAccount (unless the spec names one), a ClusterRole allowing only get/list/watch on pods,
+ServiceAccount (unless the spec names one), a ClusterRole allowing only get/list/watch on pods
+(and on namespaces when the interceptor is asked for namespace labels or annotations),
 its ClusterRoleBinding, and NODE_NAME from the downward API. The ServiceAccount is owned like the
 other children; cluster-scoped objects cannot be owned by a namespaced FlumeAgent, so the two RBAC
 objects are labelled with the agent's namespace and name and deleted by the operator with it.
@@ -35,7 +36,7 @@ from kubeflume_agent.config.model import AgentConfig, ConfigError, resolve_compo
 from kubeflume_agent.config.properties import fingerprint, flume_conf
 from kubeflume_agent.core import registry
 from kubeflume_agent.core.channel import Channel
-from kubeflume_agent.interceptors.kubernetes import KubernetesInterceptor
+from kubeflume_agent.interceptors import kubernetes as kubernetes_interceptor
 from kubeflume_agent.sinks.base import Sink
 from kubeflume_agent.sources.base import Source
 from kubeflume_operator import GROUP
@@ -65,6 +66,7 @@ METRICS_SERVICE_LABEL = f"{GROUP}/metrics"  # on the headless metrics Services: 
 AGENT_NAMESPACE_LABEL = f"{GROUP}/agent-namespace"  # on cluster-scoped objects: whose they are
 # What the kubernetes interceptor reads, granted to its agent's ServiceAccount by a ClusterRole.
 POD_READER_RULES = ({"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},)
+NAMESPACE_READER_RULES = ({"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},)
 RBAC_API = "rbac.authorization.k8s.io"
 CLUSTER_KINDS = ("ClusterRole", "ClusterRoleBinding")
 
@@ -148,16 +150,27 @@ def _components(config: AgentConfig) -> Iterator[tuple[str, str, Component, Sett
             yield kind, name, component_class, settings
 
 
-def reads_pods(config: AgentConfig) -> bool:
-    """Whether a source of `config` uses the kubernetes interceptor (which watches pods)."""
+def _kubernetes_interceptors(config: AgentConfig) -> Iterator[kubernetes_interceptor.KubernetesConfig]:
+    """The settings of every kubernetes interceptor of `config`'s sources."""
+    interceptor_class = kubernetes_interceptor.KubernetesInterceptor
     for source in config.sources.values():
         for interceptor in source.interceptors:
             try:
-                if registry.lookup("interceptor", interceptor.type) is KubernetesInterceptor:
-                    return True
+                if registry.lookup("interceptor", interceptor.type) is interceptor_class:
+                    settings, _ = resolve_component(interceptor_class, interceptor.params)
+                    yield kubernetes_interceptor.KubernetesConfig.from_settings(settings)
             except registry.UnknownType:
                 continue  # validation reports it
-    return False
+
+
+def reads_pods(config: AgentConfig) -> bool:
+    """Whether a source of `config` uses the kubernetes interceptor (which watches pods)."""
+    return any(True for _ in _kubernetes_interceptors(config))
+
+
+def reads_namespaces(config: AgentConfig) -> bool:
+    """Whether a kubernetes interceptor of `config` is asked for namespace labels or annotations."""
+    return any(kubernetes_interceptor.reads_namespaces(settings) for settings in _kubernetes_interceptors(config))
 
 
 def cluster_object_name(namespace: str, name: str) -> str:
@@ -165,12 +178,13 @@ def cluster_object_name(namespace: str, name: str) -> str:
     return f"kubeflume-agent-{namespace}-{name}"
 
 
-def pod_reader(name: str, namespace: str, service_account: str) -> list[dict[str, Any]]:
-    """The ClusterRole letting `service_account` read pods, and its binding."""
+def pod_reader(name: str, namespace: str, service_account: str, *, namespaces: bool) -> list[dict[str, Any]]:
+    """The ClusterRole letting `service_account` read pods (and `namespaces` if asked), and its binding."""
     cluster_name = cluster_object_name(namespace, name)
     metadata = {"name": cluster_name, "labels": {**labels(name), AGENT_NAMESPACE_LABEL: namespace}}
+    rules = POD_READER_RULES + NAMESPACE_READER_RULES if namespaces else POD_READER_RULES
     role = {"apiVersion": f"{RBAC_API}/v1", "kind": "ClusterRole", "metadata": metadata,
-            "rules": [dict(rule) for rule in POD_READER_RULES]}
+            "rules": [dict(rule) for rule in rules]}
     binding = {"apiVersion": f"{RBAC_API}/v1", "kind": "ClusterRoleBinding", "metadata": dict(metadata),
                "roleRef": {"apiGroup": RBAC_API, "kind": "ClusterRole", "name": cluster_name},
                "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}]}
@@ -316,7 +330,7 @@ def render(agent: Mapping[str, Any], config: AgentConfig, *, image: str) -> Agen
         if not spec.get("serviceAccountName"):
             service_account = {"apiVersion": "v1", "kind": "ServiceAccount",
                                "metadata": _metadata(account, namespace, name)}
-        cluster_objects = pod_reader(name, namespace, account)
+        cluster_objects = pod_reader(name, namespace, account, namespaces=reads_namespaces(config))
         _read_pods_as(template, account)
     storage_volume = _storage_volume(kind, name, namespace, spec) if state_paths else None
     if storage_volume is not None:
