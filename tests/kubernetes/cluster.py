@@ -317,7 +317,9 @@ def namespace_name(test_name: str) -> str:
 def create_namespace(cluster: Cluster, name: str, labels: Mapping[str, str] | None = None) -> None:
     cluster.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                                    "metadata": {"name": name, "labels": dict(labels or {})}})
-    # The namespace's `default` ServiceAccount comes from the controller-manager, shortly after.
+    # The namespace's `default` ServiceAccount comes from the controller-manager, shortly after; until
+    # then the API server refuses pods there (a fresh cluster, as in CI, is slowest to make it).
+    wait_for(lambda: cluster.get(SERVICEACCOUNTS, name, "default"), f"the default ServiceAccount of {name}")
 
 
 def delete_namespace(cluster: Cluster, name: str) -> None:
