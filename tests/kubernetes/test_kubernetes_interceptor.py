@@ -107,6 +107,16 @@ async def next_events(source, channel, count: int) -> list:
     return events
 
 
+async def until_header(source, channel, log, header: str, value: str, what: str) -> None:
+    """Write lines until one arrives with `header` = `value`: the watch's news reaches events in time."""
+    async def arrived() -> bool:
+        log.write("after")
+        events = await next_events(source, channel, 1)
+        return events[-1].headers.get(header) == value
+
+    await wait_for(arrived, what=what)
+
+
 async def wait_until_watched(interceptor, namespace: str, name: str) -> None:
     await wait_for(lambda: (namespace, name) in interceptor.watch.pods, what=f"the watch to see pod {name}")
 
@@ -167,14 +177,8 @@ async def test_a_namespace_label_change_reaches_events_through_the_watch(cluster
         [before] = await next_events(source, channel, 1)
         lists = k8s.namespace_watch.lists
         cluster.patch(NAMESPACES, None, namespace, {"metadata": {"labels": {"tenant": "green"}}})
-        seen = []
-
-        async def relabelled() -> bool:
-            log.write("after")
-            seen.extend(await next_events(source, channel, 1))
-            return seen[-1].headers.get("kubernetes.namespaceLabels.tenant") == "green"
-
-        await wait_for(relabelled, what="the new namespace label on events")
+        await until_header(source, channel, log, "kubernetes.namespaceLabels.tenant", "green",
+                           "the new namespace label on events")
         assert k8s.namespace_watch.lists == lists  # a watch event, not a new list
     assert before.headers["kubernetes.namespaceLabels.tenant"] == "blue"
 
@@ -188,14 +192,7 @@ async def test_a_label_change_reaches_events_through_the_watch(cluster, namespac
         [before] = await next_events(source, channel, 1)
         cluster.patch(PODS, namespace, "web-1", {"metadata": {"labels": {"version": "2"}}})
         lists = k8s.watch.lists
-        seen = []
-
-        async def relabelled() -> bool:
-            log.write("after")
-            seen.extend(await next_events(source, channel, 1))
-            return seen[-1].headers["kubernetes.labels.version"] == "2"
-
-        await wait_for(relabelled, what="the new label on events")
+        await until_header(source, channel, log, "kubernetes.labels.version", "2", "the new label on events")
         assert k8s.watch.lists == lists  # a watch event, not a new list
     assert before.headers["kubernetes.labels.version"] == "1"
 
