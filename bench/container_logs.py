@@ -66,7 +66,7 @@ def write_node(root: Path, containers: int, lines_each: int) -> None:
 
 def component(kind: str, type_name: str, params: dict[str, str]):
     component_class = lookup(kind, type_name)
-    settings, problems = resolve(component_class.keys, params)
+    settings, problems = resolve(component_class.config_class, params)
     assert not [p for p in problems if p.severity == "error"], problems
     return component_class, settings
 

@@ -43,7 +43,7 @@ def file_settings(directory: str, capacity: int):
     from kubeflume_agent.channels.file.channel import FileChannel
     from kubeflume_agent.config.keys import resolve
 
-    settings, _ = resolve(FileChannel.keys, {
+    settings, _ = resolve(FileChannel.config_class, {
         "checkpointDir": f"{directory}/checkpoint", "dataDirs": f"{directory}/data",
         "capacity": str(capacity), "transactionCapacity": "1000", "minimumRequiredSpace": "1048576",
     })
@@ -54,7 +54,7 @@ def memory_settings(capacity: int):
     from kubeflume_agent.channels.memory import MemoryChannel
     from kubeflume_agent.config.keys import resolve
 
-    settings, _ = resolve(MemoryChannel.keys, {"capacity": str(capacity), "transactionCapacity": "1000"})
+    settings, _ = resolve(MemoryChannel.config_class, {"capacity": str(capacity), "transactionCapacity": "1000"})
     return MemoryChannel, settings
 
 

@@ -70,7 +70,7 @@ def make_events(count: int) -> list[Event]:
 
 async def run(namenode: str, events: list[Event], file_type: str, serializer: str, directory: str,
               batch: int) -> None:
-    channel = MemoryChannel("c1", resolve(MemoryChannel.keys, {
+    channel = MemoryChannel("c1", resolve(MemoryChannel.config_class, {
         "capacity": str(batch * 10), "transactionCapacity": str(batch)})[0])
     params = {
         "hdfs.path": directory, "hdfs.namenodes": namenode, "hdfs.user": "flume",
@@ -79,7 +79,7 @@ async def run(namenode: str, events: list[Event], file_type: str, serializer: st
     }
     if file_type == "CompressedStream":
         params["hdfs.codeC"] = "gzip"
-    settings, problems = resolve(HdfsSink.keys, params)
+    settings, problems = resolve(HdfsSink.config_class, params)
     assert not [p for p in problems if p.severity == "error"], problems
     sink = HdfsSink("k1", settings, channel)
     await sink.start()

@@ -102,7 +102,7 @@ _AVRO_OG = AvroProtocol.packaged("FlumeOGEventAvroServer")
 
 def _source(source_class, **params: str):
     """A source as the agent builds it (never started): its decoders, compiled ones included."""
-    settings, _ = resolve(source_class.keys, {"bind": "127.0.0.1", "port": "0", **params})
+    settings, _ = resolve(source_class.config_class, {"bind": "127.0.0.1", "port": "0", **params})
     return source_class("fuzzed", settings, None)
 
 

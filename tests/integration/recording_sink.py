@@ -13,19 +13,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Key, positive_integer
+from kubeflume_agent.config.keys import key
 from kubeflume_agent.core.event import Event
-from kubeflume_agent.sinks.base import Sink
+from kubeflume_agent.sinks.base import Sink, SinkKeys
 
 COMMITTED = b"+"
 
 
-class RecordingSink(Sink):
-    keys = (Key("path", str, required=True), Key("batchSize", positive_integer, 100))
+@dataclass(frozen=True)
+class RecordingSinkConfig(SinkKeys):
+    path: str = key("path", str, required=True)
 
+
+class RecordingSink(Sink[RecordingSinkConfig]):
     async def start(self) -> None:
-        self._fd = os.open(self.settings["path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(self.config.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         await super().start()
 
     async def stop(self) -> None:

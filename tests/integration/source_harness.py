@@ -25,7 +25,7 @@ from kubeflume_agent.selectors.builtin import ReplicatingSelector
 
 def settings_for(kind: str, type_name: str, params: dict[str, str]):
     component_class = lookup(kind, type_name)
-    settings, problems = resolve(component_class.keys, params)
+    settings, problems = resolve(component_class.config_class, params)
     errors = [p for p in problems if p.severity == "error"]
     assert not errors, errors
     return component_class, settings
@@ -63,7 +63,7 @@ async def running_sink(type_name: str, params: dict[str, str], *, channel: Memor
     """A sink built as the agent builds it (its declared keys, no validation problem), on a started
     memory channel already holding `events`; both stopped at the end."""
     sink_class, settings = settings_for("sink", type_name, params)
-    assert sink_class.validate_settings(settings) == []
+    assert sink_class.config_problems(settings) == []
     channel = channel or memory_channel()
     await channel.start()
     if events:

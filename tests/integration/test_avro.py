@@ -14,7 +14,7 @@ import zlib
 import pytest
 import trustme
 
-from kubeflume_agent.config.keys import Settings
+from kubeflume_agent.config.keys import Config
 from kubeflume_agent.core.errors import EventDeliveryError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.status import Status
@@ -418,7 +418,7 @@ class Refusing(Interceptor):
     """An interceptor that raises, as a buggy custom one would."""
 
     def __init__(self) -> None:
-        super().__init__(Settings())
+        super().__init__(Config())
 
     def intercept(self, events):
         raise RuntimeError("interceptor bug")

@@ -233,7 +233,7 @@ async def test_a_failed_batch_is_cut_from_the_file_so_a_retry_is_not_written_twi
 def test_validation_reports_a_bad_serializer_and_roll_interval():
     def problems(params: dict[str, str]) -> list[tuple[str, str]]:
         _, settings = settings_for("sink", "file_roll", {"sink.directory": "/tmp/x", **params})
-        return RollingFileSink.validate_settings(settings)
+        return RollingFileSink.config_problems(settings)
 
     assert problems({}) == []
     [(key, message)] = problems({"sink.serializer": "no_such_serializer"})

@@ -481,7 +481,7 @@ async def test_delegation_token_auth():
 ])
 def test_config_problems(params, key, message):
     settings = sink_settings({"hdfs.path": "hdfs://nn:8020/flume", **params})
-    problems = dict(HdfsSink.validate_settings(settings))
+    problems = dict(HdfsSink.config_problems(settings))
     assert key in problems
     assert message in problems[key]
 
@@ -489,7 +489,7 @@ def test_config_problems(params, key, message):
 def test_namenode_addresses_from_the_path():
     def namenodes(path: str, **extra: str) -> list[str]:
         settings = sink_settings({"hdfs.path": path, "hdfs.fileType": "DataStream", **extra})
-        channel = MemoryChannel("c", resolve(MemoryChannel.keys, {})[0])
+        channel = MemoryChannel("c", resolve(MemoryChannel.config_class, {})[0])
         return HdfsSink("k", settings, channel).namenodes
 
     assert namenodes("hdfs://nn1:8020/x") == ["http://nn1:9870"]

@@ -225,4 +225,4 @@ def test_status_rules():
     ({"endpoint": "http://x", "rollback.5X": "true"}, "rollback.5X"),
 ])
 def test_config_problems(params, key):
-    assert key in dict(HttpSink.validate_settings(sink_settings(params)))
+    assert key in dict(HttpSink.config_problems(sink_settings(params)))

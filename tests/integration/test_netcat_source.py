@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from source_harness import collect, memory_channel, running_source, take_all, wait_for
 
-from kubeflume_agent.config.keys import Settings
+from kubeflume_agent.config.keys import Config
 from kubeflume_agent.interceptors.base import Interceptor
 
 TOO_LONG = b"FAILED: Event exceeds the maximum length (%d chars, including newline)\n"
@@ -123,7 +123,7 @@ class Doubling(Interceptor):
     """A user's interceptor that makes two events of each: more than a transaction may hold."""
 
     def __init__(self) -> None:
-        super().__init__(Settings())
+        super().__init__(Config())
 
     def intercept(self, events):
         return [copy for event in events for copy in (event, event)]
@@ -133,7 +133,7 @@ class Failing(Interceptor):
     """A user's interceptor whose lookup service is down."""
 
     def __init__(self) -> None:
-        super().__init__(Settings())
+        super().__init__(Config())
 
     def intercept(self, events):
         raise RuntimeError("lookup service down")
@@ -227,5 +227,5 @@ def test_bad_settings_are_reported(bad):
     from kubeflume_agent.config.keys import resolve
     from kubeflume_agent.core.registry import lookup
 
-    _, problems = resolve(lookup("source", "netcat").keys, {**params(), **bad})
+    _, problems = resolve(lookup("source", "netcat").config_class, {**params(), **bad})
     assert [p.key for p in problems if p.severity == "error"] == list(bad)

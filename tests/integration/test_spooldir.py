@@ -205,14 +205,14 @@ def test_settings_checks_and_storage_paths(tmp_path):
     cls, settings = settings_for("source", "spooldir", {
         "spoolDir": str(tmp_path), "deletePolicy": "immediate", "trackingPolicy": "tracker_dir",
         "deserializer": "AVRO", "deserializer.schemaType": "nope"})
-    problems = dict(cls.validate_settings(settings))
+    problems = dict(cls.config_problems(settings))
     assert "trackingPolicy" in problems
     assert "deserializer.schemaType" in problems
     _, utf16 = settings_for("source", "spooldir", {"spoolDir": str(tmp_path), "inputCharset": "UTF-16"})
-    assert [key for key, _ in cls.validate_settings(utf16)] == ["inputCharset"]
-    assert cls.storage_paths(settings) == [str(tmp_path)]
+    assert [key for key, _ in cls.config_problems(utf16)] == ["inputCharset"]
+    assert settings.storage_paths() == [str(tmp_path)]
     _, elsewhere = settings_for("source", "spooldir", {"spoolDir": str(tmp_path), "trackerDir": "/var/tracker"})
-    assert cls.storage_paths(elsewhere) == [str(tmp_path), "/var/tracker"]
+    assert elsewhere.storage_paths() == [str(tmp_path), "/var/tracker"]
 
 
 async def test_a_huge_line_is_read_in_pieces_never_whole(tmp_path):

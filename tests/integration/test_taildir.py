@@ -196,8 +196,8 @@ async def test_a_full_channel_loses_no_line(tmp_path):
 def test_settings_checks_and_storage_paths(tmp_path):
     cls, settings = settings_for("source", "TAILDIR", {"filegroups": "a b", "filegroups.a": "/var/log/.*\\.log",
                                                         "positionFile": "/state/pos.json"})
-    assert cls.validate_settings(settings) == [("filegroups.b", "is required for every group in filegroups")]
-    assert cls.storage_paths(settings) == ["/state"]
+    assert cls.config_problems(settings) == [("filegroups.b", "is required for every group in filegroups")]
+    assert settings.storage_paths() == ["/state"]
 
 
 async def test_file_rotated_to_an_unmatched_name_while_stopped_is_finished(tmp_path):

@@ -255,7 +255,7 @@ async def test_thrift_sink_keeps_batch_when_source_refuses():
 
 def test_kerberos_is_refused_by_the_config_check():
     source_class, settings = settings_for("source", "thrift", {"bind": "h", "port": "1", "kerberos": "true"})
-    assert source_class.validate_settings(settings) == [
+    assert source_class.config_problems(settings) == [
         ("kerberos", "Kerberos (SASL) transport is not supported; use ssl")]
 
 

@@ -5,35 +5,39 @@ so the runtime is tested on its own.
 """
 
 import asyncio
+from dataclasses import dataclass
 
 import pytest
 
-from kubeflume_agent.config.keys import Key, Settings, integer
+from kubeflume_agent.config.keys import Config, integer, key
 from kubeflume_agent.config.properties import parse_properties
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.status import Status
 from kubeflume_agent.runtime.agent import Agent, InvalidConfig
 from kubeflume_agent.runtime.runners import SinkRunner
-from kubeflume_agent.sink_processors.builtin import DefaultSinkProcessor
-from kubeflume_agent.sinks.base import Sink
+from kubeflume_agent.sink_processors.builtin import DefaultSinkProcessor, ProcessorKeys
+from kubeflume_agent.sinks.base import Sink, SinkKeys
 from kubeflume_agent.sources.base import PollableSource
 from tests.integration.source_harness import memory_channel, settings_for
 
 DELIVERED: dict[str, list[bytes]] = {}
 
 
-class CountingSource(PollableSource):
+@dataclass(frozen=True)
+class CountingConfig(Config):
+    total: int = key("total", integer, 100)
+    batch_size: int = key("batchSize", integer, 10)
+
+
+class CountingSource(PollableSource[CountingConfig]):
     """Emits `total` numbered events in batches, then backs off."""
 
-    keys = (Key("total", integer, 100), Key("batchSize", integer, 10))
-    batch_size_key = "batchSize"
-
-    def __init__(self, name, settings, processor):
-        super().__init__(name, settings, processor)
+    def __init__(self, name, config, processor):
+        super().__init__(name, config, processor)
         self.next = 0
 
     async def process(self) -> Status:
-        end = min(self.next + self.settings["batchSize"], self.settings["total"])
+        end = min(self.next + self.config.batch_size, self.config.total)
         if self.next >= end:
             return Status.BACKOFF
         await self.deliver([Event(str(i).encode()) for i in range(self.next, end)])
@@ -41,22 +45,27 @@ class CountingSource(PollableSource):
         return Status.READY
 
 
-class CollectingSink(Sink):
+@dataclass(frozen=True)
+class CollectingConfig(SinkKeys):
+    bucket: str = key("bucket", str, "default")
+    failures: int = key("failures", integer, 0)
+    batch_size: int = key("batchSize", integer, 100)
+    delay: str = key("delay", str, "0")
+
+
+class CollectingSink(Sink[CollectingConfig]):
     """Records what it delivers under its `bucket`; fails its first `failures` writes."""
 
-    keys = (Key("bucket", str, "default"), Key("failures", integer, 0), Key("batchSize", integer, 100),
-            Key("delay", str, "0"))
-
-    def __init__(self, name, settings, channel):
-        super().__init__(name, settings, channel)
-        self.failures_left = settings["failures"]
+    def __init__(self, name, config, channel):
+        super().__init__(name, config, channel)
+        self.failures_left = config.failures
 
     async def write(self, events):
-        await asyncio.sleep(float(self.settings["delay"]))
+        await asyncio.sleep(float(self.config.delay))
         if self.failures_left:
             self.failures_left -= 1
             raise ConnectionError("downstream unavailable")
-        DELIVERED.setdefault(self.settings["bucket"], []).extend(e.body for e in events)
+        DELIVERED.setdefault(self.config.bucket, []).extend(e.body for e in events)
 
 
 SOURCE = f"{__name__}:CountingSource"
@@ -197,7 +206,7 @@ async def test_a_sink_runner_takes_every_whole_batch_waiting_before_others_get_a
         async with channel.transaction() as tx:
             tx.put_all([Event(str(i).encode()) for i in range(start, min(start + 1000, 3500))])
     sink_class, settings = settings_for("sink", "null", {"batchSize": "1000"})
-    runner = SinkRunner(DefaultSinkProcessor(Settings(), [sink_class("k1", settings, channel)]), [channel])
+    runner = SinkRunner(DefaultSinkProcessor(ProcessorKeys(), [sink_class("k1", settings, channel)]), [channel])
     runner.start()
     await asyncio.sleep(0)  # the runner's first turn
     assert channel.size == 500  # three batches taken; the last, partial one waits for the next turn
@@ -213,7 +222,7 @@ async def test_a_sink_runner_that_emptied_its_channel_waits_for_events_without_a
         tx.put_all([Event(b"%d" % i) for i in range(500)])
     sink_class, settings = settings_for("sink", "null", {"batchSize": "1000"})
     sink = sink_class("k1", settings, channel)
-    runner = SinkRunner(DefaultSinkProcessor(Settings(), [sink]), [channel])
+    runner = SinkRunner(DefaultSinkProcessor(ProcessorKeys(), [sink]), [channel])
     runner.start()
     for _ in range(5):
         await asyncio.sleep(0)

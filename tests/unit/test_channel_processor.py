@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from kubeflume_agent.channels.memory import MemoryChannel
+from kubeflume_agent.channels.memory import MemoryChannel, MemoryChannelConfig
 from kubeflume_agent.config.keys import resolve
 from kubeflume_agent.core.errors import ChannelError, ChannelFull
 from kubeflume_agent.core.event import Event
@@ -33,14 +33,14 @@ class RecordingChannel(MemoryChannel):
 
 
 def memory_channel(name: str, journal: list | None = None, **params) -> MemoryChannel:
-    settings, problems = resolve(MemoryChannel.keys, {"keep-alive": "0", **{k: str(v) for k, v in params.items()}})
+    settings, problems = resolve(MemoryChannelConfig, {"keep-alive": "0", **{k: str(v) for k, v in params.items()}})
     assert not problems
     return MemoryChannel(name, settings) if journal is None else RecordingChannel(name, settings, journal)
 
 
 def component(kind: str, type_name: str, params: dict[str, str]):
     component_class = lookup(kind, type_name)
-    settings, problems = resolve(component_class.keys, params)
+    settings, problems = resolve(component_class.config_class, params)
     assert not [p for p in problems if p.severity == "error"], problems
     return component_class, settings
 

@@ -43,7 +43,8 @@ def file_channel(tmp_path) -> str:
 
 async def store(tmp_path, count: int) -> None:
     """`count` committed events in a file channel under `tmp_path`, its agent stopped."""
-    settings, _ = resolve(FileChannel.keys, parse_properties(file_channel(tmp_path), "a1").channels["c1"].params)
+    params = parse_properties(file_channel(tmp_path), "a1").channels["c1"].params
+    settings, _ = resolve(FileChannel.config_class, params)
     channel = FileChannel("c1", settings)
     await channel.start()
     try:

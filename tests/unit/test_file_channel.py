@@ -29,11 +29,11 @@ from kubeflume_agent.channels.file.records import (
     encode_transaction,
     entry_pointers,
 )
-from kubeflume_agent.config.keys import Key, positive_integer, resolve
+from kubeflume_agent.config.keys import resolve
 from kubeflume_agent.core.errors import ChannelError, ChannelFull
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.status import Status
-from kubeflume_agent.sinks.base import Sink
+from kubeflume_agent.sinks.base import Sink, SinkKeys
 from tests.integration.source_harness import put_all
 
 
@@ -46,9 +46,9 @@ def make_channel(tmp_path, **params) -> FileChannel:
         "transactionCapacity": "1000",
         **{key: str(value) for key, value in params.items()},
     }
-    settings, problems = resolve(FileChannel.keys, values)
+    settings, problems = resolve(FileChannel.config_class, values)
     assert [p for p in problems if p.severity == "error"] == []
-    assert FileChannel.validate_settings(settings) == []
+    assert FileChannel.config_problems(settings) == []
     return FileChannel("c1", settings)
 
 
@@ -402,15 +402,15 @@ async def test_second_channel_on_the_same_directories_is_refused(channels, tmp_p
 
 
 def test_settings_checks_and_storage_paths(tmp_path):
-    settings, _ = resolve(FileChannel.keys, {
+    settings, _ = resolve(FileChannel.config_class, {
         "checkpointDir": "~/cp", "dataDirs": "/d1, /d2", "useDualCheckpoints": "true",
         "capacity": "10", "transactionCapacity": "20", "minimumRequiredSpace": "5",
     })
-    problems = dict(FileChannel.validate_settings(settings))
+    problems = dict(FileChannel.config_problems(settings))
     assert "backupCheckpointDir" in problems
     assert "transactionCapacity" in problems
-    assert settings["minimumRequiredSpace"] == 1024 * 1024
-    assert FileChannel.storage_paths(settings) == [os.path.expanduser("~/cp"), "/d1", "/d2"]
+    assert settings.minimum_required_space == 1024 * 1024
+    assert settings.storage_paths() == [os.path.expanduser("~/cp"), "/d1", "/d2"]
 
 
 async def test_the_same_channel_object_restarts_as_on_a_config_reload(channels, tmp_path):
@@ -681,13 +681,11 @@ async def test_data_files_of_the_earlier_per_event_layout_are_still_read(channel
 
 # -- sinks on a file channel: takes in flight while earlier ones are made durable -----------------
 
-class ListSink(Sink):
+class ListSink(Sink[SinkKeys]):
     """Records what it was given and what the channel then let go of."""
 
-    keys = (Key("batchSize", positive_integer, 10),)
-
     def __init__(self, channel: FileChannel) -> None:
-        super().__init__("k1", {"batchSize": 10}, channel)
+        super().__init__("k1", SinkKeys(batch_size=10), channel)
         self.written: list[list[int]] = []
         self.let_go: list[list[int]] = []
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from kubeflume_agent.config.keys import InvalidSetting, Settings, resolve
+from kubeflume_agent.config.keys import InvalidSetting, resolve
 from kubeflume_agent.config.properties import parse_properties
 from kubeflume_agent.config.validation import validate
 from kubeflume_agent.core.event import Event
@@ -24,20 +24,20 @@ PACIFIC = "PST8PDT,M3.2.0,M11.1.0"
 def build(type_name: str, params: dict[str, str] | None = None):
     """An interceptor as the agent builds it: flume.conf strings resolved through its declared keys."""
     interceptor_class = lookup("interceptor", type_name)
-    settings, problems = resolve(interceptor_class.keys, params or {})
+    settings, problems = resolve(interceptor_class.config_class, params or {})
     assert not [p for p in problems if p.severity == "error"], problems
-    assert interceptor_class.validate_settings(settings) == []
+    assert interceptor_class.config_problems(settings) == []
     return interceptor_class(settings)
 
 
 def problem_keys(type_name: str, params: dict[str, str]) -> list[str]:
     """The keys named by every error found in `params`: while resolving, then by validate_settings."""
     interceptor_class = lookup("interceptor", type_name)
-    settings, problems = resolve(interceptor_class.keys, params)
+    settings, problems = resolve(interceptor_class.config_class, params)
     errors = [p.key for p in problems if p.severity == "error"]
     if errors:
         return errors
-    return [key for key, _ in interceptor_class.validate_settings(settings)]
+    return [key for key, _ in interceptor_class.config_problems(settings)]
 
 
 def event(body: str = "", **headers: str) -> Event:
@@ -268,17 +268,15 @@ def test_search_replace_group_numbers_beyond_the_group_count_are_literal_digits(
     assert search_replace("ab", searchPattern="(a)(b)", replaceString="$12") == "a2"
 
 
-def search_replace_settings(**params: str) -> Settings:
-    """Settings with the values as given, `${...}` included (the config layer treats `${` in a
-    flume.conf value as a reference to resolve, so these are set after resolving)."""
-    settings, _ = resolve(interceptors.SearchReplaceInterceptor.keys, {})
-    settings.update(params)
-    return settings
+def search_replace_settings(*, search: str, replace: str) -> interceptors.SearchReplaceConfig:
+    """A config with the values as given, `${...}` included (the config layer treats `${` in a
+    flume.conf value as a reference to resolve, so these are set on the typed config directly)."""
+    return interceptors.SearchReplaceConfig(search=search, replace=replace)
 
 
 def test_search_replace_named_groups():
     interceptor = interceptors.SearchReplaceInterceptor(
-        search_replace_settings(searchPattern="(?<amount>\\d+) (?<unit>\\w+)", replaceString="${unit}=${amount}"))
+        search_replace_settings(search="(?<amount>\\d+) (?<unit>\\w+)", replace="${unit}=${amount}"))
     assert interceptor.intercept([event("pay 42 EUR")])[0].body == b"pay EUR=42"
 
 
@@ -318,14 +316,14 @@ def test_search_replace_settings_that_cannot_work_are_config_problems(params, ke
 
 
 def test_search_replace_unknown_group_name_is_a_config_problem():
-    settings = search_replace_settings(searchPattern="(?<amount>\\d+)", replaceString="${missing}")
-    [(key, message)] = interceptors.SearchReplaceInterceptor.validate_settings(settings)
+    settings = search_replace_settings(search="(?<amount>\\d+)", replace="${missing}")
+    [(key, message)] = interceptors.SearchReplaceInterceptor.config_problems(settings)
     assert key == "replaceString"
     assert "{missing}" in message
 
 
 def test_search_replace_constructor_raises_invalid_setting():
-    settings, _ = resolve(interceptors.SearchReplaceInterceptor.keys, {"searchPattern": "("})
+    settings, _ = resolve(interceptors.SearchReplaceInterceptor.config_class, {"searchPattern": "("})
     with pytest.raises(InvalidSetting) as raised:
         interceptors.SearchReplaceInterceptor(settings)
     assert [key for key, _ in raised.value.problems] == ["searchPattern"]

@@ -84,7 +84,7 @@ def test_the_interceptor_leaves_events_that_are_no_container_logs_alone_and_coun
     from kubeflume_agent.core.registry import lookup
 
     interceptor_class = lookup("interceptor", "kubernetes")
-    settings, _ = resolve(interceptor_class.keys, {"nodeName": "node-a"})
+    settings, _ = resolve(interceptor_class.config_class, {"nodeName": "node-a"})
     interceptor = interceptor_class(settings, watch=PodWatch(Configuration, node="node-a", deleted_ttl=60))
     events = [Event(b"no file header"), Event(b"not a container log", {"file": "/var/log/syslog"}),
               Event(b"x", {"file": "/var/log/containers/web-1_shop_app-" + "ab" * 32 + ".log"})]
@@ -105,7 +105,7 @@ def test_a_batch_mixing_files_keeps_each_files_labels_and_drops_only_excluded_po
     watch._put(Pod("shop", "web-1", "uid-1", "node-a", {"app": "web"}, {}, {"app": "shop:1"}))
     watch._put(Pod("shop", "noisy", "uid-2", "node-a", {}, {"kubeflume.io/exclude": "true"}, {"app": "n:1"}))
     interceptor_class = lookup("interceptor", "kubernetes")
-    settings, _ = resolve(interceptor_class.keys, {"nodeName": "node-a"})
+    settings, _ = resolve(interceptor_class.config_class, {"nodeName": "node-a"})
     interceptor = interceptor_class(settings, watch=watch)
 
     def line(pod: str, body: bytes) -> Event:

@@ -19,7 +19,7 @@ PAD = "   "  # one missing byte in a hex dump row
 async def sink_with(type_name: str, params: dict[str, str], events: list[Event]):
     """A sink built as the agent builds it, on a memory channel holding `events`."""
     sink_class, settings = settings_for("sink", type_name, params)
-    assert sink_class.validate_settings(settings) == []
+    assert sink_class.config_problems(settings) == []
     channel = memory_channel()
     await channel.start()
     async with channel.transaction() as tx:

@@ -1,10 +1,12 @@
 """The memory channel: Flume's transaction rules (c.1), capacity checked at commit, byte slots, counters."""
 
 import asyncio
+from dataclasses import fields
 
 import pytest
 
 from kubeflume_agent.channels.memory import MemoryChannel
+from kubeflume_agent.config.keys import KEY
 from kubeflume_agent.config.model import resolve_component
 from kubeflume_agent.core.errors import ChannelError, ChannelFull
 from kubeflume_agent.core.event import Event
@@ -16,7 +18,7 @@ WAIT = 30  # seconds: generous, only reached when something is broken
 def memory_channel(**params) -> MemoryChannel:
     settings, problems = resolve_component(MemoryChannel, {k: str(v) for k, v in params.items()})
     assert not problems
-    assert not MemoryChannel.validate_settings(settings)
+    assert not MemoryChannel.config_problems(settings)
     return MemoryChannel("c1", settings)
 
 
@@ -197,11 +199,12 @@ async def test_counters_use_flume_names():
 
 def test_transaction_capacity_above_capacity_is_a_config_error():
     settings, _ = resolve_component(MemoryChannel, {"capacity": "10", "transactionCapacity": "20"})
-    assert MemoryChannel.validate_settings(settings) == [("transactionCapacity", "must not exceed capacity")]
+    assert MemoryChannel.config_problems(settings) == [("transactionCapacity", "must not exceed capacity")]
 
 
 def test_defaults_are_flumes():
     settings, problems = resolve_component(MemoryChannel, {})
     assert not problems
-    assert settings == {"capacity": 100, "transactionCapacity": 100, "keep-alive": 3.0, "byteCapacity": 0,
-                        "byteCapacityBufferPercentage": 20}
+    by_flume_name = {declared.metadata[KEY].name: getattr(settings, declared.name) for declared in fields(settings)}
+    assert by_flume_name == {"capacity": 100, "transactionCapacity": 100, "keep-alive": 3.0, "byteCapacity": 0,
+                             "byteCapacityBufferPercentage": 20}

@@ -13,7 +13,7 @@ def channels(*names: str) -> dict[str, MemoryChannel]:
     """Named memory channels, in configuration order (as a source's `channels` lists them)."""
     made = {}
     for name in names:
-        settings, problems = resolve(MemoryChannel.keys, {})
+        settings, problems = resolve(MemoryChannel.config_class, {})
         assert not problems
         made[name] = MemoryChannel(name, settings)
     return made
@@ -21,7 +21,7 @@ def channels(*names: str) -> dict[str, MemoryChannel]:
 
 def selector(type_name: str, params: dict[str, str], channel_names: str = "c1 c2 c3"):
     selector_class = lookup("selector", type_name)
-    settings, problems = resolve(selector_class.keys, params)
+    settings, problems = resolve(selector_class.config_class, params)
     assert not [p for p in problems if p.severity == "error"], problems
     return selector_class(settings, channels(*channel_names.split()))
 
@@ -70,8 +70,8 @@ def test_replicating_accepts_any_sequence_of_events():
 
 
 def test_replicating_reports_its_optional_channels_for_validation():
-    settings, _ = resolve(selectors.ReplicatingSelector.keys, {"optional": "c2 c9"})
-    assert selectors.ReplicatingSelector.channel_references(settings) == [("optional", ["c2", "c9"])]
+    settings, _ = resolve(selectors.ReplicatingSelector.config_class, {"optional": "c2 c9"})
+    assert settings.channel_references() == [("optional", ["c2", "c9"])]
 
 
 # --- multiplexing ----------------------------------------------------------------------------
@@ -146,8 +146,8 @@ def test_multiplexing_keeps_the_route_cache_bounded():
 
 
 def test_multiplexing_reports_every_channel_it_names_for_validation():
-    settings, _ = resolve(selectors.MultiplexingSelector.keys, MULTIPLEXING)
-    assert sorted(selectors.MultiplexingSelector.channel_references(settings)) == sorted([
+    settings, _ = resolve(selectors.MultiplexingSelector.config_class, MULTIPLEXING)
+    assert sorted(settings.channel_references()) == sorted([
         ("default", ["c3"]), ("mapping.CA", ["c1"]), ("mapping.AZ", ["c2", "c3"]), ("mapping.NY", ["c1", "c2"]),
         ("optional.CA", ["c1", "c2"]), ("optional.XX", ["c3"]),
     ])
@@ -179,5 +179,5 @@ def test_load_balancing_random_sends_each_event_to_exactly_one_channel():
 
 
 def test_load_balancing_rejects_an_unknown_policy():
-    _, problems = resolve(selectors.LoadBalancingSelector.keys, {"policy": "least_busy"})
+    _, problems = resolve(selectors.LoadBalancingSelector.config_class, {"policy": "least_busy"})
     assert [(p.key, p.severity) for p in problems] == [("policy", "error")]

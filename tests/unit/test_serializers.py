@@ -8,11 +8,11 @@ import struct
 import fastavro
 import pytest
 
-from kubeflume_agent.config.keys import Settings
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.serializers import (
     AvroEventSerializer,
     HeaderAndTextSerializer,
+    SequenceFileConfig,
     SequenceFileSerializer,
     TextSerializer,
     create_serializer,
@@ -141,7 +141,7 @@ def read_sequence_file(data: bytes) -> tuple[str, str, list[tuple[int, bytes]]]:
 
 
 def test_sequence_file_writable_values_are_bytes_writable():
-    serializer = SequenceFileSerializer(Settings(writeFormat="writable"))
+    serializer = SequenceFileSerializer(SequenceFileConfig(write_format="writable"))
     events = [Event(b"abc", {"timestamp": "1700000000000"}), Event(b"", {"timestamp": "5"})]
     key_class, value_class, records = read_sequence_file(whole_file(serializer, events[:1], events[1:]))
     assert key_class == "org.apache.hadoop.io.LongWritable"
@@ -150,7 +150,7 @@ def test_sequence_file_writable_values_are_bytes_writable():
 
 
 def test_sequence_file_text_values_and_missing_timestamp_uses_now():
-    serializer = SequenceFileSerializer(Settings(writeFormat="text"))
+    serializer = SequenceFileSerializer(SequenceFileConfig(write_format="text"))
     _, value_class, [(key, value)] = read_sequence_file(whole_file(serializer, [Event(b"hi")]))
     assert value_class == "org.apache.hadoop.io.Text"
     assert value == b"\x02hi"
@@ -158,7 +158,7 @@ def test_sequence_file_text_values_and_missing_timestamp_uses_now():
 
 
 def test_sequence_file_refuses_a_timestamp_that_is_not_a_number():
-    serializer = SequenceFileSerializer(Settings(writeFormat="writable"))
+    serializer = SequenceFileSerializer(SequenceFileConfig(write_format="writable"))
     serializer.begin()
     with pytest.raises(ValueError, match="not epoch milliseconds"):
         serializer.encode([Event(b"x", {"timestamp": "yesterday"})])

@@ -9,23 +9,23 @@ from collections.abc import Sequence
 import pytest
 
 from kubeflume_agent.channels.memory import MemoryChannel
-from kubeflume_agent.config.keys import Settings, resolve
+from kubeflume_agent.config.keys import resolve
 from kubeflume_agent.core.errors import EventDeliveryError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.registry import lookup
 from kubeflume_agent.core.status import Status
 from kubeflume_agent.sink_processors import builtin as sink_processors
 from kubeflume_agent.sink_processors.builtin import RoundRobinSelector, SinkSelector
-from kubeflume_agent.sinks.base import Sink
+from kubeflume_agent.sinks.base import Sink, SinkKeys
 
 EPSILON = 0.001  # seconds either side of a penalty's end
 
 
-class ControlledSink(Sink):
+class ControlledSink(Sink[SinkKeys]):
     """Delivers into `delivered`, or raises while `failing` is set (the batch then rolls back)."""
 
     def __init__(self, name: str, channel: MemoryChannel, batch_size: int = 100) -> None:
-        super().__init__(name, Settings(batchSize=batch_size), channel)
+        super().__init__(name, SinkKeys(batch_size=batch_size), channel)
         self.delivered: list[bytes] = []
         self.attempts = 0
         self.failing = False
@@ -58,7 +58,7 @@ class LastFirstSelector(SinkSelector):
 
 
 def memory_channel(name: str = "c1") -> MemoryChannel:
-    settings, problems = resolve(MemoryChannel.keys, {"capacity": "10000", "transactionCapacity": "1000"})
+    settings, problems = resolve(MemoryChannel.config_class, {"capacity": "10000", "transactionCapacity": "1000"})
     assert not problems
     return MemoryChannel(name, settings)
 
@@ -71,7 +71,7 @@ def controlled_sinks(*names: str, channel: MemoryChannel | None = None, batch_si
 
 def processor_settings(type_name: str, params: dict[str, str]):
     processor_class = lookup("processor", type_name)
-    settings, problems = resolve(processor_class.keys, params)
+    settings, problems = resolve(processor_class.config_class, params)
     assert not [p for p in problems if p.severity == "error"], problems
     return processor_class, settings
 
@@ -285,15 +285,15 @@ async def test_failover_all_sinks_failed_raises_and_keeps_the_events():
 
 async def test_failover_validation_of_priorities():
     _, settings = processor_settings("failover", {"priority.k1": "10", "priority.k2": "10", "priority.k9": "1"})
-    problems = sink_processors.FailoverSinkProcessor.validate_settings(settings, ["k1", "k2"])
+    problems = settings.group_problems(["k1", "k2"])
     assert [key for key, _ in problems] == ["priority.k2", "priority.k9"]
     assert "already taken by sink k1" in problems[0][1]
     _, settings = processor_settings("failover", {"priority.k1": "10", "priority.k2": "5"})
-    assert sink_processors.FailoverSinkProcessor.validate_settings(settings, ["k1", "k2"]) == []
+    assert settings.group_problems(["k1", "k2"]) == []
 
 
 def test_failover_rejects_a_negative_maxpenalty_and_a_non_numeric_priority():
-    _, problems = resolve(sink_processors.FailoverSinkProcessor.keys, {"maxpenalty": "-1", "priority.k1": "high"})
+    _, problems = resolve(sink_processors.FailoverConfig, {"maxpenalty": "-1", "priority.k1": "high"})
     assert sorted(p.key for p in problems if p.severity == "error") == ["maxpenalty", "priority.k1"]
 
 
@@ -461,10 +461,10 @@ def test_load_balance_selector_names_are_case_insensitive():
 ])
 def test_load_balance_validation(params, sink_names, keys):
     _, settings = processor_settings("load_balance", params)
-    problems = sink_processors.LoadBalancingSinkProcessor.validate_settings(settings, sink_names)
+    problems = settings.group_problems(sink_names)
     assert [key for key, _ in problems] == keys
 
 
 def test_load_balance_rejects_a_negative_max_timeout():
-    _, problems = resolve(sink_processors.LoadBalancingSinkProcessor.keys, {"selector.maxTimeOut": "-5"})
+    _, problems = resolve(sink_processors.LoadBalancingSinkProcessor.config_class, {"selector.maxTimeOut": "-5"})
     assert [(p.key, p.severity) for p in problems] == [("selector.maxTimeOut", "error")]

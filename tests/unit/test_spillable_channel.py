@@ -17,9 +17,9 @@ def make_channel(tmp_path, **params) -> SpillableMemoryChannel:
         "overflowTimeout": "0", "transactionCapacity": "100",
         **{key: str(value) for key, value in params.items()},
     }
-    settings, problems = resolve(SpillableMemoryChannel.keys, values)
+    settings, problems = resolve(SpillableMemoryChannel.config_class, values)
     assert [p for p in problems if p.severity == "error"] == []
-    assert SpillableMemoryChannel.validate_settings(settings) == []
+    assert SpillableMemoryChannel.config_problems(settings) == []
     return SpillableMemoryChannel("c1", settings)
 
 
@@ -93,7 +93,7 @@ async def test_overflowed_events_survive_a_restart_memory_does_not(channels, tmp
 async def test_pure_memory_refuses_when_full(channels, tmp_path):
     channel = await started(channels, tmp_path, overflowCapacity=0)
     assert channel.overflow is None
-    assert SpillableMemoryChannel.storage_paths(channel.settings) == []
+    assert channel.config.storage_paths() == []
     await put(channel, 0, 10)
     with pytest.raises(ChannelFull, match="no overflow"):
         await put(channel, 10, 1)
@@ -103,7 +103,7 @@ async def test_pure_file_channel(channels, tmp_path):
     channel = await started(channels, tmp_path, memoryCapacity=0)
     await put(channel, 0, 5)
     assert channel.overflow.size == 5
-    assert SpillableMemoryChannel.storage_paths(channel.settings) == [str(tmp_path / "checkpoint"),
+    assert channel.config.storage_paths() == [str(tmp_path / "checkpoint"),
                                                                       str(tmp_path / "data")]
     assert await take(channel, 10) == list(range(5))
 
@@ -119,5 +119,5 @@ async def test_byte_capacity_limits_memory(channels, tmp_path):
 
 
 def test_both_capacities_zero_is_an_error(tmp_path):
-    settings, _ = resolve(SpillableMemoryChannel.keys, {"memoryCapacity": "0", "overflowCapacity": "0"})
-    assert dict(SpillableMemoryChannel.validate_settings(settings)).keys() == {"memoryCapacity"}
+    settings, _ = resolve(SpillableMemoryChannel.config_class, {"memoryCapacity": "0", "overflowCapacity": "0"})
+    assert dict(SpillableMemoryChannel.config_problems(settings)).keys() == {"memoryCapacity"}

@@ -11,8 +11,8 @@ import asyncio
 from dataclasses import dataclass
 
 from kubeflume_agent.channels.fifo import ChunkedFifo
-from kubeflume_agent.config.keys import Config, Settings, key, non_negative_integer, number, positive_integer
-from kubeflume_agent.core.channel import Channel, Transaction
+from kubeflume_agent.config.keys import key, non_negative_integer, number, positive_integer
+from kubeflume_agent.core.channel import Channel, ChannelKeys, Transaction
 from kubeflume_agent.core.errors import ChannelFull
 from kubeflume_agent.core.event import Event
 
@@ -39,7 +39,7 @@ class MemoryTransaction(Transaction):
 
 
 @dataclass(frozen=True)
-class MemoryChannelConfig(Config):
+class MemoryChannelConfig(ChannelKeys):
     capacity: int = key("capacity", positive_integer, 100, doc="most events the channel holds")
     transaction_capacity: int = key("transactionCapacity", positive_integer, 100,
                                     doc="most events one transaction puts or takes")
@@ -54,13 +54,13 @@ class MemoryChannelConfig(Config):
             return [("transactionCapacity", "must not exceed capacity")]
         return []
 
+    def events_in_memory(self) -> int:
+        return self.capacity
 
-class MemoryChannel(Channel):
-    config_class = MemoryChannelConfig
 
-    def __init__(self, name: str, settings: Settings) -> None:
-        super().__init__(name, settings)
-        self.config = config = MemoryChannelConfig.from_settings(settings)
+class MemoryChannel(Channel[MemoryChannelConfig]):
+    def __init__(self, name: str, config: MemoryChannelConfig) -> None:
+        super().__init__(name, config, capacity=config.capacity, transaction_capacity=config.transaction_capacity)
         self.capacity = config.capacity
         self.keep_alive = config.keep_alive
         buffer = config.byte_capacity_buffer_percentage
@@ -69,10 +69,6 @@ class MemoryChannel(Channel):
         self._queue: ChunkedFifo[list[Event]] = ChunkedFifo(list)  # committed batches, oldest first
         self._in_flight_takes = 0  # taken, not yet committed: they still hold their slots
         self._byte_slots_used = 0
-
-    @classmethod
-    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        return MemoryChannelConfig.from_settings(settings).problems()
 
     def transaction(self) -> MemoryTransaction:
         return MemoryTransaction(self)

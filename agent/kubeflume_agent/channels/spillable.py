@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-from kubeflume_agent.channels.file.channel import FileChannel, FileStorageConfig, FileTransaction
-from kubeflume_agent.config.keys import Settings, key, non_negative_integer, number, positive_integer
+from kubeflume_agent.channels.file.channel import FileChannel, FileChannelConfig, FileStorageConfig, FileTransaction
+from kubeflume_agent.config.keys import key, non_negative_integer, number, positive_integer
 from kubeflume_agent.core.channel import Channel, Transaction
 from kubeflume_agent.core.errors import ChannelFull
 from kubeflume_agent.core.event import Event
@@ -76,35 +76,35 @@ class SpillableChannelConfig(FileStorageConfig):
             problems += self.storage_problems(max(self.overflow_capacity, self.transaction_capacity))
         return problems
 
+    def storage_paths(self) -> list[str]:
+        return super().storage_paths() if self.overflow_capacity else []
 
-class SpillableMemoryChannel(Channel):
+    def events_in_memory(self) -> int:
+        return self.memory_capacity
+
+    def overflow_config(self) -> FileChannelConfig:
+        """The overflow file channel's config: these file keys, `overflowCapacity` events, no waiting for room."""
+        storage = {declared.name: getattr(self, declared.name) for declared in fields(FileStorageConfig)}
+        return FileChannelConfig(**storage, capacity=self.overflow_capacity, keep_alive=0.0)
+
+
+class SpillableMemoryChannel(Channel[SpillableChannelConfig]):
     commits_wait_for_disk = True  # takes from the overflow are durable only once fsynced
-    config_class = SpillableChannelConfig
 
-    def __init__(self, name: str, settings: Settings) -> None:
-        self.config = config = SpillableChannelConfig.from_settings(settings)
-        super().__init__(name, Settings(settings, capacity=config.memory_capacity + config.overflow_capacity))
+    def __init__(self, name: str, config: SpillableChannelConfig) -> None:
+        super().__init__(name, config, capacity=config.memory_capacity + config.overflow_capacity,
+                         transaction_capacity=config.transaction_capacity)
         self.memory_capacity = config.memory_capacity
         self.overflow_timeout = config.overflow_timeout
         self.memory_byte_limit = int(config.byte_capacity * (1 - config.byte_capacity_buffer_percentage / 100))
         self.overflow: FileChannel | None = None
         if config.overflow_capacity:
-            overflow_settings = Settings(settings, capacity=config.overflow_capacity, **{"keep-alive": 0.0})
-            self.overflow = FileChannel(f"{name}-overflow", overflow_settings)
+            self.overflow = FileChannel(f"{name}-overflow", config.overflow_config())
         self._memory: deque[Event] = deque()
         self._memory_bytes = 0
         self._memory_in_flight = 0  # taken from memory, not yet committed: still hold their room
         self._memory_reserved = 0  # room promised to commits still writing their overflow part
         self._drain: deque[list] = deque()  # [kind, count] runs, oldest first
-
-    @classmethod
-    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        return SpillableChannelConfig.from_settings(settings).problems()
-
-    @classmethod
-    def storage_paths(cls, settings: Settings) -> list[str]:
-        config = SpillableChannelConfig.from_settings(settings)
-        return config.storage_paths() if config.overflow_capacity else []
 
     def transaction(self) -> SpillableTransaction:
         return SpillableTransaction(self)

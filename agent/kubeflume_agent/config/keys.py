@@ -1,16 +1,17 @@
 """Typed configuration keys: each component declares the keys it reads, with Flume's defaults.
 
-A component lists its keys once (`keys = (Key("port", integer, required=True), ...)`); the same
-declaration validates a config (every problem at once), fills in defaults at start-up, and documents
-the component. Values arrive as strings, exactly as in a flume.conf.
+A component declares its keys once, as the fields of a frozen dataclass (`port: int = key("port",
+port_number, required=True)`); the same declaration validates a config (every problem at once),
+builds the typed config a component reads (`config.port`), and documents the component. Values
+arrive as strings, exactly as in a flume.conf.
 """
 
 from __future__ import annotations
 
 import codecs
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Generic, TypeVar, get_args
 
 
 class InvalidValue(ValueError):
@@ -114,7 +115,7 @@ class Key:
     """One configuration key of a component.
 
     `prefix=True` declares a family of keys (`mapping.` covers `mapping.CA`, `mapping.NY`...);
-    its value in the resolved settings is a dict of suffix -> parsed value.
+    its field in the typed config is a dict of suffix -> parsed value.
     """
 
     name: str
@@ -135,47 +136,6 @@ class Problem:
     key: str
     message: str
     severity: str = "error"
-
-
-class Settings(dict):
-    """Resolved settings of one component: every declared key with its parsed value or default.
-
-    Attribute access is not offered on purpose: keys keep Flume's spelling (`max-line-length`),
-    so `settings["max-line-length"]` reads like the flume.conf it came from.
-    """
-
-
-def resolve(keys: Iterable[Key], params: Mapping[str, str]) -> tuple[Settings, list[Problem]]:
-    """Parse `params` against `keys`: (settings with defaults filled in, every problem found)."""
-    keys = tuple(keys)
-    settings = Settings()
-    problems: list[Problem] = []
-    for key in keys:
-        if key.prefix:
-            settings[key.name] = {}
-        else:
-            settings[key.name] = key.default
-            if key.required and key.name not in params:
-                problems.append(Problem(key.name, "is required"))
-    for name, raw in params.items():
-        declared = next((k for k in keys if k.matches(name)), None)
-        if declared is None:
-            problems.append(Problem(name, "unknown key (ignored, as Flume does)", "warning"))
-            continue
-        if "${" in raw:
-            problems.append(Problem(name, f"{raw!r}: a ${{VAR}} is taken from the environment when the agent "
-                                          "starts; one left unresolved is used as written", "warning"))
-        try:
-            value = declared.parse(raw)
-        except InvalidValue as error:
-            if "${" not in raw:  # else it is checked once the environment has filled it in
-                problems.append(Problem(name, str(error)))
-            continue
-        if declared.prefix:
-            settings[declared.name][name[len(declared.name):]] = value
-        else:
-            settings[name] = value
-    return settings, problems
 
 
 KEY = "flume_key"  # where a config field keeps its Key
@@ -206,7 +166,9 @@ class Config:
     """Base of a component's typed config: a frozen dataclass whose fields are declared with `key()`.
 
     The declaration is the one place a key lives: `keys()` gives what validation, the operator and
-    docs/components.md read, `from_settings()` the values a component reads (`config.batch_size`).
+    docs/components.md read, `resolve()` the values a component is built from (`config.batch_size`).
+    Checks across keys are methods of the config (`problems`), as is what the operator needs to
+    know about a component (`storage_paths`).
     """
 
     BATCH_SIZE: ClassVar[str] = "batch_size"  # the field checked against the channels' transactionCapacity
@@ -220,32 +182,98 @@ class Config:
         """The Flume name of the batch-size key, if this component has one."""
         return next((f.metadata[KEY].name for f in _declared_fields(cls) if f.name == cls.BATCH_SIZE), None)
 
-    @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> Self:
-        """The typed config of resolved settings (see `resolve`); keys not given take their defaults."""
-        values = {f.name: settings[f.metadata[KEY].name] for f in _declared_fields(cls)
-                  if f.metadata[KEY].name in settings}
-        return cls(**values)
+    def batch_size_wanted(self) -> int | None:
+        """The batch size this config asks for (its `batch_size` field), if it declares one."""
+        value = getattr(self, self.BATCH_SIZE, None)
+        return value if isinstance(value, int) else None
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Checks across keys, beyond what each key's parser sees: [(key, message)]."""
+        return []
+
+    def storage_paths(self) -> list[str]:
+        """Directories the component keeps state in (the operator gives them persistent storage)."""
+        return []
+
+
+C = TypeVar("C", bound=Config)
 
 
 def _declared_fields(cls: type) -> list[Field[Any]]:
     return [declared for declared in fields(cls) if KEY in declared.metadata]
 
 
-class Configurable:
-    """A component whose keys come from its typed config: set `config_class`, read `self.config`.
+def resolve(config_class: type[C], params: Mapping[str, str]) -> tuple[C, list[Problem]]:
+    """Parse `params` against the keys `config_class` declares: (its config, every problem found).
 
-    `keys` (what validation, the operator and the docs read) and `batch_size_key` are taken from
-    the declaration, so a key is written down once.
+    A key missing or not parsing keeps its default, so the config is whole even when problems
+    are found; a component is only built from one without errors.
+    """
+    declared = [(f.metadata[KEY], f.name) for f in _declared_fields(config_class)]
+    values: dict[str, Any] = {name: {} for key, name in declared if key.prefix}
+    problems = [Problem(key.name, "is required") for key, _ in declared if key.required and key.name not in params]
+    for name, raw in params.items():
+        key, field_name = next(((k, f) for k, f in declared if k.matches(name)), (None, ""))
+        if key is None:
+            problems.append(Problem(name, "unknown key (ignored, as Flume does)", "warning"))
+            continue
+        if "${" in raw:
+            problems.append(Problem(name, f"{raw!r}: a ${{VAR}} is taken from the environment when the agent "
+                                          "starts; one left unresolved is used as written", "warning"))
+        try:
+            value = key.parse(raw)
+        except InvalidValue as error:
+            if "${" not in raw:  # else it is checked once the environment has filled it in
+                problems.append(Problem(name, str(error)))
+            continue
+        if key.prefix:
+            values[field_name][name[len(key.name):]] = value
+        else:
+            values[field_name] = value
+    return config_class(**values), problems
+
+
+def config_of(config_class: type[C], params: Mapping[str, str]) -> C:
+    """The config of `params`, or InvalidSetting naming every error (warnings are left to validation)."""
+    config, problems = resolve(config_class, params)
+    errors = [(p.key, p.message) for p in problems if p.severity == "error"]
+    errors += [] if errors else config.problems()
+    if errors:
+        raise InvalidSetting(errors)
+    return config
+
+
+class Configurable(Generic[C]):
+    """A component built from its typed config: `class NullSink(Sink[NullSinkConfig])`, read `self.config`.
+
+    The type argument is the config class (`config_class`); `keys` (what validation, the operator
+    and the docs read) and `batch_size_key` are taken from its declaration, so a key is written down once.
     """
 
+    config_class: ClassVar[type[Config]] = Config
     keys: ClassVar[tuple[Key, ...]] = ()
     batch_size_key: ClassVar[str | None] = None
-    config_class: ClassVar[type[Config] | None] = None
+    config: C
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        declared = vars(cls).get("config_class")
+        declared = _config_argument(cls)
         if declared is not None:
+            cls.config_class = declared
             cls.keys = declared.keys()
             cls.batch_size_key = declared.batch_size_key()
+
+    @classmethod
+    def config_problems(cls, config: C) -> list[tuple[str, str]]:
+        """Problems of a config that resolved without errors: its own checks, and any the
+        component adds (say, by building what the config describes)."""
+        return config.problems()
+
+
+def _config_argument(cls: type) -> type[Config] | None:
+    """The config class a component names as its base's type argument (`Sink[NullSinkConfig]`)."""
+    for base in cls.__dict__.get("__orig_bases__", ()):
+        for argument in get_args(base):
+            if isinstance(argument, type) and issubclass(argument, Config):
+                return argument
+    return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kubeflume_agent.config.keys import Problem, resolve
+from kubeflume_agent.config.keys import Config, Problem, resolve
 
 SEVERITY_ERROR = "error"
 SEVERITY_WARNING = "warning"
@@ -86,6 +86,6 @@ def component_problems(component: str, problems: list[Problem], prefix: str = ""
     return [ConfigError(component, prefix + p.key, p.message, p.severity) for p in problems]
 
 
-def resolve_component(component_class: type, params: dict[str, str]):
-    """Settings for a component class from its declared `keys` (see config.keys)."""
-    return resolve(getattr(component_class, "keys", ()), params)
+def resolve_component(component_class: type, params: dict[str, str]) -> tuple[Config, list[Problem]]:
+    """The typed config of a component class (its `config_class`, see config.keys) from its keys as written."""
+    return resolve(getattr(component_class, "config_class", Config), params)

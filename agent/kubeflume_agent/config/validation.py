@@ -1,13 +1,17 @@
 """validate(config): every problem of a config at once, each located and explained.
 
 Checks the structure (what Flume's FlumeConfiguration checks: listed channels, a channel for every
-source and sink, groups) and each component's keys against the `keys` its class declares.
+source and sink, groups) and each component's keys against the typed config its class declares
+(`config_class`), with that config's own checks across keys.
 Flume drops broken components one by one and runs the rest; we refuse the whole config instead,
 because a half-started pipeline silently loses the data of the dropped part.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from kubeflume_agent.config.keys import Config, Configurable
 from kubeflume_agent.config.model import (
     SEVERITY_WARNING,
     AgentConfig,
@@ -16,8 +20,10 @@ from kubeflume_agent.config.model import (
     component_problems,
     resolve_component,
 )
+from kubeflume_agent.core.batches import batch_limit
 from kubeflume_agent.core.registry import UnknownType, lookup
-from kubeflume_agent.selectors.builtin import ChannelSelector
+from kubeflume_agent.selectors.builtin import SelectorKeys
+from kubeflume_agent.sink_processors.builtin import ProcessorKeys
 
 
 def validate(config: AgentConfig) -> list[ConfigError]:
@@ -28,12 +34,13 @@ def validate(config: AgentConfig) -> list[ConfigError]:
         problems.append(ConfigError("agent", "channels", f"agent {config.name} lists no channels"))
     if not config.sources and not config.sinks:
         problems.append(ConfigError("agent", "", f"agent {config.name} has neither sources nor sinks"))
-    capacities = {}
+    capacities: dict[str, int] = {}
     for name, channel in config.channels.items():
-        settings, found = _check_component("channel", f"channels.{name}", channel)
+        channel_config, found = _check_component("channel", f"channels.{name}", channel)
         problems += found
-        if settings is not None:
-            capacities[name] = settings.get("transactionCapacity")
+        transaction_capacity = getattr(channel_config, "transaction_capacity", None)
+        if isinstance(transaction_capacity, int):
+            capacities[name] = transaction_capacity
     for name, source in config.sources.items():
         problems += _check_source(config, name, source, capacities)
     for name, sink in config.sinks.items():
@@ -49,49 +56,48 @@ def config_errors(config: AgentConfig) -> list[ConfigError]:
 
 
 def _check_component(kind: str, where: str, component: ComponentConfig, prefix: str = "",
-                     context: tuple = ()):
-    """(settings or None, problems) for one component's type and keys.
+                     sink_names: Sequence[str] = ()) -> tuple[Config | None, list[ConfigError]]:
+    """(typed config or None, problems) for one component's type and keys.
 
-    `context` goes to the class's `validate_settings` (a processor gets its group's sink names).
+    A config that resolves without errors is then checked across its keys (`config_problems`);
+    a sink processor's also against its group's `sink_names`.
     """
     if not component.type:
         return None, [ConfigError(where, prefix + "type", f"no type given for this {kind}")]
     try:
-        component_class = lookup(kind, component.type)
+        component_class: type[Configurable[Config]] = lookup(kind, component.type)
     except UnknownType as error:
         return None, [ConfigError(where, prefix + "type", str(error))]
-    settings, found = resolve_component(component_class, component.params)
+    config, found = resolve_component(component_class, component.params)
     problems = component_problems(where, found, prefix)
     if not any(p.is_error for p in problems):
-        extra = getattr(component_class, "validate_settings", None)
-        if extra is not None:
-            problems += [ConfigError(where, prefix + key, message) for key, message in extra(settings, *context)]
-    return settings, problems
+        extra = component_class.config_problems(config)
+        if isinstance(config, ProcessorKeys):
+            extra += config.group_problems(sink_names)
+        problems += [ConfigError(where, prefix + key, message) for key, message in extra]
+    return config, problems
 
 
-def _batch_size_problem(where: str, component_class: type, settings, channel: str, capacities) -> list:
-    key: str | None = getattr(component_class, "batch_size_key", None)
-    if key is None:
+def _batch_size_problem(where: str, config: Config, channel: str, capacities: dict[str, int]) -> list[ConfigError]:
+    """A batch larger than the channel's transactionCapacity would be cut short (or refused): say so."""
+    key, batch, capacity = config.batch_size_key(), config.batch_size_wanted(), capacities.get(channel)
+    if key is None or batch is None or capacity is None or batch_limit(capacity, batch) == batch:
         return []
-    capacity = capacities.get(channel)
-    batch = settings.get(key)
-    if isinstance(batch, int) and isinstance(capacity, int) and batch > capacity:
-        return [ConfigError(where, key, f"{batch} exceeds the transactionCapacity ({capacity}) of channel "
-                                        f"{channel}; lower it or raise the channel's transactionCapacity")]
-    return []
+    return [ConfigError(where, key, f"{batch} exceeds the transactionCapacity ({capacity}) of channel "
+                                    f"{channel}; lower it or raise the channel's transactionCapacity")]
 
 
 def _check_source(config: AgentConfig, name: str, source, capacities) -> list[ConfigError]:
     where = f"sources.{name}"
-    settings, problems = _check_component("source", where, source)
+    source_config, problems = _check_component("source", where, source)
     if not source.channels:
         problems.append(ConfigError(where, "channels", "this source has no channel to write to"))
     for channel in source.channels:
         if channel not in config.channels:
             problems.append(ConfigError(where, "channels", f"channel {channel!r} is not defined in "
                                                            f"{config.name}.channels"))
-        elif settings is not None:
-            problems += _batch_size_problem(where, lookup("source", source.type), settings, channel, capacities)
+        elif source_config is not None:
+            problems += _batch_size_problem(where, source_config, channel, capacities)
     problems += _check_selector(where, source)
     for interceptor in source.interceptors:
         problems += _check_component("interceptor", where, interceptor,
@@ -102,11 +108,10 @@ def _check_source(config: AgentConfig, name: str, source, capacities) -> list[Co
 def _check_selector(where: str, source) -> list[ConfigError]:
     params = dict(source.selector)
     selector = ComponentConfig("selector", params.pop("type", "replicating"), params)
-    settings, problems = _check_component("selector", where, selector, prefix="selector.")
-    if settings is None:
+    selector_config, problems = _check_component("selector", where, selector, prefix="selector.")
+    if not isinstance(selector_config, SelectorKeys):
         return problems
-    selector_class: type[ChannelSelector] = lookup("selector", selector.type)
-    for key, names in selector_class.channel_references(settings):
+    for key, names in selector_config.channel_references():
         for channel in names:
             if channel not in source.channels:
                 message = f"channel {channel!r} is not one of this source's channels ({' '.join(source.channels)})"
@@ -116,7 +121,7 @@ def _check_selector(where: str, source) -> list[ConfigError]:
 
 def _check_sink(config: AgentConfig, name: str, sink, capacities) -> list[ConfigError]:
     where = f"sinks.{name}"
-    settings, problems = _check_component("sink", where, sink)
+    sink_config, problems = _check_component("sink", where, sink)
     channels = sink.channel.split()
     if not channels:
         problems.append(ConfigError(where, "channel", "this sink has no channel to read from"))
@@ -126,8 +131,8 @@ def _check_sink(config: AgentConfig, name: str, sink, capacities) -> list[Config
     elif channels[0] not in config.channels:
         problems.append(ConfigError(where, "channel", f"channel {channels[0]!r} is not defined in "
                                                       f"{config.name}.channels"))
-    elif settings is not None:
-        problems += _batch_size_problem(where, lookup("sink", sink.type), settings, channels[0], capacities)
+    elif sink_config is not None:
+        problems += _batch_size_problem(where, sink_config, channels[0], capacities)
     return problems
 
 
@@ -149,7 +154,7 @@ def _check_groups(config: AgentConfig) -> list[ConfigError]:
         params = dict(group.processor)
         processor = ComponentConfig(name, params.pop("type", "default"), params)
         problems += _check_component("processor", where, processor, prefix="processor.",
-                                     context=(group.sinks,))[1]
+                                     sink_names=group.sinks)[1]
         if processor.type.lower() == "default" and len(group.sinks) > 1:
             problems.append(ConfigError(where, "processor.type", "the default processor drives one sink; use "
                                                                   "failover or load_balance for several",

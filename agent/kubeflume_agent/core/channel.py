@@ -13,9 +13,10 @@ coroutine because it may wait for room (memory channel, `keep-alive`) or for a d
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, TypeVar
 
-from kubeflume_agent.config.keys import Configurable, Settings
+from kubeflume_agent.config.keys import Config, Configurable
 from kubeflume_agent.core.counters import ChannelCounters
 from kubeflume_agent.core.errors import ChannelError
 from kubeflume_agent.core.event import Event
@@ -101,16 +102,31 @@ class Transaction:
         raise NotImplementedError
 
 
-class Channel(Configurable):
-    """Base of all channels. `keys` declares the config keys (see config.keys)."""
+@dataclass(frozen=True)
+class ChannelKeys(Config):
+    """Base of a channel's typed config."""
+
+    def events_in_memory(self) -> int:
+        """Most events the channel holds in memory only: what dies with the process if not delivered."""
+        return 0
+
+
+ChannelConfigT = TypeVar("ChannelConfigT", bound=ChannelKeys)
+
+
+class Channel(Configurable[ChannelConfigT]):
+    """Base of all channels: `class MemoryChannel(Channel[MemoryChannelConfig])` (see config.keys).
+
+    Each channel tells this base its `capacity` and `transactionCapacity`, which its config declares.
+    """
 
     commits_wait_for_disk: ClassVar[bool] = False  # sinks then keep several takes in flight (sinks.base)
 
-    def __init__(self, name: str, settings: Settings) -> None:
+    def __init__(self, name: str, config: ChannelConfigT, *, capacity: int, transaction_capacity: int) -> None:
         self.name = name
-        self.settings = settings
-        self.transaction_capacity: int = settings.get("transactionCapacity") or 100
-        self.counters = ChannelCounters(settings.get("capacity") or 0)
+        self.config = config
+        self.transaction_capacity = transaction_capacity
+        self.counters = ChannelCounters(capacity)
         self.data_available = Signal()
         self.space_available = Signal()
 
@@ -132,8 +148,3 @@ class Channel(Configurable):
         if self.size:
             return True
         return await self.data_available.wait(timeout)
-
-    @classmethod
-    def storage_paths(cls, settings: Settings) -> list[str]:
-        """Directories this channel keeps data in (the operator gives them persistent storage)."""
-        return []

@@ -1,17 +1,23 @@
-"""What every interceptor is: a batch in, the batch to pass on out; settings refused before start."""
+"""What every interceptor is: a batch in, the batch to pass on out; a config that cannot work refused before start."""
 
 from __future__ import annotations
 
-from kubeflume_agent.config.keys import Configurable, InvalidSetting, Settings
+from typing import Any, TypeVar
+
+from kubeflume_agent.config.keys import Config, Configurable, InvalidSetting
 from kubeflume_agent.core.counters import Counters
 from kubeflume_agent.core.event import Event
 
+InterceptorConfigT = TypeVar("InterceptorConfigT", bound=Config)
 
-class Interceptor(Configurable):
+
+class Interceptor(Configurable[InterceptorConfigT]):
+    """Built from its typed config: `class StaticInterceptor(Interceptor[StaticConfig])`."""
+
     counters: Counters | None = None  # interceptors that count what they do show it under INTERCEPTOR.<source>.<name>
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, config: InterceptorConfigT) -> None:
+        self.config = config
 
     async def start(self) -> None:
         """Called before the source starts: interceptors that keep state up to date start that here."""
@@ -23,16 +29,13 @@ class Interceptor(Configurable):
         """Return the batch to pass on: events may be edited in place, dropped, never added."""
         raise NotImplementedError
 
-    @classmethod
-    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        return []
 
 
-def validated_by_building(cls, settings: Settings) -> list[tuple[str, str]]:
-    """validate_settings for interceptors whose constructor compiles what it needs: a regex that
+def validated_by_building(cls: type[Interceptor[Any]], config: Config) -> list[tuple[str, str]]:
+    """config_problems for interceptors whose constructor compiles what it needs: a regex that
     does not compile is then a config error, found before the agent starts."""
     try:
-        cls(settings)
+        cls(config)
     except InvalidSetting as error:
         return error.problems
     return []

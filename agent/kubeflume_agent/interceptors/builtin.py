@@ -2,8 +2,8 @@
 
 Each one follows its Flume namesake's keys and defaults (Flume 1.11). Per-batch work is done once
 per batch (the clock is read once, regexes are compiled at start), per-event work is the edit itself.
-Settings that cannot work (a regex that does not compile, a replacement naming a missing group)
-are config errors from `validate_settings`, so the agent refuses them before it starts.
+Configs that cannot work (a regex that does not compile, a replacement naming a missing group)
+are config errors from `config_problems`, so the agent refuses them before it starts.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Config, InvalidSetting, Settings, boolean, charset, key, word_list
+from kubeflume_agent.config.keys import Config, InvalidSetting, boolean, charset, key, word_list
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.interceptors.base import Interceptor, validated_by_building
 from kubeflume_agent.protocols.java_patterns import MillisSerializer, compile_java_regex, java_replacement
@@ -34,14 +34,11 @@ class TimestampConfig(Config):
     preserve: bool = key("preserveExisting", boolean, False, doc="keep a value the event already has")
 
 
-class TimestampInterceptor(Interceptor):
+class TimestampInterceptor(Interceptor[TimestampConfig]):
     """Sets the time of interception in epoch millis (one reading per batch)."""
 
-    config_class = TimestampConfig
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        config = TimestampConfig.from_settings(settings)
+    def __init__(self, config: TimestampConfig) -> None:
+        super().__init__(config)
         self.header = config.header
         self.preserve = config.preserve
 
@@ -57,14 +54,11 @@ class HostConfig(Config):
     preserve: bool = key("preserveExisting", boolean, False, doc="keep a value the event already has")
 
 
-class HostInterceptor(Interceptor):
+class HostInterceptor(Interceptor[HostConfig]):
     """Sets this host's IP address (or canonical name), looked up once, as Flume does."""
 
-    config_class = HostConfig
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        config = HostConfig.from_settings(settings)
+    def __init__(self, config: HostConfig) -> None:
+        super().__init__(config)
         self.header = config.header
         self.preserve = config.preserve
         self.host = self._local_host(config.use_ip)
@@ -90,14 +84,11 @@ class StaticConfig(Config):
     preserve: bool = key("preserveExisting", boolean, True, doc="keep a value the event already has")
 
 
-class StaticInterceptor(Interceptor):
+class StaticInterceptor(Interceptor[StaticConfig]):
     """Sets one fixed header."""
 
-    config_class = StaticConfig
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.config = StaticConfig.from_settings(settings)
+    def __init__(self, config: StaticConfig) -> None:
+        super().__init__(config)
 
     def intercept(self, events: list[Event]) -> list[Event]:
         config = self.config
@@ -112,14 +103,11 @@ class UUIDConfig(Config):
     prefix: str = key("prefix", str, "", doc="text put before each UUID")
 
 
-class UUIDInterceptor(Interceptor):
+class UUIDInterceptor(Interceptor[UUIDConfig]):
     """Sets a random UUID per event (Flume's morphline UUIDInterceptor), for de-duplication downstream."""
 
-    config_class = UUIDConfig
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.config = UUIDConfig.from_settings(settings)
+    def __init__(self, config: UUIDConfig) -> None:
+        super().__init__(config)
 
     def intercept(self, events: list[Event]) -> list[Event]:
         config = self.config
@@ -144,15 +132,13 @@ class RemoveHeaderConfig(Config):
     matching: str | None = key("matching", str, None, doc="remove every header whose whole name matches this regex")
 
 
-class RemoveHeaderInterceptor(Interceptor):
+class RemoveHeaderInterceptor(Interceptor[RemoveHeaderConfig]):
     """Removes headers by name, from a list, or whose whole name matches a regex."""
 
-    config_class = RemoveHeaderConfig
-    validate_settings = classmethod(validated_by_building)
+    config_problems = classmethod(validated_by_building)
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        config = RemoveHeaderConfig.from_settings(settings)
+    def __init__(self, config: RemoveHeaderConfig) -> None:
+        super().__init__(config)
         self.name = config.name
         names = config.names
         separator = compile_java_regex(config.separator, "fromListSeparator")
@@ -179,15 +165,13 @@ class SearchReplaceConfig(Config):
     charset: str = key("charset", charset, "utf-8", doc="charset of the body")
 
 
-class SearchReplaceInterceptor(Interceptor):
+class SearchReplaceInterceptor(Interceptor[SearchReplaceConfig]):
     """Rewrites the body with a regex (Java Matcher.replaceAll: every match, `$1` groups)."""
 
-    config_class = SearchReplaceConfig
-    validate_settings = classmethod(validated_by_building)
+    config_problems = classmethod(validated_by_building)
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        config = SearchReplaceConfig.from_settings(settings)
+    def __init__(self, config: SearchReplaceConfig) -> None:
+        super().__init__(config)
         if not config.search:
             raise InvalidSetting([("searchPattern", "must not be empty")])
         self.regex = compile_java_regex(config.search, "searchPattern")
@@ -208,15 +192,13 @@ class RegexFilteringConfig(Config):
     exclude: bool = key("excludeEvents", boolean, False, doc="drop matching events instead of keeping them")
 
 
-class RegexFilteringInterceptor(Interceptor):
+class RegexFilteringInterceptor(Interceptor[RegexFilteringConfig]):
     """Keeps (or with excludeEvents drops) the events whose body contains a match of `regex`."""
 
-    config_class = RegexFilteringConfig
-    validate_settings = classmethod(validated_by_building)
+    config_problems = classmethod(validated_by_building)
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        config = RegexFilteringConfig.from_settings(settings)
+    def __init__(self, config: RegexFilteringConfig) -> None:
+        super().__init__(config)
         self.regex = compile_java_regex(config.regex, "regex")
         self.exclude = config.exclude
 
@@ -239,7 +221,7 @@ class RegexExtractorConfig(Config):
         doc="serializers.<s>.name = header; .type = DEFAULT or the millis serializer; .pattern = Joda pattern")
 
 
-class RegexExtractorInterceptor(Interceptor):
+class RegexExtractorInterceptor(Interceptor[RegexExtractorConfig]):
     """Copies the groups of the first match of `regex` in the body into headers, one serializer per group.
 
     Group n goes to the n-th listed serializer's header; groups without a serializer are skipped,
@@ -247,12 +229,10 @@ class RegexExtractorInterceptor(Interceptor):
     millis serializer cannot parse leaves its header unset and is logged: the event still passes.
     """
 
-    config_class = RegexExtractorConfig
-    validate_settings = classmethod(validated_by_building)
+    config_problems = classmethod(validated_by_building)
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        config = RegexExtractorConfig.from_settings(settings)
+    def __init__(self, config: RegexExtractorConfig) -> None:
+        super().__init__(config)
         problems: list[tuple[str, str]] = []
         regex = None
         if not config.regex:

@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Config, Settings, comma_list, key, non_negative_integer
+from kubeflume_agent.config.keys import Config, comma_list, key, non_negative_integer
 from kubeflume_agent.core.counters import Counters, flume
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.interceptors.base import Interceptor
@@ -62,18 +62,16 @@ class KubernetesConfig(Config):
                            doc="the header holding the log file's path (taildir fileHeader = true)")
 
 
-class KubernetesInterceptor(Interceptor):
+class KubernetesInterceptor(Interceptor[KubernetesConfig]):
     """Adds kubernetes.namespace, .pod, .container, .containerId, .node, .podUid, .containerImage,
     .labels.<key>, .annotations.<key>, .namespaceLabels.<key>, .namespaceAnnotations.<key> from the
     log file's name and the Kubernetes API."""
 
-    config_class = KubernetesConfig
     counters: KubernetesCounters
 
-    def __init__(self, settings: Settings, *, watch: PodWatch | None = None,
+    def __init__(self, config: KubernetesConfig, *, watch: PodWatch | None = None,
                  namespace_watch: NamespaceWatch | None = None) -> None:
-        super().__init__(settings)
-        self.config = KubernetesConfig.from_settings(settings)
+        super().__init__(config)
         self.node = self.config.node_name or os.environ.get("NODE_NAME", "")
         kubeconfig = self.config.kubeconfig or None
         ttl = self.config.cache_ttl / 1000

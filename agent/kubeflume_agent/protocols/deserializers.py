@@ -13,13 +13,14 @@ from __future__ import annotations
 import codecs
 import io
 import json
-from typing import Any, BinaryIO, ClassVar
+from dataclasses import dataclass
+from typing import Any, BinaryIO, TypeVar
 
 import fastavro
 from fastavro.read import block_reader
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from kubeflume_agent.config.keys import Key, Settings, charset, one_of, positive_integer, resolve
+from kubeflume_agent.config.keys import Config, Configurable, charset, key, one_of, positive_integer
 from kubeflume_agent.core.event import Event
 
 SCHEMA_HASH_HEADER = "flume.avro.schema.hash"
@@ -32,11 +33,14 @@ class UndecodableInput(ValueError):
     """Bytes that are not valid in `inputCharset` while `decodeErrorPolicy` is FAIL."""
 
 
-class Deserializer:
-    keys: ClassVar[tuple[Key, ...]] = ()
+DeserializerConfigT = TypeVar("DeserializerConfigT", bound=Config)
 
-    def __init__(self, settings: Settings, stream: BinaryIO, input_charset: str, decode_errors: str) -> None:
-        self.settings = settings
+
+class Deserializer(Configurable[DeserializerConfigT]):
+    """Built from its typed config (the `deserializer.*` keys) and the file it reads."""
+
+    def __init__(self, config: DeserializerConfigT, stream: BinaryIO, input_charset: str, decode_errors: str) -> None:
+        self.config = config
         self.stream = stream
         self.input_charset = input_charset
         self.decode_errors = decode_errors  # "fail", "replace" or "ignore"
@@ -52,19 +56,22 @@ class Deserializer:
         raise NotImplementedError
 
 
-class LineDeserializer(Deserializer):
+@dataclass(frozen=True)
+class LineDeserializerConfig(Config):
+    max_line_length: int = key("maxLineLength", positive_integer, 2048,
+                               doc="characters per event; longer lines are split")
+    output_charset: str = key("outputCharset", charset, "utf-8", doc="charset of the event bodies")
+
+
+class LineDeserializer(Deserializer[LineDeserializerConfig]):
     """One event per `\\n`-terminated line (the `\\n` dropped, a `\\r` kept), lines longer than
     `maxLineLength` characters split into several events; re-encoded in `outputCharset`."""
 
-    keys = (
-        Key("maxLineLength", positive_integer, 2048, doc="characters per event; longer lines are split"),
-        Key("outputCharset", charset, "utf-8", doc="charset of the event bodies"),
-    )
-
-    def __init__(self, settings: Settings, stream: BinaryIO, input_charset: str, decode_errors: str) -> None:
-        super().__init__(settings, stream, input_charset, decode_errors)
-        self.max_chars: int = settings["maxLineLength"]
-        self.output_charset: str = settings["outputCharset"]
+    def __init__(self, config: LineDeserializerConfig, stream: BinaryIO, input_charset: str,
+                 decode_errors: str) -> None:
+        super().__init__(config, stream, input_charset, decode_errors)
+        self.max_chars = config.max_line_length
+        self.output_charset = config.output_charset
         self._position = stream.tell()
 
     def read_events(self, count: int) -> list[Event]:
@@ -106,13 +113,17 @@ class LineDeserializer(Deserializer):
         self._position = position
 
 
-class BlobDeserializer(Deserializer):
+@dataclass(frozen=True)
+class BlobDeserializerConfig(Config):
+    max_blob_length: int = key("maxBlobLength", positive_integer, 100000000, doc="most bytes per event")
+
+
+class BlobDeserializer(Deserializer[BlobDeserializerConfig]):
     """The whole file as one event (body = the raw bytes), in pieces of at most `maxBlobLength`."""
 
-    keys = (Key("maxBlobLength", positive_integer, 100000000, doc="most bytes per event"),)
-
-    def __init__(self, settings: Settings, stream: BinaryIO, input_charset: str, decode_errors: str) -> None:
-        super().__init__(settings, stream, input_charset, decode_errors)
+    def __init__(self, config: BlobDeserializerConfig, stream: BinaryIO, input_charset: str,
+                 decode_errors: str) -> None:
+        super().__init__(config, stream, input_charset, decode_errors)
         self._position = stream.tell()
         self._sent_empty = False
 
@@ -120,7 +131,7 @@ class BlobDeserializer(Deserializer):
         self.stream.seek(self._position)
         events: list[Event] = []
         while len(events) < count:
-            body = self.stream.read(self.settings["maxBlobLength"])
+            body = self.stream.read(self.config.max_blob_length)
             if not body:
                 break
             events.append(Event(body))
@@ -134,23 +145,27 @@ class BlobDeserializer(Deserializer):
         self._position = position
 
 
-class AvroDeserializer(Deserializer):
+@dataclass(frozen=True)
+class AvroDeserializerConfig(Config):
+    schema_type: str = key("schemaType", one_of("HASH", "LITERAL"), "hash", doc="how events carry their schema")
+
+
+class AvroDeserializer(Deserializer[AvroDeserializerConfig]):
     """One event per record of an Avro container file; body = the record in Avro binary with the
     file's schema, header `flume.avro.schema.hash` (CRC-64-AVRO fingerprint of the parsing form,
     hex, as Flume's Hex.encodeHexString gives it) or `flume.avro.schema.literal` (the schema JSON),
     as `schemaType` says. Blocks are read one at a time."""
 
-    keys = (Key("schemaType", one_of("HASH", "LITERAL"), "hash", doc="how events carry their schema"),)
-
-    def __init__(self, settings: Settings, stream: BinaryIO, input_charset: str, decode_errors: str) -> None:
-        super().__init__(settings, stream, input_charset, decode_errors)
+    def __init__(self, config: AvroDeserializerConfig, stream: BinaryIO, input_charset: str,
+                 decode_errors: str) -> None:
+        super().__init__(config, stream, input_charset, decode_errors)
         self._records: list[Any] | None = None  # the records of the current block; None past the last
         self._offset = 0  # where the current block starts
         self._index = 0  # records of it already read
         stream.seek(0)
         self.schema = fastavro.reader(stream).writer_schema
         self.parsed_schema = fastavro.parse_schema(self.schema)
-        if settings["schemaType"] == "literal":
+        if config.schema_type == "literal":
             self.schema_header = (SCHEMA_LITERAL_HEADER, json.dumps(self.schema, separators=(",", ":")))
         else:
             self.schema_header = (SCHEMA_HASH_HEADER, fingerprint(to_parsing_canonical_form(self.schema),
@@ -193,7 +208,7 @@ class AvroDeserializer(Deserializer):
             self._offset, self._records = block.offset, list(block)
 
 
-DESERIALIZERS: dict[str, type[Deserializer]] = {
+DESERIALIZERS: dict[str, type[Deserializer[Any]]] = {
     "line": LineDeserializer,
     "avro": AvroDeserializer,
     "blob": BlobDeserializer,
@@ -203,14 +218,8 @@ DESERIALIZERS: dict[str, type[Deserializer]] = {
 }
 
 
-def deserializer_class(name: str) -> type[Deserializer]:
+def deserializer_class(name: str) -> type[Deserializer[Any]]:
     try:
         return DESERIALIZERS[name.strip().lower()]
     except KeyError:
         raise ValueError(f"unknown deserializer {name!r}; expected LINE, BLOB or AVRO") from None
-
-
-def deserializer_settings(name: str, params: dict[str, str]) -> tuple[Settings, list[str]]:
-    """Resolve the `deserializer.*` keys of the chosen deserializer: (settings, problems)."""
-    settings, problems = resolve(deserializer_class(name).keys, params)
-    return settings, [f"deserializer.{p.key}: {p.message}" for p in problems if p.severity == "error"]

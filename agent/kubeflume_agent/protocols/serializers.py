@@ -14,12 +14,23 @@ import os
 import struct
 import time
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import fastavro
 from fastavro.write import Writer
 
-from kubeflume_agent.config.keys import Key, Settings, boolean, one_of, positive_integer, resolve
+from kubeflume_agent.config.keys import (
+    Config,
+    Configurable,
+    InvalidSetting,
+    boolean,
+    config_of,
+    key,
+    one_of,
+    positive_integer,
+    resolve,
+)
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.registry import UnknownType, lookup
 
@@ -36,13 +47,15 @@ FLUME_EVENT_SCHEMA = fastavro.parse_schema({
 })
 
 
-class EventSerializer:
-    """Base of all serializers. Stateless text serializers only override `encode`."""
+SerializerConfigT = TypeVar("SerializerConfigT", bound=Config)
 
-    keys: ClassVar[tuple[Key, ...]] = ()
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+class EventSerializer(Configurable[SerializerConfigT]):
+    """Base of all serializers, built from their typed config (the `serializer.*` keys).
+    Stateless text serializers only override `encode`."""
+
+    def __init__(self, config: SerializerConfigT) -> None:
+        self.config = config
 
     def begin(self) -> bytes:
         """Bytes that open a new file."""
@@ -57,14 +70,17 @@ class EventSerializer:
         return b""
 
 
-class TextSerializer(EventSerializer):
+@dataclass(frozen=True)
+class TextConfig(Config):
+    append_newline: bool = key("appendNewline", boolean, True, doc="write a newline after each event body")
+
+
+class TextSerializer(EventSerializer[TextConfig]):
     """Flume's `text` (BodyTextEventSerializer): the body, then a newline; headers are dropped."""
 
-    keys = (Key("appendNewline", boolean, True, doc="write a newline after each event body"),)
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.append_newline: bool = settings["appendNewline"]
+    def __init__(self, config: TextConfig) -> None:
+        super().__init__(config)
+        self.append_newline = config.append_newline
 
     def encode(self, events: Sequence[Event]) -> bytes:
         if not events:
@@ -111,7 +127,16 @@ def _avro_codecs() -> tuple[str, ...]:
 AVRO_CODECS = _avro_codecs()
 
 
-class AvroEventSerializer(EventSerializer):
+@dataclass(frozen=True)
+class AvroEventConfig(Config):
+    sync_interval_bytes: int = key("syncIntervalBytes", positive_integer, 2048000,
+                                   doc="approximate size of one Avro block")
+    compression_codec: str = key("compressionCodec", one_of(*AVRO_CODECS), "null",
+                                 doc="Avro block codec: " + ", ".join(AVRO_CODECS)
+                                     + " (snappy needs the cramjam package)")
+
+
+class AvroEventSerializer(EventSerializer[AvroEventConfig]):
     """Flume's `avro_event`: an Avro container file of Flume Event records.
 
     Like Flume (which flushes its DataFileWriter on every sink batch), each batch ends an Avro
@@ -119,14 +144,8 @@ class AvroEventSerializer(EventSerializer):
     additionally cuts a block inside a batch that is larger than that.
     """
 
-    keys = (
-        Key("syncIntervalBytes", positive_integer, 2048000, doc="approximate size of one Avro block"),
-        Key("compressionCodec", one_of(*AVRO_CODECS), "null",
-            doc="Avro block codec: " + ", ".join(AVRO_CODECS) + " (snappy needs the cramjam package)"),
-    )
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
+    def __init__(self, config: AvroEventConfig) -> None:
+        super().__init__(config)
         self._buffer = io.BytesIO()
         self._writer: Writer | None = None
 
@@ -135,8 +154,8 @@ class AvroEventSerializer(EventSerializer):
         self._writer = Writer(
             self._buffer,
             FLUME_EVENT_SCHEMA,
-            codec=self.settings["compressionCodec"],
-            sync_interval=self.settings["syncIntervalBytes"],
+            codec=self.config.compression_codec,
+            sync_interval=self.config.sync_interval_bytes,
         )
         return self._drain()
 
@@ -184,7 +203,13 @@ def hadoop_text(text: str | bytes) -> bytes:
     return hadoop_vint(len(data)) + data
 
 
-class SequenceFileSerializer(EventSerializer):
+@dataclass(frozen=True)
+class SequenceFileConfig(Config):
+    write_format: str = key("writeFormat", one_of("Writable", "Text"), "writable",
+                            doc="value class: Writable = BytesWritable, Text = Text")
+
+
+class SequenceFileSerializer(EventSerializer[SequenceFileConfig]):
     """Hadoop's SequenceFile (version 6, uncompressed), as Flume's hdfs sink writes it by default.
 
     Keys are LongWritable event times (the `timestamp` header, else now); values are the bodies as
@@ -192,15 +217,12 @@ class SequenceFileSerializer(EventSerializer):
     marker, which lets readers split the file between batches.
     """
 
-    keys = (Key("writeFormat", one_of("Writable", "Text"), "writable",
-                doc="value class: Writable = BytesWritable, Text = Text"),)
-
     KEY_CLASS = "org.apache.hadoop.io.LongWritable"
     VALUE_CLASSES = {"writable": "org.apache.hadoop.io.BytesWritable", "text": "org.apache.hadoop.io.Text"}
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.text_values = settings["writeFormat"] == "text"
+    def __init__(self, config: SequenceFileConfig) -> None:
+        super().__init__(config)
+        self.text_values = config.write_format == "text"
         self.sync = os.urandom(16)
         self._synced = False
 
@@ -236,7 +258,7 @@ def _event_time(event: Event, now: int) -> int:
         raise ValueError(f"event timestamp header {raw!r} is not epoch milliseconds") from None
 
 
-def _serializer_class(type_name: str) -> type[EventSerializer]:
+def _serializer_class(type_name: str) -> type[EventSerializer[Any]]:
     try:
         cls = lookup("serializer", type_name)
     except UnknownType as error:
@@ -252,18 +274,19 @@ def serializer_problems(type_name: str, params: Mapping[str, str]) -> list[tuple
         cls = _serializer_class(type_name)
     except ValueError as error:
         return [("serializer", str(error))]
-    _, problems = resolve(cls.keys, params)
+    _, problems = resolve(cls.config_class, params)
     return [("serializer." + p.key, p.message) for p in problems if p.severity == "error"]
 
 
-def create_serializer(type_name: str, params: Mapping[str, str]) -> EventSerializer:
+def create_serializer(type_name: str, params: Mapping[str, str]) -> EventSerializer[Any]:
     """A serializer by Flume type name (`text`, `avro_event`...) with its keys resolved.
 
     Raises ValueError naming every bad key.
     """
     cls = _serializer_class(type_name)
-    settings, problems = resolve(cls.keys, params)
-    errors = [f"serializer.{p.key}: {p.message}" for p in problems if p.severity == "error"]
-    if errors:
-        raise ValueError(f"bad {type_name} serializer settings: " + "; ".join(errors))
-    return cls(settings)
+    try:
+        config = config_of(cls.config_class, params)
+    except InvalidSetting as error:
+        errors = [f"serializer.{key}: {message}" for key, message in error.problems]
+        raise ValueError(f"bad {type_name} serializer settings: " + "; ".join(errors)) from None
+    return cls(config)

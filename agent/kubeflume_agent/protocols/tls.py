@@ -20,7 +20,7 @@ import ssl
 import tempfile
 from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Config, Settings, boolean, key, one_of, word_list
+from kubeflume_agent.config.keys import Config, boolean, key, one_of, word_list
 
 _STORE_TYPES = one_of("JKS", "PKCS12", "PEM")
 
@@ -78,11 +78,6 @@ _JKS_HINT = (
     "-destkeystore FILE.p12 -deststoretype PKCS12, then set keystore-type PKCS12 "
     "(or give PEM files with ssl-certfile / ssl-keyfile)"
 )
-
-
-def server_config(settings: Settings) -> TlsServerConfig:
-    """The SSL keys of a source that still reads resolved settings (syslog, http)."""
-    return TlsServerConfig.from_settings(settings)
 
 
 def validate_server(config: TlsServerConfig) -> list[tuple[str, str]]:

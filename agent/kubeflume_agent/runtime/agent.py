@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kubeflume_agent.config.keys import Config
 from kubeflume_agent.config.model import AgentConfig, ConfigError, resolve_component
 from kubeflume_agent.config.validation import config_errors
 from kubeflume_agent.core.channel import Channel
@@ -37,7 +38,8 @@ class InvalidConfig(ValueError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-def _settings(kind: str, type_name: str, params: dict[str, str]):
+def _configured(kind: str, type_name: str, params: dict[str, str]) -> tuple[type, Config]:
+    """A component class and the typed config it is built from."""
     component_class = lookup(kind, type_name)
     return component_class, resolve_component(component_class, params)[0]
 
@@ -150,14 +152,14 @@ class Agent:
                                 sources: set[str]) -> None:
         for name in channels:
             spec = config.channels[name]
-            channel_class, settings = _settings("channel", spec.type, spec.params)
-            channel = channel_class(name, settings)
+            channel_class, channel_config = _configured("channel", spec.type, spec.params)
+            channel = channel_class(name, channel_config)
             await channel.start()
             self.channels[name] = channel
         for name in sinks:
             sink_spec = config.sinks[name]
-            sink_class, settings = _settings("sink", sink_spec.type, sink_spec.params)
-            self.sinks[name] = sink_class(name, settings, self.channels[sink_spec.channel.strip()])
+            sink_class, sink_config = _configured("sink", sink_spec.type, sink_spec.params)
+            self.sinks[name] = sink_class(name, sink_config, self.channels[sink_spec.channel.strip()])
         await self._start_sink_runners(config, sinks)
         for name in sources:
             await self._start_source(config, name)
@@ -169,9 +171,9 @@ class Agent:
         plans += [(sink, [sink], {}) for sink in config.sinks if sink in sinks and sink not in grouped]
         for name, members, processor_params in plans:
             params = dict(processor_params)
-            processor_class, settings = _settings("processor", params.pop("type", "default"), params)
+            processor_class, processor_config = _configured("processor", params.pop("type", "default"), params)
             group_sinks = [self.sinks[s] for s in members]
-            processor = processor_class(settings, group_sinks)
+            processor = processor_class(processor_config, group_sinks)
             await processor.start()
             runner = SinkRunner(processor, list({id(s.channel): s.channel for s in group_sinks}.values()))
             runner.start()
@@ -180,16 +182,16 @@ class Agent:
     async def _start_source(self, config: AgentConfig, name: str) -> None:
         spec = config.sources[name]
         selector_params = dict(spec.selector)
-        selector_class, selector_settings = _settings("selector", selector_params.pop("type", "replicating"),
+        selector_class, selector_config = _configured("selector", selector_params.pop("type", "replicating"),
                                                       selector_params)
-        selector = selector_class(selector_settings, {c: self.channels[c] for c in spec.channels})
+        selector = selector_class(selector_config, {c: self.channels[c] for c in spec.channels})
         interceptors = []
         for interceptor in spec.interceptors:
-            interceptor_class, settings = _settings("interceptor", interceptor.type, interceptor.params)
-            interceptors.append(interceptor_class(settings))
-        source_class, settings = _settings("source", spec.type, spec.params)
+            interceptor_class, interceptor_config = _configured("interceptor", interceptor.type, interceptor.params)
+            interceptors.append(interceptor_class(interceptor_config))
+        source_class, source_config = _configured("source", spec.type, spec.params)
         processor = ChannelProcessor(selector, interceptors)
-        source = source_class(name, settings, processor)
+        source = source_class(name, source_config, processor)
         await processor.start()
         try:
             await source.start()

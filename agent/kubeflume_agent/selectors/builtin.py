@@ -9,47 +9,56 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from kubeflume_agent.config.keys import Config, Configurable, Settings, key, one_of, word_list
+from kubeflume_agent.config.keys import Config, Configurable, key, one_of, word_list
 from kubeflume_agent.core.channel import Channel
 from kubeflume_agent.core.event import Event
 
 Route = tuple[Channel, list[Event]]
 
 
-class ChannelSelector(Configurable):
+@dataclass(frozen=True)
+class SelectorKeys(Config):
+    """Base of a selector's config: the channels it names, so validation can check them."""
+
+    def channel_references(self) -> list[tuple[str, list[str]]]:
+        """(key, channel names) pairs this config mentions."""
+        return []
+
+
+SelectorConfigT = TypeVar("SelectorConfigT", bound=SelectorKeys)
+
+
+class ChannelSelector(Configurable[SelectorConfigT]):
     """Picks, for each event of a batch, the channels of its source that receive it."""
 
-    def __init__(self, settings: Settings, channels: dict[str, Channel]) -> None:
-        self.settings = settings
+    def __init__(self, config: SelectorConfigT, channels: dict[str, Channel]) -> None:
+        self.config = config
         self.channels = channels
 
     def route(self, events: Sequence[Event]) -> tuple[list[Route], list[Route]]:
         """(required routes, optional routes) for a batch, channels in configuration order."""
         raise NotImplementedError
 
-    @classmethod
-    def channel_references(cls, settings: Settings) -> list[tuple[str, list[str]]]:
-        """(key, channel names) pairs the selector mentions, so validation can check them."""
-        return []
-
     def _named(self, names: Sequence[str]) -> list[Channel]:
         return [self.channels[name] for name in names]
 
 
 @dataclass(frozen=True)
-class ReplicatingConfig(Config):
+class ReplicatingConfig(SelectorKeys):
     optional: list[str] = key("optional", word_list, [], doc="channels whose write failures are ignored")
 
+    def channel_references(self) -> list[tuple[str, list[str]]]:
+        return [("optional", self.optional)]
 
-class ReplicatingSelector(ChannelSelector):
+
+class ReplicatingSelector(ChannelSelector[ReplicatingConfig]):
     """Every event to every channel; channels in `optional` may fail without failing the batch."""
 
-    config_class = ReplicatingConfig
-
-    def __init__(self, settings: Settings, channels: dict[str, Channel]) -> None:
-        super().__init__(settings, channels)
-        optional = set(ReplicatingConfig.from_settings(settings).optional)
+    def __init__(self, config: ReplicatingConfig, channels: dict[str, Channel]) -> None:
+        super().__init__(config, channels)
+        optional = set(config.optional)
         self.required = [c for name, c in channels.items() if name not in optional]
         self.optional = [c for name, c in channels.items() if name in optional]
 
@@ -57,13 +66,9 @@ class ReplicatingSelector(ChannelSelector):
         batch = events if isinstance(events, list) else list(events)
         return [(c, batch) for c in self.required], [(c, batch) for c in self.optional]
 
-    @classmethod
-    def channel_references(cls, settings: Settings) -> list[tuple[str, list[str]]]:
-        return [("optional", ReplicatingConfig.from_settings(settings).optional)]
-
 
 @dataclass(frozen=True)
-class MultiplexingConfig(Config):
+class MultiplexingConfig(SelectorKeys):
     header: str = key("header", str, "flume.selector.header", doc="the header whose value picks the channels")
     mapping: dict[str, list[str]] = key("mapping.", word_list, prefix=True,
                                         doc="mapping.<value> = channels for that value (required)")
@@ -71,15 +76,18 @@ class MultiplexingConfig(Config):
                                          doc="optional.<value> = channels tried best effort")
     default: list[str] = key("default", word_list, [], doc="channels for events whose value has no mapping")
 
+    def channel_references(self) -> list[tuple[str, list[str]]]:
+        references = [("default", self.default)]
+        references += [(f"mapping.{value}", names) for value, names in self.mapping.items()]
+        references += [(f"optional.{value}", names) for value, names in self.optional.items()]
+        return references
 
-class MultiplexingSelector(ChannelSelector):
+
+class MultiplexingSelector(ChannelSelector[MultiplexingConfig]):
     """Route by one header's value: `mapping.<value>`, else `default`; `optional.<value>` best effort."""
 
-    config_class = MultiplexingConfig
-
-    def __init__(self, settings: Settings, channels: dict[str, Channel]) -> None:
-        super().__init__(settings, channels)
-        self.config = MultiplexingConfig.from_settings(settings)
+    def __init__(self, config: MultiplexingConfig, channels: dict[str, Channel]) -> None:
+        super().__init__(config, channels)
         self.header = self.config.header
         self._routes: dict[str | None, tuple[list[Channel], list[Channel]]] = {}
 
@@ -112,30 +120,20 @@ class MultiplexingSelector(ChannelSelector):
             sorted(optional.items(), key=lambda route: order.index(route[0])),
         )
 
-    @classmethod
-    def channel_references(cls, settings: Settings) -> list[tuple[str, list[str]]]:
-        config = MultiplexingConfig.from_settings(settings)
-        references = [("default", config.default)]
-        references += [(f"mapping.{value}", names) for value, names in config.mapping.items()]
-        references += [(f"optional.{value}", names) for value, names in config.optional.items()]
-        return references
-
 
 @dataclass(frozen=True)
-class LoadBalancingConfig(Config):
+class LoadBalancingConfig(SelectorKeys):
     policy: str = key("policy", one_of("round_robin", "random"), "round_robin")
 
 
-class LoadBalancingSelector(ChannelSelector):
+class LoadBalancingSelector(ChannelSelector[LoadBalancingConfig]):
     """Each event to one channel, by round robin or at random (Flume 1.10+, FLUME-3412)."""
 
-    config_class = LoadBalancingConfig
-
-    def __init__(self, settings: Settings, channels: dict[str, Channel]) -> None:
-        super().__init__(settings, channels)
+    def __init__(self, config: LoadBalancingConfig, channels: dict[str, Channel]) -> None:
+        super().__init__(config, channels)
         self._all = list(channels.values())
         self._next = 0
-        self._random = LoadBalancingConfig.from_settings(settings).policy == "random"
+        self._random = config.policy == "random"
 
     def route(self, events: Sequence[Event]) -> tuple[list[Route], list[Route]]:
         count = len(self._all)

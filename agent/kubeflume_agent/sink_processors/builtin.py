@@ -8,9 +8,9 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from kubeflume_agent.config.keys import Config, Configurable, Settings, boolean, integer, key, non_negative_integer
+from kubeflume_agent.config.keys import Config, Configurable, boolean, integer, key, non_negative_integer
 from kubeflume_agent.core.errors import EventDeliveryError
 from kubeflume_agent.core.status import Status
 from kubeflume_agent.sinks.base import Sink
@@ -18,11 +18,23 @@ from kubeflume_agent.sinks.base import Sink
 log = logging.getLogger(__name__)
 
 
-class SinkProcessor(Configurable):
+@dataclass(frozen=True)
+class ProcessorKeys(Config):
+    """Base of a sink processor's config: its checks may need the group's sinks."""
+
+    def group_problems(self, sink_names: Sequence[str]) -> list[tuple[str, str]]:
+        """Problems of this config for a group of these sinks (none named: the group is unknown)."""
+        return []
+
+
+ProcessorConfigT = TypeVar("ProcessorConfigT", bound=ProcessorKeys)
+
+
+class SinkProcessor(Configurable[ProcessorConfigT]):
     """Runs one `process()` step over a group of sinks. Raises EventDeliveryError when every sink failed."""
 
-    def __init__(self, settings: Settings, sinks: Sequence[Sink]) -> None:
-        self.settings = settings
+    def __init__(self, config: ProcessorConfigT, sinks: Sequence[Sink]) -> None:
+        self.config = config
         self.sinks = list(sinks)
 
     async def start(self) -> None:
@@ -36,12 +48,8 @@ class SinkProcessor(Configurable):
     async def process(self) -> Status:
         raise NotImplementedError
 
-    @classmethod
-    def validate_settings(cls, settings: Settings, sink_names: Sequence[str] = ()) -> list[tuple[str, str]]:
-        return []
 
-
-class DefaultSinkProcessor(SinkProcessor):
+class DefaultSinkProcessor(SinkProcessor[ProcessorKeys]):
     """A single sink, used for every sink outside a group."""
 
     async def process(self) -> Status:
@@ -49,13 +57,27 @@ class DefaultSinkProcessor(SinkProcessor):
 
 
 @dataclass(frozen=True)
-class FailoverConfig(Config):
+class FailoverConfig(ProcessorKeys):
     priorities: dict[str, int] = key("priority.", integer, prefix=True,
                                      doc="priority.<sink> = number; the highest goes first")
     max_penalty_ms: int = key("maxpenalty", non_negative_integer, 30000, doc="longest time (ms) a failed sink sits out")
 
+    def group_problems(self, sink_names: Sequence[str]) -> list[tuple[str, str]]:
+        problems = []
+        holders: dict[int, str] = {}
+        for sink, priority in self.priorities.items():
+            if sink_names and sink not in sink_names:
+                problems.append((f"priority.{sink}", f"{sink!r} is not a sink of this group "
+                                                     f"({' '.join(sink_names)})"))
+            elif priority in holders:
+                problems.append((f"priority.{sink}", f"priority {priority} is already taken by sink "
+                                                     f"{holders[priority]}; priorities must differ"))
+            else:
+                holders[priority] = sink
+        return problems
 
-class FailoverSinkProcessor(SinkProcessor):
+
+class FailoverSinkProcessor(SinkProcessor[FailoverConfig]):
     """The highest-priority working sink takes all the work; a failing sink sits out a penalty.
 
     As in Flume: a sink that raises moves to the failed pool for min(maxpenalty, 2^failures x 1 s)
@@ -66,13 +88,11 @@ class FailoverSinkProcessor(SinkProcessor):
     Order: sinks with `priority.<sink>` by priority, highest first; then sinks without one, in the
     group's order. (Flume numbers those -1, -2... in HashMap order, which is not the config order.)
     """
-
-    config_class = FailoverConfig
     FAILURE_PENALTY_MS = 1000
 
-    def __init__(self, settings: Settings, sinks: Sequence[Sink], clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(settings, sinks)
-        config = FailoverConfig.from_settings(settings)
+    def __init__(self, config: FailoverConfig, sinks: Sequence[Sink],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(config, sinks)
         priorities = config.priorities
         by_preference = sorted(enumerate(self.sinks), key=lambda item: (
             item[1].name not in priorities, -priorities.get(item[1].name, 0), item[0]))
@@ -130,21 +150,6 @@ class FailoverSinkProcessor(SinkProcessor):
         seconds = min(self.max_penalty, 2 ** penalty.failures * self.FAILURE_PENALTY_MS / 1000)
         penalty.until = self._clock() + seconds
         return seconds
-
-    @classmethod
-    def validate_settings(cls, settings: Settings, sink_names: Sequence[str] = ()) -> list[tuple[str, str]]:
-        problems = []
-        holders: dict[int, str] = {}
-        for sink, priority in FailoverConfig.from_settings(settings).priorities.items():
-            if sink_names and sink not in sink_names:
-                problems.append((f"priority.{sink}", f"{sink!r} is not a sink of this group "
-                                                     f"({' '.join(sink_names)})"))
-            elif priority in holders:
-                problems.append((f"priority.{sink}", f"priority {priority} is already taken by sink "
-                                                     f"{holders[priority]}; priorities must differ"))
-            else:
-                holders[priority] = sink
-        return problems
 
 
 class _Penalty:
@@ -252,7 +257,7 @@ def _selector_class(name: str) -> type[SinkSelector]:
 
 
 @dataclass(frozen=True)
-class LoadBalanceConfig(Config):
+class LoadBalanceConfig(ProcessorKeys):
     backoff: bool = key("backoff", boolean, False, doc="let a failing sink sit out, exponentially longer")
     selector: str = key("selector", str, "round_robin",
                         doc="round_robin, random, or package.module:Class (a SinkSelector)")
@@ -260,15 +265,23 @@ class LoadBalanceConfig(Config):
                               doc="longest backoff (ms) of a failed sink")
     selector_params: dict[str, str] = key("selector.", str, prefix=True, doc="further keys for a custom selector")
 
+    def group_problems(self, sink_names: Sequence[str]) -> list[tuple[str, str]]:
+        problems = []
+        if sink_names and len(sink_names) < 2:
+            problems.append(("sinks", "load_balance needs at least two sinks"))
+        try:
+            _selector_class(self.selector)
+        except ValueError as error:
+            problems.append(("selector", f"{error}; expected round_robin, random or package.module:Class"))
+        return problems
 
-class LoadBalancingSinkProcessor(SinkProcessor):
+
+class LoadBalancingSinkProcessor(SinkProcessor[LoadBalanceConfig]):
     """Spreads batches over the sinks: each call tries sinks in the selector's order until one works."""
 
-    config_class = LoadBalanceConfig
-
-    def __init__(self, settings: Settings, sinks: Sequence[Sink], clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(settings, sinks)
-        config = LoadBalanceConfig.from_settings(settings)
+    def __init__(self, config: LoadBalanceConfig, sinks: Sequence[Sink],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(config, sinks)
         self.selector = _selector_class(config.selector)(
             self.sinks, backoff=config.backoff, max_timeout=config.max_timeout_ms / 1000,
             params=config.selector_params, clock=clock)
@@ -281,14 +294,3 @@ class LoadBalancingSinkProcessor(SinkProcessor):
                 self.selector.failed(sink)
                 log.warning("sink %s failed; trying the next sink: %s", sink.name, error)
         raise EventDeliveryError("All configured sinks have failed")
-
-    @classmethod
-    def validate_settings(cls, settings: Settings, sink_names: Sequence[str] = ()) -> list[tuple[str, str]]:
-        problems = []
-        if sink_names and len(sink_names) < 2:
-            problems.append(("sinks", "load_balance needs at least two sinks"))
-        try:
-            _selector_class(LoadBalanceConfig.from_settings(settings).selector)
-        except ValueError as error:
-            problems.append(("selector", f"{error}; expected round_robin, random or package.module:Class"))
-        return problems

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import InvalidValue, Settings, integer, key, one_of
+from kubeflume_agent.config.keys import InvalidValue, integer, key, one_of
 from kubeflume_agent.core.errors import EventDeliveryError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.avro_rpc import (
@@ -76,12 +76,9 @@ class AvroSinkConfig(RpcClientConfig):
     compression_level: int = key("compression-level", compression_level, 6, doc="deflate level 0-9")
 
 
-class AvroSink(RpcSink):
-    config_class = AvroSinkConfig
-    config: AvroSinkConfig
-
-    def __init__(self, name: str, settings: Settings, channel) -> None:
-        super().__init__(name, settings, channel)
+class AvroSink(RpcSink[AvroSinkConfig]):
+    def __init__(self, name: str, config: AvroSinkConfig, channel) -> None:
+        super().__init__(name, config, channel)
         self.level = self.config.compression_level if self.config.compression_type == "deflate" else None
 
     async def open_transport(self, host: str, port: int) -> AvroTransport:

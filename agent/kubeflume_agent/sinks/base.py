@@ -17,9 +17,10 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import TypeVar
 
-from kubeflume_agent.config.keys import Configurable, Settings
+from kubeflume_agent.config.keys import Config, Configurable, key, positive_integer
 from kubeflume_agent.core.channel import Channel
 from kubeflume_agent.core.counters import SinkCounters
 from kubeflume_agent.core.errors import EventDeliveryError
@@ -28,20 +29,33 @@ from kubeflume_agent.core.status import Status
 
 log = logging.getLogger(__name__)
 
-# Keys that name where a sink delivers, in the order a person would look for them.
-DESTINATION_KEYS = ("sink.directory", "hdfs.path", "endpoint", "hostname", "hosts")
 COMMITS_IN_FLIGHT = 2
 
 
-class Sink(Configurable):
-    batch_size_key: ClassVar[str | None] = "batchSize"
+@dataclass(frozen=True)
+class SinkKeys(Config):
+    """What every sink's config tells the Sink base. A sink that spells its batch size otherwise
+    (`hdfs.batchSize`, `batch-size`) declares the `batch_size` field again with its own key."""
 
-    def __init__(self, name: str, settings: Settings, channel: Channel) -> None:
+    batch_size: int = key("batchSize", positive_integer, 100, doc="events taken from the channel per transaction")
+
+    def destination(self) -> str:
+        """Where the sink delivers, for people (a directory, a URL, host:port); "" if nowhere in particular."""
+        return ""
+
+
+SinkConfigT = TypeVar("SinkConfigT", bound=SinkKeys)
+
+
+class Sink(Configurable[SinkConfigT]):
+    """Takes batches from its channel: `class NullSink(Sink[NullSinkConfig])`, built from that config."""
+
+    def __init__(self, name: str, config: SinkConfigT, channel: Channel) -> None:
         self.name = name
-        self.settings = settings
+        self.config = config
         self.channel = channel
         self.counters = SinkCounters()
-        self.batch_size: int = settings.get(self.batch_size_key, 100) if self.batch_size_key else 100
+        self.batch_size = config.batch_size
         self._commits: deque[asyncio.Future] = deque()  # takes delivered, not yet durably committed
 
     async def start(self) -> None:
@@ -119,15 +133,4 @@ class Sink(Configurable):
 
     def describe(self) -> str:
         """One line for people: what this sink is and where it writes."""
-        destination = next((str(self.settings[key]) for key in DESTINATION_KEYS if self.settings.get(key)), "")
-        if destination and self.settings.get("port"):
-            destination += f":{self.settings['port']}"
-        return f"{type(self).__name__} {destination}".strip()
-
-    @classmethod
-    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        return []
-
-    @classmethod
-    def storage_paths(cls, settings: Settings) -> list[str]:
-        return []
+        return f"{type(self).__name__} {self.config.destination()}".strip()

@@ -25,11 +25,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Config, Settings, key, number, one_of, positive_integer
+from kubeflume_agent.config.keys import key, number, one_of, positive_integer
 from kubeflume_agent.core.channel import Channel
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.serializers import EventSerializer, create_serializer, serializer_problems
-from kubeflume_agent.sinks.base import Sink
+from kubeflume_agent.sinks.base import Sink, SinkKeys
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class OpenFile:
 
 
 @dataclass(frozen=True)
-class RollingFileSinkConfig(Config):
+class RollingFileSinkConfig(SinkKeys):
     directory: str = key("sink.directory", str, required=True,
                          doc="directory the files are written to; created if missing")
     path_manager: str = key("sink.pathManager", one_of('DEFAULT', 'ROLLTIME'), "default",
@@ -94,16 +94,22 @@ class RollingFileSinkConfig(Config):
                                             doc="serializer settings, e.g. sink.serializer.appendNewline")
     batch_size: int = key("sink.batchSize", positive_integer, 100, doc="events taken from the channel per batch")
 
+    def destination(self) -> str:
+        return self.directory
 
-class RollingFileSink(Sink):
+    def problems(self) -> list[tuple[str, str]]:
+        problems = [("sink." + key, message) for key, message in serializer_problems(self.serializer,
+                                                                                       self.serializer_params)]
+        if self.roll_interval < 0:
+            problems.append(("sink.rollInterval", "expected 0 (never roll) or more seconds"))
+        return problems
+
+
+class RollingFileSink(Sink[RollingFileSinkConfig]):
     """Flume's `file_roll` sink: serialized events in local files, a new file every rollInterval."""
 
-    config_class = RollingFileSinkConfig
-    batch_size_key = "sink.batchSize"
-
-    def __init__(self, name: str, settings: Settings, channel: Channel) -> None:
-        super().__init__(name, settings, channel)
-        self.config = RollingFileSinkConfig.from_settings(settings)
+    def __init__(self, name: str, config: RollingFileSinkConfig, channel: Channel) -> None:
+        super().__init__(name, config, channel)
         self.directory: str = self.config.directory
         self.roll_interval: float = self.config.roll_interval
         self.series_millis = int(time.time() * 1000)  # Flume takes it when the sink is configured
@@ -113,15 +119,6 @@ class RollingFileSink(Sink):
         self._file: OpenFile | None = None
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task | None = None
-
-    @classmethod
-    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        config = RollingFileSinkConfig.from_settings(settings)
-        problems = [("sink." + key, message)
-                    for key, message in serializer_problems(config.serializer, config.serializer_params)]
-        if config.roll_interval < 0:
-            problems.append(("sink.rollInterval", "expected 0 (never roll) or more seconds"))
-        return problems
 
     def describe(self) -> str:
         pattern = os.path.join(self.directory, self.paths.prefix + "<stamp>-<n>" + self.paths.suffix)

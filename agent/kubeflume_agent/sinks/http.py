@@ -23,11 +23,11 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
-from kubeflume_agent.config.keys import Config, Settings, boolean, key, positive_integer
+from kubeflume_agent.config.keys import boolean, key, positive_integer
 from kubeflume_agent.core.channel import Channel, Transaction
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.status import Status
-from kubeflume_agent.sinks.base import Sink
+from kubeflume_agent.sinks.base import Sink, SinkKeys
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class StatusRules:
 
 
 @dataclass(frozen=True)
-class HttpSinkConfig(Config):
+class HttpSinkConfig(SinkKeys):
     endpoint: str = key("endpoint", str, required=True, doc="URL the events are POSTed to")
     connect_timeout_ms: int = key("connectTimeout", positive_integer, 5000, doc="milliseconds to connect")
     request_timeout_ms: int = key("requestTimeout", positive_integer, 5000, doc="milliseconds to wait for the answer")
@@ -77,34 +77,32 @@ class HttpSinkConfig(Config):
                            doc="send up to batchSize events per request as a JSON array of {headers, body}; bodies "
                                "must be UTF-8 text")
 
+    def destination(self) -> str:
+        return self.endpoint
 
-class HttpSink(Sink):
-    config_class = HttpSinkConfig
+    def problems(self) -> list[tuple[str, str]]:
+        problems = []
+        endpoint = self.endpoint or ""
+        if not endpoint.startswith(("http://", "https://")):
+            problems.append(("endpoint", f"expected an http:// or https:// URL, got {endpoint!r}"))
+        rules = {"backoff": self.backoff_rules, "rollback": self.rollback_rules,
+                 "incrementMetrics": self.increment_metrics_rules}
+        for family, codes in rules.items():
+            for code in codes:
+                if not STATUS_RULE.fullmatch(code.upper()):
+                    problems.append((f"{family}.{code}", "expected a status code such as 503 or a class such as 5XX"))
+        return problems
 
-    def __init__(self, name: str, settings: Settings, channel: Channel) -> None:
-        super().__init__(name, settings, channel)
-        self.config = HttpSinkConfig.from_settings(settings)
+
+class HttpSink(Sink[HttpSinkConfig]):
+    def __init__(self, name: str, config: HttpSinkConfig, channel: Channel) -> None:
+        super().__init__(name, config, channel)
         self.endpoint: str = self.config.endpoint
         self.backoff = StatusRules(self.config.default_backoff, self.config.backoff_rules)
         self.rollback = StatusRules(self.config.default_rollback, self.config.rollback_rules)
         self.increment_metrics = StatusRules(self.config.default_increment_metrics, self.config.increment_metrics_rules)
         self.json_batch: bool = self.config.json_batch
         self._session: aiohttp.ClientSession | None = None
-
-    @classmethod
-    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        config = HttpSinkConfig.from_settings(settings)
-        problems = []
-        endpoint = config.endpoint or ""
-        if not endpoint.startswith(("http://", "https://")):
-            problems.append(("endpoint", f"expected an http:// or https:// URL, got {endpoint!r}"))
-        rules = {"backoff": config.backoff_rules, "rollback": config.rollback_rules,
-                 "incrementMetrics": config.increment_metrics_rules}
-        for family, codes in rules.items():
-            for code in codes:
-                if not STATUS_RULE.fullmatch(code.upper()):
-                    problems.append((f"{family}.{code}", "expected a status code such as 503 or a class such as 5XX"))
-        return problems
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(

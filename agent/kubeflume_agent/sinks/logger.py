@@ -11,11 +11,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Config, Settings, key, non_negative_integer, positive_integer
+from kubeflume_agent.config.keys import key, non_negative_integer
 from kubeflume_agent.core.channel import Channel
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.serializers import java_map_string
-from kubeflume_agent.sinks.base import Sink
+from kubeflume_agent.sinks.base import Sink, SinkKeys
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +41,15 @@ def dump_event(event: Event, max_bytes: int) -> str:
 
 
 @dataclass(frozen=True)
-class LoggerSinkConfig(Config):
+class LoggerSinkConfig(SinkKeys):
     max_bytes: int = key("maxBytesToLog", non_negative_integer, 16, doc="body bytes shown in each event's hex dump")
-    batch_size: int = key("batchSize", positive_integer, 100, doc="events taken from the channel per transaction")
 
 
-class LoggerSink(Sink):
+class LoggerSink(Sink[LoggerSinkConfig]):
     """Flume's `logger` sink: logs each event at INFO (headers and a hex dump of the body's start)."""
 
-    config_class = LoggerSinkConfig
-
-    def __init__(self, name: str, settings: Settings, channel: Channel) -> None:
-        super().__init__(name, settings, channel)
-        self.config = LoggerSinkConfig.from_settings(settings)
+    def __init__(self, name: str, config: LoggerSinkConfig, channel: Channel) -> None:
+        super().__init__(name, config, channel)
         self.max_bytes = self.config.max_bytes
 
     async def write(self, events: Sequence[Event]) -> None:

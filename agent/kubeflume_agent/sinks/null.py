@@ -11,28 +11,24 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Config, Settings, key, positive_integer
+from kubeflume_agent.config.keys import key, positive_integer
 from kubeflume_agent.core.channel import Channel
 from kubeflume_agent.core.event import Event
-from kubeflume_agent.sinks.base import Sink
+from kubeflume_agent.sinks.base import Sink, SinkKeys
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class NullSinkConfig(Config):
-    batch_size: int = key("batchSize", positive_integer, 100, doc="events taken from the channel per transaction")
+class NullSinkConfig(SinkKeys):
     log_every: int = key("logEveryNEvents", positive_integer, 10000, doc="log an INFO line every this many events")
 
 
-class NullSink(Sink):
+class NullSink(Sink[NullSinkConfig]):
     """Flume's `null` sink: discards every event (committed, counted, then forgotten)."""
 
-    config_class = NullSinkConfig
-
-    def __init__(self, name: str, settings: Settings, channel: Channel) -> None:
-        super().__init__(name, settings, channel)
-        self.config = NullSinkConfig.from_settings(settings)
+    def __init__(self, name: str, config: NullSinkConfig, channel: Channel) -> None:
+        super().__init__(name, config, channel)
         self.log_every = self.config.log_every
         self.discarded = 0
         self._next_log = self.log_every

@@ -23,11 +23,10 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Protocol, TypeVar
 
 from kubeflume_agent.config.keys import (
     InvalidValue,
-    Settings,
     boolean,
     key,
     non_negative_integer,
@@ -41,7 +40,7 @@ from kubeflume_agent.core.counters import SinkCounters
 from kubeflume_agent.core.errors import EventDeliveryError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols import tls
-from kubeflume_agent.sinks.base import Sink
+from kubeflume_agent.sinks.base import Sink, SinkKeys
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +182,7 @@ class RpcClient:
 
 
 @dataclass(frozen=True)
-class RpcClientConfig(tls.TlsClientConfig):
+class RpcClientConfig(SinkKeys, tls.TlsClientConfig):
     """The keys of the avro and thrift sinks' client: where to connect, how long to wait, which hosts."""
 
     hostname: str | None = key("hostname", str, None, doc="host of the next agent (or use hosts)")
@@ -211,6 +210,10 @@ class RpcClientConfig(tls.TlsClientConfig):
         """Seconds after which a connection is renewed (0: never)."""
         return self.reset_connection_interval
 
+    def destination(self) -> str:
+        where = self.hostname or " ".join(self.hosts)
+        return f"{where}:{self.port}" if where and self.port else where
+
     def addresses(self) -> list[tuple[str, int]]:
         if self.hosts:
             return [self.host_addresses[alias] for alias in self.hosts]
@@ -228,15 +231,14 @@ class RpcClientConfig(tls.TlsClientConfig):
         return problems
 
 
-class RpcSink(Sink):
+RpcConfigT = TypeVar("RpcConfigT", bound=RpcClientConfig)
+
+
+class RpcSink(Sink[RpcConfigT]):
     """Base of the avro and thrift sinks: keys, the client, and `write` = one appendBatch."""
 
-    config_class: ClassVar[type[RpcClientConfig]] = RpcClientConfig
-    config: RpcClientConfig
-
-    def __init__(self, name: str, settings: Settings, channel: Channel) -> None:
-        super().__init__(name, settings, channel)
-        self.config = config = self.config_class.from_settings(settings)
+    def __init__(self, name: str, config: RpcConfigT, channel: Channel) -> None:
+        super().__init__(name, config, channel)
         self.ssl_context = tls.client_context(config)
         hosts = [
             HostConnection(host, port, self.open_transport, self.counters,
@@ -248,10 +250,6 @@ class RpcSink(Sink):
         self.client = RpcClient(hosts, config.client_type, selector=config.host_selector,
                                 backoff=config.backoff, max_backoff_ms=config.max_backoff,
                                 max_attempts=config.max_attempts)
-
-    @classmethod
-    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        return cls.config_class.from_settings(settings).problems()
 
     async def open_transport(self, host: str, port: int) -> Transport:
         raise NotImplementedError

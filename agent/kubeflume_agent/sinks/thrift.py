@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Settings, boolean, key, non_negative_integer, one_of
+from kubeflume_agent.config.keys import boolean, key, non_negative_integer, one_of
 from kubeflume_agent.core.errors import EventDeliveryError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.framing import length_prefixed, read_length_prefixed
@@ -68,12 +68,9 @@ class ThriftSinkConfig(RpcClientConfig):
         return problems
 
 
-class ThriftSink(RpcSink):
-    config_class = ThriftSinkConfig
-    config: ThriftSinkConfig
-
-    def __init__(self, name: str, settings: Settings, channel) -> None:
-        super().__init__(name, settings, channel)
+class ThriftSink(RpcSink[ThriftSinkConfig]):
+    def __init__(self, name: str, config: ThriftSinkConfig, channel) -> None:
+        super().__init__(name, config, channel)
         self.factory = PROTOCOLS[self.config.protocol]
 
     async def open_transport(self, host: str, port: int) -> ThriftTransport:

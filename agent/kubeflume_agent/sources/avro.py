@@ -22,13 +22,9 @@ from functools import partial
 from typing import Any
 
 from kubeflume_agent.config.keys import (
-    Settings,
     boolean,
-    declared_key,
     key,
-    non_negative_integer,
     one_of,
-    port_number,
     positive_integer,
 )
 from kubeflume_agent.core.event import Event
@@ -47,11 +43,10 @@ from kubeflume_agent.protocols.avro_rpc import (
 from kubeflume_agent.protocols.framing import decode_budget
 from kubeflume_agent.protocols.ipfilter import IpFilter, IpRule, parse_rules
 from kubeflume_agent.sources.base import ListeningSource
+from kubeflume_agent.sources.rpc_keys import RpcSourceKeys
 from kubeflume_agent.sources.tcp_server import (
     DEFAULT_MAX_REQUEST_BYTES,
-    MAX_BATCH_EVENTS_KEY,
     Connection,
-    ConnectionKeys,
     Outcome,
     deliver_call,
     server_for,
@@ -59,11 +54,7 @@ from kubeflume_agent.sources.tcp_server import (
 
 
 @dataclass(frozen=True)
-class AvroSourceConfig(ConnectionKeys, tls.TlsServerConfig):
-    bind: str = key("bind", str, required=True, doc="address to bind")
-    port: int = key("port", port_number, required=True)
-    threads: int = key("threads", non_negative_integer, 0,
-                       doc="accepted for Flume compatibility; one event loop serves all")
+class AvroSourceConfig(RpcSourceKeys):
     compression_type: str = key("compression-type", one_of("none", "deflate"), "none",
                                 doc="deflate must match the client")
     ip_filter: bool = key("ipFilter", boolean, False, doc="apply ipFilterRules to connecting clients")
@@ -71,7 +62,6 @@ class AvroSourceConfig(ConnectionKeys, tls.TlsServerConfig):
                                               doc="allow|deny:ip|name:pattern, comma-separated")
     max_request_bytes: int = key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES,
                                  doc="largest call accepted (bytes); larger frames close the connection")
-    max_batch_events: int = declared_key(MAX_BATCH_EVENTS_KEY)
 
     def problems(self) -> list[tuple[str, str]]:
         problems = tls.validate_server(self)
@@ -80,13 +70,11 @@ class AvroSourceConfig(ConnectionKeys, tls.TlsServerConfig):
         return problems
 
 
-class AvroSource(ListeningSource):
-    config_class = AvroSourceConfig
+class AvroSource(ListeningSource[AvroSourceConfig]):
     protocol_name = "AvroSourceProtocol"
 
-    def __init__(self, name: str, settings: Settings, processor) -> None:
-        super().__init__(name, settings, processor)
-        self.config = config = AvroSourceConfig.from_settings(settings)
+    def __init__(self, name: str, config: AvroSourceConfig, processor) -> None:
+        super().__init__(name, config, processor)
         self.max_batch_events = config.max_batch_events
         self.responder = Responder(AvroProtocol.packaged(self.protocol_name), decode_budget(self.max_batch_events),
                                    batch_reader=_compiled_batch_reader())
@@ -96,10 +84,6 @@ class AvroSource(ListeningSource):
             self, self._serve, config, ssl_context=tls.server_context(config),
             ip_filter=IpFilter(config.ip_filter_rules) if config.ip_filter else None,
         )
-
-    @classmethod
-    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        return AvroSourceConfig.from_settings(settings).problems()
 
     async def _serve(self, connection: Connection) -> None:
         reader = InflatingReader(connection.reader) if self.deflate else connection.reader

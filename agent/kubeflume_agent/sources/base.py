@@ -6,9 +6,10 @@ called by a runner (`process()`), which backs off while they return BACKOFF.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar, Protocol
+from dataclasses import dataclass
+from typing import ClassVar, Protocol, TypeVar
 
-from kubeflume_agent.config.keys import Configurable, Key, Settings, boolean
+from kubeflume_agent.config.keys import Config, Configurable, Key, boolean, key, port_number
 from kubeflume_agent.core.counters import SourceCounters
 from kubeflume_agent.core.errors import ChannelError
 from kubeflume_agent.core.event import Event
@@ -24,12 +25,18 @@ class ChannelProcessor(Protocol):
     async def process_batch(self, events: Sequence[Event]) -> None: ...
 
 
-class Source(Configurable):
-    """Turns input into events and hands them, in batches, to its channel processor."""
+SourceConfigT = TypeVar("SourceConfigT", bound=Config)
 
-    def __init__(self, name: str, settings: Settings, processor: ChannelProcessor) -> None:
+
+class Source(Configurable[SourceConfigT]):
+    """Turns input into events and hands them, in batches, to its channel processor.
+
+    Built from its typed config: `class SequenceSource(PollableSource[SequenceSourceConfig])`.
+    """
+
+    def __init__(self, name: str, config: SourceConfigT, processor: ChannelProcessor) -> None:
         self.name = name
-        self.settings = settings
+        self.config = config
         self.processor = processor
         self.counters = SourceCounters()
         self.warnings = RateLimitedWarnings()  # what a client can trigger at will is logged through this
@@ -74,25 +81,12 @@ class Source(Configurable):
             counters.append_batch_accepted += 1
 
     def describe(self) -> str:
-        """One line for people: what this source is and where it listens."""
-        ports = getattr(self, "bound_ports", None)
-        host = self.settings.get("bind") or self.settings.get("host") or "0.0.0.0"
-        where = " ".join(f"{host}:{port}" for port in ports) if ports else ""
-        return f"{type(self).__name__} {where}".strip()
+        """One line for people: what this source is (and where it listens, for a listening source)."""
+        return type(self).__name__
 
     @classmethod
-    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        """Checks across keys, beyond what each key's parser sees: [(key, message)]."""
-        return []
-
-    @classmethod
-    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
+    def listening_ports(cls, config: SourceConfigT) -> list[tuple[int, str]]:
         """The (port, "TCP" | "UDP") pairs this source listens on; the operator builds a Service."""
-        return []
-
-    @classmethod
-    def storage_paths(cls, settings: Settings) -> list[str]:
-        """Directories this source keeps state in (the operator gives them persistent storage)."""
         return []
 
 
@@ -120,41 +114,83 @@ class Server(Protocol):
     async def stop(self) -> None: ...
 
 
-class ListeningSource(Source):
-    """A source that owns a server on one address: bound at start, closed at stop.
+@dataclass(frozen=True)
+class ListeningConfig(Config):
+    """Where a listening source listens. Flume names the address `bind` for most sources
+    (BindPortKeys) and `host` for the syslog and legacy ones (HostPortKeys)."""
 
-    Subclasses make `self.server` in their __init__. Flume names the address key `bind` for most
-    sources and `host` for the syslog and legacy ones (`address_key`); the ports are the `port`
-    key unless `configured_ports` says otherwise (multiport syslog).
-    """
+    def address(self) -> str:
+        raise NotImplementedError
 
-    address_key: ClassVar[str] = "bind"
+    def listen_ports(self) -> list[int]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class BindPortKeys(ListeningConfig):
+    """`bind` and `port`, declared once for the sources that spell them so."""
+
+    bind: str = key("bind", str, required=True, doc="address to bind")
+    port: int = key("port", port_number, required=True)
+
+    def address(self) -> str:
+        return self.bind
+
+    def listen_ports(self) -> list[int]:
+        return [self.port]
+
+
+@dataclass(frozen=True)
+class HostKeys(ListeningConfig):
+    host: str = key("host", str, required=True, doc="address to bind")
+
+    def address(self) -> str:
+        return self.host
+
+
+@dataclass(frozen=True)
+class HostPortKeys(HostKeys):
+    """`host` and `port`: the syslog and legacy sources' spelling of bind and port."""
+
+    port: int = key("port", port_number, required=True)
+
+    def listen_ports(self) -> list[int]:
+        return [self.port]
+
+
+ListeningConfigT = TypeVar("ListeningConfigT", bound=ListeningConfig)
+
+
+class ListeningSource(Source[ListeningConfigT]):
+    """A source that owns a server on one address (its config's `address()`, `listen_ports()`):
+    bound at start, closed at stop. Subclasses make `self.server` in their __init__."""
+
     transport: ClassVar[str] = "TCP"
     server: Server
 
-    def __init__(self, name: str, settings: Settings, processor: ChannelProcessor) -> None:
-        super().__init__(name, settings, processor)
+    def __init__(self, name: str, config: ListeningConfigT, processor: ChannelProcessor) -> None:
+        super().__init__(name, config, processor)
         self.bound_ports: list[int] = []
 
     @classmethod
-    def configured_ports(cls, settings: Settings) -> list[int]:
-        return [settings["port"]]
-
-    @classmethod
-    def listening_ports(cls, settings: Settings) -> list[tuple[int, str]]:
-        return [(port, cls.transport) for port in cls.configured_ports(settings)]
+    def listening_ports(cls, config: ListeningConfigT) -> list[tuple[int, str]]:
+        return [(port, cls.transport) for port in config.listen_ports()]
 
     async def start(self) -> None:
-        self.bound_ports = await self.server.start(self.settings[self.address_key],
-                                                   self.configured_ports(self.settings))
+        self.bound_ports = await self.server.start(self.config.address(), self.config.listen_ports())
         await super().start()
 
     async def stop(self) -> None:
         await self.server.stop()
         await super().stop()
 
+    def describe(self) -> str:
+        host = self.config.address() or "0.0.0.0"
+        where = " ".join(f"{host}:{port}" for port in self.bound_ports)
+        return f"{type(self).__name__} {where}".strip()
 
-class PollableSource(Source):
+
+class PollableSource(Source[SourceConfigT]):
     """A source the runtime polls. `process()` does one batch of work and reports READY/BACKOFF."""
 
     async def process(self) -> Status:

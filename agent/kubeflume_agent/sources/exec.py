@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 from kubeflume_agent.config.keys import (
     Config,
-    Settings,
     boolean,
     charset,
     key,
@@ -55,12 +54,9 @@ class ExecSourceConfig(Config):
     charset: str = key("charset", charset, "utf-8", doc="charset of the command's output")
 
 
-class ExecSource(Source):
-    config_class = ExecSourceConfig
-
-    def __init__(self, name: str, settings: Settings, processor) -> None:
-        super().__init__(name, settings, processor)
-        self.config = ExecSourceConfig.from_settings(settings)
+class ExecSource(Source[ExecSourceConfig]):
+    def __init__(self, name: str, config: ExecSourceConfig, processor) -> None:
+        super().__init__(name, config, processor)
         self.process: asyncio.subprocess.Process | None = None
         self.runs = 0
         self._task: asyncio.Task | None = None

@@ -33,18 +33,16 @@ from aiohttp import web
 
 from kubeflume_agent.config.keys import (
     InvalidValue,
-    Settings,
     boolean,
     comma_list,
     declared_key,
     key,
-    port_number,
     positive_integer,
 )
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols import tls
 from kubeflume_agent.protocols.java_charsets import decode_java, java_encoder
-from kubeflume_agent.sources.base import ListeningSource
+from kubeflume_agent.sources.base import BindPortKeys, ListeningSource
 from kubeflume_agent.sources.http_server import HttpServer
 from kubeflume_agent.sources.tcp_server import (
     DEFAULT_MAX_BATCH_EVENTS,
@@ -219,8 +217,7 @@ _JETTY_IGNORED = "Jetty tuning; accepted and ignored"
 
 
 @dataclass(frozen=True)
-class HttpSourceConfig(ConnectionKeys, tls.TlsServerConfig):
-    port: int = key("port", port_number, required=True)
+class HttpSourceConfig(BindPortKeys, ConnectionKeys, tls.TlsServerConfig):
     bind: str = key("bind", str, "0.0.0.0", doc="address to bind")
     handler: str = key("handler", str, "org.apache.flume.source.http.JSONHandler",
                        doc="handler class or Python path")
@@ -259,7 +256,7 @@ class HttpSourceConfig(ConnectionKeys, tls.TlsServerConfig):
         return True if value is None else boolean(value)
 
     def problems(self) -> list[tuple[str, str]]:
-        problems = tls.validate_server(self)
+        problems = tls.validate_server(self.with_deprecated_keys())
         try:
             load_handler_class(self.handler)
         except (ImportError, AttributeError, ValueError) as error:
@@ -271,21 +268,15 @@ class HttpSourceConfig(ConnectionKeys, tls.TlsServerConfig):
         return problems
 
 
-class HttpSource(ListeningSource):
-    config_class = HttpSourceConfig
-
-    def __init__(self, name: str, settings: Settings, processor) -> None:
-        super().__init__(name, settings, processor)
-        self.config = config = HttpSourceConfig.from_settings(settings).with_deprecated_keys()
+class HttpSource(ListeningSource[HttpSourceConfig]):
+    def __init__(self, name: str, config: HttpSourceConfig, processor) -> None:
+        super().__init__(name, config.with_deprecated_keys(), processor)
+        config = self.config
         self.handler = build_handler(config)
         app = web.Application(client_max_size=config.max_request_bytes)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self.server: HttpServer = HttpServer(self, app, config, ssl_context=tls.server_context(config),
                                              send_server_version=config.sends_server_version())
-
-    @classmethod
-    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        return HttpSourceConfig.from_settings(settings).with_deprecated_keys().problems()
 
     async def _handle(self, request: web.Request) -> web.Response:
         if request.method in ("TRACE", "OPTIONS"):

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kubeflume_agent.config.keys import Settings, key, port_number, positive_integer
+from kubeflume_agent.config.keys import key, positive_integer
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.avro_rpc import (
     AvroProtocol,
@@ -32,7 +32,7 @@ from kubeflume_agent.protocols.avro_rpc import (
 )
 from kubeflume_agent.protocols.framing import FrameError, decode_budget
 from kubeflume_agent.protocols.thrift_rpc import FLUME_OG, INCOMPLETE, PROTOCOLS, read_call, text, write_reply
-from kubeflume_agent.sources.base import ListeningSource
+from kubeflume_agent.sources.base import HostPortKeys, ListeningSource
 from kubeflume_agent.sources.http_server import HttpServer
 from kubeflume_agent.sources.tcp_server import (
     DEFAULT_MAX_REQUEST_BYTES,
@@ -53,9 +53,7 @@ MAX_READS_PER_CALL = decode_budget(1_000)
 _PRIORITY_NAMES = {value: name for name, value in vars(FLUME_OG.Priority).items() if isinstance(value, int)}
 
 @dataclass(frozen=True)
-class LegacySourceConfig(ConnectionKeys):
-    host: str = key("host", str, required=True, doc="address to bind")
-    port: int = key("port", port_number, required=True)
+class LegacySourceConfig(HostPortKeys, ConnectionKeys):
     max_request_bytes: int = key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES,
                                  doc="largest request accepted")
 
@@ -97,13 +95,9 @@ def decode_og_stream(buffer: bytes, factory) -> tuple[list[Event], list[bytes], 
     return events, replies, buffer
 
 
-class AvroLegacySource(ListeningSource):
-    address_key = "host"
-    config_class = LegacySourceConfig
-
-    def __init__(self, name: str, settings: Settings, processor) -> None:
-        super().__init__(name, settings, processor)
-        self.config = LegacySourceConfig.from_settings(settings)
+class AvroLegacySource(ListeningSource[LegacySourceConfig]):
+    def __init__(self, name: str, config: LegacySourceConfig, processor) -> None:
+        super().__init__(name, config, processor)
         self.responder = Responder(AvroProtocol.packaged("FlumeOGEventAvroServer"), MAX_READS_PER_CALL)
         app = web.Application(client_max_size=self.config.max_request_bytes)
         app.router.add_post("/{tail:.*}", self._handle)
@@ -127,13 +121,9 @@ class AvroLegacySource(ListeningSource):
         return web.Response(body=http_buffers(reply), content_type="avro/binary")
 
 
-class ThriftLegacySource(ListeningSource):
-    address_key = "host"
-    config_class = LegacySourceConfig
-
-    def __init__(self, name: str, settings: Settings, processor) -> None:
-        super().__init__(name, settings, processor)
-        self.config = LegacySourceConfig.from_settings(settings)
+class ThriftLegacySource(ListeningSource[LegacySourceConfig]):
+    def __init__(self, name: str, config: LegacySourceConfig, processor) -> None:
+        super().__init__(name, config, processor)
         self.factory = PROTOCOLS["binary"]
         self.server: TcpServer = server_for(self, self._serve, self.config)
 

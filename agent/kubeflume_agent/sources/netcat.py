@@ -30,11 +30,9 @@ from dataclasses import dataclass
 from typing import cast
 
 from kubeflume_agent.config.keys import (
-    Settings,
     boolean,
     charset,
     key,
-    port_number,
     positive_integer,
 )
 from kubeflume_agent.core.batches import batches
@@ -42,7 +40,7 @@ from kubeflume_agent.core.errors import ChannelError, ChannelFull
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.java_charsets import java_encoder
 from kubeflume_agent.protocols.lines import TOO_LONG, BoundedLineSplitter, TextLineSplitter, splits_at_lf_byte
-from kubeflume_agent.sources.base import ListeningSource
+from kubeflume_agent.sources.base import BindPortKeys, ListeningSource
 from kubeflume_agent.sources.tcp_server import (
     READ_SIZE,
     Connection,
@@ -58,9 +56,7 @@ STOPPING = object()  # what `_deliver` returns when the source stops before the 
 
 
 @dataclass(frozen=True)
-class NetcatSourceConfig(ConnectionKeys):
-    bind: str = key("bind", str, required=True, doc="address to bind")
-    port: int = key("port", port_number, required=True)
+class NetcatSourceConfig(BindPortKeys, ConnectionKeys):
     max_line_length: int = key(
         "max-line-length", positive_integer, 512,
         doc="longest line in characters of `encoding`, counting its LF; a longer one closes the connection")
@@ -69,16 +65,13 @@ class NetcatSourceConfig(ConnectionKeys):
                         doc="charset of the lines and of the replies; bodies are stored as UTF-8")
 
 
-class NetcatSource(ListeningSource):
+class NetcatSource(ListeningSource[NetcatSourceConfig]):
     """Lines of text over TCP, each answered `OK` once stored. A full channel is backpressure: the
     connection is not read until the channel has room, so a client waiting for `OK` with a read
     timeout sees that timeout where Flume would answer `FAILED` and drop the line."""
 
-    config_class = NetcatSourceConfig
-
-    def __init__(self, name: str, settings: Settings, processor) -> None:
-        super().__init__(name, settings, processor)
-        self.config = config = NetcatSourceConfig.from_settings(settings)
+    def __init__(self, name: str, config: NetcatSourceConfig, processor) -> None:
+        super().__init__(name, config, processor)
         self.max_line_length = config.max_line_length
         self.ack = config.ack_every_event
         self.encoding = config.encoding

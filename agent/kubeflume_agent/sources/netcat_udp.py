@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Config, Settings, declared_key, key, port_number
+from kubeflume_agent.config.keys import declared_key, key
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.sources import udp_server
-from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
+from kubeflume_agent.sources.base import REUSE_PORT_KEY, BindPortKeys, ListeningSource
 from kubeflume_agent.sources.udp_server import Datagram
 
 
 @dataclass(frozen=True)
-class NetcatUdpConfig(Config):
-    port: int = key("port", port_number, required=True)
+class NetcatUdpConfig(BindPortKeys):
     bind: str = key("bind", str, "0.0.0.0", doc="address to bind (Flume binds every interface when unset)")
     remote_address: str | None = key("remoteAddress", str, None,
                                      doc="header for the sender's address (the key Flume reads)")
@@ -27,13 +26,11 @@ class NetcatUdpConfig(Config):
     reuse_port: bool = declared_key(REUSE_PORT_KEY)
 
 
-class NetcatUdpSource(ListeningSource):
+class NetcatUdpSource(ListeningSource[NetcatUdpConfig]):
     transport = "UDP"
-    config_class = NetcatUdpConfig
 
-    def __init__(self, name: str, settings: Settings, processor) -> None:
-        super().__init__(name, settings, processor)
-        self.config = config = NetcatUdpConfig.from_settings(settings)
+    def __init__(self, name: str, config: NetcatUdpConfig, processor) -> None:
+        super().__init__(name, config, processor)
         self.address_header = config.remote_address or config.remote_address_header
         self.server = udp_server.server_for(self, self._events, reuse_port=config.reuse_port)
 

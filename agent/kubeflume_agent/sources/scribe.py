@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Settings, declared_key, key, port_number, positive_integer
+from kubeflume_agent.config.keys import declared_key, key, port_number, positive_integer
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.thrift_rpc import SCRIBE, SCRIBE_PROTOCOL, ThriftCall, text
-from kubeflume_agent.sources.base import ListeningSource
+from kubeflume_agent.sources.base import BindPortKeys, ListeningSource
 from kubeflume_agent.sources.tcp_server import (
     MAX_BATCH_EVENTS_KEY,
     Connection,
@@ -44,7 +44,7 @@ def scribe_events(call: ThriftCall) -> list[Event]:
 
 
 @dataclass(frozen=True)
-class ScribeSourceConfig(ConnectionKeys):
+class ScribeSourceConfig(BindPortKeys, ConnectionKeys):
     port: int = key("port", port_number, 1499)
     bind: str = key("bind", str, "0.0.0.0", doc="address to bind (Flume binds every interface)")
     max_read_buffer_bytes: int = key("maxReadBufferBytes", positive_integer, 16384000, doc="largest frame accepted")
@@ -52,12 +52,9 @@ class ScribeSourceConfig(ConnectionKeys):
     max_batch_events: int = declared_key(MAX_BATCH_EVENTS_KEY)
 
 
-class ScribeSource(ListeningSource):
-    config_class = ScribeSourceConfig
-
-    def __init__(self, name: str, settings: Settings, processor) -> None:
-        super().__init__(name, settings, processor)
-        self.config = ScribeSourceConfig.from_settings(settings)
+class ScribeSource(ListeningSource[ScribeSourceConfig]):
+    def __init__(self, name: str, config: ScribeSourceConfig, processor) -> None:
+        super().__init__(name, config, processor)
         self.server = server_for(self, self._serve, self.config)
 
     async def _serve(self, connection: Connection) -> None:

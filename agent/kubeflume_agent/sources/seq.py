@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kubeflume_agent.config.keys import Config, Settings, key, positive_integer
+from kubeflume_agent.config.keys import Config, key, positive_integer
 from kubeflume_agent.core.errors import ChannelError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.status import Status
@@ -23,12 +23,9 @@ class SequenceSourceConfig(Config):
     total_events: int = key("totalEvents", positive_integer, UNLIMITED, doc="stop after this many events")
 
 
-class SequenceSource(PollableSource):
-    config_class = SequenceSourceConfig
-
-    def __init__(self, name: str, settings: Settings, processor: ChannelProcessor) -> None:
-        super().__init__(name, settings, processor)
-        self.config = SequenceSourceConfig.from_settings(settings)
+class SequenceSource(PollableSource[SequenceSourceConfig]):
+    def __init__(self, name: str, config: SequenceSourceConfig, processor: ChannelProcessor) -> None:
+        super().__init__(name, config, processor)
         self.batch_size = self.config.batch_size
         self.total_events = self.config.total_events
         self.next_value = 0

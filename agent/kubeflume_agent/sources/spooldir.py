@@ -31,7 +31,6 @@ import orjson
 from kubeflume_agent.config.keys import (
     Config,
     InvalidValue,
-    Settings,
     boolean,
     charset,
     key,
@@ -139,32 +138,21 @@ class SpoolDirectoryConfig(Config):
         if chosen is LineDeserializer and "\n".encode(self.input_charset) != b"\n":
             problems.append(("inputCharset", "the LINE deserializer needs a charset in which a newline is "
                                              "the byte 0x0A (UTF-8, ISO-8859-*, ASCII...)"))
-        _, found = resolve(chosen.keys, self.deserializer_params)
+        _, found = resolve(chosen.config_class, self.deserializer_params)
         problems += [(f"deserializer.{p.key}", p.message) for p in found if p.severity == "error"]
         return problems
 
 
-class SpoolDirectorySource(PollableSource):
-    config_class = SpoolDirectoryConfig
-
-    def __init__(self, name: str, settings: Settings, processor) -> None:
-        super().__init__(name, settings, processor)
-        self.config = config = SpoolDirectoryConfig.from_settings(settings)
+class SpoolDirectorySource(PollableSource[SpoolDirectoryConfig]):
+    def __init__(self, name: str, config: SpoolDirectoryConfig, processor) -> None:
+        super().__init__(name, config, processor)
         self.spool_dir = config.spool_directory
         self.tracker_dir = config.tracker_directory
         self.deserializer_class = deserializer_class(config.deserializer)
-        self.deserializer_settings, _ = resolve(self.deserializer_class.keys, config.deserializer_params)
+        self.deserializer_config, _ = resolve(self.deserializer_class.config_class, config.deserializer_params)
         self.current: OpenFile | None = None
         self._backoff = 0.0
         self._resume: dict | None = None
-
-    @classmethod
-    def storage_paths(cls, settings: Settings) -> list[str]:
-        return SpoolDirectoryConfig.from_settings(settings).storage_paths()
-
-    @classmethod
-    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        return SpoolDirectoryConfig.from_settings(settings).problems()
 
     async def start(self) -> None:
         os.makedirs(self.tracker_dir, exist_ok=True)
@@ -300,7 +288,7 @@ class SpoolDirectorySource(PollableSource):
         position = self._saved_position(path, stat.st_ino)
         try:
             deserializer = self.deserializer_class(
-                self.deserializer_settings, stream, config.input_charset, config.decode_error_policy)
+                self.deserializer_config, stream, config.input_charset, config.decode_error_policy)
         except Exception as error:
             stream.close()
             raise FileSetAside(f"not readable as {config.deserializer}: {error}") from error

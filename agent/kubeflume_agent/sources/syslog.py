@@ -12,12 +12,11 @@ Differences from Flume, on purpose:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TypeVar
 
 from kubeflume_agent.config.keys import (
     Config,
     InvalidValue,
-    Settings,
     charset,
     declared_key,
     integer,
@@ -37,7 +36,7 @@ from kubeflume_agent.protocols.syslog import (
     parse_keep_fields,
 )
 from kubeflume_agent.sources import udp_server
-from kubeflume_agent.sources.base import REUSE_PORT_KEY, ListeningSource
+from kubeflume_agent.sources.base import REUSE_PORT_KEY, HostKeys, HostPortKeys, ListeningSource
 from kubeflume_agent.sources.tcp_server import (
     READ_SIZE,
     Connection,
@@ -76,10 +75,9 @@ class SyslogClientConfig(Config):
 
 
 @dataclass(frozen=True)
-class SyslogTcpBaseConfig(ConnectionKeys, SyslogClientConfig, tls.TlsServerConfig):
+class SyslogTcpBaseConfig(HostKeys, ConnectionKeys, SyslogClientConfig, tls.TlsServerConfig):
     """The keys of both TCP syslog sources."""
 
-    host: str = key("host", str, required=True, doc="address to bind")
     event_size: int = key("eventSize", event_size, 2500,
                           doc="longest message in bytes; longer ones are cut (Incomplete)")
 
@@ -88,8 +86,8 @@ class SyslogTcpBaseConfig(ConnectionKeys, SyslogClientConfig, tls.TlsServerConfi
 
 
 @dataclass(frozen=True)
-class SyslogTcpConfig(SyslogTcpBaseConfig):
-    port: int = key("port", port_number, required=True)
+class SyslogTcpConfig(SyslogTcpBaseConfig, HostPortKeys):
+    pass
 
 
 @dataclass(frozen=True)
@@ -107,15 +105,17 @@ class MultiportSyslogTcpConfig(SyslogTcpBaseConfig):
     num_processors: int | None = key("numProcessors", positive_integer, None,
                                      doc="accepted for Flume compatibility; unused")
 
+    def listen_ports(self) -> list[int]:
+        return self.ports
+
     def problems(self) -> list[tuple[str, str]]:
         return super().problems() + [(f"charset.port.{port}", "expected charset.port.<port number>")
                                      for port in self.charset_port if not port.isdigit()]
 
 
 @dataclass(frozen=True)
-class SyslogUdpConfig(SyslogClientConfig):
-    host: str = key("host", str, required=True, doc="address to bind")
-    port: int = key("port", port_number, required=True)
+class SyslogUdpConfig(HostPortKeys, SyslogClientConfig):
+    pass
 
 
 class _ClientHeaders:
@@ -149,25 +149,19 @@ def _add_headers(events: list[Event], extra: dict[str, str]) -> None:
         event.headers.update(extra)
 
 
-class _SyslogTcpBase(ListeningSource):
+SyslogTcpConfigT = TypeVar("SyslogTcpConfigT", bound="SyslogTcpBaseConfig")
+
+
+class _SyslogTcpBase(ListeningSource[SyslogTcpConfigT]):
     """TCP plumbing shared by syslogtcp and multiport_syslogtcp: read, frame, parse, deliver."""
 
-    address_key = "host"
-
-    config_class: ClassVar[type[SyslogTcpBaseConfig]] = SyslogTcpBaseConfig
-    config: SyslogTcpBaseConfig
     # Most events per channel transaction (multiport's batchSize); None: what the channels take.
     batch_size: int | None = None
 
-    def __init__(self, name: str, settings: Settings, processor) -> None:
-        super().__init__(name, settings, processor)
-        self.config = config = self.config_class.from_settings(settings)
+    def __init__(self, name: str, config: SyslogTcpConfigT, processor) -> None:
+        super().__init__(name, config, processor)
         self.client_headers = _ClientHeaders(config)
         self.server: TcpServer = server_for(self, self._serve, config, ssl_context=tls.server_context(config))
-
-    @classmethod
-    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        return cls.config_class.from_settings(settings).problems()
 
     def _parse(self, frames: list[bytes], connection: Connection) -> list[Event]:
         raise NotImplementedError
@@ -195,11 +189,9 @@ class _SyslogTcpBase(ListeningSource):
                 return
 
 
-class SyslogTcpSource(_SyslogTcpBase):
-    config_class = SyslogTcpConfig
-
-    def __init__(self, name: str, settings: Settings, processor) -> None:
-        super().__init__(name, settings, processor)
+class SyslogTcpSource(_SyslogTcpBase[SyslogTcpConfig]):
+    def __init__(self, name: str, config: SyslogTcpConfig, processor) -> None:
+        super().__init__(name, config, processor)
         self.parser = SyslogUtilsParser(self.config.keep_fields)
 
     def _parse(self, frames: list[bytes], connection: Connection) -> list[Event]:
@@ -209,20 +201,13 @@ class SyslogTcpSource(_SyslogTcpBase):
         return self.parser.parse_stream(framer, data)
 
 
-class MultiportSyslogTcpSource(_SyslogTcpBase):
-    config_class = MultiportSyslogTcpConfig
-    config: MultiportSyslogTcpConfig
-
-    def __init__(self, name: str, settings: Settings, processor) -> None:
-        super().__init__(name, settings, processor)
+class MultiportSyslogTcpSource(_SyslogTcpBase[MultiportSyslogTcpConfig]):
+    def __init__(self, name: str, config: MultiportSyslogTcpConfig, processor) -> None:
+        super().__init__(name, config, processor)
         self.parser = MultiportSyslogParser(self.config.keep_fields)
         self.batch_size = self.config.batch_size
         self.port_header = self.config.port_header
         self._charsets: dict[int, str] = {}
-
-    @classmethod
-    def configured_ports(cls, settings: Settings) -> list[int]:
-        return MultiportSyslogTcpConfig.from_settings(settings).ports
 
     async def start(self) -> None:
         await super().start()
@@ -246,14 +231,11 @@ class MultiportSyslogTcpSource(_SyslogTcpBase):
         return events
 
 
-class SyslogUdpSource(ListeningSource):
-    address_key = "host"
+class SyslogUdpSource(ListeningSource[SyslogUdpConfig]):
     transport = "UDP"
-    config_class = SyslogUdpConfig
 
-    def __init__(self, name: str, settings: Settings, processor) -> None:
-        super().__init__(name, settings, processor)
-        self.config = config = SyslogUdpConfig.from_settings(settings)
+    def __init__(self, name: str, config: SyslogUdpConfig, processor) -> None:
+        super().__init__(name, config, processor)
         self.parser = SyslogUtilsParser(config.keep_fields)
         self.client_headers = _ClientHeaders(config)
         self.server = udp_server.server_for(self, self._events, reuse_port=config.reuse_port)

@@ -49,7 +49,6 @@ import orjson
 from kubeflume_agent.config.keys import (
     Config,
     InvalidValue,
-    Settings,
     boolean,
     key,
     non_negative_integer,
@@ -216,6 +215,9 @@ class TaildirConfig(Config):
     def position_path(self) -> str:
         return os.path.abspath(os.path.expanduser(self.position_file))
 
+    def storage_paths(self) -> list[str]:
+        return [os.path.dirname(self.position_path)]
+
     def problems(self) -> list[tuple[str, str]]:
         return [(f"filegroups.{group}", "is required for every group in filegroups")
                 for group in self.filegroups if group not in self.filegroup_paths]
@@ -236,13 +238,10 @@ class TaildirConfig(Config):
                 self.file_header_key if self.file_header else None)
 
 
-class TaildirSource(PollableSource):
+class TaildirSource(PollableSource[TaildirConfig]):
     counters: TaildirCounters
-    config_class = TaildirConfig
-
-    def __init__(self, name: str, settings: Settings, processor) -> None:
-        super().__init__(name, settings, processor)
-        self.config = config = TaildirConfig.from_settings(settings)
+    def __init__(self, name: str, config: TaildirConfig, processor) -> None:
+        super().__init__(name, config, processor)
         self.counters = TaildirCounters()
         self.position_file = config.position_path
         self.assembler = config.assembler()
@@ -269,13 +268,6 @@ class TaildirSource(PollableSource):
             headers.setdefault(group, {})[name] = value
         return headers
 
-    @classmethod
-    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        return TaildirConfig.from_settings(settings).problems()
-
-    @classmethod
-    def storage_paths(cls, settings: Settings) -> list[str]:
-        return [os.path.dirname(TaildirConfig.from_settings(settings).position_path)]
 
     async def start(self) -> None:
         os.makedirs(os.path.dirname(self.position_file), exist_ok=True)

@@ -13,13 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubeflume_agent.config.keys import (
-    Settings,
     boolean,
-    declared_key,
     key,
-    non_negative_integer,
     one_of,
-    port_number,
     positive_integer,
 )
 from kubeflume_agent.core.event import Event
@@ -37,11 +33,10 @@ from kubeflume_agent.protocols.thrift_rpc import (
     write_unknown_method,
 )
 from kubeflume_agent.sources.base import ListeningSource
+from kubeflume_agent.sources.rpc_keys import RpcSourceKeys
 from kubeflume_agent.sources.tcp_server import (
     DEFAULT_MAX_REQUEST_BYTES,
-    MAX_BATCH_EVENTS_KEY,
     Connection,
-    ConnectionKeys,
     Outcome,
     deliver_call,
     server_for,
@@ -100,15 +95,10 @@ def flume_event(thrift_event: Any) -> Event:
 
 
 @dataclass(frozen=True)
-class ThriftSourceConfig(ConnectionKeys, tls.TlsServerConfig):
-    bind: str = key("bind", str, required=True, doc="address to bind")
-    port: int = key("port", port_number, required=True)
-    threads: int = key("threads", non_negative_integer, 0,
-                       doc="accepted for Flume compatibility; one event loop serves all")
+class ThriftSourceConfig(RpcSourceKeys):
     protocol: str = key("protocol", one_of("compact", "binary"), "compact", doc="Thrift protocol of the clients")
     max_request_bytes: int = key("max-request-bytes", positive_integer, DEFAULT_MAX_REQUEST_BYTES,
                                  doc="largest frame accepted; larger ones close the connection")
-    max_batch_events: int = declared_key(MAX_BATCH_EVENTS_KEY)
     kerberos: bool = key("kerberos", boolean, False, doc="not supported")
     agent_principal: str | None = key("agent-principal", str, None, doc="not supported (kerberos)")
     agent_keytab: str | None = key("agent-keytab", str, None, doc="not supported (kerberos)")
@@ -120,19 +110,12 @@ class ThriftSourceConfig(ConnectionKeys, tls.TlsServerConfig):
         return problems
 
 
-class ThriftSource(ListeningSource):
-    config_class = ThriftSourceConfig
-
-    def __init__(self, name: str, settings: Settings, processor) -> None:
-        super().__init__(name, settings, processor)
-        self.config = config = ThriftSourceConfig.from_settings(settings)
+class ThriftSource(ListeningSource[ThriftSourceConfig]):
+    def __init__(self, name: str, config: ThriftSourceConfig, processor) -> None:
+        super().__init__(name, config, processor)
         self.factory = PROTOCOLS[config.protocol]
         self.batch_reader = compact_batch_reader() if config.protocol == "compact" else None
         self.server = server_for(self, self._serve, config, ssl_context=tls.server_context(config))
-
-    @classmethod
-    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        return ThriftSourceConfig.from_settings(settings).problems()
 
     async def _serve(self, connection: Connection) -> None:
         await serve_framed(connection, self.factory, FLUME.ThriftSourceProtocol,

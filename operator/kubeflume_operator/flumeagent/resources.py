@@ -31,11 +31,11 @@ from typing import Any, cast
 
 import kopf
 
-from kubeflume_agent.config.keys import Settings
+from kubeflume_agent.config.keys import Config, resolve
 from kubeflume_agent.config.model import AgentConfig, ConfigError, resolve_component
 from kubeflume_agent.config.properties import fingerprint, flume_conf
 from kubeflume_agent.core import registry
-from kubeflume_agent.core.channel import Channel
+from kubeflume_agent.core.channel import Channel, ChannelKeys
 from kubeflume_agent.interceptors import kubernetes as kubernetes_interceptor
 from kubeflume_agent.sinks.base import Sink
 from kubeflume_agent.sources.base import Source
@@ -136,8 +136,8 @@ def metrics_port(spec: Mapping[str, Any]) -> int:
 Component = type[Source] | type[Channel] | type[Sink]
 
 
-def _components(config: AgentConfig) -> Iterator[tuple[str, str, Component, Settings]]:
-    """(kind, name, class, resolved settings) of every component whose type is known."""
+def _components(config: AgentConfig) -> Iterator[tuple[str, str, Component, Config]]:
+    """(kind, name, class, typed config) of every component whose type is known."""
     for kind, components in (("source", config.sources), ("channel", config.channels), ("sink", config.sinks)):
         for name, component in components.items():
             try:
@@ -146,19 +146,18 @@ def _components(config: AgentConfig) -> Iterator[tuple[str, str, Component, Sett
                 continue  # validation reports it
             if not issubclass(component_class, (Source, Channel, Sink)):
                 continue  # only sources, channels and sinks listen or keep state
-            settings, _ = resolve_component(component_class, component.params)
-            yield kind, name, component_class, settings
+            component_config, _ = resolve_component(component_class, component.params)
+            yield kind, name, component_class, component_config
 
 
 def _kubernetes_interceptors(config: AgentConfig) -> Iterator[kubernetes_interceptor.KubernetesConfig]:
-    """The settings of every kubernetes interceptor of `config`'s sources."""
+    """The typed config of every kubernetes interceptor of `config`'s sources."""
     interceptor_class = kubernetes_interceptor.KubernetesInterceptor
     for source in config.sources.values():
         for interceptor in source.interceptors:
             try:
                 if registry.lookup("interceptor", interceptor.type) is interceptor_class:
-                    settings, _ = resolve_component(interceptor_class, interceptor.params)
-                    yield kubernetes_interceptor.KubernetesConfig.from_settings(settings)
+                    yield resolve(kubernetes_interceptor.KubernetesConfig, interceptor.params)[0]
             except registry.UnknownType:
                 continue  # validation reports it
 
@@ -170,7 +169,7 @@ def reads_pods(config: AgentConfig) -> bool:
 
 def reads_namespaces(config: AgentConfig) -> bool:
     """Whether a kubernetes interceptor of `config` is asked for namespace labels or annotations."""
-    return any(kubernetes_interceptor.reads_namespaces(settings) for settings in _kubernetes_interceptors(config))
+    return any(kubernetes_interceptor.reads_namespaces(interceptor) for interceptor in _kubernetes_interceptors(config))
 
 
 def cluster_object_name(namespace: str, name: str) -> str:
@@ -193,9 +192,9 @@ def pod_reader(name: str, namespace: str, service_account: str, *, namespaces: b
 
 def listening_ports(config: AgentConfig) -> list[ListeningPort]:
     ports: dict[tuple[int, str], ListeningPort] = {}
-    for _, name, component_class, settings in _components(config):
+    for _, name, component_class, component_config in _components(config):
         if issubclass(component_class, Source):
-            for port, protocol in component_class.listening_ports(settings):
+            for port, protocol in component_class.listening_ports(component_config):
                 ports.setdefault((port, protocol), ListeningPort(name, port, protocol))
     return list(ports.values())
 
@@ -203,8 +202,8 @@ def listening_ports(config: AgentConfig) -> list[ListeningPort]:
 def storage_paths(config: AgentConfig) -> list[str]:
     """Directories the components keep state in, in declaration order, without duplicates."""
     paths: dict[str, None] = {}
-    for _, _, component_class, settings in _components(config):
-        for path in component_class.storage_paths(settings):
+    for _, _, _, component_config in _components(config):
+        for path in component_config.storage_paths():
             paths[os.path.normpath(path)] = None
     return list(paths)
 
@@ -260,13 +259,9 @@ class Shutdown:
 def memory_capacity(config: AgentConfig) -> int:
     """Events the channels hold in memory at most: what dies with the process if not delivered."""
     total = 0
-    for kind, _, component_class, settings in _components(config):
-        if kind != "channel":
-            continue
-        if settings.get("memoryCapacity") is not None:  # spillable: only its memory part
-            total += int(settings["memoryCapacity"])
-        elif not component_class.storage_paths(settings):
-            total += int(settings.get("capacity") or 0)
+    for _, _, _, component_config in _components(config):
+        if isinstance(component_config, ChannelKeys):
+            total += component_config.events_in_memory()
     return total
 
 

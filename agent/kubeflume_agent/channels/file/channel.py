@@ -53,8 +53,6 @@ from kubeflume_agent.channels.file.pointer_queue import PointerQueue, new_pointe
 from kubeflume_agent.channels.file.records import EncodedTransaction, encode_transaction, entry_pointers
 from kubeflume_agent.channels.file.replay import ReplayResult, replay
 from kubeflume_agent.config.keys import (
-    Config,
-    Settings,
     boolean,
     comma_list,
     key,
@@ -62,7 +60,7 @@ from kubeflume_agent.config.keys import (
     number,
     positive_integer,
 )
-from kubeflume_agent.core.channel import Channel, Transaction
+from kubeflume_agent.core.channel import Channel, ChannelKeys, Transaction
 from kubeflume_agent.core.counters import ChannelCounters, flume
 from kubeflume_agent.core.errors import ChannelError, ChannelFull
 from kubeflume_agent.core.event import Event
@@ -117,7 +115,7 @@ def _expand(path: str) -> str:
 
 
 @dataclass(frozen=True)
-class FileStorageConfig(Config):
+class FileStorageConfig(ChannelKeys):
     """The file channel's keys about its files: shared with the spillable channel, whose overflow is one."""
 
     checkpoint_dir: str = key("checkpointDir", str, "~/.flume/file-channel/checkpoint",
@@ -180,15 +178,16 @@ class FileChannelConfig(FileStorageConfig):
     capacity: int = key("capacity", positive_integer, 1000000, doc="most events the channel holds")
     keep_alive: float = key("keep-alive", number, 3.0, doc="seconds a commit waits for room before failing")
 
+    def problems(self) -> list[tuple[str, str]]:
+        return self.storage_problems(self.capacity)
 
-class FileChannel(Channel):
+
+class FileChannel(Channel[FileChannelConfig]):
     commits_wait_for_disk = True
     counters: FileChannelCounters
-    config_class = FileChannelConfig
 
-    def __init__(self, name: str, settings: Settings) -> None:
-        super().__init__(name, settings)
-        self.config = config = FileChannelConfig.from_settings(settings)
+    def __init__(self, name: str, config: FileChannelConfig) -> None:
+        super().__init__(name, config, capacity=config.capacity, transaction_capacity=config.transaction_capacity)
         self.counters = FileChannelCounters(config.capacity)
         self.capacity = config.capacity
         self.keep_alive = config.keep_alive
@@ -210,15 +209,6 @@ class FileChannel(Channel):
         self._writing: asyncio.Future | None = None  # the writer thread's loop (`_write_groups`)
         self._checkpointer: asyncio.Task | None = None
         self._checkpoint_lock = asyncio.Lock()
-
-    @classmethod
-    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        config = FileChannelConfig.from_settings(settings)
-        return config.storage_problems(config.capacity)
-
-    @classmethod
-    def storage_paths(cls, settings: Settings) -> list[str]:
-        return FileChannelConfig.from_settings(settings).storage_paths()
 
     def transaction(self) -> FileTransaction:
         return FileTransaction(self)

@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 
-from kubeflume_agent.config.keys import Settings
 from kubeflume_agent.core.counters import SinkCounters
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.serializers import EventSerializer
@@ -72,15 +71,6 @@ class FileLayout:
     in_use_prefix: str
     in_use_suffix: str
     codec: Codec | None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> FileLayout:
-        codec = None
-        if settings["hdfs.fileType"] == "compressedstream" and settings["hdfs.codeC"]:
-            codec = CODECS.get(codec_name(settings["hdfs.codeC"]))
-        suffix = settings["hdfs.fileSuffix"] or (codec.extension if codec else "")
-        in_use_suffix = "" if settings["hdfs.emptyInUseSuffix"] else settings["hdfs.inUseSuffix"]
-        return cls(suffix, settings["hdfs.inUsePrefix"], in_use_suffix, codec)
 
     def names(self, prefix: str, counter: int) -> tuple[str, str]:
         final = f"{prefix}.{counter}{self.suffix}"

@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from kubeflume_agent.config.keys import (
-    Config,
-    Settings,
     boolean,
     comma_list,
     key,
@@ -42,12 +40,13 @@ from kubeflume_agent.core.channel import Channel
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.serializers import (
     EventSerializer,
+    SequenceFileConfig,
     SequenceFileSerializer,
     create_serializer,
     serializer_problems,
 )
 from kubeflume_agent.protocols.webhdfs import WebHDFSClient
-from kubeflume_agent.sinks.base import Sink
+from kubeflume_agent.sinks.base import Sink, SinkKeys
 from kubeflume_agent.sinks.hdfs.bucket import CODECS, Bucket, FileLayout, Files, HdfsFile, codec_name, codec_problem
 from kubeflume_agent.sinks.hdfs.path import ROUND_UNITS, PathTemplate, parse_time_zone
 
@@ -57,7 +56,7 @@ DEFAULT_HTTP_PORT = 9870  # Hadoop 3's NameNode HTTP port (dfs.namenode.http-add
 
 
 @dataclass(frozen=True)
-class HdfsSinkConfig(Config):
+class HdfsSinkConfig(SinkKeys):
     path: str = key("hdfs.path", str, required=True,
                     doc="directory to write to, with Flume's escapes; hdfs://host[:port]/dir, webhdfs://host:port/dir, "
                         "swebhdfs://host:port/dir, or /dir with hdfs.namenodes")
@@ -127,15 +126,53 @@ class HdfsSinkConfig(Config):
     serializer_params: dict[str, str] = key("serializer.", str, prefix=True,
                                             doc="serializer settings, e.g. serializer.appendNewline")
 
+    def destination(self) -> str:
+        return self.path
 
-class HdfsSink(Sink):
-    config_class = HdfsSinkConfig
+    def file_layout(self) -> FileLayout:
+        """How files are named: a CompressedStream codec gives the extension unless fileSuffix does."""
+        codec = CODECS.get(codec_name(self.codec)) if self.file_type == "compressedstream" and self.codec else None
+        suffix = self.file_suffix or (codec.extension if codec else "")
+        return FileLayout(suffix, self.in_use_prefix, "" if self.empty_in_use_suffix else self.in_use_suffix, codec)
 
-    def __init__(self, name: str, settings: Settings, channel: Channel) -> None:
-        super().__init__(name, settings, channel)
-        self.config = HdfsSinkConfig.from_settings(settings)
+    def problems(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        if self.path:
+            try:
+                split_hdfs_path(self.path, self.namenodes)
+            except ValueError as error:
+                problems.append(("hdfs.path", str(error)))
+        try:
+            parse_time_zone(self.time_zone)
+        except ValueError as error:
+            problems.append(("hdfs.timeZone", str(error)))
+        problems += self._codec_problems()
+        if self.file_type != "sequencefile":
+            problems += serializer_problems(self.serializer, self.serializer_params)
+        for name, value in (("hdfs.kerberosPrincipal", self.kerberos_principal),
+                            ("hdfs.kerberosKeytab", self.kerberos_keytab)):
+            if value:
+                problems.append((name, "Kerberos (SPNEGO) is not supported; set hdfs.delegationToken"))
+        return problems
+
+    def _codec_problems(self) -> list[tuple[str, str]]:
+        file_type, codec = self.file_type, self.codec
+        if file_type == "compressedstream":
+            if codec is None:
+                return [("hdfs.codeC", "is required with hdfs.fileType = CompressedStream (gzip or bzip2)")]
+            if codec_name(codec) not in CODECS:
+                return [("hdfs.codeC", codec_problem(codec))]
+        elif codec is not None:
+            return [("hdfs.codeC", f"only used with hdfs.fileType = CompressedStream, not {file_type}; "
+                                   "a compressed SequenceFile is not supported")]
+        return []
+
+
+class HdfsSink(Sink[HdfsSinkConfig]):
+    def __init__(self, name: str, config: HdfsSinkConfig, channel: Channel) -> None:
+        super().__init__(name, config, channel)
         self.files = Files(
-            layout=FileLayout.from_settings(settings),
+            layout=config.file_layout(),
             roll_count=self.config.roll_count,
             roll_size=self.config.roll_size,
             roll_interval=self.config.roll_interval,
@@ -161,39 +198,9 @@ class HdfsSink(Sink):
                             round_unit=config.round_unit if config.round_down else None,
                             round_value=config.round_value, use_local_timestamp=config.use_local_timestamp)
 
-    @classmethod
-    def validate_settings(cls, settings: Settings) -> list[tuple[str, str]]:
-        config = HdfsSinkConfig.from_settings(settings)
-        problems: list[tuple[str, str]] = []
-        if config.path:
-            try:
-                split_hdfs_path(config.path, config.namenodes)
-            except ValueError as error:
-                problems.append(("hdfs.path", str(error)))
-        try:
-            parse_time_zone(config.time_zone)
-        except ValueError as error:
-            problems.append(("hdfs.timeZone", str(error)))
-        file_type, codec = config.file_type, config.codec
-        if file_type == "compressedstream":
-            if codec is None:
-                problems.append(("hdfs.codeC", "is required with hdfs.fileType = CompressedStream (gzip or bzip2)"))
-            elif codec_name(codec) not in CODECS:
-                problems.append(("hdfs.codeC", codec_problem(codec)))
-        elif codec is not None:
-            problems.append(("hdfs.codeC", f"only used with hdfs.fileType = CompressedStream, not {file_type}; "
-                                           "a compressed SequenceFile is not supported"))
-        if file_type != "sequencefile":
-            problems += serializer_problems(config.serializer, config.serializer_params)
-        for name, value in (("hdfs.kerberosPrincipal", config.kerberos_principal),
-                            ("hdfs.kerberosKeytab", config.kerberos_keytab)):
-            if value:
-                problems.append((name, "Kerberos (SPNEGO) is not supported; set hdfs.delegationToken"))
-        return problems
-
     def new_serializer(self) -> EventSerializer:
         if self.config.file_type == "sequencefile":
-            return SequenceFileSerializer(Settings(writeFormat=self.config.write_format))
+            return SequenceFileSerializer(SequenceFileConfig(write_format=self.config.write_format))
         return create_serializer(self.config.serializer, self.config.serializer_params)
 
     # --- lifecycle --------------------------------------------------------------------------
