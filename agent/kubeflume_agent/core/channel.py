@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
 from kubeflume_agent.config.keys import Config, Configurable
+from kubeflume_agent.core.batches import batch_limit
 from kubeflume_agent.core.counters import ChannelCounters
 from kubeflume_agent.core.errors import ChannelError
 from kubeflume_agent.core.event import Event
@@ -55,7 +56,7 @@ class Transaction:
                 f"Take list for transaction of capacity {self.channel.transaction_capacity} full, "
                 "consider committing more frequently or increasing transactionCapacity"
             )
-        events = self._take(min(max_events, room))
+        events = self._take(batch_limit(room, max_events))
         self.channel.counters.take_attempt += 1
         self.takes.extend(events)
         return events

@@ -16,6 +16,7 @@ import socket
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
+from kubeflume_agent.core.batches import take_batch
 from kubeflume_agent.core.counters import SourceCounters
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.log_limit import RateLimitedWarnings
@@ -125,7 +126,7 @@ class UdpServer:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            batch = take_front(self._pending, step)
+            batch = take_batch(self._pending, step)
             self.pending_bytes -= sum(len(payload) for payload, _, _ in batch)
             try:
                 events = await self.make_events(batch)
@@ -139,13 +140,6 @@ class UdpServer:
                 log.warning("%s: stopped with a full channel; %d events not stored",
                             self.name, len(events) + len(self._pending))
                 return
-
-
-def take_front(pending: deque[Datagram], count: int) -> list[Datagram]:
-    """The first `count` datagrams (fewer if fewer wait), removed: a cost per datagram taken,
-    whatever the backlog behind them (slicing a list copies the whole backlog each batch)."""
-    popleft = pending.popleft
-    return [popleft() for _ in range(min(count, len(pending)))]
 
 
 def server_for(source: Source, make_events: MakeEvents, *, reuse_port: bool) -> UdpServer:
