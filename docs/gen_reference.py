@@ -160,7 +160,7 @@ PARSER_NAMES = {
 
 def components_page() -> str:
     lines = [
-        NOTICE.format(source="kubeflume_agent.core.registry and each component's `keys`"),
+        NOTICE.format(source="kubeflume_agent.core.registry and each component's typed config (`config_class`)"),
         "",
         "# Components and their keys",
         "",

@@ -23,16 +23,17 @@ from kubeflume_agent.runtime.channel_processor import ChannelProcessor
 from kubeflume_agent.selectors.builtin import ReplicatingSelector
 
 
-def settings_for(kind: str, type_name: str, params: dict[str, str]):
+def config_for(kind: str, type_name: str, params: dict[str, str]):
+    """The component class of `type_name` and the typed config `params` resolve to (without errors)."""
     component_class = lookup(kind, type_name)
-    settings, problems = resolve(component_class.config_class, params)
+    config, problems = resolve(component_class.config_class, params)
     errors = [p for p in problems if p.severity == "error"]
     assert not errors, errors
-    return component_class, settings
+    return component_class, config
 
 
 def memory_channel(capacity: int = 10_000, transaction_capacity: int = 1000, keep_alive: str = "0.2"):
-    _, settings = settings_for("channel", "memory", {
+    _, settings = config_for("channel", "memory", {
         "capacity": str(capacity), "transactionCapacity": str(transaction_capacity), "keep-alive": keep_alive,
     })
     return MemoryChannel("c1", settings)
@@ -43,9 +44,9 @@ async def running_source(type_name: str, params: dict[str, str], channel: Memory
                          interceptors: Sequence[Interceptor] = ()) -> AsyncIterator[tuple[object, MemoryChannel]]:
     channel = channel or memory_channel()
     await channel.start()
-    _, selector_settings = settings_for("selector", "replicating", {})
+    _, selector_settings = config_for("selector", "replicating", {})
     processor = ChannelProcessor(ReplicatingSelector(selector_settings, {"c1": channel}), interceptors)
-    source_class, settings = settings_for("source", type_name, params)
+    source_class, settings = config_for("source", type_name, params)
     source = source_class("r1", settings, processor)
     await processor.start()
     await source.start()
@@ -62,7 +63,7 @@ async def running_sink(type_name: str, params: dict[str, str], *, channel: Memor
                        events: Sequence[Event] = ()) -> AsyncIterator[tuple[Any, MemoryChannel]]:
     """A sink built as the agent builds it (its declared keys, no validation problem), on a started
     memory channel already holding `events`; both stopped at the end."""
-    sink_class, settings = settings_for("sink", type_name, params)
+    sink_class, settings = config_for("sink", type_name, params)
     assert sink_class.config_problems(settings) == []
     channel = channel or memory_channel()
     await channel.start()

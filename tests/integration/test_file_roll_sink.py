@@ -17,7 +17,7 @@ from kubeflume_agent.core.errors import EventDeliveryError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.status import Status
 from kubeflume_agent.sinks.file_roll import RollingFileSink
-from tests.integration.source_harness import put_all, running_sink, settings_for, wait_for
+from tests.integration.source_harness import config_for, put_all, running_sink, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -232,7 +232,7 @@ async def test_a_failed_batch_is_cut_from_the_file_so_a_retry_is_not_written_twi
 
 def test_validation_reports_a_bad_serializer_and_roll_interval():
     def problems(params: dict[str, str]) -> list[tuple[str, str]]:
-        _, settings = settings_for("sink", "file_roll", {"sink.directory": "/tmp/x", **params})
+        _, settings = config_for("sink", "file_roll", {"sink.directory": "/tmp/x", **params})
         return RollingFileSink.config_problems(settings)
 
     assert problems({}) == []

@@ -22,13 +22,13 @@ from kubeflume_agent.core.registry import lookup
 from kubeflume_agent.runtime.agent import Agent
 from kubeflume_agent.sinks.hdfs.sink import HdfsSink
 from tests.fakes.webhdfs import FakeWebHDFS
-from tests.integration.source_harness import put_all, running_sink, settings_for
+from tests.integration.source_harness import config_for, put_all, running_sink
 
 pytestmark = pytest.mark.timeout(90)
 
 
 def sink_settings(params: dict[str, str]):
-    return settings_for("sink", "hdfs", params)[1]
+    return config_for("sink", "hdfs", params)[1]
 
 
 def base_params(fs: FakeWebHDFS, **overrides: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.registry import lookup
 from kubeflume_agent.core.status import Status
 from kubeflume_agent.sinks.http import HttpSink, StatusRules
-from tests.integration.source_harness import memory_channel, put_all, running_sink, settings_for
+from tests.integration.source_harness import config_for, memory_channel, put_all, running_sink
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -61,7 +61,7 @@ async def endpoint():
 
 
 def sink_settings(params: dict[str, str]):
-    return settings_for("sink", "http", params)[1]
+    return config_for("sink", "http", params)[1]
 
 
 def http_sink(url: str, **params: str):

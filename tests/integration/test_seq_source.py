@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from source_harness import memory_channel, settings_for, take_all
+from source_harness import config_for, memory_channel, take_all
 
 from kubeflume_agent.config.validation import config_errors
 from kubeflume_agent.core.status import Status
@@ -11,9 +11,9 @@ from kubeflume_agent.selectors.builtin import ReplicatingSelector
 
 
 def seq_source(channel, **params: str):
-    _, selector_settings = settings_for("selector", "replicating", {})
+    _, selector_settings = config_for("selector", "replicating", {})
     processor = ChannelProcessor(ReplicatingSelector(selector_settings, {"c1": channel}))
-    source_class, settings = settings_for("source", "seq", params)
+    source_class, settings = config_for("source", "seq", params)
     return source_class("r1", settings, processor)
 
 

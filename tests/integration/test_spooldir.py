@@ -200,18 +200,18 @@ async def test_avro_deserializer_resumes_inside_a_file(tmp_path):
 
 
 def test_settings_checks_and_storage_paths(tmp_path):
-    from source_harness import settings_for
+    from source_harness import config_for
 
-    cls, settings = settings_for("source", "spooldir", {
+    cls, settings = config_for("source", "spooldir", {
         "spoolDir": str(tmp_path), "deletePolicy": "immediate", "trackingPolicy": "tracker_dir",
         "deserializer": "AVRO", "deserializer.schemaType": "nope"})
     problems = dict(cls.config_problems(settings))
     assert "trackingPolicy" in problems
     assert "deserializer.schemaType" in problems
-    _, utf16 = settings_for("source", "spooldir", {"spoolDir": str(tmp_path), "inputCharset": "UTF-16"})
+    _, utf16 = config_for("source", "spooldir", {"spoolDir": str(tmp_path), "inputCharset": "UTF-16"})
     assert [key for key, _ in cls.config_problems(utf16)] == ["inputCharset"]
     assert settings.storage_paths() == [str(tmp_path)]
-    _, elsewhere = settings_for("source", "spooldir", {"spoolDir": str(tmp_path), "trackerDir": "/var/tracker"})
+    _, elsewhere = config_for("source", "spooldir", {"spoolDir": str(tmp_path), "trackerDir": "/var/tracker"})
     assert elsewhere.storage_paths() == [str(tmp_path), "/var/tracker"]
 
 

@@ -8,7 +8,7 @@ import shutil
 
 import orjson
 import pytest
-from source_harness import memory_channel, running_source, settings_for, take_all
+from source_harness import config_for, memory_channel, running_source, take_all
 
 from kubeflume_agent.core.status import Status
 from kubeflume_agent.sources import taildir
@@ -194,7 +194,7 @@ async def test_a_full_channel_loses_no_line(tmp_path):
 
 
 def test_settings_checks_and_storage_paths(tmp_path):
-    cls, settings = settings_for("source", "TAILDIR", {"filegroups": "a b", "filegroups.a": "/var/log/.*\\.log",
+    cls, settings = config_for("source", "TAILDIR", {"filegroups": "a b", "filegroups.a": "/var/log/.*\\.log",
                                                         "positionFile": "/state/pos.json"})
     assert cls.config_problems(settings) == [("filegroups.b", "is required for every group in filegroups")]
     assert settings.storage_paths() == ["/state"]

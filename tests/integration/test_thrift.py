@@ -19,7 +19,7 @@ from thrift.transport.TTransport import TFramedTransport
 from kubeflume_agent.core.errors import EventDeliveryError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.status import Status
-from tests.integration.source_harness import collect, memory_channel, running_source, settings_for, take_all
+from tests.integration.source_harness import collect, config_for, memory_channel, running_source, take_all
 from tests.integration.thrift_frames import batch_of_empty_events
 from tests.tls import tls_files
 
@@ -222,7 +222,7 @@ async def test_thrift_sink_to_source(protocol):
         tx = channel.transaction()
         tx.put_all(EVENTS * 50)
         await tx.commit()
-        sink_class, settings = settings_for("sink", "thrift", {
+        sink_class, settings = config_for("sink", "thrift", {
             "hostname": "127.0.0.1", "port": str(source.bound_ports[0]), "protocol": protocol, "batch-size": "100"})
         sink = sink_class("k1", settings, channel)
         await sink.start()
@@ -241,7 +241,7 @@ async def test_thrift_sink_keeps_batch_when_source_refuses():
         tx = channel.transaction()
         tx.put_all(EVENTS)
         await tx.commit()
-        sink_class, settings = settings_for("sink", "thrift", {
+        sink_class, settings = config_for("sink", "thrift", {
             "hostname": "127.0.0.1", "port": str(source.bound_ports[0]), "connection-reset-interval": "60"})
         sink = sink_class("k1", settings, channel)
         await sink.start()
@@ -254,7 +254,7 @@ async def test_thrift_sink_keeps_batch_when_source_refuses():
 
 
 def test_kerberos_is_refused_by_the_config_check():
-    source_class, settings = settings_for("source", "thrift", {"bind": "h", "port": "1", "kerberos": "true"})
+    source_class, settings = config_for("source", "thrift", {"bind": "h", "port": "1", "kerberos": "true"})
     assert source_class.config_problems(settings) == [
         ("kerberos", "Kerberos (SASL) transport is not supported; use ssl")]
 
@@ -270,7 +270,7 @@ async def test_thrift_sink_over_tls():
             tx = channel.transaction()
             tx.put_all(EVENTS)
             await tx.commit()
-            sink_class, settings = settings_for("sink", "thrift", {
+            sink_class, settings = config_for("sink", "thrift", {
                 "hostname": "127.0.0.1", "port": str(source.bound_ports[0]), "ssl": "true", "truststore": ca,
                 "truststore-type": "PEM"})
             sink = sink_class("k1", settings, channel)

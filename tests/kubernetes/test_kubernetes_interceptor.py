@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.integration.kubelet_logs import KubeletLogs
-from tests.integration.source_harness import running_source, settings_for, take_all, wait_for
+from tests.integration.source_harness import config_for, running_source, take_all, wait_for
 from tests.kubernetes.cluster import PODS, Cluster
 
 NAMESPACES = "v1/namespaces"
@@ -84,7 +84,7 @@ def api_port(cluster: Cluster) -> int:
 @contextlib.asynccontextmanager
 async def pipeline(tmp_path: Path, kubeconfig: Path, **interceptor_params: str) -> AsyncIterator:
     """taildir (lineFormat cri) -> kubernetes interceptor -> memory channel: (source, channel, interceptor)."""
-    interceptor_class, settings = settings_for("interceptor", "kubernetes", {
+    interceptor_class, settings = config_for("interceptor", "kubernetes", {
         "kubeconfig": str(kubeconfig), "nodeName": NODE, **interceptor_params})
     interceptor = interceptor_class(settings)
     params = {"filegroups": "containers", "filegroups.containers": str(tmp_path / "containers" / r".*\.log"),

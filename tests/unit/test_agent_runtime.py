@@ -18,7 +18,7 @@ from kubeflume_agent.runtime.runners import SinkRunner
 from kubeflume_agent.sink_processors.builtin import DefaultSinkProcessor, ProcessorKeys
 from kubeflume_agent.sinks.base import Sink, SinkKeys
 from kubeflume_agent.sources.base import PollableSource
-from tests.integration.source_harness import memory_channel, settings_for
+from tests.integration.source_harness import config_for, memory_channel
 
 DELIVERED: dict[str, list[bytes]] = {}
 
@@ -205,7 +205,7 @@ async def test_a_sink_runner_takes_every_whole_batch_waiting_before_others_get_a
     for start in range(0, 3500, 1000):
         async with channel.transaction() as tx:
             tx.put_all([Event(str(i).encode()) for i in range(start, min(start + 1000, 3500))])
-    sink_class, settings = settings_for("sink", "null", {"batchSize": "1000"})
+    sink_class, settings = config_for("sink", "null", {"batchSize": "1000"})
     runner = SinkRunner(DefaultSinkProcessor(ProcessorKeys(), [sink_class("k1", settings, channel)]), [channel])
     runner.start()
     await asyncio.sleep(0)  # the runner's first turn
@@ -220,7 +220,7 @@ async def test_a_sink_runner_that_emptied_its_channel_waits_for_events_without_a
     await channel.start()
     async with channel.transaction() as tx:
         tx.put_all([Event(b"%d" % i) for i in range(500)])
-    sink_class, settings = settings_for("sink", "null", {"batchSize": "1000"})
+    sink_class, settings = config_for("sink", "null", {"batchSize": "1000"})
     sink = sink_class("k1", settings, channel)
     runner = SinkRunner(DefaultSinkProcessor(ProcessorKeys(), [sink]), [channel])
     runner.start()

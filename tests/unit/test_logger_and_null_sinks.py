@@ -10,7 +10,7 @@ from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.status import Status
 from kubeflume_agent.sinks.logger import LoggerSink
 from kubeflume_agent.sinks.null import NullSink
-from tests.integration.source_harness import memory_channel, settings_for
+from tests.integration.source_harness import config_for, memory_channel
 
 LOGGER = "kubeflume_agent.sinks.logger"
 PAD = "   "  # one missing byte in a hex dump row
@@ -18,7 +18,7 @@ PAD = "   "  # one missing byte in a hex dump row
 
 async def sink_with(type_name: str, params: dict[str, str], events: list[Event]):
     """A sink built as the agent builds it, on a memory channel holding `events`."""
-    sink_class, settings = settings_for("sink", type_name, params)
+    sink_class, settings = config_for("sink", type_name, params)
     assert sink_class.config_problems(settings) == []
     channel = memory_channel()
     await channel.start()
