@@ -173,6 +173,12 @@ def components_page() -> str:
         "of a frame, line or HTTP request to its last; a slower client is closed) and `maxConnections`",
         "(one more closes the longest-open connection not handing events over; the HTTP sources refuse",
         "it). Both are counted (`ReadTimeoutCount`, `ConnectionLimitCount`, see [metrics](metrics.md)).",
+        "In the netcat, syslog, Avro, Thrift, Scribe and thriftLegacy sources, what one connection can",
+        "make the agent hold is bounded as well: the message it is sending (up to the source's largest:",
+        "`max-line-length`, `eventSize`, `max-request-bytes`...), and while its events are being handed",
+        "over, at most 128 KiB more before reading pauses (backpressure). An open connection costs about",
+        "2 KB; once a burst of a thousand connections or more has gone, the freed memory goes back to the",
+        "system, so a flood leaves no high-water mark.",
     ]
     for kind in registry.KINDS:
         lines += ["", f"## {KIND_TITLES.get(kind, kind.title())}"]

@@ -21,16 +21,18 @@ from kubeflume_agent.config.keys import resolve
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.avro_rpc import (
     AvroProtocol,
+    Deflater,
+    InflatingNettyFramer,
+    NettyFramer,
     Requestor,
     Responder,
     Session,
     http_buffers,
     netty_frame,
     parse_http_buffers,
-    read_netty_frame,
 )
 from kubeflume_agent.protocols.container_logs import MalformedLine, parse_cri, parse_docker
-from kubeflume_agent.protocols.framing import FrameError, decode_budget, length_prefixed, read_length_prefixed
+from kubeflume_agent.protocols.framing import FrameError, LengthPrefixedFramer, decode_budget, length_prefixed
 from kubeflume_agent.protocols.lines import BoundedLineSplitter, TextLineSplitter
 from kubeflume_agent.protocols.syslog import MultiportSyslogParser, SyslogFramer, SyslogUtilsParser
 from kubeflume_agent.protocols.thrift_rpc import FLUME, FLUME_OG, PROTOCOLS, SCRIBE, SCRIBE_PROTOCOL, write_call
@@ -41,8 +43,6 @@ from kubeflume_agent.sources.scribe import scribe_events
 from kubeflume_agent.sources.tcp_server import DEFAULT_MAX_REQUEST_BYTES
 from kubeflume_agent.sources.thrift import ThriftSource, decode_frame, thrift_events
 
-# The end of a stream in the middle of a message: the connection just closes, nothing was stored.
-STREAM_ENDED = (asyncio.IncompleteReadError,)
 MAX_EVENTS = 1_000  # max-batch-events of the fuzzed sources: small, so the decode budget is reached
 
 
@@ -69,14 +69,6 @@ _LOOP = asyncio.new_event_loop()  # one loop for every input: the parsers' corou
 
 def _run(coroutine):
     return _LOOP.run_until_complete(coroutine)
-
-
-def _reader(pieces: list[bytes]) -> asyncio.StreamReader:
-    reader = asyncio.StreamReader(limit=2 ** 20, loop=_LOOP)
-    for piece in pieces:
-        reader.feed_data(piece)
-    reader.feed_eof()
-    return reader
 
 
 # --- random building blocks --------------------------------------------------------------------
@@ -130,16 +122,30 @@ def _avro_calls(payloads: list[bytes]) -> list[Event]:
     return events
 
 
-async def _netty_payloads(pieces: list[bytes]) -> list[bytes]:
-    reader, payloads = _reader(pieces), []
-    while not reader.at_eof():
-        _, payload = await read_netty_frame(reader, DEFAULT_MAX_REQUEST_BYTES)
-        payloads.append(payload)
+def _netty_payloads(pieces: list[bytes], framer: NettyFramer | None = None) -> list[bytes]:
+    """The Avro source's framing: the payloads of the frames its framer finds as the pieces arrive
+    (and, inflating, those it hands out a few at a time)."""
+    framer = framer or NettyFramer(DEFAULT_MAX_REQUEST_BYTES)
+    payloads = []
+    for piece in pieces:
+        frames = framer.feed(piece)
+        while frames:
+            payloads += [payload for _, payload in frames]
+            frames = framer.more()
     return payloads
 
 
 def _netty_frames_parse(pieces: list[bytes]) -> list[Event]:
-    return [Event(payload) for payload in _run(_netty_payloads(pieces))]
+    return [Event(payload) for payload in _netty_payloads(pieces)]
+
+
+def _deflated_netty_frames_parse(pieces: list[bytes]) -> list[Event]:
+    return [Event(payload) for payload in _netty_payloads(pieces, InflatingNettyFramer(DEFAULT_MAX_REQUEST_BYTES))]
+
+
+def _deflated_netty_frames_valid(rng: random.Random) -> bytes:
+    deflate = Deflater()
+    return b"".join(deflate(netty_frame(serial, _avro_request(rng))) for serial in range(rng.randint(1, 3)))
 
 
 def _netty_frames_valid(rng: random.Random) -> bytes:
@@ -166,7 +172,7 @@ def _avro_session_call_valid(rng: random.Random) -> bytes:
 
 
 def _avro_stream_parse(pieces: list[bytes]) -> list[Event]:
-    return _avro_calls(_run(_netty_payloads(pieces)))
+    return _avro_calls(_netty_payloads(pieces))
 
 
 def _avro_stream_valid(rng: random.Random) -> bytes:
@@ -198,16 +204,10 @@ def _thrift_valid(protocol: str) -> Callable[[random.Random], bytes]:
 
 
 def _framed_parse(factory, service, to_events, batch_reader=None) -> Callable[[list[bytes]], list[Event]]:
-    """serve_framed's reading: frames off a stream, each decoded into one call."""
-    async def frames(pieces: list[bytes]) -> list[bytes]:
-        reader, found = _reader(pieces), []
-        while not reader.at_eof():
-            found.append(await read_length_prefixed(reader, DEFAULT_MAX_REQUEST_BYTES, "Thrift frame"))
-        return found
-
+    """The Thrift sources' reading: their framer's frames, each decoded into one call (answer_frames)."""
     def parse(pieces: list[bytes]) -> list[Event]:
-        events = []
-        for frame in _run(frames(pieces)):
+        framer, events = LengthPrefixedFramer(DEFAULT_MAX_REQUEST_BYTES, "Thrift frame"), []
+        for frame in [frame for piece in pieces for frame in framer.feed(piece)]:
             call = decode_frame(frame, factory, service, decode_budget(MAX_EVENTS), batch_reader)
             if call.args is not None or call.events is not None:
                 events += to_events(call)
@@ -383,20 +383,21 @@ def _line_parse(parse_line) -> Callable[[list[bytes]], list[Event]]:
 
 
 TARGETS = [
-    Target("avro-netty-frames", _netty_frames_parse, (FrameError, *STREAM_ENDED), _netty_frames_valid),
+    Target("avro-netty-frames", _netty_frames_parse, (FrameError,), _netty_frames_valid),
+    Target("avro-netty-frames-deflate", _deflated_netty_frames_parse, (FrameError,), _deflated_netty_frames_valid),
     Target("avro-rpc", _avro_rpc_parse, (FrameError,), lambda rng: _avro_request(rng), stream=False),
     Target("avro-rpc-after-handshake", _avro_session_call_parse, (FrameError,), _avro_session_call_valid,
            stream=False),
-    Target("avro-source-stream", _avro_stream_parse, (FrameError, *STREAM_ENDED), _avro_stream_valid),
+    Target("avro-source-stream", _avro_stream_parse, (FrameError,), _avro_stream_valid),
     Target("thrift-compact-framed",
            _framed_parse(PROTOCOLS["compact"], FLUME.ThriftSourceProtocol, thrift_events,
                          _THRIFT_COMPACT.batch_reader),
-           (FrameError, *STREAM_ENDED), _thrift_valid("compact")),
+           (FrameError,), _thrift_valid("compact")),
     Target("thrift-binary-framed",
            _framed_parse(PROTOCOLS["binary"], FLUME.ThriftSourceProtocol, thrift_events),
-           (FrameError, *STREAM_ENDED), _thrift_valid("binary")),
+           (FrameError,), _thrift_valid("binary")),
     Target("scribe", _framed_parse(SCRIBE_PROTOCOL, SCRIBE.Scribe, scribe_events),
-           (FrameError, *STREAM_ENDED), _scribe_valid),
+           (FrameError,), _scribe_valid),
     Target("flume-og-thrift-unframed", _og_thrift_parse, (FrameError,), _og_thrift_valid),
     Target("flume-og-avro-http", _og_avro_parse, (FrameError,), _og_avro_valid, stream=False),
     Target("syslog-rfc3164", _syslog_parse, (), _syslog_lines(_rfc3164)),

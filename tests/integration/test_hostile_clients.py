@@ -27,6 +27,7 @@ pytestmark = pytest.mark.timeout(300)
 HALF_FRAME_CLIENTS = 2_000
 SLOW_HEADER_CLIENTS = 50
 READ_TIMEOUT = 3
+NEAR_BASELINE_KIB = 6 * 1024  # RSS after a flood, above the baseline before it
 
 
 def agent_conf(thrift_port: int, http_port: int) -> str:
@@ -133,12 +134,13 @@ def test_half_frames_and_slow_headers_are_closed_and_a_good_client_is_served_thr
         report = metrics(metrics_port)["SOURCE.thrift"]
         assert report["ReadTimeoutCount"] == str(2 * HALF_FRAME_CLIENTS)
         assert report["EventReadFail"] == "0"  # timed out, not malformed
-        # CPython keeps its freed memory for reuse rather than returning it: what a flood took is
-        # held once (a high-water mark), and a second flood of the same size takes nothing more.
+        # What a flood took is handed back: held connections cost little (a Protocol each, no task,
+        # no timer), and what they freed returns to the system, so RSS comes back near its baseline,
+        # flood after flood (it stayed some 14 MB above it when each held connection had a task).
         figures = {"baseline": baseline, "first_peak": first_peak, "after_first": after_first,
                    "second_peak": second_peak, "after_second": after_second}  # KiB
-        assert after_first < baseline + 40 * 1024, figures
-        assert after_second - baseline < 1.5 * (after_first - baseline) + 8 * 1024, figures
+        assert after_first < baseline + NEAR_BASELINE_KIB, figures
+        assert after_second < baseline + NEAR_BASELINE_KIB, figures
         good.serve()
     finally:
         code = agent.stop()

@@ -13,7 +13,9 @@ from kubeflume_agent.protocols.avro_rpc import (
     AvroProtocol,
     AvroRpcError,
     Deflater,
+    InflatingNettyFramer,
     InflatingReader,
+    NettyFramer,
     Requestor,
     Responder,
     Session,
@@ -101,6 +103,45 @@ async def test_netty_frame_round_trip_and_multi_buffer():
 async def test_netty_frame_limits(frame):
     with pytest.raises(FrameError):
         await read_netty_frame(stream(frame + b"x" * 200), 100)
+
+
+@pytest.mark.parametrize("frame", [
+    struct.pack(">ii", 1, 0),
+    struct.pack(">ii", 1, 1_000_000),
+    struct.pack(">iii", 1, 1, 101),
+    struct.pack(">iii", 1, 2, 60) + b"x" * 60 + struct.pack(">i", 60),
+])
+def test_the_sources_framer_refuses_a_claim_over_the_limit_as_soon_as_it_arrives(frame):
+    with pytest.raises(FrameError):
+        NettyFramer(100).feed(frame)
+
+
+def test_the_sources_framer_finds_frames_in_pieces_and_keeps_what_is_incomplete():
+    framer = NettyFramer(100)
+    data = netty_frame(1, b"one") + struct.pack(">iii", 2, 2, 1) + b"t" + struct.pack(">i", 2) + b"wo"
+    assert framer.feed(data[:5]) == [] and framer.partial
+    assert framer.feed(data[5:-1]) == [(1, b"one")] and framer.partial
+    assert framer.feed(data[-1:]) == [(2, b"two")] and not framer.partial
+
+
+def test_the_inflating_framer_inflates_no_further_than_the_next_whole_frame():
+    """Thousands of small frames compressed into a few bytes are handed out a chunk at a time."""
+    frames = netty_frame(7, b"x") * 100_000
+    framer = InflatingNettyFramer(1000)
+    first = framer.feed(Deflater()(frames))
+    assert 0 < len(first) < 10_000 and framer.partial
+    handed_out = len(first)
+    while more := framer.more():
+        handed_out += len(more)
+    assert handed_out == 100_000 and not framer.partial
+
+
+def test_inflating_framer_refuses_a_bomb_and_bad_data():
+    bomb = zlib.compress(struct.pack(">iii", 1, 1, 2_000_000_000) + b"\x00" * 50_000_000)
+    with pytest.raises(FrameError):
+        InflatingNettyFramer(1_000_000).feed(bomb)
+    with pytest.raises(FrameError):
+        InflatingNettyFramer(1_000_000).feed(b"not zlib at all")
 
 
 def test_http_buffers():

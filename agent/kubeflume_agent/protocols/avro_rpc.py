@@ -320,6 +320,120 @@ def netty_frame(serial: int, payload: bytes) -> bytes:
     return _HEADER.pack(serial, 1) + _LENGTH.pack(len(payload)) + payload
 
 
+class NettyFramer:
+    """Netty frames found in a connection's bytes as they arrive (sources.tcp_server's framer):
+    (serial, payload) per frame, FrameError for one claiming more than `max_bytes` in all; and
+    what the connection's calls share: its handshake `session`, and `frame` for its answers."""
+
+    __slots__ = ("_held", "_parts", "_wanted", "max_bytes", "session")
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.session = Session()
+        self._parts: list[bytes] = []
+        self._held = 0
+        self._wanted = _HEADER.size  # bytes the next frame needs at least
+
+    @property
+    def partial(self) -> bool:
+        return self._held > 0
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        """The frames `data` completes."""
+        if not data:
+            return []
+        self._held += len(data)
+        self._parts.append(data)
+        if self._held < self._wanted:
+            return []
+        buffer = b"".join(self._parts) if len(self._parts) > 1 else data
+        frames = []
+        position = 0
+        self._wanted = _HEADER.size
+        while position < len(buffer):
+            found = self._frame_at(buffer, position)
+            if isinstance(found, int):
+                self._wanted = found
+                break
+            position, serial, payload = found
+            frames.append((serial, payload))
+        rest = buffer[position:] if position else buffer
+        self._parts = [rest] if rest else []
+        self._held = len(rest)
+        return frames
+
+    def more(self) -> list[tuple[int, bytes]]:
+        """Frames already received but not yet handed out (see InflatingNettyFramer)."""
+        return []
+
+    def flush(self) -> list[tuple[int, bytes]]:
+        """A frame cut short by the end of the stream is dropped: nothing of it was answered."""
+        return []
+
+    def frame(self, serial: int, payload: bytes) -> bytes:
+        return netty_frame(serial, payload)
+
+    def _frame_at(self, buffer: bytes, start: int) -> tuple[int, int, bytes] | int:
+        """(end, serial, payload) of the frame at `start`, or the bytes from `start` it needs at least."""
+        if len(buffer) - start < _HEADER.size:
+            return _HEADER.size
+        serial, count = _HEADER.unpack_from(buffer, start)
+        if count <= 0 or count * 8 > self.max_bytes:
+            raise FrameError(f"frame with {count} buffers refused")
+        position, remaining, parts = start + _HEADER.size, self.max_bytes, []
+        for _ in range(count):
+            if len(buffer) - position < _LENGTH.size:
+                return position + _LENGTH.size - start
+            (length,) = _LENGTH.unpack_from(buffer, position)
+            if length < 0 or length > remaining:
+                raise FrameError(f"Avro frame buffer of {length} bytes is outside 0..{remaining}")
+            position += _LENGTH.size
+            if len(buffer) - position < length:
+                return position + length - start
+            parts.append(buffer[position:position + length])
+            position += length
+            remaining -= length
+        return position, serial, parts[0] if count == 1 else b"".join(parts)
+
+
+class InflatingNettyFramer(NettyFramer):
+    """NettyFramer for `compression-type = deflate`: what arrives is one zlib stream, inflated a
+    chunk at a time and never past the next whole frame, so a small message cannot make us hold a
+    huge inflated one (`more` goes on with the rest); answers are deflated."""
+
+    __slots__ = ("_deflate", "_inflater")
+
+    _CHUNK = 65536
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(max_bytes)
+        self._inflater = zlib.decompressobj()
+        self._deflate = Deflater()
+
+    @property
+    def partial(self) -> bool:
+        return self._held > 0 or bool(self._inflater.unconsumed_tail)
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        tail = self._inflater.unconsumed_tail
+        pending = tail + data if tail else data
+        frames: list[tuple[int, bytes]] = []
+        while pending and not frames:
+            try:
+                inflated = self._inflater.decompress(pending, self._CHUNK)
+            except zlib.error as error:
+                raise FrameError(f"bad deflate stream: {error}") from error
+            pending = self._inflater.unconsumed_tail
+            frames = super().feed(inflated)
+        return frames
+
+    def more(self) -> list[tuple[int, bytes]]:
+        return self.feed(b"")
+
+    def frame(self, serial: int, payload: bytes) -> bytes:
+        return self._deflate(netty_frame(serial, payload))
+
+
 # --- Avro HTTP framing (HttpTransceiver; Flume OG's avro sink) ---------------------------------
 
 

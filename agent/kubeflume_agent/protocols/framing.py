@@ -59,6 +59,56 @@ async def read_length_prefixed(reader: asyncio.StreamReader, limit: int, what: s
     return await reader.readexactly(await read_length(reader, limit, what))
 
 
+class LengthPrefixedFramer:
+    """4-byte length-prefixed frames (Thrift TFramedTransport) found in a stream's bytes as they
+    arrive (sources.tcp_server's framer). A length over `limit` is refused as soon as it arrives;
+    a frame's bytes are joined once, when the last of them is in."""
+
+    __slots__ = ("_held", "_parts", "_wanted", "limit", "what")
+
+    def __init__(self, limit: int, what: str = "frame") -> None:
+        self.limit = limit
+        self.what = what
+        self._parts: list[bytes] = []
+        self._held = 0  # bytes in _parts
+        self._wanted = 4  # bytes the next frame needs before anything can be cut
+
+    @property
+    def partial(self) -> bool:
+        return self._held > 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The frames `data` completes."""
+        if not data:
+            return []
+        self._held += len(data)
+        self._parts.append(data)
+        if self._held < self._wanted:
+            return []
+        buffer = b"".join(self._parts) if len(self._parts) > 1 else data
+        frames = []
+        position, size = 0, len(buffer)
+        self._wanted = 4
+        while size - position >= 4:
+            length = _INT32.unpack_from(buffer, position)[0]
+            if length < 0 or length > self.limit:
+                raise FrameError(f"{self.what} of {length} bytes is outside 0..{self.limit}")
+            end = position + 4 + length
+            if end > size:
+                self._wanted = 4 + length
+                break
+            frames.append(buffer[position + 4:end])
+            position = end
+        rest = buffer[position:] if position else buffer
+        self._parts = [rest] if rest else []
+        self._held = len(rest)
+        return frames
+
+    def flush(self) -> list[bytes]:
+        """A frame cut short by the end of the stream is dropped: nothing of it was answered."""
+        return []
+
+
 def length_prefixed(payload: bytes) -> bytes:
     return _UINT32.pack(len(payload)) + payload
 

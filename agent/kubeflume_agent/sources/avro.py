@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from kubeflume_agent.config.keys import (
     boolean,
@@ -33,12 +33,9 @@ from kubeflume_agent.protocols.accelerators import compiled
 from kubeflume_agent.protocols.avro_rpc import (
     AvroProtocol,
     Call,
-    Deflater,
-    InflatingReader,
+    InflatingNettyFramer,
+    NettyFramer,
     Responder,
-    Session,
-    netty_frame,
-    read_netty_frame,
 )
 from kubeflume_agent.protocols.framing import decode_budget
 from kubeflume_agent.protocols.ipfilter import IpFilter, IpRule, parse_rules
@@ -81,22 +78,23 @@ class AvroSource(ListeningSource[AvroSourceConfig]):
         self.deflate = config.compression_type == "deflate"
         self.max_request_bytes = config.max_request_bytes
         self.server = server_for(
-            self, self._serve, config, ssl_context=tls.server_context(config),
+            self, self._framer, self._handle, config, ssl_context=tls.server_context(config),
             ip_filter=IpFilter(config.ip_filter_rules) if config.ip_filter else None,
         )
 
-    async def _serve(self, connection: Connection) -> None:
-        reader = InflatingReader(connection.reader) if self.deflate else connection.reader
-        deflate = Deflater() if self.deflate else None
-        session = Session()
-        while connection.open:
-            serial, payload = await connection.read_message(read_netty_frame, reader, self.max_request_bytes)
-            connection.busy = True
-            call = self.responder.read_call(payload, session)
-            reply = call.reply if call.reply is not None else await self._answer(call)
-            frame = netty_frame(serial, reply)
-            await connection.send(deflate(frame) if deflate else frame)
-            connection.busy = False
+    def _framer(self, connection: Connection) -> NettyFramer:
+        return (InflatingNettyFramer if self.deflate else NettyFramer)(self.max_request_bytes)
+
+    async def _handle(self, connection: Connection, frames: list[tuple[int, bytes]]) -> bool:
+        """Answer each call in order (with deflate, also those the framer inflates meanwhile)."""
+        stream = cast(NettyFramer, connection.framer)
+        while frames:
+            for serial, payload in frames:
+                call = self.responder.read_call(payload, stream.session)
+                reply = call.reply if call.reply is not None else await self._answer(call)
+                await connection.send(stream.frame(serial, reply))
+            frames = stream.more()
+        return True
 
     async def _answer(self, call: Call) -> bytes:
         assert call.message is not None, "a call the responder did not answer itself names its message"

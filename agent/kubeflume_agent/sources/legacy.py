@@ -36,7 +36,6 @@ from kubeflume_agent.sources.base import HostPortKeys, ListeningSource
 from kubeflume_agent.sources.http_server import HttpServer
 from kubeflume_agent.sources.tcp_server import (
     DEFAULT_MAX_REQUEST_BYTES,
-    READ_SIZE,
     Connection,
     ConnectionKeys,
     Outcome,
@@ -95,6 +94,31 @@ def decode_og_stream(buffer: bytes, factory) -> tuple[list[Event], list[bytes], 
     return events, replies, buffer
 
 
+class OgStream:
+    """A thriftLegacy connection's framer: (events, replies) of the whole OG messages each read
+    completes; a message still incomplete past `limit` bytes is refused."""
+
+    __slots__ = ("_buffer", "factory", "limit")
+
+    def __init__(self, factory, limit: int) -> None:
+        self.factory = factory
+        self.limit = limit
+        self._buffer = b""
+
+    @property
+    def partial(self) -> bool:
+        return bool(self._buffer)
+
+    def feed(self, data: bytes) -> list[tuple[list[Event], list[bytes]]]:
+        events, replies, self._buffer = decode_og_stream(self._buffer + data, self.factory)
+        if len(self._buffer) > self.limit:
+            raise FrameError(f"a message longer than {self.limit} bytes")
+        return [(events, replies)] if events or replies else []
+
+    def flush(self) -> list[tuple[list[Event], list[bytes]]]:
+        return []
+
+
 class AvroLegacySource(ListeningSource[LegacySourceConfig]):
     def __init__(self, name: str, config: LegacySourceConfig, processor) -> None:
         super().__init__(name, config, processor)
@@ -125,22 +149,17 @@ class ThriftLegacySource(ListeningSource[LegacySourceConfig]):
     def __init__(self, name: str, config: LegacySourceConfig, processor) -> None:
         super().__init__(name, config, processor)
         self.factory = PROTOCOLS["binary"]
-        self.server: TcpServer = server_for(self, self._serve, self.config)
+        self.server: TcpServer = server_for(self, self._framer, self._handle, self.config)
 
-    async def _serve(self, connection: Connection) -> None:
-        limit = self.config.max_request_bytes
-        buffer = b""
-        while connection.open:
-            data = await connection.read(READ_SIZE, midway=bool(buffer))
-            if not data:
-                return
-            buffer += data
-            events, replies, buffer = decode_og_stream(buffer, self.factory)
-            connection.busy = bool(events or replies)
-            if len(buffer) > limit:
-                raise FrameError(f"a message longer than {limit} bytes")
+    def _framer(self, connection: Connection) -> OgStream:
+        return OgStream(self.factory, self.config.max_request_bytes)
+
+    async def _handle(self, connection: Connection, messages: list[tuple[list[Event], list[bytes]]]) -> bool:
+        """Store the events of one read (one-way calls: backpressure while the channel is full), then
+        answer its `close` calls."""
+        for events, replies in messages:
             if events and not await deliver_until_accepted(self, events, self.server.stopped):
-                return
+                return False
             if replies:
                 await connection.send(b"".join(replies))
-            connection.busy = False
+        return True

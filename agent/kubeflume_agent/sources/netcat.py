@@ -42,9 +42,9 @@ from kubeflume_agent.protocols.java_charsets import java_encoder
 from kubeflume_agent.protocols.lines import TOO_LONG, BoundedLineSplitter, TextLineSplitter, splits_at_lf_byte
 from kubeflume_agent.sources.base import BindPortKeys, ListeningSource
 from kubeflume_agent.sources.tcp_server import (
-    READ_SIZE,
     Connection,
     ConnectionKeys,
+    Framer,
     TcpServer,
     deliver_until_accepted,
     server_for,
@@ -80,29 +80,21 @@ class NetcatSource(ListeningSource[NetcatSourceConfig]):
         self.too_long_reply = self._encode(
             f"FAILED: Event exceeds the maximum length ({self.max_line_length} chars, including newline)\n")
         self.byte_lines = splits_at_lf_byte(self.encoding)
-        self.server: TcpServer = server_for(self, self._serve, config)
+        self.server: TcpServer = server_for(self, self._framer, self._store_and_answer, config)
 
     def _encode(self, reply: str) -> bytes:
         return reply.encode(self.reply_codec, "replace")
 
-    async def _serve(self, connection: Connection) -> None:
-        splitter = (BoundedLineSplitter(self.max_line_length, self.encoding) if self.byte_lines
-                    else TextLineSplitter(self.max_line_length, self.encoding))
-        if self.reply_mark:  # Java's UTF-16 writer starts its stream with a byte order mark
-            connection.writer.write(self.reply_mark)
-        read = connection.read
-        while connection.open:
-            data = await read(READ_SIZE, midway=splitter.partial)
-            lines = splitter.feed(data) if data else splitter.flush()
-            if lines:
-                connection.busy = True
-                if not await self._store_and_answer(lines, connection):
-                    return
-                connection.busy = False
-            if not data:
-                return
+    def _framer(self, connection: Connection) -> Framer:
+        """The line splitter of a new connection (whose replies begin with a byte order mark in
+        UTF-16, as Java's writer begins its stream)."""
+        if self.reply_mark:
+            connection.write(self.reply_mark)
+        if self.byte_lines:
+            return BoundedLineSplitter(self.max_line_length, self.encoding)
+        return TextLineSplitter(self.max_line_length, self.encoding)
 
-    async def _store_and_answer(self, lines: Sequence[bytes | None], connection: Connection) -> bool:
+    async def _store_and_answer(self, connection: Connection, lines: Sequence[bytes | None]) -> bool:
         """Store the lines of one read, then answer them in order, one channel transaction at a
         time, so a client under backpressure still hears about what is stored. False: the
         connection ends (the source stops, or a line was too long)."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from kubeflume_agent.config.keys import declared_key, key, port_number, positive_integer
 from kubeflume_agent.core.event import Event
+from kubeflume_agent.protocols.framing import LengthPrefixedFramer, decode_budget
 from kubeflume_agent.protocols.thrift_rpc import SCRIBE, SCRIBE_PROTOCOL, ThriftCall, text
 from kubeflume_agent.sources.base import BindPortKeys, ListeningSource
 from kubeflume_agent.sources.tcp_server import (
@@ -24,7 +25,7 @@ from kubeflume_agent.sources.tcp_server import (
     deliver_call,
     server_for,
 )
-from kubeflume_agent.sources.thrift import serve_framed
+from kubeflume_agent.sources.thrift import answer_frames
 
 
 def _bytes(value: str | bytes | None) -> bytes:
@@ -55,11 +56,14 @@ class ScribeSourceConfig(BindPortKeys, ConnectionKeys):
 class ScribeSource(ListeningSource[ScribeSourceConfig]):
     def __init__(self, name: str, config: ScribeSourceConfig, processor) -> None:
         super().__init__(name, config, processor)
-        self.server = server_for(self, self._serve, self.config)
+        self.max_reads = decode_budget(self.config.max_batch_events)
+        self.server = server_for(self, self._framer, self._handle, self.config)
 
-    async def _serve(self, connection: Connection) -> None:
-        await serve_framed(connection, SCRIBE_PROTOCOL, SCRIBE.Scribe, self.config.max_read_buffer_bytes,
-                           self.config.max_batch_events, self._answer)
+    def _framer(self, connection: Connection) -> LengthPrefixedFramer:
+        return LengthPrefixedFramer(self.config.max_read_buffer_bytes, "Thrift frame")
+
+    async def _handle(self, connection: Connection, frames: list[bytes]) -> bool:
+        return await answer_frames(connection, frames, SCRIBE_PROTOCOL, SCRIBE.Scribe, self.max_reads, self._answer)
 
     async def _answer(self, call: ThriftCall) -> int:
         if call.args.messages is None:

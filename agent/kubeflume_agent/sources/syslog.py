@@ -11,7 +11,9 @@ Differences from Flume, on purpose:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 from kubeflume_agent.config.keys import (
@@ -38,7 +40,6 @@ from kubeflume_agent.protocols.syslog import (
 from kubeflume_agent.sources import udp_server
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, HostKeys, HostPortKeys, ListeningSource
 from kubeflume_agent.sources.tcp_server import (
-    READ_SIZE,
     Connection,
     ConnectionKeys,
     TcpServer,
@@ -161,32 +162,42 @@ class _SyslogTcpBase(ListeningSource[SyslogTcpConfigT]):
     def __init__(self, name: str, config: SyslogTcpConfigT, processor) -> None:
         super().__init__(name, config, processor)
         self.client_headers = _ClientHeaders(config)
-        self.server: TcpServer = server_for(self, self._serve, config, ssl_context=tls.server_context(config))
+        self.server: TcpServer = server_for(self, self._framer, self._deliver, config,
+                                            ssl_context=tls.server_context(config))
 
-    def _parse(self, frames: list[bytes], connection: Connection) -> list[Event]:
+    def _framer(self, connection: Connection) -> SyslogStream:
         raise NotImplementedError
 
-    def _events(self, framer: SyslogFramer, data: bytes, connection: Connection) -> list[Event]:
-        """The events of the frames `data` completes."""
-        return self._parse(framer.feed(data), connection)
+    async def _deliver(self, connection: Connection, events: list[Event]) -> bool:
+        """Hand the events of one read over (backpressure while the channel is full)."""
+        if self.client_headers:
+            _add_headers(events, await self.client_headers.for_peer(connection.peer_ip))
+        return await deliver_until_accepted(self, events, self.server.stopped, self.batch_size)
 
-    async def _serve(self, connection: Connection) -> None:
-        framer = SyslogFramer(self.config.event_size)
-        extra = await self.client_headers.for_peer(connection.peer_ip) if self.client_headers else None
-        read = connection.read
-        stopped = self.server.stopped
-        while connection.open:
-            data = await read(READ_SIZE, midway=framer.pending > 0)
-            events = self._events(framer, data, connection) if data else self._parse(framer.flush(), connection)
-            if events:
-                connection.busy = True
-                if extra:
-                    _add_headers(events, extra)
-                if not await deliver_until_accepted(self, events, stopped, self.batch_size):
-                    return
-                connection.busy = False
-            if not data:
-                return
+
+class SyslogStream:
+    """A connection's syslog messages as events: its framer (LF or octet counting, state kept across
+    reads) and the source's parser; `parse_stream` frames and parses a read in one pass."""
+
+    __slots__ = ("framer", "parse_all", "parse_stream")
+
+    def __init__(self, max_size: int, parse_all: Callable[[list[bytes]], list[Event]],
+                 parse_stream: Callable[[SyslogFramer, bytes], list[Event]] | None = None) -> None:
+        self.framer = SyslogFramer(max_size)
+        self.parse_all = parse_all
+        self.parse_stream = parse_stream
+
+    @property
+    def partial(self) -> bool:
+        return self.framer.pending > 0
+
+    def feed(self, data: bytes) -> list[Event]:
+        if self.parse_stream is not None:
+            return self.parse_stream(self.framer, data)
+        return self.parse_all(self.framer.feed(data))
+
+    def flush(self) -> list[Event]:
+        return self.parse_all(self.framer.flush())
 
 
 class SyslogTcpSource(_SyslogTcpBase[SyslogTcpConfig]):
@@ -194,11 +205,8 @@ class SyslogTcpSource(_SyslogTcpBase[SyslogTcpConfig]):
         super().__init__(name, config, processor)
         self.parser = SyslogUtilsParser(self.config.keep_fields)
 
-    def _parse(self, frames: list[bytes], connection: Connection) -> list[Event]:
-        return self.parser.parse_all(frames)
-
-    def _events(self, framer: SyslogFramer, data: bytes, connection: Connection) -> list[Event]:
-        return self.parser.parse_stream(framer, data)
+    def _framer(self, connection: Connection) -> SyslogStream:
+        return SyslogStream(self.config.event_size, self.parser.parse_all, self.parser.parse_stream)
 
 
 class MultiportSyslogTcpSource(_SyslogTcpBase[MultiportSyslogTcpConfig]):
@@ -215,8 +223,11 @@ class MultiportSyslogTcpSource(_SyslogTcpBase[MultiportSyslogTcpConfig]):
         for configured, bound in zip(self.config.ports, self.bound_ports, strict=True):
             self._charsets[bound] = per_port.get(configured, self.config.charset_default)
 
-    def _parse(self, frames: list[bytes], connection: Connection) -> list[Event]:
-        local_port = connection.writer.get_extra_info("sockname")[1]
+    def _framer(self, connection: Connection) -> SyslogStream:
+        local_port = connection.transport.get_extra_info("sockname")[1]
+        return SyslogStream(self.config.event_size, partial(self._parse, local_port))
+
+    def _parse(self, local_port: int, frames: list[bytes]) -> list[Event]:
         charset_name = self._charsets[local_port]
         parse = self.parser.parse
         events = []

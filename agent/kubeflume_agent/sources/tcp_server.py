@@ -1,24 +1,33 @@
 """Listening sockets and their connections, shared by every TCP source (syslog, Avro, Thrift...).
 
-What a source gets from here: binding (several ports, `reusePort`, TLS, `ipFilterRules`), one
-task per connection running the source's `serve(connection)`, connection counters, and a stop
-that lets in-flight batches finish: idle connections are closed at once, a connection busy with
-a request is allowed to complete it (and answer) before it is closed.
+What a source gives its server: a framer per connection, which finds whole messages (lines,
+frames, calls) in the bytes that arrive, and an async handler for whole messages, which hands
+their events over and answers the client. What it gets: binding (several ports, `reusePort`, TLS,
+`ipFilterRules`), connection counters, and a stop that lets in-flight batches finish: idle
+connections are closed at once, a connection busy with a delivery completes it (and answers)
+before it is closed.
+
+A connection is a plain asyncio Protocol: bytes go to the framer as they arrive, and a task runs
+only while a delivery is in flight (none at all when the channel takes the batch at once). An
+open connection holding nothing costs its socket, its transport and a few hundred bytes; one
+sending half a message adds that half and an entry in its server's deadlines.
 
 Clients that cost nothing to run and hold resources for ever are cut off here, once for every
-source: a message (frame, line, request) that has begun must be complete within `readTimeout`
-seconds of its first byte (`Connection.read_message`, `Connection.read`), however slowly its bytes
-trickle in; and at `maxConnections` open connections a new one closes the longest-open connection
-that is not handing events to the channel (or is refused if every one is). Both are counted
-(`ReadTimeoutCount`, `ConnectionLimitCount`). A connection with nothing half-sent is kept, as
-in Flume: RPC clients hold connections open between batches.
+source: a message that has begun must be complete within `readTimeout` seconds of its first byte,
+however slowly its bytes trickle in (`Deadlines`: one timer per server, for the connections in
+the order their messages began); and at
+`maxConnections` open connections a new one closes the longest-open connection that is not
+handing events to the channel (or is refused if every one is). Both are counted
+(`ReadTimeoutCount`, `ConnectionLimitCount`). A connection with nothing half-sent is kept, as in
+Flume: RPC clients hold connections open between batches.
 
-What one connection can make us hold is bounded: its stream buffer (reading pauses at twice
-BUFFER_LIMIT) plus the message being read, which each source bounds (`max-request-bytes` for the
-RPC sources, `max-line-length` for netcat, `eventSize` for syslog).
+What one connection can make us hold is bounded: what arrives while a delivery is in flight
+(reading pauses past HELD_LIMIT: backpressure, the sender's window closes, nothing is dropped or
+answered early) plus the message being received, which each source bounds (`max-request-bytes`
+for the RPC sources, `max-line-length` for netcat, `eventSize` for syslog).
 
-A malformed frame (`FrameError`) or a decode error closes only that connection, with one log
-line and an `EventReadFail`; the server keeps serving everyone else.
+A malformed frame (`FrameError`) or a decode error closes only that connection, with one
+rate-limited log line and an `EventReadFail`; the server keeps serving everyone else.
 """
 
 from __future__ import annotations
@@ -27,9 +36,10 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol
 
 from kubeflume_agent.config.keys import Config, Key, declared_key, positive_integer, positive_number
 from kubeflume_agent.core.batches import batch_limit, batches
@@ -37,17 +47,23 @@ from kubeflume_agent.core.counters import SourceCounters
 from kubeflume_agent.core.errors import ChannelError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.log_limit import RateLimitedWarnings
+from kubeflume_agent.core.memory import release_free_memory
 from kubeflume_agent.protocols.framing import FrameError
 from kubeflume_agent.protocols.ipfilter import IpFilter
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ConnectionConfig, Source
 
 log = logging.getLogger(__name__)
 
-BUFFER_LIMIT = 64 * 1024  # a connection's stream buffer: the reading pauses at twice this
-READ_SIZE = 256 * 1024  # the most one read takes: all a client sent ahead, as one transaction
+HELD_LIMIT = 128 * 1024  # bytes a connection may receive while a delivery is in flight before reading pauses
+# Bytes a connection may read before the event loop lets everything else run once (reading
+# pauses until then): a client sending flat out cannot fill the channel faster than sinks empty it.
+TURN_BYTES = 128 * 1024
 STOP_GRACE_SECONDS = 10.0
 DEFAULT_READ_TIMEOUT = 60.0
 DEFAULT_MAX_CONNECTIONS = 10_000
+# Once this many connections were open at once and all but a sixteenth of them are gone, the C
+# heap's free pages go back to the system (core.memory): a flood leaves no high-water mark.
+BURST_CONNECTIONS = 1_000
 
 READ_TIMEOUT_KEY = Key(
     "readTimeout", positive_number, DEFAULT_READ_TIMEOUT,
@@ -57,92 +73,291 @@ MAX_CONNECTIONS_KEY = Key(
     "maxConnections", positive_integer, DEFAULT_MAX_CONNECTIONS,
     doc="most open connections; one more closes the longest-open connection not handing events over")
 
-T = TypeVar("T")
 
-
-class ReadTimedOut(Exception):
-    """A client did not complete a message within readTimeout: its connection is closed."""
-
-
-class StreamReader(asyncio.StreamReader):
-    """asyncio's reader, able to wait for a message's first byte without taking it."""
-
-    # asyncio's own state, which typeshed leaves out
-    _buffer: bytearray
-    _eof: bool
-    _wait_for_data: Callable[[str], Awaitable[None]]
-
-    async def wait_readable(self) -> None:
-        if not self._buffer and not self._eof:
-            await self._wait_for_data("wait_readable")
+class Framer(Protocol):
+    """Finds whole messages in the bytes one connection sends (the source makes one per connection)."""
 
     @property
-    def readable(self) -> bool:
-        """A read would return at once (bytes are buffered, or the end of the stream)."""
-        return bool(self._buffer) or self._eof
+    def partial(self) -> bool:
+        """Part of a message is held: its clock (readTimeout) runs."""
+
+    def feed(self, data: bytes) -> list[Any]:
+        """The messages `data` completes, in order; FrameError refuses the stream."""
+
+    def flush(self) -> list[Any]:
+        """At the end of the stream: what the client sent without its terminator (or nothing)."""
 
 
-class Connection:
-    """One accepted client. `busy` is set while a request is being handled, so stop waits for it;
-    setting it also ends the clock of the message being read (see `read`)."""
+MakeFramer = Callable[["Connection"], Framer]
+# Hands whole messages over and answers them; False closes the connection.
+Handle = Callable[["Connection", list[Any]], Awaitable[bool]]
 
-    __slots__ = ("_busy", "deadline", "evicted", "peer_ip", "peer_port", "reader", "server", "writer")
 
-    def __init__(self, server: TcpServer, reader: StreamReader, writer: asyncio.StreamWriter) -> None:
+class Connection(asyncio.Protocol):
+    """One accepted client. `busy` while a delivery is in flight: stop waits for it, and the
+    longest-open connection that is not busy is the one closed at maxConnections."""
+
+    __slots__ = ("_held", "_paused", "_turn", "_writable", "busy", "eof", "evicted", "framer", "lost", "peer_ip",
+                 "server", "task", "transport")
+
+    def __init__(self, server: TcpServer) -> None:
         self.server = server
-        self.reader = reader
-        self.writer = writer
-        peer = writer.get_extra_info("peername") or ("", 0)
-        self.peer_ip: str = peer[0]
-        self.peer_port: int = peer[1]
-        self._busy = False
-        self.deadline: float | None = None  # when the message being received must be complete
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set by connection_made
+        self.framer: Framer = None  # type: ignore[assignment]  # made once the connection is accepted
+        self.peer_ip = ""
+        self.busy = False
+        self.task: asyncio.Task | None = None  # a delivery that had to wait
+        self.eof = False  # the client has sent everything
+        self.lost = False  # the transport is gone
         self.evicted = False  # closed to make room under maxConnections
+        self._held: list[bytes] | None = None  # what arrived while a delivery was in flight
+        self._turn = 0  # bytes read since the event loop last let the others (sinks) run
+        self._paused = False
+        self._writable: asyncio.Future | None = None  # set while the transport's write buffer is full
 
-    @property
-    def busy(self) -> bool:
-        return self._busy
+    # --- asyncio.Protocol -------------------------------------------------------------------
 
-    @busy.setter
-    def busy(self, value: bool) -> None:
-        self._busy = value
-        if value:
-            self.deadline = None
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a stream transport: create_server
+        self.peer_ip = (transport.get_extra_info("peername") or ("",))[0]
+        self.server.accept(self)
 
-    @property
-    def open(self) -> bool:
-        """False once the server is stopping: finish the current request and return."""
-        return not self.server.stopping
+    def data_received(self, data: bytes) -> None:
+        if self.busy:
+            self._hold(data)
+            return
+        self._hand_over(self._framed(data))
+        self._turn += len(data)
+        if self._turn >= TURN_BYTES:
+            self.pause()
+            asyncio.get_running_loop().call_soon(self._next_turn)
 
-    async def read(self, size: int, *, midway: bool) -> bytes:
-        """Up to `size` bytes, for sources that split a stream themselves. `midway`: the caller
-        holds part of a message, which must be complete within readTimeout of when it began."""
-        if not midway:
-            self.deadline = None
-            return await self.reader.read(size)
-        if self.deadline is None:
-            self.deadline = asyncio.get_running_loop().time() + self.server.read_timeout
-        if self.reader.readable:  # no wait, so no clock to run (a timer per read costs more than the read)
-            return await self.reader.read(size)
-        return await self._before_deadline(self.reader.read(size))
+    def eof_received(self) -> bool:
+        self.eof = True
+        if not self.busy:
+            self._hand_over(self._flushed())
+        return self.server.ssl_context is None  # keep the socket open for the answers (TLS cannot)
 
-    async def read_message(self, read: Callable[..., Awaitable[T]], reader: Any, *args: Any) -> T:
-        """`await read(reader, *args)`: one whole message, once its first byte is there, within
-        readTimeout; waiting for that first byte has no limit (an idle client is no cost)."""
-        await reader.wait_readable()
-        self.deadline = asyncio.get_running_loop().time() + self.server.read_timeout
-        return await self._before_deadline(read(reader, *args))
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.server.deadlines.stop(self)
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        if not self.busy:
+            self.server.forget(self)
 
-    async def _before_deadline(self, reading: Awaitable[T]) -> T:
-        try:
-            async with asyncio.timeout_at(self.deadline):
-                return await reading
-        except TimeoutError:
-            raise ReadTimedOut(f"no complete message within readTimeout = {self.server.read_timeout:g} s") from None
+    def pause_writing(self) -> None:
+        self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._writable = None
+
+    # --- for the source's handler --------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
 
     async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
+        """Write `data`, waiting while the client does not read what it was sent."""
+        if self.transport.is_closing():
+            raise ConnectionResetError("connection closed")
+        self.transport.write(data)
+        if self._writable is not None:
+            await self._writable
+
+    def close(self) -> None:
+        self.transport.close()
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _framed(self, data: bytes) -> list[Any]:
+        """The messages `data` completes; starts or stops the clock of a begun message."""
+        try:
+            messages = self.framer.feed(data)
+        except FrameError as error:
+            self._refuse(error)
+            return []
+        if not messages:  # (with messages, a delivery starts, which stops the clock)
+            self._tick()
+        return messages
+
+    def _flushed(self) -> list[Any]:
+        try:
+            return self.framer.flush()
+        except FrameError as error:
+            self._refuse(error)
+            return []
+
+    def _hold(self, data: bytes) -> None:
+        """Keep what arrives during a delivery; past HELD_LIMIT, stop reading until it is done."""
+        held = self._held
+        if held is None:
+            self._held = held = []
+        held.append(data)
+        if len(held) > 1 and sum(map(len, held)) >= HELD_LIMIT:
+            self.pause()
+
+    def _received(self) -> list[Any]:
+        """After a delivery: the messages of what arrived meanwhile, and at the end of the stream,
+        what the client left without a terminator."""
+        messages: list[Any] = []
+        if self._held:
+            data = b"".join(self._held) if len(self._held) > 1 else self._held[0]
+            self._held = None
+            if not self.transport.is_closing():
+                messages = self._framed(data)
+        if not messages and self.eof and not self.transport.is_closing():
+            messages = self._flushed()
+        return messages
+
+    # --- the deadline of a begun message -------------------------------------------------------
+
+    def _tick(self) -> None:
+        """Start the clock when a message has begun, stop it when none has."""
+        deadlines = self.server.deadlines
+        if self.framer.partial:
+            if self not in deadlines:
+                deadlines.start(self)
+        elif self in deadlines:
+            deadlines.stop(self)
+
+    def timed_out(self) -> None:
+        """Its message is not complete within readTimeout (Deadlines)."""
+        server = self.server
+        server.counters.read_timeouts += 1
+        server.warn("read-timeout", "closing connection from %s: no complete message within readTimeout = %g s",
+                    self.peer_ip, server.read_timeout)
+        self.close()
+
+    # --- delivering ------------------------------------------------------------------------
+
+    def _hand_over(self, messages: list[Any]) -> None:
+        """Deliver `messages`; a task is made only if the delivery has to wait (a full channel, a slow client)."""
+        if not messages:
+            if self.eof and not self.transport.is_closing():
+                self.close()
+            return
+        self.busy = True
+        self.server.deadlines.stop(self)  # no clock while this connection is not read
+        self.task = _run_eagerly(self._deliver(messages))
+
+    async def _deliver(self, messages: list[Any]) -> None:
+        """Hand `messages` to the source, then what arrived meanwhile, until nothing whole is left."""
+        server = self.server
+        try:
+            while messages:
+                if not await server.handle(self, messages) or server.stopping:
+                    self.close()
+                    break
+                messages = self._received()
+        except FrameError as error:
+            self._refuse(error)
+        except (ConnectionError, ssl.SSLError):
+            self.close()  # the client went away: nothing it did not hear about was acknowledged
+        except asyncio.CancelledError:
+            self.transport.abort()  # stop's grace is over
+        except Exception:
+            server.warn("connection-failed", "closing connection from %s: unexpected error", self.peer_ip,
+                        exc_info=True)
+            self.close()
+        finally:
+            self.busy = False
+            self.task = None
+        if self.lost:
+            server.forget(self)
+        elif self.eof and not self.transport.is_closing():
+            self.close()
+        else:
+            self._tick()
+            self.resume()
+
+    def pause(self) -> None:
+        if not self._paused and not self.transport.is_closing():
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        """Read again, unless a delivery is in flight (its end resumes)."""
+        if self._paused and not self.busy and not self.transport.is_closing():
+            self._paused = False
+            self.transport.resume_reading()
+
+    def _next_turn(self) -> None:
+        self._turn = 0
+        self.resume()
+
+    def _refuse(self, error: FrameError) -> None:
+        self.server.counters.event_read_fail += 1
+        self.server.warn("bad-frame", "closing connection from %s: %s", self.peer_ip, error)
+        self.close()
+
+
+def _run_eagerly(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task | None:
+    """Run `coroutine` now, as far as it goes without waiting; a task finishes it only if it waits
+    (returned). Python 3.12's eager tasks, by hand: most deliveries never wait, and a task per
+    read costs more than the read."""
+    try:
+        waiting = coroutine.send(None)
+    except StopIteration:
+        return None
+    return asyncio.get_running_loop().create_task(_go_on(coroutine, waiting))
+
+
+@types.coroutine
+def _go_on(coroutine: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, None, None]:
+    """The rest of a coroutine `_run_eagerly` started: this task waits on what it waits on, and
+    passes on what the task is thrown (a cancellation)."""
+    while True:
+        error: BaseException | None = None
+        try:
+            yield waiting
+        except BaseException as thrown:  # a cancellation of the task, for the coroutine to handle
+            error = thrown
+        try:
+            waiting = coroutine.send(None) if error is None else coroutine.throw(error)
+        except StopIteration:
+            return
+
+
+class Deadlines:
+    """The readTimeout clocks of a server's connections, on one timer: the connections whose
+    message has begun, in the order their messages began (a dict entry each, no timer each)."""
+
+    __slots__ = ("_begun", "_timer", "timeout")
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._begun: dict[Connection, float] = {}  # connection -> when its message began
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __contains__(self, connection: Connection) -> bool:
+        return connection in self._begun
+
+    def start(self, connection: Connection) -> None:
+        loop = asyncio.get_running_loop()
+        self._begun[connection] = now = loop.time()
+        if self._timer is None:
+            self._timer = loop.call_at(now + self.timeout, self._expire)
+
+    def stop(self, connection: Connection) -> None:
+        self._begun.pop(connection, None)
+
+    def _expire(self) -> None:
+        """Time out every connection past its deadline; wait for the next one."""
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        late = []
+        for connection, began in self._begun.items():
+            if began + self.timeout > now:
+                self._timer = loop.call_at(began + self.timeout, self._expire)
+                break
+            late.append(connection)
+        for connection in late:
+            del self._begun[connection]
+            connection.timed_out()
 
 
 class TcpServer:
@@ -150,7 +365,8 @@ class TcpServer:
         self,
         name: str,
         counters: SourceCounters,
-        serve: Callable[[Connection], Awaitable[None]],
+        framer: MakeFramer,
+        handle: Handle,
         *,
         ssl_context: ssl.SSLContext | None = None,
         reuse_port: bool = False,
@@ -161,17 +377,21 @@ class TcpServer:
     ) -> None:
         self.name = name
         self.counters = counters
-        self.serve = serve
+        self.framer = framer
+        self.handle = handle
         self.ssl_context = ssl_context
         self.reuse_port = reuse_port
         self.ip_filter = ip_filter
         self.read_timeout = read_timeout
         self.max_connections = max_connections
+        self.deadlines = Deadlines(read_timeout)
         self.warnings = warnings or RateLimitedWarnings()
         self.stopping = False
         self.stopped = asyncio.Event()
         self._servers: list[asyncio.Server] = []
-        self._connections: dict[asyncio.Task, Connection] = {}
+        self._connections: dict[Connection, None] = {}  # in the order they opened
+        self._all_gone: asyncio.Future | None = None  # while stop waits for the last connection
+        self._high_water = 0  # most connections open at once since memory was last handed back
 
     async def start(self, host: str | None, ports: Sequence[int]) -> list[int]:
         """Bind every port (0 picks a free one); returns the bound port numbers, in order."""
@@ -180,7 +400,7 @@ class TcpServer:
         try:
             for port in ports:
                 server = await loop.create_server(
-                    self._protocol, host or None, port, ssl=self.ssl_context,
+                    lambda: Connection(self), host or None, port, ssl=self.ssl_context,
                     reuse_port=self.reuse_port or None, backlog=1024,
                 )
                 self._servers.append(server)
@@ -195,81 +415,92 @@ class TcpServer:
         self.stopped.set()
         for server in self._servers:
             server.close()
-        for task, connection in list(self._connections.items()):
+        for connection in list(self._connections):
             if not connection.busy:
-                task.cancel()
-        if self._connections:
-            _, late = await asyncio.wait(list(self._connections), timeout=grace)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late)
+                connection.close()
+        if not await self._connections_gone(grace):
+            for connection in list(self._connections):
+                if connection.task is not None:
+                    connection.task.cancel()
+                connection.transport.abort()
+            await self._connections_gone(None)
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
 
-    def _protocol(self) -> asyncio.StreamReaderProtocol:
-        """What asyncio.start_server makes per connection, with our StreamReader."""
-        return asyncio.StreamReaderProtocol(StreamReader(limit=BUFFER_LIMIT), self._accept)
+    async def _connections_gone(self, timeout: float | None) -> bool:
+        """Whether every connection is gone (within `timeout` seconds)."""
+        if not self._connections:
+            return True
+        self._all_gone = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._all_gone), timeout)
+        return not self._connections
+
+    def warn(self, kind: str, message: str, *args: object, exc_info: bool = False) -> None:
+        """One of this source's rate-limited warnings about a client."""
+        self.warnings.warn(log, kind, "%s: " + message, self.name, *args, exc_info=exc_info)
+
+    def accept(self, connection: Connection) -> None:
+        """A new connection: refused while stopping, at maxConnections if every one is busy, or by
+        ipFilterRules; otherwise counted and given its framer."""
+        if self.stopping:
+            connection.close()
+            return
+        if len(self._connections) >= self.max_connections and not self._make_room():
+            self.warn("connection-limit", "refused a connection from %s: %d connections (maxConnections), all busy",
+                      connection.peer_ip, len(self._connections))
+            connection.close()
+            return
+        self._connections[connection] = None
+        self.counters.open_connections += 1
+        self._high_water = max(self._high_water, len(self._connections))
+        connection.framer = self.framer(connection)
+        if self.ip_filter is not None:
+            connection.pause()
+            connection.task = asyncio.get_running_loop().create_task(self._filter(connection, self.ip_filter))
+
+    async def _filter(self, connection: Connection, ip_filter: IpFilter) -> None:
+        accepted = await ip_filter.accepts(connection.peer_ip)
+        connection.task = None
+        if connection.transport.is_closing():
+            return
+        if accepted:
+            connection.resume()
+        else:
+            self.warn("refused-connection", "refused connection from %s", connection.peer_ip)
+            connection.close()
+
+    def forget(self, connection: Connection) -> None:
+        """A connection is closed and has nothing in flight."""
+        if connection in self._connections:
+            del self._connections[connection]
+            self.counters.open_connections -= 1
+        if self._high_water >= BURST_CONNECTIONS and len(self._connections) <= self._high_water // 16:
+            self._high_water = len(self._connections)
+            release_free_memory()
+        if not self._connections and self._all_gone is not None and not self._all_gone.done():
+            self._all_gone.set_result(None)
 
     def _make_room(self) -> bool:
         """At maxConnections: close the longest-open connection not handing events over.
         False if every connection is busy (the new one is refused then)."""
         self.counters.connection_limit += 1
-        for task, connection in self._connections.items():
+        for connection in self._connections:
             if not connection.busy and not connection.evicted:
                 connection.evicted = True
-                task.cancel()
-                self.warnings.warn(log, "connection-limit", "%s: %d connections (maxConnections): closed the one "
-                                   "from %s", self.name, len(self._connections), connection.peer_ip)
+                connection.close()
+                self.warn("connection-limit", "%d connections (maxConnections): closed the one from %s",
+                          len(self._connections), connection.peer_ip)
                 return True
         return False
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        assert isinstance(reader, StreamReader), "_protocol makes our StreamReader"
-        connection = Connection(self, reader, writer)
-        if self.stopping or (self.ip_filter and not await self.ip_filter.accepts(connection.peer_ip)):
-            self.warnings.warn(log, "refused-connection", "%s: refused connection from %s",
-                               self.name, connection.peer_ip)
-            writer.close()
-            return
-        if len(self._connections) >= self.max_connections and not self._make_room():
-            self.warnings.warn(log, "connection-limit", "%s: refused a connection from %s: %d connections "
-                               "(maxConnections), all busy", self.name, connection.peer_ip, len(self._connections))
-            writer.close()
-            return
-        task = asyncio.current_task()
-        assert task is not None, "a connection is served in a task"
-        self._connections[task] = connection
-        self.counters.open_connections += 1
-        try:
-            await self.serve(connection)
-        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
-            pass  # the client went away, possibly mid-frame: nothing of that frame was acknowledged
-        except FrameError as error:
-            self.counters.event_read_fail += 1
-            self.warnings.warn(log, "bad-frame", "%s: closing connection from %s: %s",
-                               self.name, connection.peer_ip, error)
-        except ReadTimedOut as error:
-            self.counters.read_timeouts += 1
-            self.warnings.warn(log, "read-timeout", "%s: closing connection from %s: %s",
-                               self.name, connection.peer_ip, error)
-        except asyncio.CancelledError:
-            if not (self.stopping or connection.evicted):
-                raise
-        finally:
-            self.counters.open_connections -= 1
-            del self._connections[task]
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
 
-
-def server_for(source: Source, serve: Callable[[Connection], Awaitable[None]], config: ConnectionConfig,
+def server_for(source: Source, framer: MakeFramer, handle: Handle, config: ConnectionConfig,
                **options: Any) -> TcpServer:
     """The TCP server of `source`, with the keys every TCP source shares (`reusePort`, and
     `readTimeout`, `maxConnections`: see ConnectionKeys); `options`: TLS context, IP filter."""
-    return TcpServer(source.name, source.counters, serve, reuse_port=config.reuse_port,
+    return TcpServer(source.name, source.counters, framer, handle, reuse_port=config.reuse_port,
                      read_timeout=config.read_timeout, max_connections=config.max_connections,
                      warnings=source.warnings, **options)
 

@@ -20,7 +20,7 @@ from kubeflume_agent.config.keys import (
 )
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols import tls
-from kubeflume_agent.protocols.framing import FrameError, decode_budget, length_prefixed, read_length_prefixed
+from kubeflume_agent.protocols.framing import FrameError, LengthPrefixedFramer, decode_budget, length_prefixed
 from kubeflume_agent.protocols.thrift_rpc import (
     FLUME,
     INCOMPLETE,
@@ -46,23 +46,20 @@ Answer = Callable[[ThriftCall], Awaitable[Any]]
 BatchReader = Callable[[bytes, int], ThriftCall | None]
 
 
-async def serve_framed(connection: Connection, factory, service, limit: int, max_events: int,
-                       answer: Answer, *, batch_reader: BatchReader | None = None) -> None:
-    """Framed Thrift calls on one connection, answered in order; `answer` returns the result
-    value of a known method. Frames are bounded by `limit` bytes and what they decode into by
-    `max_events` (framing.decode_budget). `batch_reader` reads a usual appendBatch straight into
-    events, or returns None for any frame it does not read (then thriftpy2 reads it)."""
-    max_reads = decode_budget(max_events)
-    while connection.open:
-        frame = await connection.read_message(read_length_prefixed, connection.reader, limit, "Thrift frame")
-        connection.busy = True
+async def answer_frames(connection: Connection, frames: list[bytes], factory, service, max_reads: int,
+                        answer: Answer, *, batch_reader: BatchReader | None = None) -> bool:
+    """Answer the framed Thrift calls of one read, in order; `answer` returns the result value of a
+    known method. What a frame decodes into is bounded by `max_reads` (framing.decode_budget).
+    `batch_reader` reads a usual appendBatch straight into events, or returns None for any frame it
+    does not read (then thriftpy2 reads it)."""
+    for frame in frames:
         call = decode_frame(frame, factory, service, max_reads, batch_reader)
         if call.args is None and call.events is None:
             reply = write_unknown_method(factory, call)
         else:
             reply = write_reply(factory, service, call, await answer(call))
         await connection.send(length_prefixed(reply))
-        connection.busy = False
+    return True
 
 
 def decode_frame(frame: bytes, factory, service, max_reads: int, batch_reader: BatchReader | None = None
@@ -115,12 +112,15 @@ class ThriftSource(ListeningSource[ThriftSourceConfig]):
         super().__init__(name, config, processor)
         self.factory = PROTOCOLS[config.protocol]
         self.batch_reader = compact_batch_reader() if config.protocol == "compact" else None
-        self.server = server_for(self, self._serve, config, ssl_context=tls.server_context(config))
+        self.max_reads = decode_budget(config.max_batch_events)
+        self.server = server_for(self, self._framer, self._handle, config, ssl_context=tls.server_context(config))
 
-    async def _serve(self, connection: Connection) -> None:
-        await serve_framed(connection, self.factory, FLUME.ThriftSourceProtocol,
-                           self.config.max_request_bytes, self.config.max_batch_events, self._answer,
-                           batch_reader=self.batch_reader)
+    def _framer(self, connection: Connection) -> LengthPrefixedFramer:
+        return LengthPrefixedFramer(self.config.max_request_bytes, "Thrift frame")
+
+    async def _handle(self, connection: Connection, frames: list[bytes]) -> bool:
+        return await answer_frames(connection, frames, self.factory, FLUME.ThriftSourceProtocol, self.max_reads,
+                                   self._answer, batch_reader=self.batch_reader)
 
     async def _answer(self, call: ThriftCall) -> int:
         single = call.name == "append"
