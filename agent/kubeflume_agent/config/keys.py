@@ -11,7 +11,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields
-from typing import Any, ClassVar, Generic, TypeVar, get_args
+from typing import Any, ClassVar, Generic, Literal, TypeVar, get_args, overload
 
 
 class InvalidValue(ValueError):
@@ -110,17 +110,20 @@ def one_of(*choices: str, case_sensitive: bool = False) -> Callable[[str], str]:
     return parse
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
-class Key:
-    """One configuration key of a component.
+class Key(Generic[T]):
+    """One configuration key of a component, whose values `parse` makes a T.
 
     `prefix=True` declares a family of keys (`mapping.` covers `mapping.CA`, `mapping.NY`...);
     its field in the typed config is a dict of suffix -> parsed value.
     """
 
     name: str
-    parse: Callable[[str], Any] = str
-    default: Any = None
+    parse: Callable[[str], T]
+    default: T | None = None
     required: bool = False
     prefix: bool = False
     doc: str = ""
@@ -141,24 +144,41 @@ class Problem:
 KEY = "flume_key"  # where a config field keeps its Key
 
 
+@overload
+def key(name: str, *, default: str | None = None, required: bool = False, doc: str = "") -> str: ...
+
+
+@overload
+def key(name: str, parse: Callable[[str], T], default: T | None = None, *, required: bool = False,
+        doc: str = "") -> T: ...
+
+
+@overload
+def key(name: str, parse: Callable[[str], T], *, prefix: Literal[True], doc: str = "") -> dict[str, T]: ...
+
+
 def key(name: str, parse: Callable[[str], Any] = str, default: Any = None, *, required: bool = False,
         prefix: bool = False, doc: str = "") -> Any:
     """A field of a component's typed config: the key's Flume spelling, parser, default and doc.
 
+    The field's type is what `parse` returns, so mypy holds the declaration to it.
     `prefix=True` declares a family of keys (`serializer.` covers `serializer.appendNewline`...);
     the field then holds a dict of suffix -> parsed value.
     """
     return declared_key(Key(name, parse, default, required=required, prefix=prefix, doc=doc))
 
 
-def declared_key(declared: Key) -> Any:
+def declared_key(declared: Key[T]) -> T:
     """A field of a typed config for a Key declared once and shared by several components
     (`reusePort`, `readTimeout`...)."""
+    shared: Any
     if declared.prefix:
-        return field(default_factory=dict, metadata={KEY: declared})
-    if isinstance(declared.default, list):  # each config gets its own copy
-        return field(default_factory=declared.default.copy, metadata={KEY: declared})
-    return field(default=declared.default, metadata={KEY: declared})
+        shared = field(default_factory=dict, metadata={KEY: declared})
+    elif isinstance(declared.default, list):  # each config gets its own copy
+        shared = field(default_factory=declared.default.copy, metadata={KEY: declared})
+    else:
+        shared = field(default=declared.default, metadata={KEY: declared})
+    return shared  # a dataclass field standing for its value, as dataclasses.field() does
 
 
 @dataclass(frozen=True)
