@@ -205,7 +205,7 @@ def grouped(kind: str) -> list[tuple[list[str], type | str]]:
 
 def component_section(component: type) -> list[str]:
     lines = [first_paragraph(component.__doc__ or ""), "", f"Class: `{component.__module__}:{component.__qualname__}`"]
-    keys = getattr(component, "keys", ())
+    keys = component.config_class.keys()
     if not keys:
         return [*lines, "", "No keys."]
     lines += ["", "| Key | Type | Default | Required | Description |", "|---|---|---|---|---|"]

@@ -266,13 +266,11 @@ def config_of(config_class: type[C], params: Mapping[str, str]) -> C:
 class Configurable(Generic[C]):
     """A component built from its typed config: `class NullSink(Sink[NullSinkConfig])`, read `self.config`.
 
-    The type argument is the config class (`config_class`); `keys` (what validation, the operator
-    and the docs read) and `batch_size_key` are taken from its declaration, so a key is written down once.
+    The type argument is the config class (`config_class`): its declaration is what validation,
+    the operator and docs/components.md read, so a key is written down once.
     """
 
     config_class: ClassVar[type[Config]] = Config
-    keys: ClassVar[tuple[Key, ...]] = ()
-    batch_size_key: ClassVar[str | None] = None
     config: C
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -280,8 +278,6 @@ class Configurable(Generic[C]):
         declared = _config_argument(cls)
         if declared is not None:
             cls.config_class = declared
-            cls.keys = declared.keys()
-            cls.batch_size_key = declared.batch_size_key()
 
     @classmethod
     def config_problems(cls, config: C) -> list[tuple[str, str]]:
