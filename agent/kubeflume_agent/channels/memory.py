@@ -41,8 +41,6 @@ class MemoryTransaction(Transaction):
 @dataclass(frozen=True)
 class MemoryChannelConfig(ChannelKeys):
     capacity: int = key("capacity", positive_integer, 100, doc="most events the channel holds")
-    transaction_capacity: int = key("transactionCapacity", positive_integer, 100,
-                                    doc="most events one transaction puts or takes")
     keep_alive: float = key("keep-alive", number, 3.0, doc="seconds a commit waits for room before failing")
     byte_capacity: int = key("byteCapacity", non_negative_integer, 0,
                              doc="most body bytes held; 0 means no byte limit")
@@ -54,13 +52,16 @@ class MemoryChannelConfig(ChannelKeys):
             return [("transactionCapacity", "must not exceed capacity")]
         return []
 
+    def events_capacity(self) -> int:
+        return self.capacity
+
     def events_in_memory(self) -> int:
         return self.capacity
 
 
 class MemoryChannel(Channel[MemoryChannelConfig]):
     def __init__(self, name: str, config: MemoryChannelConfig) -> None:
-        super().__init__(name, config, capacity=config.capacity, transaction_capacity=config.transaction_capacity)
+        super().__init__(name, config)
         self.capacity = config.capacity
         self.keep_alive = config.keep_alive
         buffer = config.byte_capacity_buffer_percentage

@@ -79,6 +79,9 @@ class SpillableChannelConfig(FileStorageConfig):
     def storage_paths(self) -> list[str]:
         return super().storage_paths() if self.overflow_capacity else []
 
+    def events_capacity(self) -> int:
+        return self.memory_capacity + self.overflow_capacity
+
     def events_in_memory(self) -> int:
         return self.memory_capacity
 
@@ -92,8 +95,7 @@ class SpillableMemoryChannel(Channel[SpillableChannelConfig]):
     commits_wait_for_disk = True  # takes from the overflow are durable only once fsynced
 
     def __init__(self, name: str, config: SpillableChannelConfig) -> None:
-        super().__init__(name, config, capacity=config.memory_capacity + config.overflow_capacity,
-                         transaction_capacity=config.transaction_capacity)
+        super().__init__(name, config)
         self.memory_capacity = config.memory_capacity
         self.overflow_timeout = config.overflow_timeout
         self.memory_byte_limit = int(config.byte_capacity * (1 - config.byte_capacity_buffer_percentage / 100))

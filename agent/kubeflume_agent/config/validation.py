@@ -21,6 +21,7 @@ from kubeflume_agent.config.model import (
     resolve_component,
 )
 from kubeflume_agent.core.batches import batch_limit
+from kubeflume_agent.core.channel import ChannelKeys
 from kubeflume_agent.core.registry import UnknownType, lookup
 from kubeflume_agent.selectors.builtin import SelectorKeys
 from kubeflume_agent.sink_processors.builtin import ProcessorKeys
@@ -38,9 +39,8 @@ def validate(config: AgentConfig) -> list[ConfigError]:
     for name, channel in config.channels.items():
         channel_config, found = _check_component("channel", f"channels.{name}", channel)
         problems += found
-        transaction_capacity = getattr(channel_config, "transaction_capacity", None)
-        if isinstance(transaction_capacity, int):
-            capacities[name] = transaction_capacity
+        if isinstance(channel_config, ChannelKeys):
+            capacities[name] = channel_config.transaction_capacity
     for name, source in config.sources.items():
         problems += _check_source(config, name, source, capacities)
     for name, sink in config.sinks.items():

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
-from kubeflume_agent.config.keys import Config, Configurable
+from kubeflume_agent.config.keys import Config, Configurable, key, positive_integer
 from kubeflume_agent.core.batches import batch_limit
 from kubeflume_agent.core.counters import ChannelCounters
 from kubeflume_agent.core.errors import ChannelError
@@ -105,7 +105,14 @@ class Transaction:
 
 @dataclass(frozen=True)
 class ChannelKeys(Config):
-    """Base of a channel's typed config."""
+    """Base of a channel's typed config: what the Channel base, validation and the operator read."""
+
+    transaction_capacity: int = key("transactionCapacity", positive_integer, 100,
+                                    doc="most events one transaction puts or takes")
+
+    def events_capacity(self) -> int:
+        """Most events the channel holds."""
+        raise NotImplementedError
 
     def events_in_memory(self) -> int:
         """Most events the channel holds in memory only: what dies with the process if not delivered."""
@@ -116,18 +123,15 @@ ChannelConfigT = TypeVar("ChannelConfigT", bound=ChannelKeys)
 
 
 class Channel(Configurable[ChannelConfigT]):
-    """Base of all channels: `class MemoryChannel(Channel[MemoryChannelConfig])` (see config.keys).
-
-    Each channel tells this base its `capacity` and `transactionCapacity`, which its config declares.
-    """
+    """Base of all channels: `class MemoryChannel(Channel[MemoryChannelConfig])` (see config.keys)."""
 
     commits_wait_for_disk: ClassVar[bool] = False  # sinks then keep several takes in flight (sinks.base)
 
-    def __init__(self, name: str, config: ChannelConfigT, *, capacity: int, transaction_capacity: int) -> None:
+    def __init__(self, name: str, config: ChannelConfigT) -> None:
         self.name = name
         self.config = config
-        self.transaction_capacity = transaction_capacity
-        self.counters = ChannelCounters(capacity)
+        self.transaction_capacity = config.transaction_capacity
+        self.counters = ChannelCounters(config.events_capacity())
         self.data_available = Signal()
         self.space_available = Signal()
 

@@ -181,13 +181,16 @@ class FileChannelConfig(FileStorageConfig):
     def problems(self) -> list[tuple[str, str]]:
         return self.storage_problems(self.capacity)
 
+    def events_capacity(self) -> int:
+        return self.capacity
+
 
 class FileChannel(Channel[FileChannelConfig]):
     commits_wait_for_disk = True
     counters: FileChannelCounters
 
     def __init__(self, name: str, config: FileChannelConfig) -> None:
-        super().__init__(name, config, capacity=config.capacity, transaction_capacity=config.transaction_capacity)
+        super().__init__(name, config)
         self.counters = FileChannelCounters(config.capacity)
         self.capacity = config.capacity
         self.keep_alive = config.keep_alive
