@@ -256,8 +256,7 @@ def resolve(config_class: type[C], params: Mapping[str, str]) -> tuple[C, list[P
 def config_of(config_class: type[C], params: Mapping[str, str]) -> C:
     """The config of `params`, or InvalidSetting naming every error (warnings are left to validation)."""
     config, problems = resolve(config_class, params)
-    errors = [(p.key, p.message) for p in problems if p.severity == "error"]
-    errors += [] if errors else config.problems()
+    errors = [(p.key, p.message) for p in problems if p.severity == "error"] or config.problems()
     if errors:
         raise InvalidSetting(errors)
     return config
