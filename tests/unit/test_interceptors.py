@@ -31,7 +31,7 @@ def build(type_name: str, params: dict[str, str] | None = None):
 
 
 def problem_keys(type_name: str, params: dict[str, str]) -> list[str]:
-    """The keys named by every error found in `params`: while resolving, then by validate_settings."""
+    """The keys named by every error found in `params`: while resolving, then by config_problems."""
     interceptor_class = lookup("interceptor", type_name)
     settings, problems = resolve(interceptor_class.config_class, params)
     errors = [p.key for p in problems if p.severity == "error"]
