@@ -45,7 +45,8 @@ class BatchSink(Sink[BatchConfig]):
 
 def test_the_type_argument_names_the_config_and_a_redeclared_field_keeps_its_own_key():
     assert BatchSink.config_class is BatchConfig
-    assert [k.name for k in BatchConfig.keys()] == ["sink.batchSize", "path"]
+    declared = BatchConfig.keys()
+    assert [k.name for k in declared] == ["sink.batchSize", "path"]
     assert BatchConfig.batch_size_key() == "sink.batchSize"
     config, problems = resolve(BatchConfig, {"sink.batchSize": "12", "other": "x"})
     assert (config.batch_size, config.batch_size_wanted()) == (12, 12)
