@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -36,17 +35,17 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -
     raise RuntimeError(f"agent did not listen on {port} within {timeout} s")
 
 
+# the agent of the Python running the bench (a `kubeflume-agent` on PATH may be another install's)
+AGENT_COMMAND = (sys.executable, "-m", "kubeflume_agent.cli")
+
+
 class AgentProcess:
     """`kubeflume-agent -n a1 -f <conf>` in a child process."""
 
     def __init__(self, conf: str, workdir: Path, name: str = "a1", metrics_port: int | None = None) -> None:
         self.conf_file = workdir / f"{name}-{id(self)}.conf"
         self.conf_file.write_text(conf)
-        command = shutil.which("kubeflume-agent")
-        argv = [command] if command else [sys.executable, "-c",
-                                          "import sys; from kubeflume_agent.cli import agent_main; "
-                                          "sys.exit(agent_main())"]
-        argv += ["-n", name, "-f", str(self.conf_file), "--no-reload-conf", "--log-level", "WARNING"]
+        argv = [*AGENT_COMMAND, "-n", name, "-f", str(self.conf_file), "--no-reload-conf", "--log-level", "WARNING"]
         argv += ["--metrics-port", str(metrics_port)] if metrics_port else ["--no-metrics"]
         self.log_file = open(workdir / f"{name}-{id(self)}.log", "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(argv, stdout=self.log_file, stderr=subprocess.STDOUT)

@@ -33,6 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from agent_harness import AGENT_COMMAND
+
 BODY = b"x" * 200
 PRODUCERS = 8
 BATCH = 100
@@ -215,7 +218,7 @@ def agent_throughput(kind: str, events: int, bulk_acks: bool) -> dict:
         "a1.sources.r1.channels = c1\n"
         f"{channel}a1.channels.c1.capacity = 100000\na1.channels.c1.transactionCapacity = 1000\n"
         "a1.sinks.k1.type = null\na1.sinks.k1.channel = c1\na1.sinks.k1.batchSize = 1000\n")
-    agent = subprocess.Popen(["kubeflume-agent", "-n", "a1", "-f", str(config), "--no-metrics", "--no-reload-conf"],
+    agent = subprocess.Popen([*AGENT_COMMAND, "-n", "a1", "-f", str(config), "--no-metrics", "--no-reload-conf"],
                              stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
