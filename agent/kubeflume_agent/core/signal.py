@@ -30,9 +30,11 @@ class Signal:
         return await wait_any((self,), timeout)
 
 
-async def wait_any(signals: Sequence[Signal], timeout: float | None) -> bool:
-    """Wait for the next notify() of any of `signals`; False if `timeout` seconds passed first."""
-    loop = asyncio.get_running_loop()
+async def wait_any(signals: Sequence[Signal], timeout: float | None, *,
+                   loop: asyncio.AbstractEventLoop | None = None) -> bool:
+    """Wait for the next notify() of any of `signals`; False if `timeout` seconds passed first.
+    `loop`: the running loop, if the caller keeps it (asking for it costs a getpid() syscall)."""
+    loop = loop or asyncio.get_running_loop()
     waiter: asyncio.Future[bool] = loop.create_future()
     for signal in signals:
         signal._waiters.append(waiter)

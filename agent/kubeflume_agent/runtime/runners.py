@@ -31,13 +31,15 @@ class Runner:
 
     def __init__(self) -> None:
         self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # kept by start: idle waits happen per batch
         self._stopping = asyncio.Event()
         self._stop_signal = Signal()  # wakes a runner idling on its channels' signals
         self._failures = 0
         self.last_error = ""  # the latest failure of a step, for a drain's report
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -122,7 +124,8 @@ class SinkRunner(Runner):
             await self._pause(self._backoff())
             return
         if not self._stopping.is_set():
-            await wait_any([*(channel.data_available for channel in self.channels), self._stop_signal], MAX_BACKOFF)
+            await wait_any([*(channel.data_available for channel in self.channels), self._stop_signal], MAX_BACKOFF,
+                           loop=self._loop)
         self._failures = 0
 
     async def drain(self, timeout: float) -> bool:
