@@ -15,8 +15,6 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from multidict import MultiDict
-
 from kubeflume_agent.config.keys import resolve
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.avro_rpc import (
@@ -38,6 +36,7 @@ from kubeflume_agent.protocols.syslog import MultiportSyslogParser, SyslogFramer
 from kubeflume_agent.protocols.thrift_rpc import FLUME, FLUME_OG, PROTOCOLS, SCRIBE, SCRIBE_PROTOCOL, write_call
 from kubeflume_agent.sources.avro import AvroSource, avro_events
 from kubeflume_agent.sources.http import BadRequest, BlobHandler, JsonHandler, TooManyEvents, UnusableRequest
+from kubeflume_agent.sources.http_server import HttpRequest, RequestReader, RequestRefused
 from kubeflume_agent.sources.legacy import MAX_READS_PER_CALL, decode_og_stream, og_avro_event
 from kubeflume_agent.sources.scribe import scribe_events
 from kubeflume_agent.sources.tcp_server import DEFAULT_MAX_REQUEST_BYTES
@@ -330,25 +329,22 @@ def _netcat_valid(codec: str) -> Callable[[random.Random], bytes]:
 
 # --- HTTP handlers ------------------------------------------------------------------------------
 
-class HandlerRequest:
-    """What the JSON and BLOB handlers read of an aiohttp request: charset, body, query."""
-
-    def __init__(self, body: bytes, charset: str | None = "utf-8", query: dict[str, str] | None = None) -> None:
-        self.body, self.charset, self.query = body, charset, MultiDict(query or {})
-
-    async def read(self) -> bytes:
-        return self.body
+def _handler_request(body: bytes, charset: str = "utf-8", query: str = "") -> HttpRequest:
+    """A request as the HTTP server hands it to the handlers."""
+    headers = {"content-type": f"application/json; charset={charset}"}
+    return HttpRequest("POST", f"/?{query}", headers, body, "127.0.0.1")
 
 
 _JSON = JsonHandler({}, MAX_EVENTS)
 _BLOB = BlobHandler({"mandatoryParameters": "app"})
+_MAX_HEAD, _MAX_BODY = 1024, 64 * 1024  # small, so the bounds are reached
 
 
 def _json_parse(pieces: list[bytes]) -> list[Event]:
-    return _run(_JSON.get_events(HandlerRequest(b"".join(pieces))))
+    return _run(_JSON.get_events(_handler_request(b"".join(pieces))))
 
 
-def _json_valid(rng: random.Random) -> bytes:
+def _json_document(rng: random.Random) -> bytes:
     import json
 
     return json.dumps([{"headers": _headers(rng), "body": _text(rng, 30)} for _ in range(rng.randint(0, 5))],
@@ -357,8 +353,37 @@ def _json_valid(rng: random.Random) -> bytes:
 
 def _blob_parse(pieces: list[bytes]) -> list[Event]:
     body = b"".join(pieces)
-    query = {"app": "x"} if body[:1] != b"?" else {}  # a body starting with ? stands for a missing parameter
-    return _run(_BLOB.get_events(HandlerRequest(body, query=query)))
+    query = "app=x" if body[:1] != b"?" else ""  # a body starting with ? stands for a missing parameter
+    return _run(_BLOB.get_events(_handler_request(body, query=query)))
+
+
+def _http_json_parse(pieces: list[bytes]) -> list[Event]:
+    """The http source's path from bytes on the wire: the server's request reader (pipelined
+    requests, Content-Length or chunked) and the JSON handler on every whole request."""
+    requests: list[HttpRequest] = []
+    reader = RequestReader(remote="127.0.0.1", max_head=_MAX_HEAD, max_body=_MAX_BODY, on_request=requests.append,
+                           on_begin=lambda: None, on_continue=lambda: None)
+    for piece in pieces:
+        reader.feed(piece)
+    return [event for request in requests for event in _run(_JSON.get_events(request))]
+
+
+def _http_json_valid(rng: random.Random) -> bytes:
+    """One to three pipelined POSTs of JSON events, each with a Content-Length or chunked."""
+    requests = []
+    for _ in range(rng.randint(1, 3)):
+        body = _json_document(rng)
+        head = b"POST /?x=%d HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\n" % rng.randint(0, 9)
+        if rng.random() < 0.5:
+            requests.append(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            continue
+        chunks, rest = [], body
+        while rest:
+            size = rng.randint(1, 40)
+            chunks.append(b"%x\r\n%s\r\n" % (len(rest[:size]), rest[:size]))
+            rest = rest[size:]
+        requests.append(head + b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(chunks) + b"0\r\n\r\n")
+    return b"".join(requests)
 
 
 # --- container log lines (taildir lineFormat) ---------------------------------------------------------
@@ -407,7 +432,9 @@ TARGETS = [
     Target("netcat-lines-utf8", _netcat_parse(lambda: BoundedLineSplitter(64)), (), _netcat_valid("utf-8")),
     Target("netcat-lines-utf16", _netcat_parse(lambda: TextLineSplitter(64, "utf-16")), (),
            _netcat_valid("utf-16")),
-    Target("http-json", _json_parse, (BadRequest, TooManyEvents, UnusableRequest), _json_valid, stream=False),
+    Target("http-json", _json_parse, (BadRequest, TooManyEvents, UnusableRequest), _json_document, stream=False),
+    Target("http-json-on-the-wire", _http_json_parse, (RequestRefused, BadRequest, TooManyEvents, UnusableRequest),
+           _http_json_valid),
     Target("http-blob", _blob_parse, (UnusableRequest,), lambda rng: b"blob " + _body(rng), stream=False),
     Target("cri-lines", _line_parse(parse_cri), (MalformedLine,), _cri_valid, stream=False),
     Target("docker-lines", _line_parse(parse_docker), (MalformedLine,), _docker_valid, stream=False),

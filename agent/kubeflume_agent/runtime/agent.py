@@ -76,7 +76,7 @@ class Agent:
         if errors:
             raise InvalidConfig(errors)
         if self._metrics_port is not None:
-            from kubeflume_agent.runtime.metrics import MetricsServer  # aiohttp and prometheus only when serving
+            from kubeflume_agent.runtime.metrics import MetricsServer  # prometheus only when serving
 
             self.metrics_server = MetricsServer(self.counters, lambda: self.ready, self.config.name,
                                                 self._metrics_host, self._metrics_port)

@@ -4,6 +4,10 @@
 printed the way Java prints the number), so dashboards and scripts written for Flume read it
 unchanged; `/` and the 403 for TRACE/OPTIONS copy Flume too. `/prometheus` serves the same
 counters for Kubernetes users, `/healthz` and `/readyz` serve the pod's probes.
+
+It runs on the sources' HTTP server (sources.http_server), with its bounds: a request must be whole
+within READ_TIMEOUT_SECONDS of its first byte, and past MAX_CONNECTIONS open connections the
+longest-open idle one is closed.
 """
 
 from __future__ import annotations
@@ -11,15 +15,16 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import orjson
-from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from kubeflume_agent.core.counters import Counters
+from kubeflume_agent.core.counters import Counters, SourceCounters
+from kubeflume_agent.core.log_limit import RateLimitedWarnings
+from kubeflume_agent.sources.http_server import HttpRequest, HttpResponse, HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,9 @@ HTML_CONTENT_TYPE = "text/html;charset=utf-8"
 # generate_latest writes the 0.0.4 text format; every Prometheus version reads it.
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 INDEX_PAGE = 'For Flume metrics please click <a href = "./metrics"> here</a>.'  # Flume's own words
+READ_TIMEOUT_SECONDS = 30.0  # a scrape's request is a few hundred bytes
+MAX_CONNECTIONS = 100  # scrapers and probes hold one or two each
+MAX_REQUEST_BYTES = 64 * 1024
 
 # Flume attributes that go up and down; every other attribute only grows (a Prometheus counter).
 GAUGES = frozenset({"ChannelSize", "ChannelCapacity", "ChannelFillPercentage", "OpenConnectionCount",
@@ -115,21 +123,12 @@ class FlumeCollector:
 
 # --- the server ------------------------------------------------------------------------------
 
-@web.middleware
-async def _forbid_trace_and_options(request: web.Request,
-                                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                                    ) -> web.StreamResponse:
-    """Flume refuses TRACE and OPTIONS on every path (403), before looking at the path."""
-    if request.method in ("TRACE", "OPTIONS"):
-        raise web.HTTPForbidden()
-    return await handler(request)
-
-
 class MetricsServer:
     """HTTP on `host:port` (port 0 picks a free one; `.port` is then the bound port)."""
 
     def __init__(self, counters: Callable[[], dict[str, Counters]], ready: Callable[[], bool], agent_name: str,
-                 host: str, port: int) -> None:
+                 host: str, port: int, *, read_timeout: float = READ_TIMEOUT_SECONDS,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.counters = counters
         self.ready = ready
         self.agent_name = agent_name
@@ -137,45 +136,44 @@ class MetricsServer:
         self.port = port
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(FlumeCollector(counters, agent_name))
-        self._runner: web.AppRunner | None = None
+        self._routes: dict[str, Callable[[], HttpResponse]] = {
+            "/": self._index, "/metrics": self._metrics, "/prometheus": self._prometheus,
+            "/healthz": self._healthz, "/readyz": self._readyz}
+        # its own counters: refusals and timeouts are logged, not reported as a component's
+        self._server = HttpServer("metrics", self._handle, counters=SourceCounters(), warnings=RateLimitedWarnings(),
+                                  read_timeout=read_timeout, max_connections=max_connections,
+                                  max_body=MAX_REQUEST_BYTES)
 
     async def start(self) -> None:
-        app = web.Application(middlewares=[_forbid_trace_and_options])
-        app.router.add_get("/", self._index)
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/prometheus", self._prometheus)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        self._runner = web.AppRunner(app, access_log=None)  # scrapes every few seconds: not worth a log line
-        await self._runner.setup()
-        try:
-            await web.TCPSite(self._runner, self.host, self.port).start()
-        except BaseException:
-            await self._runner.cleanup()
-            self._runner = None
-            raise
-        self.port = self._runner.addresses[0][1]
+        [self.port] = await self._server.start(self.host, [self.port])
         log.info("metrics for agent %s on http://%s:%d/metrics", self.agent_name, self.host, self.port)
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._server.stop()
 
-    async def _index(self, request: web.Request) -> web.Response:
-        return web.Response(text=INDEX_PAGE, headers={"Content-Type": HTML_CONTENT_TYPE})
+    async def _handle(self, request: HttpRequest) -> HttpResponse:
+        if request.method in ("TRACE", "OPTIONS"):  # Flume refuses them on every path, before looking at it
+            return HttpResponse(403)
+        route = self._routes.get(request.path)
+        if route is None:
+            return HttpResponse.text(404, "Not Found")
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponse(405, headers=[("Allow", "GET, HEAD")])
+        return route()
 
-    async def _metrics(self, request: web.Request) -> web.Response:
-        body = orjson.dumps(flume_report(self.counters()))
-        return web.Response(body=body, headers={"Content-Type": JSON_CONTENT_TYPE})
+    def _index(self) -> HttpResponse:
+        return HttpResponse.text(200, INDEX_PAGE, HTML_CONTENT_TYPE)
 
-    async def _prometheus(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self._registry), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
+    def _metrics(self) -> HttpResponse:
+        return HttpResponse(200, orjson.dumps(flume_report(self.counters())), JSON_CONTENT_TYPE)
 
-    async def _healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")  # answering at all proves the event loop runs
+    def _prometheus(self) -> HttpResponse:
+        return HttpResponse(200, generate_latest(self._registry), PROMETHEUS_CONTENT_TYPE)
 
-    async def _readyz(self, request: web.Request) -> web.Response:
+    def _healthz(self) -> HttpResponse:
+        return HttpResponse.text(200, "ok")  # answering at all proves the event loop runs
+
+    def _readyz(self) -> HttpResponse:
         if self.ready():
-            return web.Response(text="ready")
-        return web.Response(status=503, text=f"agent {self.agent_name} is not ready: starting, reloading or stopping")
+            return HttpResponse.text(200, "ready")
+        return HttpResponse.text(503, f"agent {self.agent_name} is not ready: starting, reloading or stopping")

@@ -9,12 +9,14 @@ Handlers (`handler` key):
   query parameters its headers; `handler.mandatoryParameters`, `handler.maxBlobLength`;
 * any Python class by dotted path (`package.module.Class` or `package.module:Class`): built with
   the `handler.*` settings, it implements `async def get_events(request) -> list[Event]` and
-  raises `BadRequest` for a client error.
+  raises `BadRequest` for a client error. The request is a `sources.http_server.HttpRequest`
+  (`method`, `path`, `query`, `headers`, `charset`, `remote`, `await read()`, `await text()`).
 
 Answers as Flume 1.11: 200 stored; 400 `BadRequest` (malformed JSON); 503 channel full; 500 any
 other handler error; 403 for TRACE/OPTIONS. Unlike Flume, GET is refused (405) unless
 `enableGet = true` (Flume passes GET to the handler "for experimentation"), request bodies are
-bounded by `max-request-bytes` and requests by `max-batch-events` (413 above either). A JSON
+bounded by `max-request-bytes` and requests by `max-batch-events` (413 above either), request
+heads by `HttpConfiguration.requestHeaderSize` (Jetty's, 8192 bytes: 400 above it). A JSON
 body decodes into some 40 times its size in objects, so bodies above 1 MiB are parsed counting
 the objects and given up as soon as they exceed what `max-batch-events` events can hold.
 """
@@ -29,7 +31,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from kubeflume_agent.config.keys import (
     InvalidValue,
@@ -43,7 +44,13 @@ from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols import tls
 from kubeflume_agent.protocols.java_charsets import decode_java, java_encoder
 from kubeflume_agent.sources.base import BindPortKeys, ListeningSource
-from kubeflume_agent.sources.http_server import HttpServer
+from kubeflume_agent.sources.http_server import (
+    DEFAULT_MAX_HEAD,
+    HttpRequest,
+    HttpResponse,
+    HttpServer,
+    http_server_for,
+)
 from kubeflume_agent.sources.tcp_server import (
     DEFAULT_MAX_BATCH_EVENTS,
     DEFAULT_MAX_REQUEST_BYTES,
@@ -79,7 +86,7 @@ class JsonHandler:
         self.settings = settings
         self.max_events = max_events
 
-    async def get_events(self, request: web.Request) -> list[Event]:
+    async def get_events(self, request: HttpRequest) -> list[Event]:
         charset = (request.charset or "utf-8").lower().replace("_", "-")
         if charset not in self.CHARSETS:
             raise UnusableRequest(f"unsupported charset {charset}: use UTF-8, UTF-16 or UTF-32")
@@ -178,8 +185,8 @@ class BlobHandler:
         self.mandatory = comma_list(settings.get("mandatoryParameters", ""))
         self.max_length = int(settings.get("maxBlobLength", 100_000_000))
 
-    async def get_events(self, request: web.Request) -> list[Event]:
-        headers = {name: request.query.getone(name) for name in request.query}
+    async def get_events(self, request: HttpRequest) -> list[Event]:
+        headers = request.query
         missing = [name for name in self.mandatory if name not in headers]
         if missing:
             raise UnusableRequest(f"missing mandatory parameters: {', '.join(missing)}")
@@ -235,7 +242,8 @@ class HttpSourceConfig(BindPortKeys, ConnectionKeys, tls.TlsServerConfig):
     queued_thread_pool: dict[str, str] = key("QueuedThreadPool.", str, prefix=True, doc=_JETTY_IGNORED)
     http_configuration: dict[str, str] = key(
         "HttpConfiguration.", str, prefix=True,
-        doc="Jetty tuning; `sendServerVersion = false` drops the Server header, the rest is ignored")
+        doc="Jetty tuning; `sendServerVersion = false` drops the Server header, `requestHeaderSize` bounds a "
+            "request's line and headers (8192 bytes), the rest is ignored")
     ssl_context_factory: dict[str, str] = key("SslContextFactory.", str, prefix=True, doc=_JETTY_IGNORED)
     server_connector: dict[str, str] = key("ServerConnector.", str, prefix=True, doc=_JETTY_IGNORED)
 
@@ -255,16 +263,23 @@ class HttpSourceConfig(BindPortKeys, ConnectionKeys, tls.TlsServerConfig):
         value = self.http_configuration.get("sendServerVersion")
         return True if value is None else boolean(value)
 
+    def request_header_size(self) -> int:
+        """Jetty's HttpConfiguration.requestHeaderSize: the most bytes of a request's line and headers."""
+        value = self.http_configuration.get("requestHeaderSize")
+        return DEFAULT_MAX_HEAD if value is None else positive_integer(value)
+
     def problems(self) -> list[tuple[str, str]]:
         problems = tls.validate_server(self.with_deprecated_keys())
         try:
             load_handler_class(self.handler)
         except (ImportError, AttributeError, ValueError) as error:
             problems.append(("handler", f"cannot load handler {self.handler!r}: {error}"))
-        try:
-            self.sends_server_version()
-        except InvalidValue as error:
-            problems.append(("HttpConfiguration.sendServerVersion", str(error)))
+        for name, read in (("sendServerVersion", self.sends_server_version),
+                           ("requestHeaderSize", self.request_header_size)):
+            try:
+                read()
+            except InvalidValue as error:
+                problems.append((f"HttpConfiguration.{name}", str(error)))
         return problems
 
 
@@ -273,43 +288,44 @@ class HttpSource(ListeningSource[HttpSourceConfig]):
         super().__init__(name, config.with_deprecated_keys(), processor)
         config = self.config
         self.handler = build_handler(config)
-        app = web.Application(client_max_size=config.max_request_bytes)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self.server: HttpServer = HttpServer(self, app, config, ssl_context=tls.server_context(config),
-                                             send_server_version=config.sends_server_version())
+        self.server: HttpServer = http_server_for(
+            self, self._handle, config, max_body=config.max_request_bytes, max_head=config.request_header_size(),
+            ssl_context=tls.server_context(config), send_server_version=config.sends_server_version())
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: HttpRequest) -> HttpResponse:
         if request.method in ("TRACE", "OPTIONS"):
-            return web.Response(status=403)
+            return HttpResponse(403)
         if request.method != "POST" and not (request.method == "GET" and self.config.enable_get):
-            return web.Response(status=405, headers={"Allow": "POST"})
+            return HttpResponse(405, headers=[("Allow", "POST")])
         try:
-            events = await self.server.read_within(request, self.handler.get_events(request))
+            events = await self.handler.get_events(request)
             if len(events) > self.config.max_batch_events:
                 raise TooManyEvents(f"{len(events)} events, more than max-batch-events = "
                                     f"{self.config.max_batch_events}")
         except BadRequest as error:
-            self.counters.event_read_fail += 1
-            self.warnings.warn(log, "bad-request", "%s: refused a request from %s (400): %s",
-                               self.name, request.remote, error)
-            return web.Response(status=400, text=f"Bad request from client. {error}")
-        except (web.HTTPRequestEntityTooLarge, TooManyEvents) as error:
-            self.counters.event_read_fail += 1
-            self.warnings.warn(log, "too-large", "%s: refused a request from %s (413): %s",
-                               self.name, request.remote, error)
-            return web.Response(status=413, text=str(error))
-        except web.HTTPRequestTimeout:
-            raise
+            return self._refused(request, 400, f"Bad request from client. {error}", error)
+        except TooManyEvents as error:
+            return self._refused(request, 413, str(error), error)
         except Exception as error:
             self.counters.generic_processing_fail += 1
             self.warnings.warn(log, "handler-failed", "%s: handler failed on a request from %s (500): %s",
                                self.name, request.remote, error)
-            return web.Response(status=500, text=f"Deserializer threw unexpected exception. {error}")
+            return HttpResponse.text(500, f"Deserializer threw unexpected exception. {error}")
         outcome = await deliver_call(self, events)
         if outcome == Outcome.REFUSED:
-            return web.Response(status=503, text="Error appending event to channel. Channel might be full. "
-                                                 "Consider increasing the channel capacity or make sure the "
-                                                 "sinks perform faster.")
+            return _CHANNEL_FULL
         if outcome == Outcome.FAILED:
-            return web.Response(status=500, text="Unexpected error while processing events")
-        return web.Response(status=200)
+            return _FAILED
+        return _STORED
+
+    def _refused(self, request: HttpRequest, status: int, answer: str, reason: Exception) -> HttpResponse:
+        self.counters.event_read_fail += 1
+        self.warnings.warn(log, "bad-request" if status == 400 else "too-large",
+                           "%s: refused a request from %s (%d): %s", self.name, request.remote, status, reason)
+        return HttpResponse.text(status, answer)
+
+
+_STORED = HttpResponse(200)
+_CHANNEL_FULL = HttpResponse.text(503, "Error appending event to channel. Channel might be full. Consider increasing "
+                                       "the channel capacity or make sure the sinks perform faster.")
+_FAILED = HttpResponse.text(500, "Unexpected error while processing events")

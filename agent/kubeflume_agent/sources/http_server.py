@@ -1,134 +1,540 @@
-"""The aiohttp server of the HTTP-based sources (`http`, `avroLegacy`), with the bounds every TCP
-source has (sources.tcp_server): `readTimeout` and `maxConnections`.
+"""HTTP/1.1 for every HTTP server of the agent (the `http` and `avroLegacy` sources, the metrics
+server): an asyncio Protocol per connection, parsed by llhttp (httptools, as uvicorn does).
 
-* A request's line and headers must arrive within `readTimeout` of the connection opening (or of
-  the previous answer on a kept-alive connection): aiohttp's keep-alive timer, which also closes a
-  kept-alive connection idle that long. The body must then arrive within `readTimeout` too
-  (`read_within`), else the request is answered 408.
-* Past `maxConnections` open connections a new one is closed at once (counted in
-  ConnectionLimitCount): aiohttp does not tell which connection is idle, so none is evicted.
-* A request aiohttp refuses itself (malformed HTTP, a header line too long: 400) is one
-  rate-limited log line with the client and the reason (`_RefusalLog`), not a traceback, and an
-  EventReadFail.
+What a connection gets:
+* keep-alive and pipelining: requests are answered in the order they came, one at a time;
+  reading pauses while more than a few wait, or while the client does not read its answers;
+* Content-Length and chunked bodies, read whole before the handler sees the request; a body over
+  `max_body` bytes is answered 413 (at once, from Content-Length, when it says so), a head (request
+  line and headers) over `max_head` bytes 400; `Expect: 100-continue` is answered 100 when the
+  body is welcome;
+* `readTimeout`: a request whose first byte arrived must be whole (head and body) within it, else
+  it is answered 408 and the connection closed, counted in ReadTimeoutCount; a kept-alive
+  connection with nothing begun is closed silently after the same time (Jetty's idle timeout);
+* `maxConnections` as the TCP sources (sources.connection_limits): one more connection closes the
+  longest-open one not handing events over (ConnectionLimitCount);
+* a request that cannot be parsed is answered 400 in HTTP/1.0 (its version is unknown) with one
+  rate-limited log line naming the client and the reason, counted in EventReadFail; after any
+  refusal the connection reads and drops what the client still sends for a moment before closing,
+  so the client sees the answer rather than a reset;
+* while no request is begun or being handled, a connection holds no Task and a few hundred bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Sequence
-from typing import Any, TypeVar
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any, cast
+from urllib.parse import parse_qsl, unquote
 
-from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
+import httptools
+import orjson
 
+from kubeflume_agent.core.counters import SourceCounters
+from kubeflume_agent.core.log_limit import RateLimitedWarnings
 from kubeflume_agent.sources.base import ConnectionConfig, Source
+from kubeflume_agent.sources.connection_limits import ConnectionTable, Deadline
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+DEFAULT_MAX_HEAD = 8192  # Jetty's HttpConfiguration.requestHeaderSize
+MAX_WAITING_REQUESTS = 8  # pipelined requests read ahead of the one being answered
+LINGER_SECONDS = 2.0  # after a refusal: how long the client's remaining bytes are read and dropped
+STOP_GRACE_SECONDS = 10.0
 
 
-class _Refused(asyncio.Protocol):
-    """Stands in for a connection over maxConnections: closed as soon as it is made."""
+class HttpRequest:
+    """One whole request, as a handler sees it."""
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.close()
+    __slots__ = ("body", "headers", "keep_alive", "method", "remote", "target")
 
-
-class _CappedRunner(web.AppRunner):
-    """An AppRunner whose sites make at most `max_connections` request handlers."""
-
-    def __init__(self, app: web.Application, *, max_connections: int, refused: Any, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self.max_connections = max_connections
-        self.refused = refused
+    def __init__(self, method: str, target: str, headers: dict[str, str], body: bytes, remote: str,
+                 keep_alive: bool = True) -> None:
+        self.method = method
+        self.target = target  # the request target as sent: path and query
+        self.headers = headers  # names lower-cased; repeated headers joined with ", "
+        self.body = body
+        self.remote = remote
+        self.keep_alive = keep_alive
 
     @property
-    def server(self) -> Any:
-        inner = super().server
-        return None if inner is None else lambda: self._protocol(inner)
+    def path(self) -> str:
+        return unquote(self.target.partition("?")[0])
 
-    def _protocol(self, inner: web.Server) -> asyncio.Protocol:
-        if len(inner.connections) >= self.max_connections:
-            self.refused()
-            return _Refused()
-        return inner()
+    @property
+    def query(self) -> dict[str, str]:
+        """The query parameters, the first value of each (as Flume's handlers take them)."""
+        query: dict[str, str] = {}
+        for name, value in parse_qsl(self.target.partition("?")[2], keep_blank_values=True):
+            query.setdefault(name, value)
+        return query
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+    @property
+    def charset(self) -> str | None:
+        """The Content-Type's charset parameter, as sent (None if there is none)."""
+        for parameter in self.headers.get("content-type", "").split(";")[1:]:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "charset":
+                return value.strip().strip('"') or None
+        return None
+
+    async def read(self) -> bytes:
+        return self.body
+
+    async def text(self) -> str:
+        return self.body.decode(self.charset or "utf-8")
+
+    async def json(self) -> Any:
+        return orjson.loads(self.body)
 
 
-class _RefusalLog:
-    """Stands in for aiohttp's server logger, which logs a traceback for every malformed request."""
+class HttpResponse:
+    """What a handler answers."""
 
-    def __init__(self, source: Source) -> None:
-        self.source = source
+    __slots__ = ("body", "content_type", "headers", "status")
 
-    def exception(self, message: str, *args: Any, exc_info: BaseException | None = None, **_: Any) -> None:
-        if not isinstance(exc_info, HttpProcessingError):
-            log.error(message, *args, exc_info=exc_info)  # not the client's doing: keep the traceback
-            return
-        self.source.counters.event_read_fail += 1
-        reason = " ".join(str(exc_info.message).split()) or type(exc_info).__name__
-        client = args[0] if args else "?"
-        self.source.warnings.warn(log, "bad-request", "%s: refused a request from %s (%d): %s",
-                                  self.source.name, client, exc_info.code, reason)
+    def __init__(self, status: int = 200, body: bytes = b"", content_type: str | None = None,
+                 headers: Iterable[tuple[str, str]] = ()) -> None:
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers = tuple(headers)
 
-    debug = exception  # aiohttp logs non-HTTP traffic at debug level; it is a refusal all the same
+    @classmethod
+    def text(cls, status: int, text: str, content_type: str = "text/plain; charset=utf-8",
+             headers: Iterable[tuple[str, str]] = ()) -> HttpResponse:
+        return cls(status, text.encode(), content_type, headers)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(log, name)
+
+Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
+
+class RequestRefused(Exception):
+    """What a client sent cannot be served: answer `status` (400, 413, 417) and close."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class RequestReader:
+    """Bytes in, whole requests out (to `on_request`), parsed by llhttp; raises RequestRefused.
+
+    `on_begin()` is called at a request's first byte, `on_continue()` when its head asked for
+    `100-continue` and its body is welcome. A head is bounded by `max_head` bytes (including one
+    that never ends: what llhttp holds of it is bounded by that plus one read), a body by `max_body`.
+    """
+
+    __slots__ = ("_begun_in_chunk", "_body", "_body_size", "_head_done", "_head_fed", "_head_size", "_headers",
+                 "_url", "in_message", "max_body", "max_head", "on_begin", "on_continue", "on_request", "parser",
+                 "remote")
+
+    def __init__(self, *, remote: str, max_head: int, max_body: int, on_request: Callable[[HttpRequest], None],
+                 on_begin: Callable[[], None], on_continue: Callable[[], None]) -> None:
+        self.remote = remote
+        self.max_head = max_head
+        self.max_body = max_body
+        self.on_request = on_request
+        self.on_begin = on_begin
+        self.on_continue = on_continue
+        self.parser = httptools.HttpRequestParser(self)
+        self.in_message = False  # a request has begun and is not whole yet
+        self._head_done = False
+        self._begun_in_chunk = False
+        self._head_fed = 0  # bytes fed while the current request's head is unfinished
+        self._head_size = 0
+        self._url: list[bytes] = []
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._body_size = 0
+
+    def feed(self, data: bytes) -> None:
+        in_head = self.in_message and not self._head_done
+        self._begun_in_chunk = False
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as error:
+            if isinstance(error.__context__, RequestRefused):
+                raise error.__context__ from None
+            raise
+        except httptools.HttpParserError as error:
+            raise RequestRefused(400, str(error) or type(error).__name__) from None
+        if self.in_message and not self._head_done:
+            if in_head and not self._begun_in_chunk:
+                self._head_fed += len(data)
+            if self._head_fed > self.max_head:
+                raise RequestRefused(400, f"request head larger than {self.max_head} bytes")
+
+    # --- httptools callbacks ------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.in_message = True
+        self._head_done = False
+        self._begun_in_chunk = True
+        self._head_fed = self._head_size = self._body_size = 0
+        self.on_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._url.append(url)
+        self._grow_head(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        self._grow_head(len(name) + len(value) + 4)
+
+    def _grow_head(self, size: int) -> None:
+        self._head_size += size
+        if self._head_size > self.max_head:
+            raise RequestRefused(400, f"request head larger than {self.max_head} bytes")
+
+    def on_headers_complete(self) -> None:
+        self._head_done = True
+        if self.parser.should_upgrade():
+            raise RequestRefused(400, "protocol upgrades (Upgrade, CONNECT) are not supported")
+        expect = None
+        for name, value in self._headers:
+            lowered = name.lower()
+            if lowered == b"content-length" and int(value) > self.max_body:
+                raise RequestRefused(413, f"a body of {int(value)} bytes, more than {self.max_body}")
+            if lowered == b"expect":
+                expect = value.lower()
+        if expect is not None:
+            if expect != b"100-continue":
+                raise RequestRefused(417, f"cannot meet Expect: {expect.decode('latin-1')}")
+            if self.parser.get_http_version() == "1.1":
+                self.on_continue()
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self.max_body:
+            raise RequestRefused(413, f"a body of more than {self.max_body} bytes")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.in_message = False
+        headers: dict[str, str] = {}
+        for name, value in self._headers:
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        method = self.parser.get_method().decode("ascii")
+        request = HttpRequest(method, b"".join(self._url).decode("latin-1"), headers, body, self.remote,
+                              self.parser.should_keep_alive())
+        self._url, self._headers, self._body = [], [], []
+        self.on_request(request)
+
+
+class _Encoder:
+    """Responses as bytes: the status line, Server, Date (remade once a second), the rest."""
+
+    def __init__(self, server_header: bytes) -> None:
+        self.server_header = server_header
+        self._second = 0
+        self._date = b""
+        self._plain: dict[tuple[int, bool], bytes] = {}  # bodiless answers of this second
+
+    def encode(self, response: HttpResponse, *, keep_alive: bool, head_only: bool = False,
+               version: bytes = b"HTTP/1.1") -> bytes:
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self._date = b"Date: " + formatdate(second, usegmt=True).encode() + b"\r\n"
+            self._plain.clear()
+        plain = not response.body and response.content_type is None and not response.headers
+        if plain and version == b"HTTP/1.1":
+            cached = self._plain.get((response.status, keep_alive))
+            if cached is None:
+                cached = self._plain[response.status, keep_alive] = self._head(response, keep_alive, version)
+            return cached
+        head = self._head(response, keep_alive, version)
+        return head if head_only else head + response.body
+
+    def _head(self, response: HttpResponse, keep_alive: bool, version: bytes) -> bytes:
+        status = HTTPStatus(response.status)
+        lines = [b"%s %d %s\r\n" % (version, status.value, status.phrase.encode()), self.server_header, self._date,
+                 b"Content-Length: %d\r\n" % len(response.body)]
+        if response.content_type is not None:
+            lines.append(b"Content-Type: %s\r\n" % response.content_type.encode("latin-1"))
+        lines += [b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
+        if not keep_alive:
+            lines.append(b"Connection: close\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
 
 
 class HttpServer:
-    """One source's aiohttp application on its ports (the `Server` of a ListeningSource)."""
+    """One component's HTTP server on its ports (the `Server` of a ListeningSource)."""
 
-    def __init__(self, source: Source, app: web.Application, config: ConnectionConfig, *, ssl_context: Any = None,
+    def __init__(self, name: str, handle: Handler, *, counters: SourceCounters, warnings: RateLimitedWarnings,
+                 read_timeout: float, max_connections: int, max_body: int, max_head: int = DEFAULT_MAX_HEAD,
+                 reuse_port: bool = False, ssl_context: ssl.SSLContext | None = None,
                  send_server_version: bool = True) -> None:
-        self.source = source
-        self.app = app
-        self.config = config
+        self.name = name
+        self.handle = handle
+        self.counters = counters
+        self.warnings = warnings
+        self.read_timeout = read_timeout
+        self.max_body = max_body
+        self.max_head = max_head
+        self.reuse_port = reuse_port
         self.ssl_context = ssl_context
-        self.read_timeout = config.read_timeout
-        self.runner: web.AppRunner | None = None
-        if not send_server_version:
-            app.on_response_prepare.append(_drop_server_header)
+        self.encoder = _Encoder(b"Server: kubeflume\r\n" if send_server_version else b"")
+        self.connections = ConnectionTable(name, counters, warnings, max_connections)
+        self.stopping = False
+        self._servers: list[asyncio.Server] = []
 
     async def start(self, host: str | None, ports: Sequence[int]) -> list[int]:
-        self.runner = _CappedRunner(
-            self.app, max_connections=self.config.max_connections, refused=self._refused,
-            access_log=None, handle_signals=False, keepalive_timeout=self.read_timeout,
-            logger=_RefusalLog(self.source))
-        await self.runner.setup()
+        """Bind every port (0 picks a free one); returns the bound port numbers, in order."""
+        loop = asyncio.get_running_loop()
         bound = []
-        for port in ports:
-            site = web.TCPSite(self.runner, host or None, port, ssl_context=self.ssl_context,
-                               reuse_port=self.config.reuse_port or None)
-            await site.start()
-            bound.append(self.runner.addresses[-1][1])
+        try:
+            for port in ports:
+                server = await loop.create_server(
+                    lambda: _Connection(self), host or None, port, ssl=self.ssl_context,
+                    reuse_port=self.reuse_port or None, backlog=1024)
+                self._servers.append(server)
+                bound.append(server.sockets[0].getsockname()[1])
+        except BaseException:
+            await self.stop()
+            raise
         return bound
 
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()  # stops accepting, lets in-flight requests finish
-            self.runner = None
+    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop accepting; close idle connections at once and busy ones once their request is answered."""
+        self.stopping = True
+        for server in self._servers:
+            server.close()
+        working = []
+        for connection in self.connections:
+            if connection.worker is None:
+                connection.close()
+            else:
+                working.append(connection.worker)
+        if working:
+            _, late = await asyncio.wait(working, timeout=grace)
+            for worker in late:  # nothing of a request cut short is acknowledged: the client retries
+                worker.cancel()
+        for connection in self.connections:
+            connection.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
 
-    async def read_within(self, request: web.Request, reading: Awaitable[T]) -> T:
-        """`await reading` (what reads the request's body), given up after readTimeout: raises
-        web.HTTPRequestTimeout (408), counted in ReadTimeoutCount."""
+    def refused(self, status: int, client: str, reason: str) -> None:
+        """Count and log a request refused below the handler (the handler's own refusals are its business)."""
+        self.counters.event_read_fail += 1
+        self.warnings.warn(log, "bad-request", "%s: refused a request from %s (%d): %s",
+                           self.name, client, status, reason)
+
+    def timed_out(self, client: str) -> None:
+        self.counters.read_timeouts += 1
+        self.warnings.warn(log, "read-timeout", "%s: request from %s not complete within readTimeout = %g s",
+                           self.name, client, self.read_timeout)
+
+
+class _Connection(asyncio.Protocol):
+    """One client: its reader queues whole requests, a worker Task (only while there are some)
+    answers them in order."""
+
+    __slots__ = ("_client_done", "_continue_waiting", "_discarding", "_tls", "_writable", "deadline", "peer_ip",
+                 "queue", "reader", "server", "transport", "worker")
+
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.reader: RequestReader | None = None
+        self.peer_ip = ""
+        self.queue: deque[HttpRequest | HttpResponse] = deque()
+        self.worker: asyncio.Task | None = None
+        self.deadline = Deadline(asyncio.get_running_loop(), self._deadline_passed)
+        self._continue_waiting = False
+        self._discarding = False  # refused: what the client still sends is dropped
+        self._client_done = False  # the client half-closed: answer what is queued, then close
+        self._writable: asyncio.Future | None = None  # set while the transport's buffer is full
+        self._tls = False
+
+    @property
+    def busy(self) -> bool:
+        """Handing a request to its handler (and so, for a source, events to the channel)."""
+        return self.worker is not None
+
+    @property
+    def _in_message(self) -> bool:
+        return self.reader is not None and self.reader.in_message
+
+    # --- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio's subclasses
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if peer else ""
+        self._tls = transport.get_extra_info("sslcontext") is not None
+        server = self.server
+        if server.stopping or not server.connections.admit(self):
+            transport.abort()
+            return
+        self.reader = RequestReader(remote=self.peer_ip, max_head=server.max_head, max_body=server.max_body,
+                                    on_request=self._enqueue, on_begin=self._request_begun,
+                                    on_continue=self._continue)
+        self.deadline.set_in(server.read_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.remove(self)
+        self.deadline.cancel()
+        if self.worker is not None:
+            while len(self.queue) > 1:  # the one being handled completes; the rest have no one to answer
+                self.queue.pop()
+        else:
+            self.queue.clear()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        if self._discarding or self.reader is None:
+            return
         try:
-            async with asyncio.timeout(self.read_timeout):
-                return await reading
-        except TimeoutError:
-            self.source.counters.read_timeouts += 1
-            self.source.warnings.warn(log, "read-timeout", "%s: request from %s not complete within readTimeout "
-                                      "= %g s", self.source.name, request.remote, self.read_timeout)
-            raise web.HTTPRequestTimeout(text=f"request not complete within {self.read_timeout:g} s") from None
+            self.reader.feed(data)
+        except RequestRefused as refusal:
+            self._refuse(refusal.status, refusal.reason)
 
-    def _refused(self) -> None:
-        self.source.counters.connection_limit += 1
-        self.source.warnings.warn(log, "connection-limit", "%s: refused a connection: %d open (maxConnections)",
-                                  self.source.name, self.config.max_connections)
+    def eof_received(self) -> bool:
+        self._client_done = True
+        # keep the transport open to answer what is being handled (TLS cannot half-close)
+        return self.worker is not None and not self._tls
+
+    def pause_writing(self) -> None:
+        self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._writable = None
+
+    # --- the reader's calls -------------------------------------------------------------------
+
+    def _request_begun(self) -> None:
+        self.deadline.set_in(self.server.read_timeout)
+
+    def _continue(self) -> None:
+        """Expect: 100-continue, and the body is welcome: say so now, or after the answers before it."""
+        self._continue_waiting = True
+        if self.worker is None:
+            self._send_continue()
+
+    # --- answering ------------------------------------------------------------------------------
+
+    def _enqueue(self, item: HttpRequest | HttpResponse) -> None:
+        self._continue_waiting = False
+        self.deadline.clear()
+        self.queue.append(item)
+        if self.worker is None:
+            self.worker = asyncio.get_running_loop().create_task(self._work())
+        elif len(self.queue) > MAX_WAITING_REQUESTS and self.transport is not None:
+            self.transport.pause_reading()
+
+    async def _work(self) -> None:
+        try:
+            while self.queue:
+                item = self.queue[0]
+                if isinstance(item, HttpResponse):  # a refusal: the last answer of this connection
+                    self._write(self.server.encoder.encode(item, keep_alive=False, version=b"HTTP/1.0"
+                                                           if item.status == 400 else b"HTTP/1.1"))
+                    self._linger()
+                    return
+                response = await self._answer(item)
+                if self.queue:
+                    self.queue.popleft()
+                keep_alive = item.keep_alive and not self.server.stopping and not self._client_done
+                if self._writable is not None:
+                    await self._writable
+                self._write(self.server.encoder.encode(response, keep_alive=keep_alive,
+                                                       head_only=item.method == "HEAD"))
+                if not keep_alive:
+                    self.close()
+                    return
+                if len(self.queue) <= MAX_WAITING_REQUESTS and self.transport is not None:
+                    self.transport.resume_reading()
+                if self._continue_waiting and not self.queue:
+                    self._send_continue()
+        finally:
+            self.worker = None
+            if self._client_done:
+                self.close()
+            elif not self._in_message and not self._discarding:
+                self.deadline.set_in(self.server.read_timeout)  # kept alive: idle from now
+
+    async def _answer(self, request: HttpRequest) -> HttpResponse:
+        try:
+            return await self.server.handle(request)
+        except Exception:
+            log.exception("%s: failed to answer %s %s from %s", self.server.name, request.method, request.path,
+                          request.remote)
+            return HttpResponse.text(500, "internal error")
+
+    def _send_continue(self) -> None:
+        self._continue_waiting = False
+        self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer `status` after what is queued, then close; nothing more is read."""
+        if status != 408:
+            self.server.refused(status, self.peer_ip, reason)
+        self._discarding = True
+        self.reader = None
+        self._enqueue(HttpResponse.text(status, reason))
+
+    def _linger(self) -> None:
+        """Half-close and drop what the client still sends for a moment: closing with unread bytes
+        would reset the connection, and the client might lose the answer."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        with contextlib.suppress(OSError, RuntimeError):
+            transport.write_eof()
+        transport.resume_reading()
+        self.deadline.set_in(min(LINGER_SECONDS, self.server.read_timeout))
+
+    def _deadline_passed(self) -> None:
+        if self._in_message:
+            self.server.timed_out(self.peer_ip)
+            self._refuse(408, f"request not complete within readTimeout = {self.server.read_timeout:g} s")
+        elif self.worker is None:
+            self.close()  # idle since its last answer (or a refused one lingered long enough)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def evict(self) -> None:
+        """Closed to make room under maxConnections."""
+        if self.transport is not None:
+            self.transport.abort()
 
 
-async def _drop_server_header(request: web.Request, response: web.StreamResponse) -> None:
-    """Jetty's `HttpConfiguration.sendServerVersion = false`: no Server header at all."""
-    response.headers.popall("Server", None)
+def http_server_for(source: Source, handle: Handler, config: ConnectionConfig, *, max_body: int,
+                    **options: Any) -> HttpServer:
+    """The HTTP server of `source`, with the keys every TCP source shares (`reusePort`, `readTimeout`,
+    `maxConnections`); `options`: TLS context, `max_head`, `send_server_version`."""
+    return HttpServer(source.name, handle, counters=source.counters, warnings=source.warnings,
+                      read_timeout=config.read_timeout, max_connections=config.max_connections,
+                      reuse_port=config.reuse_port, max_body=max_body, **options)

@@ -18,8 +18,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
 from kubeflume_agent.config.keys import key, positive_integer
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.avro_rpc import (
@@ -33,7 +31,7 @@ from kubeflume_agent.protocols.avro_rpc import (
 from kubeflume_agent.protocols.framing import FrameError, decode_budget
 from kubeflume_agent.protocols.thrift_rpc import FLUME_OG, INCOMPLETE, PROTOCOLS, read_call, text, write_reply
 from kubeflume_agent.sources.base import HostPortKeys, ListeningSource
-from kubeflume_agent.sources.http_server import HttpServer
+from kubeflume_agent.sources.http_server import HttpRequest, HttpResponse, HttpServer, http_server_for
 from kubeflume_agent.sources.tcp_server import (
     DEFAULT_MAX_REQUEST_BYTES,
     Connection,
@@ -123,26 +121,26 @@ class AvroLegacySource(ListeningSource[LegacySourceConfig]):
     def __init__(self, name: str, config: LegacySourceConfig, processor) -> None:
         super().__init__(name, config, processor)
         self.responder = Responder(AvroProtocol.packaged("FlumeOGEventAvroServer"), MAX_READS_PER_CALL)
-        app = web.Application(client_max_size=self.config.max_request_bytes)
-        app.router.add_post("/{tail:.*}", self._handle)
-        self.server: HttpServer = HttpServer(self, app, self.config)
+        self.server: HttpServer = http_server_for(self, self._handle, self.config,
+                                                  max_body=self.config.max_request_bytes)
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponse(405, headers=[("Allow", "POST")])
         try:
-            body = await self.server.read_within(request, request.read())
-            call = self.responder.read_call(parse_http_buffers(body), Session())
+            call = self.responder.read_call(parse_http_buffers(request.body), Session())
         except FrameError as error:
             self.counters.event_read_fail += 1
             self.warnings.warn(log, "bad-request", "%s: refused a request from %s (400): %s",
                                self.name, request.remote, error)
-            return web.Response(status=400, text=str(error))
+            return HttpResponse.text(400, str(error))
         if call.reply is not None:
             reply = call.reply
         else:
             outcome = await deliver_call(self, [og_avro_event(call)], single=True)
             reply = (self.responder.response(call, None) if outcome == Outcome.STORED
                      else self.responder.error(call, "event not stored: channel refused it"))
-        return web.Response(body=http_buffers(reply), content_type="avro/binary")
+        return HttpResponse(200, http_buffers(reply), "avro/binary")
 
 
 class ThriftLegacySource(ListeningSource[LegacySourceConfig]):
