@@ -33,7 +33,7 @@ from typing import Any, Protocol, cast
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from kubeflume_agent.protocols.framing import FrameError, budget_exceeded, read_length
+from kubeflume_agent.protocols.framing import ChunkedFramer, FrameError, budget_exceeded, read_length
 
 _HEADER = struct.Struct(">ii")
 _LENGTH = struct.Struct(">i")
@@ -320,61 +320,28 @@ def netty_frame(serial: int, payload: bytes) -> bytes:
     return _HEADER.pack(serial, 1) + _LENGTH.pack(len(payload)) + payload
 
 
-class NettyFramer:
-    """Netty frames found in a connection's bytes as they arrive (sources.tcp_server's framer):
-    (serial, payload) per frame, FrameError for one claiming more than `max_bytes` in all; and
-    what the connection's calls share: its handshake `session`, and `frame` for its answers."""
+class NettyFramer(ChunkedFramer[tuple[int, bytes]]):
+    """Netty frames found in a connection's bytes as they arrive: (serial, payload) per frame,
+    FrameError for one claiming more than `max_bytes` in all; and what the connection's calls
+    share: its handshake `session`, and `frame` for its answers."""
 
-    __slots__ = ("_held", "_parts", "_wanted", "max_bytes", "session")
+    __slots__ = ("max_bytes", "session")
+
+    header_size = _HEADER.size
 
     def __init__(self, max_bytes: int) -> None:
+        super().__init__()
         self.max_bytes = max_bytes
         self.session = Session()
-        self._parts: list[bytes] = []
-        self._held = 0
-        self._wanted = _HEADER.size  # bytes the next frame needs at least
-
-    @property
-    def partial(self) -> bool:
-        return self._held > 0
-
-    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        """The frames `data` completes."""
-        if not data:
-            return []
-        self._held += len(data)
-        self._parts.append(data)
-        if self._held < self._wanted:
-            return []
-        buffer = b"".join(self._parts) if len(self._parts) > 1 else data
-        frames = []
-        position = 0
-        self._wanted = _HEADER.size
-        while position < len(buffer):
-            found = self._frame_at(buffer, position)
-            if isinstance(found, int):
-                self._wanted = found
-                break
-            position, serial, payload = found
-            frames.append((serial, payload))
-        rest = buffer[position:] if position else buffer
-        self._parts = [rest] if rest else []
-        self._held = len(rest)
-        return frames
 
     def more(self) -> list[tuple[int, bytes]]:
         """Frames already received but not yet handed out (see InflatingNettyFramer)."""
         return []
 
-    def flush(self) -> list[tuple[int, bytes]]:
-        """A frame cut short by the end of the stream is dropped: nothing of it was answered."""
-        return []
-
     def frame(self, serial: int, payload: bytes) -> bytes:
         return netty_frame(serial, payload)
 
-    def _frame_at(self, buffer: bytes, start: int) -> tuple[int, int, bytes] | int:
-        """(end, serial, payload) of the frame at `start`, or the bytes from `start` it needs at least."""
+    def _message_at(self, buffer: bytes, start: int) -> tuple[int, tuple[int, bytes]] | int:
         if len(buffer) - start < _HEADER.size:
             return _HEADER.size
         serial, count = _HEADER.unpack_from(buffer, start)
@@ -393,7 +360,7 @@ class NettyFramer:
             parts.append(buffer[position:position + length])
             position += length
             remaining -= length
-        return position, serial, parts[0] if count == 1 else b"".join(parts)
+        return position, (serial, parts[0] if count == 1 else b"".join(parts))
 
 
 class InflatingNettyFramer(NettyFramer):

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from typing import ClassVar, Generic, TypeVar
 
 _UINT32 = struct.Struct(">I")
 _INT32 = struct.Struct(">i")
+M = TypeVar("M")
 
 
 class FrameError(ValueError):
@@ -59,26 +61,26 @@ async def read_length_prefixed(reader: asyncio.StreamReader, limit: int, what: s
     return await reader.readexactly(await read_length(reader, limit, what))
 
 
-class LengthPrefixedFramer:
-    """4-byte length-prefixed frames (Thrift TFramedTransport) found in a stream's bytes as they
-    arrive (sources.tcp_server's framer). A length over `limit` is refused as soon as it arrives;
-    a frame's bytes are joined once, when the last of them is in."""
+class ChunkedFramer(Generic[M]):
+    """Messages of a stated length found in a stream's bytes as they arrive (sources.tcp_server's
+    framer): the bytes are kept as they came and joined once, when a message can be complete.
+    A subclass says what the message at a position is (`_message_at`)."""
 
-    __slots__ = ("_held", "_parts", "_wanted", "limit", "what")
+    __slots__ = ("_held", "_parts", "_wanted")
 
-    def __init__(self, limit: int, what: str = "frame") -> None:
-        self.limit = limit
-        self.what = what
+    header_size: ClassVar[int]  # the fewest bytes a message can be
+
+    def __init__(self) -> None:
         self._parts: list[bytes] = []
         self._held = 0  # bytes in _parts
-        self._wanted = 4  # bytes the next frame needs before anything can be cut
+        self._wanted = self.header_size  # bytes the next message needs at least
 
     @property
     def partial(self) -> bool:
         return self._held > 0
 
-    def feed(self, data: bytes) -> list[bytes]:
-        """The frames `data` completes."""
+    def feed(self, data: bytes) -> list[M]:
+        """The messages `data` completes."""
         if not data:
             return []
         self._held += len(data)
@@ -86,27 +88,53 @@ class LengthPrefixedFramer:
         if self._held < self._wanted:
             return []
         buffer = b"".join(self._parts) if len(self._parts) > 1 else data
-        frames = []
-        position, size = 0, len(buffer)
-        self._wanted = 4
-        while size - position >= 4:
-            length = _INT32.unpack_from(buffer, position)[0]
-            if length < 0 or length > self.limit:
-                raise FrameError(f"{self.what} of {length} bytes is outside 0..{self.limit}")
-            end = position + 4 + length
-            if end > size:
-                self._wanted = 4 + length
+        messages = []
+        position = 0
+        self._wanted = self.header_size
+        while position < len(buffer):
+            found = self._message_at(buffer, position)
+            if isinstance(found, int):
+                self._wanted = found
                 break
-            frames.append(buffer[position + 4:end])
-            position = end
+            position, message = found
+            messages.append(message)
         rest = buffer[position:] if position else buffer
         self._parts = [rest] if rest else []
         self._held = len(rest)
-        return frames
+        return messages
 
-    def flush(self) -> list[bytes]:
-        """A frame cut short by the end of the stream is dropped: nothing of it was answered."""
+    def flush(self) -> list[M]:
+        """A message cut short by the end of the stream is dropped: nothing of it was answered."""
         return []
+
+    def _message_at(self, buffer: bytes, start: int) -> tuple[int, M] | int:
+        """(where it ends, the message at `start`), or how many bytes from `start` it needs at least."""
+        raise NotImplementedError
+
+
+class LengthPrefixedFramer(ChunkedFramer[bytes]):
+    """4-byte length-prefixed frames (Thrift TFramedTransport); a length over `limit` is refused as
+    soon as it arrives."""
+
+    __slots__ = ("limit", "what")
+
+    header_size = _INT32.size
+
+    def __init__(self, limit: int, what: str = "frame") -> None:
+        super().__init__()
+        self.limit = limit
+        self.what = what
+
+    def _message_at(self, buffer: bytes, start: int) -> tuple[int, bytes] | int:
+        if len(buffer) - start < _INT32.size:
+            return _INT32.size
+        length = _INT32.unpack_from(buffer, start)[0]
+        if length < 0 or length > self.limit:
+            raise FrameError(f"{self.what} of {length} bytes is outside 0..{self.limit}")
+        end = start + _INT32.size + length
+        if end > len(buffer):
+            return end - start
+        return end, buffer[start + _INT32.size:end]
 
 
 def length_prefixed(payload: bytes) -> bytes:
