@@ -15,9 +15,9 @@ sending half a message adds that half and an entry in its server's deadlines.
 Clients that cost nothing to run and hold resources for ever are cut off here, once for every
 source: a message that has begun must be complete within `readTimeout` seconds of its first byte,
 however slowly its bytes trickle in (`Deadlines`: one timer per server, for the connections in
-the order their messages began); and at
-`maxConnections` open connections a new one closes the longest-open connection that is not
-handing events to the channel (or is refused if every one is). Both are counted
+the order their messages began); and at `maxConnections` open connections a new one closes the
+longest-open connection that is not handing events to the channel, or is refused if every one is
+(`connection_limits.ConnectionTable`, as in the HTTP server). Both are counted
 (`ReadTimeoutCount`, `ConnectionLimitCount`). A connection with nothing half-sent is kept, as in
 Flume: RPC clients hold connections open between batches.
 
@@ -51,6 +51,7 @@ from kubeflume_agent.core.memory import release_free_memory
 from kubeflume_agent.protocols.framing import FrameError
 from kubeflume_agent.protocols.ipfilter import IpFilter
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ConnectionConfig, Source
+from kubeflume_agent.sources.connection_limits import ConnectionTable
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,8 @@ class Connection(asyncio.Protocol):
     """One accepted client. `busy` while a delivery is in flight: stop waits for it, and the
     longest-open connection that is not busy is the one closed at maxConnections."""
 
-    __slots__ = ("_answered", "_held", "_paused", "_turn", "_writable", "busy", "eof", "evicted", "framer", "lost",
-                 "peer_ip", "server", "task", "transport")
+    __slots__ = ("_answered", "_held", "_paused", "_turn", "_writable", "busy", "eof", "framer", "lost", "peer_ip",
+                 "server", "task", "transport")
 
     def __init__(self, server: TcpServer) -> None:
         self.server = server
@@ -116,7 +117,6 @@ class Connection(asyncio.Protocol):
         self.task: asyncio.Task | None = None  # a delivery that had to wait
         self.eof = False  # the client has sent everything
         self.lost = False  # the transport is gone
-        self.evicted = False  # closed to make room under maxConnections
         self._held: list[bytes] | None = None  # what arrived while a delivery was in flight
         self._turn = 0  # bytes read since the event loop last let the others (sinks) run
         self._paused = False
@@ -184,6 +184,10 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.transport.close()
+
+    def evict(self) -> None:
+        """Closed to make room under maxConnections (ConnectionTable)."""
+        self.close()
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -399,7 +403,6 @@ class TcpServer:
         self.reuse_port = reuse_port
         self.ip_filter = ip_filter
         self.read_timeout = read_timeout
-        self.max_connections = max_connections
         # Set by start: the loop is asked for once (each asking costs a getpid() syscall).
         self.loop: asyncio.AbstractEventLoop
         self.deadlines: Deadlines
@@ -407,7 +410,7 @@ class TcpServer:
         self.stopping = False
         self.stopped = asyncio.Event()
         self._servers: list[asyncio.Server] = []
-        self._connections: dict[Connection, None] = {}  # in the order they opened
+        self.connections = ConnectionTable(name, counters, self.warnings, max_connections)
         self._all_gone: asyncio.Future | None = None  # while stop waits for the last connection
         self._high_water = 0  # most connections open at once since memory was last handed back
 
@@ -434,11 +437,11 @@ class TcpServer:
         self.stopped.set()
         for server in self._servers:
             server.close()
-        for connection in list(self._connections):
+        for connection in list(self.connections):
             if not connection.busy:
                 connection.close()
         if not await self._connections_gone(grace):
-            for connection in list(self._connections):
+            for connection in list(self.connections):
                 if connection.task is not None:
                     connection.task.cancel()
                 connection.transport.abort()
@@ -449,12 +452,12 @@ class TcpServer:
 
     async def _connections_gone(self, timeout: float | None) -> bool:
         """Whether every connection is gone (within `timeout` seconds)."""
-        if not self._connections:
+        if not len(self.connections):
             return True
         self._all_gone = self.loop.create_future()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._all_gone), timeout)
-        return not self._connections
+        return not len(self.connections)
 
     def warn(self, kind: str, message: str, *args: object, exc_info: bool = False) -> None:
         """One of this source's rate-limited warnings about a client."""
@@ -466,14 +469,10 @@ class TcpServer:
         if self.stopping:
             connection.close()
             return
-        if len(self._connections) >= self.max_connections and not self._make_room():
-            self.warn("connection-limit", "refused a connection from %s: %d connections (maxConnections), all busy",
-                      connection.peer_ip, len(self._connections))
+        if not self.connections.admit(connection):
             connection.close()
             return
-        self._connections[connection] = None
-        self.counters.open_connections += 1
-        self._high_water = max(self._high_water, len(self._connections))
+        self._high_water = max(self._high_water, len(self.connections))
         connection.framer = self.framer(connection)
         if self.ip_filter is not None:
             connection.pause()
@@ -492,27 +491,12 @@ class TcpServer:
 
     def forget(self, connection: Connection) -> None:
         """A connection is closed and has nothing in flight."""
-        if connection in self._connections:
-            del self._connections[connection]
-            self.counters.open_connections -= 1
-        if self._high_water >= BURST_CONNECTIONS and len(self._connections) <= self._high_water // 16:
-            self._high_water = len(self._connections)
+        self.connections.remove(connection)
+        if self._high_water >= BURST_CONNECTIONS and len(self.connections) <= self._high_water // 16:
+            self._high_water = len(self.connections)
             release_free_memory()
-        if not self._connections and self._all_gone is not None and not self._all_gone.done():
+        if not len(self.connections) and self._all_gone is not None and not self._all_gone.done():
             self._all_gone.set_result(None)
-
-    def _make_room(self) -> bool:
-        """At maxConnections: close the longest-open connection not handing events over.
-        False if every connection is busy (the new one is refused then)."""
-        self.counters.connection_limit += 1
-        for connection in self._connections:
-            if not connection.busy and not connection.evicted:
-                connection.evicted = True
-                connection.close()
-                self.warn("connection-limit", "%d connections (maxConnections): closed the one from %s",
-                          len(self._connections), connection.peer_ip)
-                return True
-        return False
 
 
 def server_for(source: Source, framer: MakeFramer, handle: Handle, config: ConnectionConfig,
