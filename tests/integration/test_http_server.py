@@ -56,6 +56,22 @@ async def test_pipelined_requests_are_answered_in_order():
     assert [e.body for e in events] == [b"1", b"2", b"3"]
 
 
+async def test_an_http_1_0_client_is_kept_alive_only_when_it_asks():
+    async with running_source("http", LOCAL) as (source, channel):
+        reader, writer = await connect(source)
+        body = events_body("one")
+        writer.write(b"POST / HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        status, headers, _ = await read_response(reader)
+        assert (status, headers["connection"]) == (200, "keep-alive")
+        body = events_body("two")
+        writer.write(b"POST / HTTP/1.0\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        status, headers, _ = await read_response(reader)
+        assert (status, headers["connection"]) == (200, "close")
+        assert await reader.read() == b""
+        writer.close()
+        assert [e.body for e in await collect(channel, 2)] == [b"one", b"two"]
+
+
 async def test_a_chunked_body_arriving_in_pieces():
     async with running_source("http", LOCAL) as (source, channel):
         reader, writer = await connect(source)

@@ -53,16 +53,17 @@ STOP_GRACE_SECONDS = 10.0
 class HttpRequest:
     """One whole request, as a handler sees it."""
 
-    __slots__ = ("body", "headers", "keep_alive", "method", "remote", "target")
+    __slots__ = ("body", "headers", "keep_alive", "method", "remote", "target", "version")
 
     def __init__(self, method: str, target: str, headers: dict[str, str], body: bytes, remote: str,
-                 keep_alive: bool = True) -> None:
+                 keep_alive: bool = True, version: str = "1.1") -> None:
         self.method = method
         self.target = target  # the request target as sent: path and query
         self.headers = headers  # names lower-cased; repeated headers joined with ", "
         self.body = body
         self.remote = remote
         self.keep_alive = keep_alive
+        self.version = version
 
     @property
     def path(self) -> str:
@@ -232,7 +233,7 @@ class RequestReader:
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         method = self.parser.get_method().decode("ascii")
         request = HttpRequest(method, b"".join(self._url).decode("latin-1"), headers, body, self.remote,
-                              self.parser.should_keep_alive())
+                              self.parser.should_keep_alive(), self.parser.get_http_version())
         self._url, self._headers, self._body = [], [], []
         self.on_request(request)
 
@@ -244,10 +245,12 @@ class _Encoder:
         self.server_header = server_header
         self._second = 0
         self._date = b""
-        self._plain: dict[tuple[int, bool], bytes] = {}  # bodiless answers of this second
+        self._plain: dict[tuple[int, bool | None], bytes] = {}  # bodiless answers of this second
 
-    def encode(self, response: HttpResponse, *, keep_alive: bool, head_only: bool = False,
+    def encode(self, response: HttpResponse, *, keep_alive: bool | None, head_only: bool = False,
                version: bytes = b"HTTP/1.1") -> bytes:
+        """`keep_alive`: None for kept alive as HTTP/1.1 does by default, True to say so (to an
+        HTTP/1.0 client), False to close."""
         second = int(time.time())
         if second != self._second:
             self._second = second
@@ -262,15 +265,15 @@ class _Encoder:
         head = self._head(response, keep_alive, version)
         return head if head_only else head + response.body
 
-    def _head(self, response: HttpResponse, keep_alive: bool, version: bytes) -> bytes:
+    def _head(self, response: HttpResponse, keep_alive: bool | None, version: bytes) -> bytes:
         status = HTTPStatus(response.status)
         lines = [b"%s %d %s\r\n" % (version, status.value, status.phrase.encode()), self.server_header, self._date,
                  b"Content-Length: %d\r\n" % len(response.body)]
         if response.content_type is not None:
             lines.append(b"Content-Type: %s\r\n" % response.content_type.encode("latin-1"))
         lines += [b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
-        if not keep_alive:
-            lines.append(b"Connection: close\r\n")
+        if keep_alive is not None:
+            lines.append(b"Connection: keep-alive\r\n" if keep_alive else b"Connection: close\r\n")
         lines.append(b"\r\n")
         return b"".join(lines)
 
@@ -460,7 +463,7 @@ class _Connection(asyncio.Protocol):
                 keep_alive = item.keep_alive and not self.server.stopping and not self._client_done
                 if self._writable is not None:
                     await self._writable
-                self._write(self.server.encoder.encode(response, keep_alive=keep_alive,
+                self._write(self.server.encoder.encode(response, keep_alive=_connection_header(keep_alive, item),
                                                        head_only=item.method == "HEAD"))
                 if not keep_alive:
                     self.close()
@@ -529,6 +532,14 @@ class _Connection(asyncio.Protocol):
         """Closed to make room under maxConnections."""
         if self.transport is not None:
             self.transport.abort()
+
+
+def _connection_header(keep_alive: bool, request: HttpRequest) -> bool | None:
+    """What the answer's Connection header says: close (False), keep-alive (True: an HTTP/1.0
+    client closes unless told otherwise), nothing (None: HTTP/1.1 keeps alive by default)."""
+    if not keep_alive:
+        return False
+    return True if request.version == "1.0" else None
 
 
 def http_server_for(source: Source, handle: Handler, config: ConnectionConfig, *, max_body: int,
