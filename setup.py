@@ -33,7 +33,7 @@ class OptionalBuildExt(build_ext):
 setup(
     ext_modules=cythonize(
         [Extension(f"kubeflume_agent.protocols.{name}", [f"agent/kubeflume_agent/protocols/{name}.pyx"])
-         for name in ("_syslog_fast", "_rpc_fast")],
+         for name in ("_syslog_fast", "_rpc_fast", "_json_fast")],
         compiler_directives={"language_level": "3"},
     ),
     cmdclass={"build_ext": OptionalBuildExt},

@@ -42,6 +42,7 @@ from kubeflume_agent.config.keys import (
 )
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols import tls
+from kubeflume_agent.protocols.accelerators import compiled
 from kubeflume_agent.protocols.java_charsets import decode_java, java_encoder
 from kubeflume_agent.sources.base import BindPortKeys, ListeningSource
 from kubeflume_agent.sources.http_server import (
@@ -63,6 +64,9 @@ from kubeflume_agent.sources.tcp_server import (
 log = logging.getLogger(__name__)
 
 FAST_PARSE_BYTES = 1024 * 1024  # orjson below this size: at most some 40 MB of objects
+# The usual request (UTF-8, `[{"headers": {...}, "body": "..."}...]`) read straight into events
+# (protocols/_json_fast.pyx), or None: orjson and _json_events, the reference, read every request.
+JSON_EVENTS_ACCELERATOR = compiled("_json_fast", "json_events")
 
 
 class BadRequest(Exception):
@@ -93,15 +97,23 @@ class JsonHandler:
         raw = await request.read()
         if not raw.strip():
             raise UnusableRequest("empty request body")
+        if charset == "utf-8" and len(raw) <= FAST_PARSE_BYTES and JSON_EVENTS_ACCELERATOR is not None:
+            events = JSON_EVENTS_ACCELERATOR(raw)
+            if events is not None:
+                return self._at_most_max(events)
         document = self._parse(raw, charset)
         if document is None:
             raise UnusableRequest("request body is null")
         if not isinstance(document, list):
             raise BadRequest("expected a JSON array of events")
-        if len(document) > self.max_events:
-            raise TooManyEvents(f"{len(document)} events, more than max-batch-events = {self.max_events}")
+        self._at_most_max(document)
         codec, bom = java_encoder(charset)  # Java's: UTF-16 with a big-endian BOM
         return _json_events(document, codec, bom)
+
+    def _at_most_max(self, items: list[Any]) -> list[Any]:
+        if len(items) > self.max_events:
+            raise TooManyEvents(f"{len(items)} events, more than max-batch-events = {self.max_events}")
+        return items
 
     def _parse(self, raw: bytes, charset: str) -> Any:
         if len(raw) <= FAST_PARSE_BYTES:

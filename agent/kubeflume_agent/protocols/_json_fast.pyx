@@ -1,0 +1,207 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""C speed for the http source's usual request: a UTF-8 JSON array of `{"headers": {text: text...},
+"body": text}` objects, read straight into events (the body's bytes are the request's own, with no
+detour through a str).
+
+Only that shape, with strings free of escapes and control characters, each object holding
+"headers" and "body" once and nothing else, header names unique: anything else returns None and
+the reference (orjson and sources.http._json_events) reads the request as before, with its answer
+or its error. The property tests check this reader against the reference.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport uint64_t
+from libc.string cimport memcmp, memcpy
+
+from kubeflume_agent.core.event import Event
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
+
+cdef object _new_event = Event.__new__
+
+cdef uint64_t _ONES = 0x0101010101010101ULL
+cdef uint64_t _HIGHS = 0x8080808080808080ULL
+cdef uint64_t _QUOTES = 0x2222222222222222ULL
+cdef uint64_t _BACKSLASHES = 0x5C5C5C5C5C5C5C5CULL
+cdef uint64_t _SPACES = 0x2020202020202020ULL
+
+
+cdef inline Py_ssize_t _skip_space(const unsigned char* s, Py_ssize_t i, Py_ssize_t n) noexcept:
+    while i < n and (s[i] == 32 or s[i] == 10 or s[i] == 13 or s[i] == 9):
+        i += 1
+    return i
+
+
+cdef inline bint _plain_word(uint64_t w) noexcept:
+    """None of these 8 bytes is a quote, a backslash, a control byte or non-ASCII."""
+    cdef uint64_t quotes = w ^ _QUOTES
+    cdef uint64_t backslashes = w ^ _BACKSLASHES
+    cdef uint64_t flagged = ((quotes - _ONES) & ~quotes) | ((backslashes - _ONES) & ~backslashes) \
+        | ((w - _SPACES) & ~w) | w
+    return (flagged & _HIGHS) == 0
+
+
+cdef inline Py_ssize_t _string_end(const unsigned char* s, Py_ssize_t i, Py_ssize_t n, bint* ascii) noexcept:
+    """The index of the quote closing the string whose first byte is s[i]; -1 at an escape, a
+    control byte or the end of the input. Eight bytes at a time while they are plain ASCII."""
+    cdef unsigned char c
+    cdef uint64_t word
+    ascii[0] = True
+    while i + 8 <= n:
+        memcpy(&word, s + i, 8)
+        if not _plain_word(word):
+            break
+        i += 8
+    while i < n:
+        c = s[i]
+        if c == 34:
+            return i
+        if c == 92 or c < 32:
+            return -1
+        if c >= 128:
+            ascii[0] = False
+        i += 1
+    return -1
+
+
+cdef inline bint _is_key(const unsigned char* s, Py_ssize_t start, Py_ssize_t end, const char* name,
+                         Py_ssize_t size) noexcept:
+    return end - start == size and memcmp(s + start, name, size) == 0
+
+
+def json_events(bytes raw):
+    """The events of a request body, or None when it is not the usual shape (see the module)."""
+    cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(raw)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(raw)
+    cdef Py_ssize_t i, end, name_end
+    cdef bint ascii
+    cdef dict headers
+    cdef object body, event
+    cdef list names = []  # the previous event's header names, in order: the next one likely has the same
+    events = []
+    i = _skip_space(s, 0, n)
+    if i >= n or s[i] != 91:  # [
+        return None
+    i = _skip_space(s, i + 1, n)
+    if i < n and s[i] == 93:  # ]
+        return events if _skip_space(s, i + 1, n) == n else None
+    while True:
+        if i >= n or s[i] != 123:  # {
+            return None
+        i = _skip_space(s, i + 1, n)
+        headers = None
+        body = None
+        while True:  # the members of one event object
+            if i >= n or s[i] != 34:
+                return None
+            name_end = _string_end(s, i + 1, n, &ascii)
+            if name_end < 0:
+                return None
+            end = _skip_space(s, name_end + 1, n)
+            if end >= n or s[end] != 58:  # :
+                return None
+            if _is_key(s, i + 1, name_end, "body", 4) and body is None:
+                i = _skip_space(s, end + 1, n)
+                if i >= n or s[i] != 34:
+                    return None
+                end = _string_end(s, i + 1, n, &ascii)
+                if end < 0:
+                    return None
+                if not ascii:
+                    try:
+                        PyUnicode_DecodeUTF8(<const char*>s + i + 1, end - i - 1, NULL)
+                    except UnicodeDecodeError:
+                        return None
+                body = PyBytes_FromStringAndSize(<const char*>s + i + 1, end - i - 1)
+                i = end + 1
+            elif _is_key(s, i + 1, name_end, "headers", 7) and headers is None:
+                headers = {}
+                i = _read_headers(s, _skip_space(s, end + 1, n), n, headers, names)
+                if i < 0:
+                    return None
+            else:
+                return None
+            i = _skip_space(s, i, n)
+            if i < n and s[i] == 44:  # ,
+                i = _skip_space(s, i + 1, n)
+                continue
+            if i < n and s[i] == 125:  # }
+                i += 1
+                break
+            return None
+        if headers is None or body is None:
+            return None
+        event = _new_event(Event)  # Event(body, headers) without a Python-level __init__
+        event.body = body
+        event.headers = headers
+        events.append(event)
+        i = _skip_space(s, i, n)
+        if i < n and s[i] == 44:
+            i = _skip_space(s, i + 1, n)
+            continue
+        if i < n and s[i] == 93:
+            return events if _skip_space(s, i + 1, n) == n else None
+        return None
+
+
+cdef object _name(const unsigned char* s, Py_ssize_t start, Py_ssize_t end, list names, Py_ssize_t index):
+    """The header name s[start:end] as text: the previous event's name at `index` if it is the
+    same (one str shared by every event's headers), else decoded (and remembered)."""
+    cdef Py_ssize_t size
+    cdef const char* known
+    if index < len(names):
+        known = PyUnicode_AsUTF8AndSize(names[index], &size)
+        if size == end - start and memcmp(known, s + start, size) == 0:
+            return names[index]
+    name = PyUnicode_DecodeUTF8(<const char*>s + start, end - start, NULL)
+    if index < len(names):
+        names[index] = name
+    else:
+        names.append(name)
+    return name
+
+
+cdef Py_ssize_t _read_headers(const unsigned char* s, Py_ssize_t i, Py_ssize_t n, dict headers,
+                              list names) except -2:
+    """Reads `{"name": "value", ...}` at s[i] into `headers`; the index after it, or -1."""
+    cdef Py_ssize_t end
+    cdef Py_ssize_t count = 0
+    cdef bint ascii
+    if i >= n or s[i] != 123:
+        return -1
+    i = _skip_space(s, i + 1, n)
+    if i < n and s[i] == 125:
+        return i + 1
+    while True:
+        if i >= n or s[i] != 34:
+            return -1
+        end = _string_end(s, i + 1, n, &ascii)
+        if end < 0:
+            return -1
+        try:
+            name = _name(s, i + 1, end, names, count)
+        except UnicodeDecodeError:
+            return -1
+        count += 1
+        i = _skip_space(s, end + 1, n)
+        if i >= n or s[i] != 58:
+            return -1
+        i = _skip_space(s, i + 1, n)
+        if i >= n or s[i] != 34:
+            return -1
+        end = _string_end(s, i + 1, n, &ascii)
+        if end < 0 or name in headers:
+            return -1
+        try:
+            headers[name] = PyUnicode_DecodeUTF8(<const char*>s + i + 1, end - i - 1, NULL)
+        except UnicodeDecodeError:
+            return -1
+        i = _skip_space(s, end + 1, n)
+        if i < n and s[i] == 44:
+            i = _skip_space(s, i + 1, n)
+            continue
+        if i < n and s[i] == 125:
+            return i + 1
+        return -1
