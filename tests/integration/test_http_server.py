@@ -12,6 +12,7 @@ import pytest
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.runtime.metrics import MetricsServer
 from tests.integration.source_harness import collect, running_source, take_all, wait_for
+from tests.network import free_port
 from tests.tls import tls_files
 
 pytestmark = pytest.mark.timeout(60)
@@ -236,3 +237,18 @@ async def test_the_metrics_server_closes_slow_requests_and_caps_its_connections(
             writer_.close()
     finally:
         await server.stop()
+
+
+async def test_reuse_port_lets_two_sources_share_a_port():
+    port = str(free_port())
+    shared = {"bind": "127.0.0.1", "port": port, "reusePort": "true"}
+    async with running_source("http", shared) as (first, first_channel), \
+            running_source("http", shared) as (second, second_channel):
+        assert first.bound_ports == second.bound_ports == [int(port)]
+        for number in range(20):  # a connection each: the kernel picks a listener per connection
+            reader, writer = await connect(first)
+            writer.write(post(events_body(f"e{number}"), "Connection: close"))
+            assert (await read_response(reader))[0] == 200
+            writer.close()
+        events = await take_all(first_channel) + await take_all(second_channel)
+    assert sorted(e.body for e in events) == sorted(f"e{n}".encode() for n in range(20))
