@@ -298,10 +298,12 @@ class HttpServer:
         self.connections = ConnectionTable(name, counters, warnings, max_connections)
         self.stopping = False
         self._servers: list[asyncio.Server] = []
+        # asked for once: each asking is a getpid syscall, which costs dearly on some machines
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self, host: str | None, ports: Sequence[int]) -> list[int]:
         """Bind every port (0 picks a free one); returns the bound port numbers, in order."""
-        loop = asyncio.get_running_loop()
+        self.loop = loop = asyncio.get_running_loop()
         bound = []
         try:
             for port in ports:
@@ -352,8 +354,8 @@ class _Connection(asyncio.Protocol):
     """One client: its reader queues whole requests, a worker Task (only while there are some)
     answers them in order."""
 
-    __slots__ = ("_client_done", "_continue_waiting", "_discarding", "_tls", "_writable", "deadline", "peer_ip",
-                 "queue", "reader", "server", "transport", "worker")
+    __slots__ = ("_client_done", "_continue_waiting", "_discarding", "_tls", "_writable", "deadline", "loop",
+                 "peer_ip", "queue", "reader", "server", "transport", "worker")
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
@@ -362,7 +364,9 @@ class _Connection(asyncio.Protocol):
         self.peer_ip = ""
         self.queue: deque[HttpRequest | HttpResponse] = deque()
         self.worker: asyncio.Task | None = None
-        self.deadline = Deadline(asyncio.get_running_loop(), self._deadline_passed)
+        assert server.loop is not None, "connections come once the server started"
+        self.loop = server.loop
+        self.deadline = Deadline(server.loop, self._deadline_passed)
         self._continue_waiting = False
         self._discarding = False  # refused: what the client still sends is dropped
         self._client_done = False  # the client half-closed: answer what is queued, then close
@@ -419,7 +423,7 @@ class _Connection(asyncio.Protocol):
         return self.worker is not None and not self._tls
 
     def pause_writing(self) -> None:
-        self._writable = asyncio.get_running_loop().create_future()
+        self._writable = self.loop.create_future()
 
     def resume_writing(self) -> None:
         if self._writable is not None and not self._writable.done():
@@ -444,7 +448,7 @@ class _Connection(asyncio.Protocol):
         self.deadline.clear()
         self.queue.append(item)
         if self.worker is None:
-            self.worker = asyncio.get_running_loop().create_task(self._work())
+            self.worker = self.loop.create_task(self._work())
         elif len(self.queue) > MAX_WAITING_REQUESTS and self.transport is not None:
             self.transport.pause_reading()
 
