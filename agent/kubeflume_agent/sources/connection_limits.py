@@ -1,18 +1,18 @@
 """What bounds a listening source's connections, for servers built on asyncio Protocols (one object
-per connection, no Task while it is idle): the `maxConnections` table and a per-connection deadline.
+per connection, no Task while it is idle): the `maxConnections` table and the connections' deadlines.
 
 * `ConnectionTable`: the open connections, longest-open first. At `maxConnections` a new one
   closes the longest-open connection that is not handing events over (`busy`), or is refused if
   every one is; either way counted in ConnectionLimitCount, as sources.tcp_server does.
-* `Deadline`: one timer per connection, moved without touching the loop's timer heap when the
-  deadline only moves later (a request per call_at would cost more than parsing it).
+* `Deadlines`: the deadlines of every connection of a server (a begun message's readTimeout, an
+  idle keep-alive's close, a refusal's linger), on one timer per server: an open connection costs
+  no timer, and one with a deadline a dict entry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Protocol
 
 from kubeflume_agent.core.counters import SourceCounters
@@ -75,45 +75,75 @@ class ConnectionTable:
         return False
 
 
-class Deadline:
-    """Calls `expired()` once the loop's clock passes the deadline last `set` (never if `clear`ed)."""
+class Expiring(Protocol):
+    """A connection that can be given a deadline."""
 
-    __slots__ = ("_expired", "_loop", "_timer", "when")
+    def deadline_passed(self) -> None: ...
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, expired: Callable[[], None]) -> None:
-        self._loop = loop
-        self._expired = expired
+
+class Deadlines:
+    """The deadlines of one server's connections, on one timer. Per distinct duration, the
+    connections given it in a dict, in the order they were given it, which is the order their
+    deadlines pass: starting and stopping a deadline is a dict insertion or removal, with no timer
+    and no heap entry per connection (TCP sources do both on every read of a half message)."""
+
+    __slots__ = ("_by_duration", "_timer", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._by_duration: dict[float, dict[Expiring, float]] = {}  # seconds -> {connection: deadline}
         self._timer: asyncio.TimerHandle | None = None
-        self.when: float | None = None
 
-    def set_in(self, seconds: float) -> None:
-        self.set(self._loop.time() + seconds)
+    def __contains__(self, connection: Expiring) -> bool:
+        for deadlines in self._by_duration.values():  # noqa: SIM110 (asked on every TCP read: no generator)
+            if connection in deadlines:
+                return True
+        return False
 
-    def set(self, when: float) -> None:
-        self.when = when
-        if self._timer is None or self._timer.when() > when:
-            self._cancel_timer()
-            self._timer = self._loop.call_at(when, self._fire)
+    def start(self, connection: Expiring, seconds: float) -> None:
+        """Call `connection.deadline_passed()` in `seconds`, unless stopped or started again before."""
+        self.stop(connection)
+        when = self.loop.time() + seconds
+        deadlines = self._by_duration.get(seconds)
+        if deadlines is None:
+            self._by_duration[seconds] = deadlines = {}
+        deadlines[connection] = when
+        timer = self._timer
+        if timer is None or timer.when() > when:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self.loop.call_at(when, self._expire)
 
-    def clear(self) -> None:
-        """No deadline; the timer, if any, stays armed and finds nothing to do (cheaper than cancelling)."""
-        self.when = None
+    def stop(self, connection: Expiring) -> None:
+        """No deadline for `connection`; the timer stays armed and finds nothing (cheaper than moving it)."""
+        for deadlines in self._by_duration.values():
+            if deadlines.pop(connection, None) is not None:
+                return
 
-    def cancel(self) -> None:
-        self.when = None
-        self._cancel_timer()
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _fire(self) -> None:
+    def _expire(self) -> None:
+        """Take out every connection whose deadline passed, wait for the next deadline, then tell
+        the connections, earliest deadline first (one may start a deadline again)."""
         self._timer = None
-        if self.when is None:
-            return
-        if self._loop.time() < self.when:  # moved later since the timer was armed
-            self._timer = self._loop.call_at(self.when, self._fire)
-            return
-        self.when = None
-        self._expired()
+        now = self.loop.time()
+        passed: list[tuple[float, Expiring]] = []
+        upcoming: float | None = None
+        for seconds, deadlines in list(self._by_duration.items()):
+            first = len(passed)
+            for connection, when in deadlines.items():
+                if when > now:
+                    upcoming = when if upcoming is None else min(upcoming, when)
+                    break
+                passed.append((when, connection))
+            for _, connection in passed[first:]:
+                del deadlines[connection]
+            if not deadlines:
+                del self._by_duration[seconds]
+        if upcoming is not None:
+            self._timer = self.loop.call_at(upcoming, self._expire)
+        passed.sort(key=_deadline)
+        for _, connection in passed:
+            connection.deadline_passed()
+
+
+def _deadline(entry: tuple[float, Expiring]) -> float:
+    return entry[0]

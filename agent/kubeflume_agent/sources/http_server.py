@@ -40,7 +40,7 @@ import orjson
 from kubeflume_agent.core.counters import SourceCounters
 from kubeflume_agent.core.log_limit import RateLimitedWarnings
 from kubeflume_agent.sources.base import ConnectionConfig, Source
-from kubeflume_agent.sources.connection_limits import ConnectionTable, Deadline
+from kubeflume_agent.sources.connection_limits import ConnectionTable, Deadlines
 
 log = logging.getLogger(__name__)
 
@@ -300,10 +300,12 @@ class HttpServer:
         self._servers: list[asyncio.Server] = []
         # asked for once: each asking is a getpid syscall, which costs dearly on some machines
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.deadlines: Deadlines | None = None  # the connections' (one timer for them all)
 
     async def start(self, host: str | None, ports: Sequence[int]) -> list[int]:
         """Bind every port (0 picks a free one); returns the bound port numbers, in order."""
         self.loop = loop = asyncio.get_running_loop()
+        self.deadlines = Deadlines(loop)
         bound = []
         try:
             for port in ports:
@@ -354,7 +356,7 @@ class _Connection(asyncio.Protocol):
     """One client: its reader queues whole requests, a worker Task (only while there are some)
     answers them in order."""
 
-    __slots__ = ("_client_done", "_continue_waiting", "_discarding", "_tls", "_writable", "deadline", "loop",
+    __slots__ = ("_client_done", "_continue_waiting", "_discarding", "_tls", "_writable", "deadlines", "loop",
                  "peer_ip", "queue", "reader", "server", "transport", "worker")
 
     def __init__(self, server: HttpServer) -> None:
@@ -366,7 +368,8 @@ class _Connection(asyncio.Protocol):
         self.worker: asyncio.Task | None = None
         assert server.loop is not None, "connections come once the server started"
         self.loop = server.loop
-        self.deadline = Deadline(server.loop, self._deadline_passed)
+        assert server.deadlines is not None
+        self.deadlines = server.deadlines
         self._continue_waiting = False
         self._discarding = False  # refused: what the client still sends is dropped
         self._client_done = False  # the client half-closed: answer what is queued, then close
@@ -396,11 +399,11 @@ class _Connection(asyncio.Protocol):
         self.reader = RequestReader(remote=self.peer_ip, max_head=server.max_head, max_body=server.max_body,
                                     on_request=self._enqueue, on_begin=self._request_begun,
                                     on_continue=self._continue)
-        self.deadline.set_in(server.read_timeout)
+        self.deadlines.start(self, server.read_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.remove(self)
-        self.deadline.cancel()
+        self.deadlines.stop(self)
         if self.worker is not None:
             while len(self.queue) > 1:  # the one being handled completes; the rest have no one to answer
                 self.queue.pop()
@@ -433,7 +436,7 @@ class _Connection(asyncio.Protocol):
     # --- the reader's calls -------------------------------------------------------------------
 
     def _request_begun(self) -> None:
-        self.deadline.set_in(self.server.read_timeout)
+        self.deadlines.start(self, self.server.read_timeout)
 
     def _continue(self) -> None:
         """Expect: 100-continue, and the body is welcome: say so now, or after the answers before it."""
@@ -445,7 +448,7 @@ class _Connection(asyncio.Protocol):
 
     def _enqueue(self, item: HttpRequest | HttpResponse) -> None:
         self._continue_waiting = False
-        self.deadline.clear()
+        self.deadlines.stop(self)
         self.queue.append(item)
         if self.worker is None:
             self.worker = self.loop.create_task(self._work())
@@ -481,7 +484,7 @@ class _Connection(asyncio.Protocol):
             if self._client_done:
                 self.close()
             elif not self._in_message and not self._discarding:
-                self.deadline.set_in(self.server.read_timeout)  # kept alive: idle from now
+                self.deadlines.start(self, self.server.read_timeout)  # kept alive: idle from now
 
     async def _answer(self, request: HttpRequest) -> HttpResponse:
         try:
@@ -519,9 +522,9 @@ class _Connection(asyncio.Protocol):
         with contextlib.suppress(OSError, RuntimeError):
             transport.write_eof()
         transport.resume_reading()
-        self.deadline.set_in(min(LINGER_SECONDS, self.server.read_timeout))
+        self.deadlines.start(self, min(LINGER_SECONDS, self.server.read_timeout))
 
-    def _deadline_passed(self) -> None:
+    def deadline_passed(self) -> None:
         if self._in_message:
             self.server.timed_out(self.peer_ip)
             self._refuse(408, f"request not complete within readTimeout = {self.server.read_timeout:g} s")

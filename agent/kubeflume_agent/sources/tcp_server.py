@@ -14,12 +14,12 @@ sending half a message adds that half and an entry in its server's deadlines.
 
 Clients that cost nothing to run and hold resources for ever are cut off here, once for every
 source: a message that has begun must be complete within `readTimeout` seconds of its first byte,
-however slowly its bytes trickle in (`Deadlines`: one timer per server, for the connections in
-the order their messages began); and at `maxConnections` open connections a new one closes the
-longest-open connection that is not handing events to the channel, or is refused if every one is
-(`connection_limits.ConnectionTable`, as in the HTTP server). Both are counted
-(`ReadTimeoutCount`, `ConnectionLimitCount`). A connection with nothing half-sent is kept, as in
-Flume: RPC clients hold connections open between batches.
+however slowly its bytes trickle in; and at `maxConnections` open connections a new one closes
+the longest-open connection that is not handing events to the channel, or is refused if every
+one is. Both are counted (`ReadTimeoutCount`, `ConnectionLimitCount`), and both live in
+sources.connection_limits, shared with the HTTP server (`Deadlines`: one timer per server, a
+dict entry per connection whose message has begun; `ConnectionTable`). A connection with
+nothing half-sent is kept, as in Flume: RPC clients hold connections open between batches.
 
 What one connection can make us hold is bounded: what arrives while a delivery is in flight
 (reading pauses past HELD_LIMIT: backpressure, the sender's window closes, nothing is dropped or
@@ -51,7 +51,7 @@ from kubeflume_agent.core.memory import release_free_memory
 from kubeflume_agent.protocols.framing import FrameError
 from kubeflume_agent.protocols.ipfilter import IpFilter
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ConnectionConfig, Source
-from kubeflume_agent.sources.connection_limits import ConnectionTable
+from kubeflume_agent.sources.connection_limits import ConnectionTable, Deadlines
 
 log = logging.getLogger(__name__)
 
@@ -238,12 +238,12 @@ class Connection(asyncio.Protocol):
         deadlines = self.server.deadlines
         if self.framer.partial:
             if self not in deadlines:
-                deadlines.start(self)
+                deadlines.start(self, self.server.read_timeout)
         elif self in deadlines:
             deadlines.stop(self)
 
-    def timed_out(self) -> None:
-        """Its message is not complete within readTimeout (Deadlines)."""
+    def deadline_passed(self) -> None:
+        """Its message is not complete within readTimeout (connection_limits.Deadlines)."""
         server = self.server
         server.counters.read_timeouts += 1
         server.warn("read-timeout", "closing connection from %s: no complete message within readTimeout = %g s",
@@ -340,46 +340,6 @@ def _go_on(coroutine: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any,
             return
 
 
-class Deadlines:
-    """The readTimeout clocks of a server's connections, on one timer: the connections whose
-    message has begun, in the order their messages began (a dict entry each, no timer each)."""
-
-    __slots__ = ("_begun", "_timer", "loop", "timeout")
-
-    def __init__(self, timeout: float, loop: asyncio.AbstractEventLoop) -> None:
-        self.timeout = timeout
-        self.loop = loop
-        self._begun: dict[Connection, float] = {}  # connection -> when its message began
-        self._timer: asyncio.TimerHandle | None = None
-
-    def __contains__(self, connection: Connection) -> bool:
-        return connection in self._begun
-
-    def start(self, connection: Connection) -> None:
-        loop = self.loop
-        self._begun[connection] = now = loop.time()
-        if self._timer is None:
-            self._timer = loop.call_at(now + self.timeout, self._expire)
-
-    def stop(self, connection: Connection) -> None:
-        self._begun.pop(connection, None)
-
-    def _expire(self) -> None:
-        """Time out every connection past its deadline; wait for the next one."""
-        self._timer = None
-        loop = self.loop
-        now = loop.time()
-        late = []
-        for connection, began in self._begun.items():
-            if began + self.timeout > now:
-                self._timer = loop.call_at(began + self.timeout, self._expire)
-                break
-            late.append(connection)
-        for connection in late:
-            del self._begun[connection]
-            connection.timed_out()
-
-
 class TcpServer:
     def __init__(
         self,
@@ -418,7 +378,7 @@ class TcpServer:
         """Bind every port (0 picks a free one); returns the bound port numbers, in order."""
         bound = []
         self.loop = loop = asyncio.get_running_loop()
-        self.deadlines = Deadlines(self.read_timeout, loop)
+        self.deadlines = Deadlines(loop)
         try:
             for port in ports:
                 server = await loop.create_server(
