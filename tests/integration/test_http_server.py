@@ -214,6 +214,23 @@ async def test_a_stop_lets_the_request_in_flight_finish_and_closes_idle_connecti
     assert event.body == b"in flight"
 
 
+async def test_requests_after_one_whose_handler_waits_are_answered_after_it_in_order():
+    """The first request's answer begins outside any Task; once its handler waits, it goes on in
+    one, and the requests pipelined behind it wait their turn."""
+    params = {**LOCAL, "handler": "tests.integration.test_http_server.GatedHandler"}
+    async with running_source("http", params) as (source, channel):
+        reader, writer = await connect(source)
+        writer.write(post(b"first") + post(b"second") + post(b"third"))
+        await source.handler.entered.wait()
+        assert channel.size == 0
+        source.handler.gate.set()
+        statuses = [(await read_response(reader))[0] for _ in range(3)]
+        writer.close()
+        events = await collect(channel, 3)
+    assert statuses == [200, 200, 200]
+    assert [e.body for e in events] == [b"first", b"second", b"third"]
+
+
 async def test_the_metrics_server_closes_slow_requests_and_caps_its_connections():
     server = MetricsServer(dict, lambda: True, "a1", "127.0.0.1", 0, read_timeout=0.5, max_connections=2)
     await server.start()

@@ -27,8 +27,9 @@ import contextlib
 import logging
 import ssl
 import time
+import types
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, cast
@@ -451,11 +452,28 @@ class _Connection(asyncio.Protocol):
         self.deadlines.stop(self)
         self.queue.append(item)
         if self.worker is None:
-            self.worker = self.loop.create_task(self._work())
+            if isinstance(item, HttpRequest) and self._writable is None:
+                self._answer_now(item)
+            else:
+                self.worker = self.loop.create_task(self._work())
         elif len(self.queue) > MAX_WAITING_REQUESTS and self.transport is not None:
             self.transport.pause_reading()
 
-    async def _work(self) -> None:
+    def _answer_now(self, request: HttpRequest) -> None:
+        """Answer the only request in the queue without a Task when its handler never has to wait
+        (the channel has room): a Task and its scheduling cost as much as the rest of a small
+        request. A handler that does wait goes on in a worker Task, as any request after it."""
+        answering = self._answer(request)
+        try:
+            awaited = answering.send(None)
+        except StopIteration as done:
+            if self._respond(request, done.value):
+                self._idle()
+            return
+        self.worker = self.loop.create_task(self._work(_carry_on(answering, awaited)))
+
+    async def _work(self, started: Awaitable[HttpResponse] | None = None) -> None:
+        """Answer what is queued, in order; `started`: the first request's answer, already begun."""
         try:
             while self.queue:
                 item = self.queue[0]
@@ -464,27 +482,38 @@ class _Connection(asyncio.Protocol):
                                                            if item.status == 400 else b"HTTP/1.1"))
                     self._linger()
                     return
-                response = await self._answer(item)
-                if self.queue:
-                    self.queue.popleft()
-                keep_alive = item.keep_alive and not self.server.stopping and not self._client_done
+                response = await (started if started is not None else self._answer(item))
+                started = None
                 if self._writable is not None:
                     await self._writable
-                self._write(self.server.encoder.encode(response, keep_alive=_connection_header(keep_alive, item),
-                                                       head_only=item.method == "HEAD"))
-                if not keep_alive:
-                    self.close()
+                if not self._respond(item, response):
                     return
-                if len(self.queue) <= MAX_WAITING_REQUESTS and self.transport is not None:
-                    self.transport.resume_reading()
-                if self._continue_waiting and not self.queue:
-                    self._send_continue()
         finally:
             self.worker = None
-            if self._client_done:
-                self.close()
-            elif not self._in_message and not self._discarding:
-                self.deadlines.start(self, self.server.read_timeout)  # kept alive: idle from now
+            self._idle()
+
+    def _respond(self, request: HttpRequest, response: HttpResponse) -> bool:
+        """Send the answer to the request at the head of the queue; False if the connection closes."""
+        if self.queue:
+            self.queue.popleft()
+        keep_alive = request.keep_alive and not self.server.stopping and not self._client_done
+        self._write(self.server.encoder.encode(response, keep_alive=_connection_header(keep_alive, request),
+                                               head_only=request.method == "HEAD"))
+        if not keep_alive:
+            self.close()
+            return False
+        if len(self.queue) <= MAX_WAITING_REQUESTS and self.transport is not None:
+            self.transport.resume_reading()
+        if self._continue_waiting and not self.queue:
+            self._send_continue()
+        return True
+
+    def _idle(self) -> None:
+        """Nothing left to answer: close if the client is done, else wait for its next request."""
+        if self._client_done:
+            self.close()
+        elif not self._in_message and not self._discarding:
+            self.deadlines.start(self, self.server.read_timeout)  # kept alive: idle from now
 
     async def _answer(self, request: HttpRequest) -> HttpResponse:
         try:
@@ -539,6 +568,25 @@ class _Connection(asyncio.Protocol):
         """Closed to make room under maxConnections."""
         if self.transport is not None:
             self.transport.abort()
+
+
+@types.coroutine
+def _carry_on(coroutine: Coroutine[Any, Any, HttpResponse], awaited: Any) -> Generator[Any, Any, HttpResponse]:
+    """Go on with a coroutine whose first step ran outside any Task (and gave `awaited`, what it
+    waits for) inside the Task that awaits this: what the Task sends or throws goes to it."""
+    while True:
+        try:
+            sent = yield awaited
+        except BaseException as error:  # the Task's cancellation included: the coroutine decides
+            try:
+                awaited = coroutine.throw(error)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                awaited = coroutine.send(sent)
+            except StopIteration as done:
+                return done.value
 
 
 def _connection_header(keep_alive: bool, request: HttpRequest) -> bool | None:
