@@ -27,9 +27,8 @@ import contextlib
 import logging
 import ssl
 import time
-import types
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, cast
@@ -39,6 +38,7 @@ import httptools
 import orjson
 
 from kubeflume_agent.core.counters import SourceCounters
+from kubeflume_agent.core.eager import carry_on
 from kubeflume_agent.core.log_limit import RateLimitedWarnings
 from kubeflume_agent.sources.base import ConnectionConfig, Source
 from kubeflume_agent.sources.connection_limits import ConnectionTable, Deadlines
@@ -470,7 +470,7 @@ class _Connection(asyncio.Protocol):
             if self._respond(request, done.value):
                 self._idle()
             return
-        self.worker = self.loop.create_task(self._work(_carry_on(answering, awaited)))
+        self.worker = self.loop.create_task(self._work(carry_on(answering, awaited)))
 
     async def _work(self, started: Awaitable[HttpResponse] | None = None) -> None:
         """Answer what is queued, in order; `started`: the first request's answer, already begun."""
@@ -568,25 +568,6 @@ class _Connection(asyncio.Protocol):
         """Closed to make room under maxConnections."""
         if self.transport is not None:
             self.transport.abort()
-
-
-@types.coroutine
-def _carry_on(coroutine: Coroutine[Any, Any, HttpResponse], awaited: Any) -> Generator[Any, Any, HttpResponse]:
-    """Go on with a coroutine whose first step ran outside any Task (and gave `awaited`, what it
-    waits for) inside the Task that awaits this: what the Task sends or throws goes to it."""
-    while True:
-        try:
-            sent = yield awaited
-        except BaseException as error:  # the Task's cancellation included: the coroutine decides
-            try:
-                awaited = coroutine.throw(error)
-            except StopIteration as done:
-                return done.value
-        else:
-            try:
-                awaited = coroutine.send(sent)
-            except StopIteration as done:
-                return done.value
 
 
 def _connection_header(keep_alive: bool, request: HttpRequest) -> bool | None:

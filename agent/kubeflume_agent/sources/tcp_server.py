@@ -36,14 +36,14 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kubeflume_agent.config.keys import Config, Key, declared_key, positive_integer, positive_number
 from kubeflume_agent.core.batches import batch_limit, batches
 from kubeflume_agent.core.counters import SourceCounters
+from kubeflume_agent.core.eager import run_eagerly
 from kubeflume_agent.core.errors import ChannelError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.log_limit import RateLimitedWarnings
@@ -311,33 +311,6 @@ class Connection(asyncio.Protocol):
         self.server.counters.event_read_fail += 1
         self.server.warn("bad-frame", "closing connection from %s: %s", self.peer_ip, error)
         self.close()
-
-
-def run_eagerly(coroutine: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> asyncio.Task | None:
-    """Run `coroutine` now, as far as it goes without waiting; a task finishes it only if it waits
-    (returned). Python 3.12's eager tasks, by hand: most deliveries never wait, and a task per
-    read costs more than the read."""
-    try:
-        waiting = coroutine.send(None)
-    except StopIteration:
-        return None
-    return loop.create_task(_go_on(coroutine, waiting))
-
-
-@types.coroutine
-def _go_on(coroutine: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, None, None]:
-    """The rest of a coroutine `run_eagerly` started: this task waits on what it waits on, and
-    passes on what the task is thrown (a cancellation)."""
-    while True:
-        error: BaseException | None = None
-        try:
-            yield waiting
-        except BaseException as thrown:  # a cancellation of the task, for the coroutine to handle
-            error = thrown
-        try:
-            waiting = coroutine.send(None) if error is None else coroutine.throw(error)
-        except StopIteration:
-            return
 
 
 class TcpServer:
