@@ -1,5 +1,8 @@
-"""What bounds a listening source's connections, for servers built on asyncio Protocols (one object
-per connection, no Task while it is idle): the `maxConnections` table and the connections' deadlines.
+"""What the agent's servers built on asyncio Protocols (one object per connection, no Task while it
+is idle: sources.tcp_server, sources.http_server) share: binding their ports, the `maxConnections`
+table and the connections' deadlines.
+
+* `listen`: one listening server per port, with TLS and `reusePort`.
 
 * `ConnectionTable`: the open connections, longest-open first. At `maxConnections` a new one
   closes the longest-open connection that is not handing events over (`busy`), or is refused if
@@ -13,12 +16,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from kubeflume_agent.core.counters import SourceCounters
 from kubeflume_agent.core.log_limit import RateLimitedWarnings
 
 log = logging.getLogger(__name__)
+
+LISTEN_BACKLOG = 1024
+
+
+async def listen(loop: asyncio.AbstractEventLoop, make_connection: Callable[[], asyncio.Protocol],
+                 host: str | None, ports: Sequence[int], *, ssl_context: ssl.SSLContext | None,
+                 reuse_port: bool, servers: list[asyncio.Server]) -> list[int]:
+    """Listen on every port (0 picks a free one), appending each listening server to `servers`
+    as it is made (so the caller can close those made before a port that fails); returns the
+    bound port numbers, in order."""
+    bound = []
+    for port in ports:
+        server = await loop.create_server(make_connection, host or None, port, ssl=ssl_context,
+                                          reuse_port=reuse_port or None, backlog=LISTEN_BACKLOG)
+        servers.append(server)
+        bound.append(server.sockets[0].getsockname()[1])
+    return bound
 
 
 class Evictable(Protocol):

@@ -41,7 +41,7 @@ from kubeflume_agent.core.counters import SourceCounters
 from kubeflume_agent.core.eager import carry_on
 from kubeflume_agent.core.log_limit import RateLimitedWarnings
 from kubeflume_agent.sources.base import ConnectionConfig, Source
-from kubeflume_agent.sources.connection_limits import ConnectionTable, Deadlines
+from kubeflume_agent.sources.connection_limits import ConnectionTable, Deadlines, listen
 
 log = logging.getLogger(__name__)
 
@@ -307,18 +307,12 @@ class HttpServer:
         """Bind every port (0 picks a free one); returns the bound port numbers, in order."""
         self.loop = loop = asyncio.get_running_loop()
         self.deadlines = Deadlines(loop)
-        bound = []
         try:
-            for port in ports:
-                server = await loop.create_server(
-                    lambda: _Connection(self), host or None, port, ssl=self.ssl_context,
-                    reuse_port=self.reuse_port or None, backlog=1024)
-                self._servers.append(server)
-                bound.append(server.sockets[0].getsockname()[1])
+            return await listen(loop, lambda: _Connection(self), host, ports, ssl_context=self.ssl_context,
+                                reuse_port=self.reuse_port, servers=self._servers)
         except BaseException:
             await self.stop()
             raise
-        return bound
 
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """Stop accepting; close idle connections at once and busy ones once their request is answered."""

@@ -51,7 +51,7 @@ from kubeflume_agent.core.memory import release_free_memory
 from kubeflume_agent.protocols.framing import FrameError
 from kubeflume_agent.protocols.ipfilter import IpFilter
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ConnectionConfig, Source
-from kubeflume_agent.sources.connection_limits import ConnectionTable, Deadlines
+from kubeflume_agent.sources.connection_limits import ConnectionTable, Deadlines, listen
 
 log = logging.getLogger(__name__)
 
@@ -349,21 +349,14 @@ class TcpServer:
 
     async def start(self, host: str | None, ports: Sequence[int]) -> list[int]:
         """Bind every port (0 picks a free one); returns the bound port numbers, in order."""
-        bound = []
         self.loop = loop = asyncio.get_running_loop()
         self.deadlines = Deadlines(loop)
         try:
-            for port in ports:
-                server = await loop.create_server(
-                    lambda: Connection(self), host or None, port, ssl=self.ssl_context,
-                    reuse_port=self.reuse_port or None, backlog=1024,
-                )
-                self._servers.append(server)
-                bound.append(server.sockets[0].getsockname()[1])
+            return await listen(loop, lambda: Connection(self), host, ports, ssl_context=self.ssl_context,
+                                reuse_port=self.reuse_port, servers=self._servers)
         except BaseException:
             await self.stop()
             raise
-        return bound
 
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         self.stopping = True
