@@ -331,9 +331,7 @@ class HttpSource(ListeningSource[HttpSourceConfig]):
         return _STORED
 
     def _refused(self, request: HttpRequest, status: int, answer: str, reason: Exception) -> HttpResponse:
-        self.counters.event_read_fail += 1
-        self.warnings.warn(log, "bad-request" if status == 400 else "too-large",
-                           "%s: refused a request from %s (%d): %s", self.name, request.remote, status, reason)
+        self.server.refused(status, request.remote, reason)
         return HttpResponse.text(status, answer)
 
 

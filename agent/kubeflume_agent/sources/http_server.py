@@ -335,11 +335,12 @@ class HttpServer:
             await server.wait_closed()
         self._servers.clear()
 
-    def refused(self, status: int, client: str, reason: str) -> None:
-        """Count and log a request refused below the handler (the handler's own refusals are its business)."""
+    def refused(self, status: int, client: str, reason: object) -> None:
+        """Count and log a refused request (400, 413...): by this server, or by a source's handler
+        for what its events could not be made of."""
         self.counters.event_read_fail += 1
-        self.warnings.warn(log, "bad-request", "%s: refused a request from %s (%d): %s",
-                           self.name, client, status, reason)
+        self.warnings.warn(log, "too-large" if status == 413 else "bad-request",
+                           "%s: refused a request from %s (%d): %s", self.name, client, status, reason)
 
     def timed_out(self, client: str) -> None:
         self.counters.read_timeouts += 1

@@ -14,7 +14,6 @@ name, e.g. `INFO`), `nanos`, every entry of `fields` (decoded as UTF-8), and `Fl
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,8 +41,6 @@ from kubeflume_agent.sources.tcp_server import (
     deliver_until_accepted,
     server_for,
 )
-
-log = logging.getLogger(__name__)
 
 # OG calls carry one event: thousands of `fields` decode, millions (a hostile message) do not.
 MAX_READS_PER_CALL = decode_budget(1_000)
@@ -130,9 +127,7 @@ class AvroLegacySource(ListeningSource[LegacySourceConfig]):
         try:
             call = self.responder.read_call(parse_http_buffers(request.body), Session())
         except FrameError as error:
-            self.counters.event_read_fail += 1
-            self.warnings.warn(log, "bad-request", "%s: refused a request from %s (400): %s",
-                               self.name, request.remote, error)
+            self.server.refused(400, request.remote, error)
             return HttpResponse.text(400, str(error))
         if call.reply is not None:
             reply = call.reply
