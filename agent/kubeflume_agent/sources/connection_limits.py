@@ -6,7 +6,8 @@ table and the connections' deadlines.
 
 * `ConnectionTable`: the open connections, longest-open first. At `maxConnections` a new one
   closes the longest-open connection that is not handing events over (`busy`), or is refused if
-  every one is; either way counted in ConnectionLimitCount, as sources.tcp_server does.
+  every one is; either way counted in ConnectionLimitCount. Once a burst of connections is gone,
+  the memory it freed is handed back to the system (core.memory): a flood leaves no high-water mark.
 * `Deadlines`: the deadlines of every connection of a server (a begun message's readTimeout, an
   idle keep-alive's close, a refusal's linger), on one timer per server: an open connection costs
   no timer, and one with a deadline a dict entry.
@@ -22,10 +23,14 @@ from typing import Protocol
 
 from kubeflume_agent.core.counters import SourceCounters
 from kubeflume_agent.core.log_limit import RateLimitedWarnings
+from kubeflume_agent.core.memory import release_free_memory
 
 log = logging.getLogger(__name__)
 
 LISTEN_BACKLOG = 1024
+# Once this many connections were open at once and all but a sixteenth of them are gone, the C
+# heap's free pages go back to the system.
+BURST_CONNECTIONS = 1_000
 
 
 async def listen(loop: asyncio.AbstractEventLoop, make_connection: Callable[[], asyncio.Protocol],
@@ -64,6 +69,7 @@ class ConnectionTable:
         self.warnings = warnings
         self.max_connections = max_connections
         self._open: dict[Evictable, None] = {}  # a dict keeps insertion order: the oldest first
+        self._high_water = 0  # most connections open at once since memory was last handed back
 
     def __len__(self) -> int:
         return len(self._open)
@@ -77,11 +83,15 @@ class ConnectionTable:
             return False
         self._open[connection] = None
         self.counters.open_connections += 1
+        self._high_water = max(self._high_water, len(self._open))
         return True
 
     def remove(self, connection: Evictable) -> None:
         if self._open.pop(connection, False) is None:
             self.counters.open_connections -= 1
+            if self._high_water >= BURST_CONNECTIONS and len(self._open) <= self._high_water // 16:
+                self._high_water = len(self._open)
+                release_free_memory()
 
     def _make_room(self, newcomer: str) -> bool:
         self.counters.connection_limit += 1

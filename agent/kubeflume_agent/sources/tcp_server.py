@@ -47,7 +47,6 @@ from kubeflume_agent.core.eager import run_eagerly
 from kubeflume_agent.core.errors import ChannelError
 from kubeflume_agent.core.event import Event
 from kubeflume_agent.core.log_limit import RateLimitedWarnings
-from kubeflume_agent.core.memory import release_free_memory
 from kubeflume_agent.protocols.framing import FrameError
 from kubeflume_agent.protocols.ipfilter import IpFilter
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ConnectionConfig, Source
@@ -69,9 +68,6 @@ GATHER_SECONDS = 0.001
 STOP_GRACE_SECONDS = 10.0
 DEFAULT_READ_TIMEOUT = 60.0
 DEFAULT_MAX_CONNECTIONS = 10_000
-# Once this many connections were open at once and all but a sixteenth of them are gone, the C
-# heap's free pages go back to the system (core.memory): a flood leaves no high-water mark.
-BURST_CONNECTIONS = 1_000
 
 READ_TIMEOUT_KEY = Key(
     "readTimeout", positive_number, DEFAULT_READ_TIMEOUT,
@@ -345,7 +341,6 @@ class TcpServer:
         self._servers: list[asyncio.Server] = []
         self.connections = ConnectionTable(name, counters, self.warnings, max_connections)
         self._all_gone: asyncio.Future | None = None  # while stop waits for the last connection
-        self._high_water = 0  # most connections open at once since memory was last handed back
 
     async def start(self, host: str | None, ports: Sequence[int]) -> list[int]:
         """Bind every port (0 picks a free one); returns the bound port numbers, in order."""
@@ -398,7 +393,6 @@ class TcpServer:
         if not self.connections.admit(connection):
             connection.close()
             return
-        self._high_water = max(self._high_water, len(self.connections))
         connection.framer = self.framer(connection)
         if self.ip_filter is not None:
             connection.pause()
@@ -418,9 +412,6 @@ class TcpServer:
     def forget(self, connection: Connection) -> None:
         """A connection is closed and has nothing in flight."""
         self.connections.remove(connection)
-        if self._high_water >= BURST_CONNECTIONS and len(self.connections) <= self._high_water // 16:
-            self._high_water = len(self.connections)
-            release_free_memory()
         if not len(self.connections) and self._all_gone is not None and not self._all_gone.done():
             self._all_gone.set_result(None)
 
