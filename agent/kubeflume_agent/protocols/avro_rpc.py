@@ -29,7 +29,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Protocol, cast
+from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
@@ -428,14 +428,9 @@ def parse_http_buffers(body: bytes) -> bytes:
 # --- deflate (compression-type = deflate) ----------------------------------------------------
 
 
-class WaitableReader(Protocol):
-    """The TCP sources' reader (sources.tcp_server.StreamReader): waits for a message's first byte."""
-
-    async def wait_readable(self) -> None: ...
-
-
 class InflatingReader:
-    """A StreamReader look-alike that inflates a zlib stream, never more than asked for."""
+    """A StreamReader look-alike that inflates a zlib stream, never more than asked for (the avro
+    sink reads its deflated answers through it; sources use InflatingNettyFramer)."""
 
     _CHUNK = 65536
 
@@ -443,11 +438,6 @@ class InflatingReader:
         self._reader = reader
         self._inflater = zlib.decompressobj()
         self._buffer = bytearray()
-
-    async def wait_readable(self) -> None:
-        """Until some of a message is there (inflated or not), consuming nothing."""
-        if not self._buffer and not self._inflater.unconsumed_tail:
-            await cast(WaitableReader, self._reader).wait_readable()  # only a source's reader is waited on
 
     async def readexactly(self, count: int) -> bytes:
         buffer = self._buffer

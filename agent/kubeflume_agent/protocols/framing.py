@@ -139,11 +139,3 @@ class LengthPrefixedFramer(ChunkedFramer[bytes]):
 
 def length_prefixed(payload: bytes) -> bytes:
     return _UINT32.pack(len(payload)) + payload
-
-
-def pack_int32(value: int) -> bytes:
-    return _INT32.pack(value)
-
-
-def unpack_int32(data: bytes, offset: int = 0) -> int:
-    return _INT32.unpack_from(data, offset)[0]
