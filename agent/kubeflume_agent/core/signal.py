@@ -10,7 +10,8 @@ class Signal:
     """`notify()` wakes every coroutine in `wait()`; they re-check their condition themselves.
 
     Cheaper than asyncio.Condition on the hot path: notify() with nobody waiting is one test, and
-    a wait is one future and one timer (no task), since a sink may wait thousands of times a second.
+    a wait is one future (no task, no timer unless asked), since a sink may wait thousands of
+    times a second.
     """
 
     __slots__ = ("_waiters",)

@@ -3,7 +3,7 @@
 A runner calls `process()` until it is stopped. READY: call again at once (after yielding to the
 event loop, so one busy pipeline cannot starve the others). BACKOFF or an error: wait
 min(n x 1 s, 5 s) for the n-th consecutive time, as Flume's runners do, except that a sink runner
-waiting on an empty channel wakes up as soon as events arrive.
+waiting on empty channels sleeps until a commit wakes it (no polling).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 
 from kubeflume_agent.core.channel import Channel
 from kubeflume_agent.core.signal import Signal, wait_any
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 
 BACKOFF_INCREMENT = 1.0
 MAX_BACKOFF = 5.0
+
+_size = operator.attrgetter("size")
+_settled = operator.attrgetter("settled")
 
 
 class Runner:
@@ -100,6 +104,7 @@ class SinkRunner(Runner):
         self.channels = channels
         self.name = "sink " + ",".join(sink.name for sink in processor.sinks)
         self._whole_batch = min(sink.batch_size for sink in processor.sinks)
+        self._wake_signals = (*(channel.data_available for channel in channels), self._stop_signal)
 
     async def _step(self) -> Status:
         return await self.processor.process()
@@ -110,29 +115,38 @@ class SinkRunner(Runner):
         instead of its own socket buffers. Channels emptied, with no take left to settle: wait for
         events now rather than after a step that would find none (a sender pacing single events
         wakes the sink thousands of times a second)."""
-        channels = self.channels
-        if any(channel.size >= self._whole_batch for channel in channels):
+        if self._has_whole_batch():
             return
-        if any(channel.size for channel in channels) or not all(sink.settled for sink in self.processor.sinks):
+        if self._holds_events() or not all(map(_settled, self.processor.sinks)):
             await asyncio.sleep(0)
         else:
-            await self._idle()
+            await self._wait_for_events()
 
     async def _idle(self) -> None:
-        """An empty channel: sleep until events arrive (or the backoff ends); otherwise back off."""
-        if any(channel.size for channel in self.channels):
+        """An empty channel: sleep until events arrive; otherwise back off (Flume's backoff)."""
+        if self._holds_events():
             await self._pause(self._backoff())
-            return
+        else:
+            await self._wait_for_events()
+
+    async def _wait_for_events(self) -> None:
+        """Sleep until a commit (or stop) wakes the runner: nothing else can give it work, so
+        there is no timer to arm and cancel at every wait."""
         if not self._stopping.is_set():
-            await wait_any([*(channel.data_available for channel in self.channels), self._stop_signal], MAX_BACKOFF,
-                           loop=self._loop)
+            await wait_any(self._wake_signals, None, loop=self._loop)
         self._failures = 0
+
+    def _has_whole_batch(self) -> bool:
+        return max(map(_size, self.channels)) >= self._whole_batch
+
+    def _holds_events(self) -> bool:
+        return any(map(_size, self.channels))
 
     async def drain(self, timeout: float) -> bool:
         """Wait until the channels are empty (True) or `timeout` seconds pass (False)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while any(channel.size for channel in self.channels):
+        while self._holds_events():
             if loop.time() >= deadline or self._task is None or self._task.done():
                 return False
             await asyncio.sleep(0.02)
