@@ -183,6 +183,13 @@ def components_page() -> str:
         "(syslog, netcat without acks, thriftLegacy) in reads of a few KiB is read again only after a",
         "millisecond, so each read hands over hundreds of events rather than dozens: about half the CPU",
         "per event, for at most a millisecond of latency.",
+        "",
+        "A sink takes a lone event at once. When it is woken again within 4 ms by less than a whole",
+        "batch (`batchSize`), small commits are coming in a stream (an HTTP client waiting for each",
+        "answer, say), and it lets up to 2 milliseconds of them gather before taking them: one take and",
+        "one write per few requests rather than per request, about an eighth less CPU per event under",
+        "the http source's 100-event requests, for at most 2 ms of latency. A whole batch waiting, a",
+        "stop or a drain ends that wait at once.",
     ]
     for kind in registry.KINDS:
         lines += ["", f"## {KIND_TITLES.get(kind, kind.title())}"]

@@ -232,3 +232,93 @@ async def test_a_sink_runner_that_emptied_its_channel_waits_for_events_without_a
         tx.put_all([Event(b"late")])
     await wait_until(lambda: sink.counters.drain_success == 501)
     await runner.stop()
+
+
+# --- lingering (SinkRunner._linger): a stream of small commits gathers before the sink takes it ---
+# Real memory channel, real file_roll sink. The linger is a minute here, so a linger where there
+# must be none shows as a test that never ends (wait_until fails), not as a timing to measure.
+
+LONG_LINGER = 60.0
+
+
+async def turns(count=20):
+    """Let the event loop run `count` times (the runner's tasks get their turns; no timer fires)."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+async def put(channel, *bodies: bytes) -> None:
+    async with channel.transaction() as tx:
+        tx.put_all([Event(body) for body in bodies])
+
+
+def lines(directory) -> list[bytes]:
+    return [line for path in sorted(directory.iterdir()) for line in path.read_bytes().splitlines()]
+
+
+async def started_runner(tmp_path, batch_size: int = 10):
+    channel = memory_channel()
+    await channel.start()
+    sink_class, settings = config_for("sink", "file_roll", {
+        "sink.directory": str(tmp_path), "sink.rollInterval": "0", "sink.batchSize": str(batch_size)})
+    sink = sink_class("k1", settings, channel)
+    processor = DefaultSinkProcessor(ProcessorKeys(), [sink])
+    await processor.start()
+    runner = SinkRunner(processor, [channel], linger=LONG_LINGER)
+    runner.start()
+    await turns()
+    return channel, sink, runner
+
+
+async def lingering(tmp_path):
+    """A runner that took a first event and was woken again by a second: it lingers."""
+    channel, sink, runner = await started_runner(tmp_path)
+    await put(channel, b"first")
+    await wait_until(lambda: lines(tmp_path) == [b"first"])
+    await put(channel, b"second")
+    await turns()
+    assert channel.size == 1 and lines(tmp_path) == [b"first"]
+    return channel, sink, runner
+
+
+async def test_a_lone_event_is_taken_at_once(tmp_path):
+    channel, _, runner = await started_runner(tmp_path)
+    await put(channel, b"alone")
+    await wait_until(lambda: lines(tmp_path) == [b"alone"])
+    await runner.stop()
+    await runner.processor.stop()
+
+
+async def test_a_stream_of_small_commits_gathers_until_a_whole_batch_is_there(tmp_path):
+    channel, sink, runner = await lingering(tmp_path)
+    await put(channel, *[b"%d" % i for i in range(8)])
+    await turns()
+    assert channel.size == 9, "less than a whole batch: still gathering"
+    await put(channel, b"tenth")
+    await wait_until(lambda: channel.size == 0 and sink.settled)
+    assert lines(tmp_path) == [b"first", b"second", *[b"%d" % i for i in range(8)], b"tenth"]
+    assert sink.counters.batch_complete == 1, "the gathered events went in one batch"
+    await runner.stop()
+    await runner.processor.stop()
+
+
+async def test_a_drain_takes_what_a_linger_holds(tmp_path):
+    _, sink, runner = await lingering(tmp_path)
+    assert await runner.drain(timeout=20)
+    assert lines(tmp_path) == [b"first", b"second"]
+    await runner.stop()
+    await runner.processor.stop()
+    assert sink.counters.drain_success == 2
+
+
+async def test_a_stop_ends_a_linger_and_leaves_its_events_in_the_channel(tmp_path):
+    channel, _, runner = await lingering(tmp_path)
+    await runner.stop()
+    await runner.processor.stop()
+    assert channel.size == 1 and lines(tmp_path) == [b"first"]
+    later = SinkRunner(runner.processor, [channel], linger=LONG_LINGER)
+    await runner.processor.start()
+    later.start()
+    await wait_until(lambda: lines(tmp_path) == [b"first", b"second"])
+    await later.stop()
+    await runner.processor.stop()

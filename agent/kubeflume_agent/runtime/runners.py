@@ -3,7 +3,8 @@
 A runner calls `process()` until it is stopped. READY: call again at once (after yielding to the
 event loop, so one busy pipeline cannot starve the others). BACKOFF or an error: wait
 min(n x 1 s, 5 s) for the n-th consecutive time, as Flume's runners do, except that a sink runner
-waiting on empty channels sleeps until a commit wakes it (no polling).
+waiting on empty channels sleeps until a commit wakes it (no polling), and takes a lone event at
+once but lets a stream of small commits gather for up to LINGER_SECONDS (see SinkRunner._linger).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import operator
 
 from kubeflume_agent.core.channel import Channel
-from kubeflume_agent.core.signal import Signal, wait_any
+from kubeflume_agent.core.signal import Signal, wait_any, wait_until
 from kubeflume_agent.core.status import Status
 from kubeflume_agent.sink_processors.builtin import SinkProcessor
 from kubeflume_agent.sources.base import PollableSource
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 
 BACKOFF_INCREMENT = 1.0
 MAX_BACKOFF = 5.0
+# A sink runner woken by small commits twice within 2 x LINGER_SECONDS waits up to LINGER_SECONDS
+# for more before taking (see SinkRunner._linger): one take and one write per few requests, not per request.
+LINGER_SECONDS = 0.002
 
 _size = operator.attrgetter("size")
 _settled = operator.attrgetter("settled")
@@ -98,13 +102,18 @@ class PollableSourceRunner(Runner):
 
 
 class SinkRunner(Runner):
-    def __init__(self, processor: SinkProcessor, channels: list[Channel]) -> None:
+    def __init__(self, processor: SinkProcessor, channels: list[Channel], *,
+                 linger: float = LINGER_SECONDS) -> None:
         super().__init__()
         self.processor = processor
         self.channels = channels
         self.name = "sink " + ",".join(sink.name for sink in processor.sinks)
         self._whole_batch = min(sink.batch_size for sink in processor.sinks)
         self._wake_signals = (*(channel.data_available for channel in channels), self._stop_signal)
+        self._linger_seconds = linger
+        self._stream_seconds = 2 * linger
+        self._woken_at = -self._stream_seconds  # loop time of the latest wake-up from empty channels
+        self._draining = False
 
     async def _step(self) -> Status:
         return await self.processor.process()
@@ -131,10 +140,26 @@ class SinkRunner(Runner):
 
     async def _wait_for_events(self) -> None:
         """Sleep until a commit (or stop) wakes the runner: nothing else can give it work, so
-        there is no timer to arm and cancel at every wait."""
+        there is no timer to arm and cancel at every wait. Then linger if events come in a stream."""
         if not self._stopping.is_set():
             await wait_any(self._wake_signals, None, loop=self._loop)
+            await self._linger()
         self._failures = 0
+
+    async def _linger(self) -> None:
+        """Woken by less than a whole batch again within twice the linger: events come in a stream
+        of small commits (an HTTP client waiting for each answer), so let up to `linger` seconds of
+        it gather before taking it, rather than waking and writing once per commit. A lone event is
+        taken at once; a whole batch, a stop or a drain ends the linger."""
+        assert self._loop is not None, "runner not started"
+        now = self._loop.time()
+        in_stream = now - self._woken_at < self._stream_seconds
+        self._woken_at = now
+        if in_stream and not self._must_take():
+            await wait_until(self._wake_signals, self._must_take, self._linger_seconds, loop=self._loop)
+
+    def _must_take(self) -> bool:
+        return self._has_whole_batch() or self._draining or self._stopping.is_set()
 
     def _has_whole_batch(self) -> bool:
         return max(map(_size, self.channels)) >= self._whole_batch
@@ -144,6 +169,8 @@ class SinkRunner(Runner):
 
     async def drain(self, timeout: float) -> bool:
         """Wait until the channels are empty (True) or `timeout` seconds pass (False)."""
+        self._draining = True  # no more lingering: take what is there at once
+        self._stop_signal.notify()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self._holds_events():
