@@ -331,8 +331,8 @@ def _netcat_valid(codec: str) -> Callable[[random.Random], bytes]:
 
 def _handler_request(body: bytes, charset: str = "utf-8", query: str = "") -> HttpRequest:
     """A request as the HTTP server hands it to the handlers."""
-    headers = {"content-type": f"application/json; charset={charset}"}
-    return HttpRequest("POST", f"/?{query}", headers, body, "127.0.0.1")
+    fields = [(b"content-type", f"application/json; charset={charset}".encode())]
+    return HttpRequest("POST", f"/?{query}", fields, body, "127.0.0.1")
 
 
 _JSON = JsonHandler({}, MAX_EVENTS)

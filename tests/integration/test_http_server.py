@@ -231,6 +231,26 @@ async def test_requests_after_one_whose_handler_waits_are_answered_after_it_in_o
     assert [e.body for e in events] == [b"first", b"second", b"third"]
 
 
+async def test_a_whole_request_whose_handler_waits_past_read_timeout_is_answered_and_kept_alive():
+    """readTimeout bounds receiving a request, not answering it: its deadline may pass while the
+    handler waits (the channel full), and the answer then comes as any other."""
+    params = {**LOCAL, "readTimeout": "0.2", "handler": "tests.integration.test_http_server.GatedHandler"}
+    async with running_source("http", params) as (source, channel):
+        reader, writer = await connect(source)
+        writer.write(post(b"slow to store"))
+        await source.handler.entered.wait()
+        await asyncio.sleep(0.6)  # the request's deadline, armed at its first byte, passes meanwhile
+        source.handler.gate.set()
+        first = await read_response(reader)
+        writer.write(post(b"next"))
+        second = await read_response(reader)
+        writer.close()
+        events = await collect(channel, 2)
+    assert (first[0], second[0]) == (200, 200)
+    assert [e.body for e in events] == [b"slow to store", b"next"]
+    assert source.counters.read_timeouts == 0
+
+
 async def test_the_metrics_server_closes_slow_requests_and_caps_its_connections():
     server = MetricsServer(dict, lambda: True, "a1", "127.0.0.1", 0, read_timeout=0.5, max_connections=2)
     await server.start()

@@ -134,11 +134,13 @@ class Deadlines:
 
     def start(self, connection: Expiring, seconds: float) -> None:
         """Call `connection.deadline_passed()` in `seconds`, unless stopped or started again before."""
-        self.stop(connection)
         when = self.loop.time() + seconds
         deadlines = self._by_duration.get(seconds)
         if deadlines is None:
+            self.stop(connection)
             self._by_duration[seconds] = deadlines = {}
+        elif deadlines.pop(connection, None) is None:  # a restart of the same duration needs no search
+            self.stop(connection)
         deadlines[connection] = when
         timer = self._timer
         if timer is None or timer.when() > when:

@@ -94,7 +94,7 @@ class JsonHandler:
         charset = (request.charset or "utf-8").lower().replace("_", "-")
         if charset not in self.CHARSETS:
             raise UnusableRequest(f"unsupported charset {charset}: use UTF-8, UTF-16 or UTF-32")
-        raw = await request.read()
+        raw = request.body
         if not raw.strip():
             raise UnusableRequest("empty request body")
         if charset == "utf-8" and len(raw) <= FAST_PARSE_BYTES and JSON_EVENTS_ACCELERATOR is not None:

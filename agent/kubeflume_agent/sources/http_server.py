@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, cast
@@ -52,19 +53,32 @@ STOP_GRACE_SECONDS = 10.0
 
 
 class HttpRequest:
-    """One whole request, as a handler sees it."""
+    """One whole request, as a handler sees it.
 
-    __slots__ = ("body", "headers", "keep_alive", "method", "remote", "target", "version")
+    Its header fields stay the bytes llhttp gave (`fields`) until a handler asks for `headers`:
+    the http source's JSON handler, the hot path, only needs the Content-Type's charset, and
+    decoding every field of every request cost more than the rest of its head.
+    """
 
-    def __init__(self, method: str, target: str, headers: dict[str, str], body: bytes, remote: str,
+    __slots__ = ("_headers", "body", "fields", "keep_alive", "method", "remote", "target", "version")
+
+    def __init__(self, method: str, target: str, fields: Sequence[tuple[bytes, bytes]], body: bytes, remote: str,
                  keep_alive: bool = True, version: str = "1.1") -> None:
         self.method = method
         self.target = target  # the request target as sent: path and query
-        self.headers = headers  # names lower-cased; repeated headers joined with ", "
+        self.fields = fields  # (name lower-cased, value) as sent, in order
         self.body = body
         self.remote = remote
         self.keep_alive = keep_alive
         self.version = version
+        self._headers: dict[str, str] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Names lower-cased; repeated headers joined with ", "."""
+        if self._headers is None:
+            self._headers = _decoded(self.fields)
+        return self._headers
 
     @property
     def path(self) -> str:
@@ -80,16 +94,20 @@ class HttpRequest:
 
     @property
     def content_type(self) -> str:
-        return self.headers.get("content-type", "").partition(";")[0].strip().lower()
+        return _media_type(self.field(b"content-type"))
 
     @property
     def charset(self) -> str | None:
         """The Content-Type's charset parameter, as sent (None if there is none)."""
-        for parameter in self.headers.get("content-type", "").split(";")[1:]:
-            name, _, value = parameter.partition("=")
-            if name.strip().lower() == "charset":
-                return value.strip().strip('"') or None
-        return None
+        return _charset(self.field(b"content-type"))
+
+    def field(self, name: bytes) -> bytes:
+        """The value of the header `name` (lower-case) as sent, repeats joined with ", " (b"" if absent)."""
+        found = None
+        for field_name, value in self.fields:
+            if field_name == name:
+                found = value if found is None else found + b", " + value
+        return b"" if found is None else found
 
     async def read(self) -> bytes:
         return self.body
@@ -99,6 +117,31 @@ class HttpRequest:
 
     async def json(self) -> Any:
         return orjson.loads(self.body)
+
+
+def _decoded(fields: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in fields:
+        key = name.decode("latin-1")
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
+# Parsed once per distinct Content-Type (a client sends the same one request after request);
+# bounded, since the values come from clients.
+@functools.lru_cache(maxsize=256)
+def _media_type(content_type: bytes) -> str:
+    return content_type.decode("latin-1").partition(";")[0].strip().lower()
+
+
+@functools.lru_cache(maxsize=256)
+def _charset(content_type: bytes) -> str | None:
+    for parameter in content_type.decode("latin-1").split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"') or None
+    return None
 
 
 class HttpResponse:
@@ -119,7 +162,7 @@ class HttpResponse:
         return cls(status, text.encode(), content_type, headers)
 
 
-Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+Handler = Callable[[HttpRequest], Coroutine[Any, Any, HttpResponse]]  # an async function
 
 
 class RequestRefused(Exception):
@@ -177,7 +220,7 @@ class RequestReader:
             if in_head and not self._begun_in_chunk:
                 self._head_fed += len(data)
             if self._head_fed > self.max_head:
-                raise RequestRefused(400, f"request head larger than {self.max_head} bytes")
+                raise self._head_too_large()
 
     # --- httptools callbacks ------------------------------------------------------------------
 
@@ -190,16 +233,18 @@ class RequestReader:
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
-        self._grow_head(len(url))
+        self._head_size += len(url)
+        if self._head_size > self.max_head:
+            raise self._head_too_large()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-        self._grow_head(len(name) + len(value) + 4)
-
-    def _grow_head(self, size: int) -> None:
-        self._head_size += size
+        self._headers.append((name.lower(), value))
+        self._head_size += len(name) + len(value) + 4
         if self._head_size > self.max_head:
-            raise RequestRefused(400, f"request head larger than {self.max_head} bytes")
+            raise self._head_too_large()
+
+    def _head_too_large(self) -> RequestRefused:
+        return RequestRefused(400, f"request head larger than {self.max_head} bytes")
 
     def on_headers_complete(self) -> None:
         self._head_done = True
@@ -207,10 +252,9 @@ class RequestReader:
             raise RequestRefused(400, "protocol upgrades (Upgrade, CONNECT) are not supported")
         expect = None
         for name, value in self._headers:
-            lowered = name.lower()
-            if lowered == b"content-length" and int(value) > self.max_body:
+            if name == b"content-length" and int(value) > self.max_body:
                 raise RequestRefused(413, f"a body of {int(value)} bytes, more than {self.max_body}")
-            if lowered == b"expect":
+            if name == b"expect":
                 expect = value.lower()
         if expect is not None:
             if expect != b"100-continue":
@@ -226,15 +270,12 @@ class RequestReader:
 
     def on_message_complete(self) -> None:
         self.in_message = False
-        headers: dict[str, str] = {}
-        for name, value in self._headers:
-            key = name.decode("latin-1").lower()
-            text = value.decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        method = self.parser.get_method().decode("ascii")
-        request = HttpRequest(method, b"".join(self._url).decode("latin-1"), headers, body, self.remote,
-                              self.parser.should_keep_alive(), self.parser.get_http_version())
+        parser = self.parser
+        url, body = self._url, self._body
+        request = HttpRequest(parser.get_method().decode("ascii"),
+                              (url[0] if len(url) == 1 else b"".join(url)).decode("latin-1"), self._headers,
+                              body[0] if len(body) == 1 else b"".join(body), self.remote,
+                              parser.should_keep_alive(), parser.get_http_version())
         self._url, self._headers, self._body = [], [], []
         self.on_request(request)
 
@@ -443,8 +484,9 @@ class _Connection(asyncio.Protocol):
     # --- answering ------------------------------------------------------------------------------
 
     def _enqueue(self, item: HttpRequest | HttpResponse) -> None:
+        # The request's readTimeout stays armed while it is answered: should it pass meanwhile,
+        # deadline_passed finds the request whole and a worker busy, and does nothing.
         self._continue_waiting = False
-        self.deadlines.stop(self)
         self.queue.append(item)
         if self.worker is None:
             if isinstance(item, HttpRequest) and self._writable is None:
@@ -458,14 +500,18 @@ class _Connection(asyncio.Protocol):
         """Answer the only request in the queue without a Task when its handler never has to wait
         (the channel has room): a Task and its scheduling cost as much as the rest of a small
         request. A handler that does wait goes on in a worker Task, as any request after it."""
-        answering = self._answer(request)
+        answering = self.server.handle(request)
         try:
             awaited = answering.send(None)
         except StopIteration as done:
-            if self._respond(request, done.value):
-                self._idle()
+            response = done.value
+        except Exception:
+            response = self._failed(request)
+        else:
+            self.worker = self.loop.create_task(self._work(self._answer(request, carry_on(answering, awaited))))
             return
-        self.worker = self.loop.create_task(self._work(carry_on(answering, awaited)))
+        if self._respond(request, response):
+            self._idle()
 
     async def _work(self, started: Awaitable[HttpResponse] | None = None) -> None:
         """Answer what is queued, in order; `started`: the first request's answer, already begun."""
@@ -510,13 +556,17 @@ class _Connection(asyncio.Protocol):
         elif not self._in_message and not self._discarding:
             self.deadlines.start(self, self.server.read_timeout)  # kept alive: idle from now
 
-    async def _answer(self, request: HttpRequest) -> HttpResponse:
+    async def _answer(self, request: HttpRequest, started: Awaitable[HttpResponse] | None = None) -> HttpResponse:
+        """The handler's answer to `request` (`started`: its handling, already begun), 500 if it fails."""
         try:
-            return await self.server.handle(request)
+            return await (started if started is not None else self.server.handle(request))
         except Exception:
-            log.exception("%s: failed to answer %s %s from %s", self.server.name, request.method, request.path,
-                          request.remote)
-            return HttpResponse.text(500, "internal error")
+            return self._failed(request)
+
+    def _failed(self, request: HttpRequest) -> HttpResponse:
+        log.exception("%s: failed to answer %s %s from %s", self.server.name, request.method, request.path,
+                      request.remote)
+        return HttpResponse.text(500, "internal error")
 
     def _send_continue(self) -> None:
         self._continue_waiting = False
