@@ -8,7 +8,9 @@ Taken events keep their slot until the take commits, so a rollback always has ro
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from kubeflume_agent.channels.fifo import ChunkedFifo
 from kubeflume_agent.config.keys import key, non_negative_integer, number, positive_integer
@@ -31,8 +33,9 @@ class MemoryTransaction(Transaction):
     def _take(self, count: int) -> list[Event]:
         return self.channel._pop(count)
 
-    async def _commit(self) -> None:
-        await self.channel._commit(self.puts, self.takes)
+    def _commit(self) -> Coroutine[Any, Any, None]:
+        # the channel's commit itself, not a coroutine awaiting it: one layer less per commit
+        return self.channel._commit(self.puts, self.takes)
 
     def _rollback(self) -> None:
         self.channel._restore(self.takes)
@@ -90,7 +93,7 @@ class MemoryChannel(Channel[MemoryChannelConfig]):
         needed = len(puts) - len(takes)
         put_slots = byte_slots(puts) if self.byte_slot_capacity and puts else 0
         take_slots = byte_slots(takes) if self.byte_slot_capacity and takes else 0
-        if needed > 0 or put_slots > take_slots:
+        if (needed > 0 or put_slots > take_slots) and not self._has_room(needed, put_slots - take_slots):
             await self._wait_for_room(needed, put_slots - take_slots)
         self._queue.append_chunk(puts)
         self._in_flight_takes -= len(takes)
@@ -102,9 +105,7 @@ class MemoryChannel(Channel[MemoryChannelConfig]):
             not self.byte_slot_capacity or self._byte_slots_used + slots <= self.byte_slot_capacity)
 
     async def _wait_for_room(self, events: int, slots: int) -> None:
-        """Return once there is room; the common case (room already) asks nothing of the event loop."""
-        if self._has_room(events, slots):
-            return
+        """Return once there is room (the caller found none: the common case makes no coroutine)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.keep_alive
         while not self._has_room(events, slots):

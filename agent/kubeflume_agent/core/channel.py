@@ -39,11 +39,12 @@ class Transaction:
         self.put_all((event,))
 
     def put_all(self, events: Iterable[Event]) -> None:
-        events = events if isinstance(events, list | tuple) else list(events)
-        self.channel.counters.put_attempt += len(events)
-        if len(self.puts) + len(events) > self.channel.transaction_capacity:
+        events = events if isinstance(events, (list, tuple)) else list(events)
+        channel = self.channel
+        channel.counters.put_attempt += len(events)
+        if len(self.puts) + len(events) > channel.transaction_capacity:
             raise ChannelError(
-                f"Put queue for transaction of capacity {self.channel.transaction_capacity} full, "
+                f"Put queue for transaction of capacity {channel.transaction_capacity} full, "
                 "consider committing more frequently or increasing transactionCapacity"
             )
         self.puts.extend(events)
@@ -62,15 +63,17 @@ class Transaction:
         return events
 
     async def commit(self) -> None:
-        self._check_open()
+        if self._done:
+            raise ChannelError("transaction already committed or rolled back")
         await self._commit()
         self._done = True
-        self.channel.counters.put_success += len(self.puts)
-        self.channel.counters.take_success += len(self.takes)
+        channel, counters = self.channel, self.channel.counters
         if self.puts:
-            self.channel.data_available.notify()
+            counters.put_success += len(self.puts)
+            channel.data_available.notify()
         if self.takes:
-            self.channel.space_available.notify()
+            counters.take_success += len(self.takes)
+            channel.space_available.notify()
 
     def rollback(self) -> None:
         if self._done:
@@ -88,10 +91,6 @@ class Transaction:
             await self.commit()
         else:
             self.rollback()
-
-    def _check_open(self) -> None:
-        if self._done:
-            raise ChannelError("transaction already committed or rolled back")
 
     def _take(self, count: int) -> list[Event]:
         raise NotImplementedError

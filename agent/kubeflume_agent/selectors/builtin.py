@@ -64,7 +64,8 @@ class ReplicatingSelector(ChannelSelector[ReplicatingConfig]):
 
     def route(self, events: Sequence[Event]) -> tuple[list[Route], list[Route]]:
         batch = events if isinstance(events, list) else list(events)
-        return [(c, batch) for c in self.required], [(c, batch) for c in self.optional]
+        optional = [(c, batch) for c in self.optional] if self.optional else []
+        return [(c, batch) for c in self.required], optional
 
 
 @dataclass(frozen=True)
