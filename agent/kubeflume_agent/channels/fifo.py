@@ -16,22 +16,24 @@ Chunk = TypeVar("Chunk", bound=MutableSequence)
 
 
 class ChunkedFifo(Generic[Chunk]):
-    __slots__ = ("_chunks", "_head", "_length", "_new_chunk")
+    __slots__ = ("_chunks", "_head", "_new_chunk", "length")
 
     def __init__(self, new_chunk: Callable[[], Chunk]) -> None:
         self._chunks: deque[Chunk] = deque()
         self._head = 0  # index of the first live item in the first chunk
-        self._length = 0
+        # how many items are queued: read by the channels on every commit, where len() would
+        # cost a Python call to __len__ (set only by this class)
+        self.length = 0
         self._new_chunk = new_chunk
 
     def __len__(self) -> int:
-        return self._length
+        return self.length
 
     def append_chunk(self, chunk: Chunk) -> None:
         """Queue `chunk` as it is: the FIFO owns it from now on."""
         if chunk:
             self._chunks.append(chunk)
-            self._length += len(chunk)
+            self.length += len(chunk)
 
     def pop_front(self, count: int) -> Chunk:
         """Up to `count` items from the head, in order."""
@@ -47,7 +49,7 @@ class ChunkedFifo(Generic[Chunk]):
                 self._head = 0
             else:
                 self._head = end
-        self._length -= len(taken)
+        self.length -= len(taken)
         return taken
 
     def push_front(self, items: Chunk) -> None:
@@ -58,7 +60,7 @@ class ChunkedFifo(Generic[Chunk]):
             self._chunks[0] = cast(Chunk, self._chunks[0][self._head:])  # a slice of a list is a list
             self._head = 0
         self._chunks.appendleft(items)
-        self._length += len(items)
+        self.length += len(items)
 
     def snapshot(self) -> Chunk:
         """Every queued item, head first, as one chunk."""

@@ -80,28 +80,28 @@ class MemoryChannel(Channel[MemoryChannelConfig]):
     def _pop(self, count: int) -> list[Event]:
         taken = self._queue.pop_front(count)
         self._in_flight_takes += len(taken)
-        self.counters.size = len(self._queue)
+        self.counters.size = self._queue.length
         return taken
 
     def _restore(self, taken: list[Event]) -> None:
         """Roll back takes: the events go back to the head, in their original order."""
         self._queue.push_front(taken)
         self._in_flight_takes -= len(taken)
-        self.counters.size = len(self._queue)
+        self.counters.size = self._queue.length
 
     async def _commit(self, puts: list[Event], takes: list[Event]) -> None:
         needed = len(puts) - len(takes)
-        put_slots = byte_slots(puts) if self.byte_slot_capacity and puts else 0
-        take_slots = byte_slots(takes) if self.byte_slot_capacity and takes else 0
-        if (needed > 0 or put_slots > take_slots) and not self._has_room(needed, put_slots - take_slots):
-            await self._wait_for_room(needed, put_slots - take_slots)
-        self._queue.append_chunk(puts)
+        slots = byte_slots(puts) - byte_slots(takes) if self.byte_slot_capacity else 0
+        if (needed > 0 or slots > 0) and not self._has_room(needed, slots):
+            await self._wait_for_room(needed, slots)
+        queue = self._queue
+        queue.append_chunk(puts)
         self._in_flight_takes -= len(takes)
-        self._byte_slots_used += put_slots - take_slots
-        self.counters.size = len(self._queue)
+        self._byte_slots_used += slots
+        self.counters.size = queue.length
 
     def _has_room(self, events: int, slots: int) -> bool:
-        return len(self._queue) + self._in_flight_takes + events <= self.capacity and (
+        return self._queue.length + self._in_flight_takes + events <= self.capacity and (
             not self.byte_slot_capacity or self._byte_slots_used + slots <= self.byte_slot_capacity)
 
     async def _wait_for_room(self, events: int, slots: int) -> None:
@@ -114,7 +114,7 @@ class MemoryChannel(Channel[MemoryChannelConfig]):
                 raise self._full(events)
 
     def _full(self, events: int) -> ChannelFull:
-        if len(self._queue) + self._in_flight_takes + events > self.capacity:
+        if self._queue.length + self._in_flight_takes + events > self.capacity:
             return ChannelFull(
                 f"Space for commit to queue couldn't be acquired (channel {self.name}, capacity "
                 f"{self.capacity}). Sinks are likely not keeping up with sources, or the buffer "
