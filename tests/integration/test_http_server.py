@@ -169,6 +169,35 @@ async def test_max_connections_closes_the_longest_open_idle_connection():
     assert source.counters.connection_limit == 1
 
 
+async def test_max_connections_refuses_a_newcomer_when_every_connection_is_handing_events_over():
+    """No connection is closed while its request is being stored: with all of them busy, the new
+    one is refused instead, counted, and the busy ones are answered as usual."""
+    params = {**LOCAL, "maxConnections": "2", "handler": "tests.integration.test_http_server.GatedHandler"}
+    async with running_source("http", params) as (source, channel):
+        busy = []
+        for name in ("first", "second"):
+            source.handler.entered.clear()
+            reader, writer = await connect(source)
+            writer.write(post(name.encode()))
+            await source.handler.entered.wait()
+            busy.append((reader, writer))
+        newcomer_reader, newcomer = await connect(source)
+        try:
+            refused_with = await asyncio.wait_for(newcomer_reader.read(), 10)  # a hang is a failure
+        except ConnectionResetError:
+            refused_with = b""
+        source.handler.gate.set()
+        statuses = [(await read_response(reader))[0] for reader, _ in busy]
+        for _, writer in busy:
+            writer.close()
+        newcomer.close()
+        events = await collect(channel, 2)
+    assert refused_with == b""
+    assert statuses == [200, 200]
+    assert sorted(e.body for e in events) == [b"first", b"second"]
+    assert source.counters.connection_limit == 1
+
+
 async def test_keep_alive_over_tls():
     with tls_files("127.0.0.1") as (cert, key, ca):
         params = {**LOCAL, "ssl": "true", "ssl-certfile": cert, "ssl-keyfile": key}
