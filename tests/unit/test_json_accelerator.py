@@ -11,6 +11,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kubeflume_agent.core.event import Event
 from kubeflume_agent.protocols.accelerators import compiled
 from kubeflume_agent.sources.http import _json_events
 from tests.fuzz_targets import mutate
@@ -38,6 +39,45 @@ def usual(events, ensure_ascii: bool, separators) -> bytes:
                       ensure_ascii=ensure_ascii, separators=separators).encode()
 
 
+# Events as real traffic sends them: header names from a few, often the previous event's in the
+# same order (the reader then copies the previous event's dict), sometimes one more, one fewer,
+# another order or a name twice; values often repeated.
+NAMES = st.sampled_from(["host", "seq", "é", "h\u00fcst", "a", ""])
+PLAIN = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters='"\\'), max_size=40)
+VALUES = st.sampled_from(["benchhost", "1", "2", "ü", ""]) | PLAIN
+PAIRS = st.lists(st.tuples(NAMES, VALUES), max_size=5)
+
+
+@st.composite
+def similar_events(draw):
+    events = [(draw(PAIRS), draw(PLAIN))]
+    for _ in range(draw(st.integers(0, 12))):
+        pairs = list(events[-1][0])
+        edit = draw(st.sampled_from(["same names", "same names", "one more", "one fewer", "other"]))
+        if edit == "same names":
+            pairs = [(name, draw(VALUES)) for name, _ in pairs]
+        elif edit == "one more":
+            pairs.insert(draw(st.integers(0, len(pairs))), (draw(NAMES), draw(VALUES)))
+        elif edit == "one fewer" and pairs:
+            del pairs[draw(st.integers(0, len(pairs) - 1))]
+        elif edit == "other":
+            pairs = draw(PAIRS)
+        events.append((pairs, draw(PLAIN)))
+    return events
+
+
+def with_repeats(events) -> bytes:
+    """The request with each event's header pairs as listed, repeated names included."""
+    def text(value: str) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    def event(pairs, body: str) -> str:
+        headers = ", ".join(f"{text(name)}: {text(value)}" for name, value in pairs)
+        return f'{{"headers": {{{headers}}}, "body": {text(body)}}}'
+
+    return ("[" + ",".join(event(pairs, body) for pairs, body in events) + "]").encode()
+
+
 def test_the_reader_is_built():
     assert json_events is not None, "protocols/_json_fast.pyx is not compiled: run `pip install -e .` again"
 
@@ -62,9 +102,42 @@ def test_a_damaged_request_is_read_as_the_reference_reads_it_or_left_to_it(event
     assert fast is None or fast == reference(raw)
 
 
+@settings(max_examples=300, deadline=None)
+@given(events=similar_events())
+def test_events_like_their_predecessors_get_the_references_headers_in_order(events):
+    raw = with_repeats(events)
+    fast = json_events(raw)
+    if any(len({name for name, _ in pairs}) < len(pairs) for pairs, _ in events):
+        assert fast is None  # a name twice: the reference decides
+    elif any("\\" in json.dumps(text, ensure_ascii=False) for pairs, body in events
+             for text in (body, *(text for pair in pairs for text in pair))):
+        assert fast is None or fast == reference(raw)
+    else:
+        expected = reference(raw)
+        assert fast == expected
+        assert [list(event.headers.items()) for event in fast] == [list(e.headers.items()) for e in expected]
+
+
+def test_each_event_has_a_headers_dict_of_its_own():
+    raw = usual([({"host": "h", "seq": str(n)}, f"line {n}") for n in range(4)], False, (",", ":"))
+    events = json_events(raw)
+    events[1].headers["seq"] = "changed"
+    events[2].headers["added"] = "x"
+    del events[3].headers["host"]
+    assert [event.headers for event in events] == [{"host": "h", "seq": "0"}, {"host": "h", "seq": "changed"},
+                                                   {"host": "h", "seq": "2", "added": "x"}, {"seq": "3"}]
+    assert all(type(event) is Event and type(event.headers) is dict for event in events)
+    assert repr(events[0]) == "Event(headers={'host': 'h', 'seq': '0'}, body=b'line 0')"
+    events[0].body = b"new"
+    assert events[0] == Event(b"new", {"host": "h", "seq": "0"})
+
+
 def test_what_it_leaves_to_the_reference():
     for raw in (b'{"body": "x"}', b'[{"body": "x"}]', b'[{"headers": {}, "body": "x", "other": "y"}]',
                 b'[{"headers": {"a": "1", "a": "2"}, "body": "x"}]', b'[{"headers": {"n": 1}, "body": "x"}]',
                 b'[{"headers": {}, "body": "line\\n"}]', b'[{"headers": {}, "body": "\xff"}]',
-                b'[{"headers": {}, "body": "x"}] x', b'[{"headers": {}, "body": "x"},]'):
+                b'[{"headers": {}, "body": "x"}] x', b'[{"headers": {}, "body": "x"},]',
+                b'[{"headers": {"a": "1", "b": "2"}, "body": "x"}, {"headers": {"a": "1", "a": "2"}, "body": "x"}]',
+                b'[{"headers": {"a": "1"}, "body": "x"}, {"headers": {"a": "1", "b": "\xff"}, "body": "x"}]',
+                b'[{"headers": {"a": "1"}, "body": "x"}, {"headers": {"a": "1", "\xc3": "2"}, "body": "x"}]'):
         assert json_events(raw) is None, raw

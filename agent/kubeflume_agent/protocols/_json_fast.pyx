@@ -10,42 +10,68 @@ or its error. The property tests check this reader against the reference.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_Copy
 from cpython.object cimport PyObject, PyTypeObject
-from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdint cimport uint64_t
+from cpython.ref cimport Py_INCREF
 from libc.string cimport memcmp, memcpy
 
 from kubeflume_agent.core.event import Event
 
 cdef extern from "Python.h":
-    const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
+    # NULL (and an error set) rather than an exception where failing just means "not ours"
+    const char* _utf8_of "PyUnicode_AsUTF8AndSize"(object text, Py_ssize_t* size)
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
     void* PyUnicode_DATA(object text)
-    ctypedef int (*descrsetfunc)(PyObject*, PyObject*, PyObject*) except -1
-    ctypedef struct _DescrType "PyTypeObject":
-        descrsetfunc tp_descr_set
+    bint PyUnicode_IS_COMPACT_ASCII(object text)
+    Py_ssize_t PyUnicode_GET_LENGTH(object text)
+    PyObject* _decode_utf8 "PyUnicode_DecodeUTF8"(const char* data, Py_ssize_t size, const char* errors)
+    void PyErr_Clear()
+    void Py_DECREF_raw "Py_DECREF"(PyObject* value)
     ctypedef object (*allocfunc)(PyTypeObject*, Py_ssize_t)
     ctypedef struct _AllocType "PyTypeObject":
         allocfunc tp_alloc
-    _DescrType* _descr_type "Py_TYPE"(object descriptor)
 
-# An Event is made as Event.__new__ would, its two slots set through their descriptors: no
-# attribute lookup by name, no argument tuple (a third of this reader's time otherwise).
+cdef extern from "structmember.h":
+    ctypedef struct PyMemberDef:
+        int type
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+    const int T_OBJECT_EX
+
+
+cdef Py_ssize_t _slot_offset(object descriptor) except -1:
+    """Where an Event keeps this `__slots__` attribute (the offset its member descriptor writes at)."""
+    if type(descriptor).__name__ != "member_descriptor" or \
+            (<PyMemberDescrObject*>descriptor).d_member.type != T_OBJECT_EX:
+        raise ImportError(f"Event.{descriptor.__name__} is not a plain __slots__ attribute")
+    return (<PyMemberDescrObject*>descriptor).d_member.offset
+
+
+# An Event is made as Event.__new__ would, its two slots filled as their descriptors would fill
+# them (an empty slot given a reference): no attribute lookup by name, no argument tuple, none of
+# the descriptors' checks.
 cdef object _event_type = Event
-cdef object _body_slot = Event.__dict__["body"]
-cdef object _headers_slot = Event.__dict__["headers"]
+cdef Py_ssize_t _body_offset = _slot_offset(Event.__dict__["body"])
+cdef Py_ssize_t _headers_offset = _slot_offset(Event.__dict__["headers"])
 
 
 cdef inline object _new_event(object body, dict headers):
     cdef object event = (<_AllocType*>_event_type).tp_alloc(<PyTypeObject*>_event_type, 0)
-    _descr_type(_body_slot).tp_descr_set(<PyObject*>_body_slot, <PyObject*>event, <PyObject*>body)
-    _descr_type(_headers_slot).tp_descr_set(<PyObject*>_headers_slot, <PyObject*>event, <PyObject*>headers)
+    cdef char* slots = <char*><PyObject*>event
+    Py_INCREF(body)
+    (<PyObject**>(slots + _body_offset))[0] = <PyObject*>body
+    Py_INCREF(headers)
+    (<PyObject**>(slots + _headers_offset))[0] = <PyObject*>headers
     return event
 
 cdef extern from *:
     """
-    /* Sixteen bytes at a time where SSE2 is (every x86-64): how many of s[0:16] come before the
-       first quote, backslash, control byte or non-ASCII byte (16 if none). */
+    #include <stdint.h>
+    #include <string.h>
+    /* How many of s[0:KF_PLAIN_RUN] come before the first quote, backslash, control byte or
+       non-ASCII byte (KF_PLAIN_RUN if none): sixteen at a time where SSE2 is (every x86-64),
+       else eight, all or nothing. */
     #if defined(__SSE2__)
     #include <emmintrin.h>
     #define KF_PLAIN_RUN 16
@@ -58,53 +84,42 @@ cdef extern from *:
         return mask ? __builtin_ctz(mask) : 16;
     }
     #else
-    #define KF_PLAIN_RUN 0
-    static inline int kf_plain_run(const unsigned char* s) { (void)s; return 0; }
+    #define KF_PLAIN_RUN 8
+    static inline int kf_plain_run(const unsigned char* s) {
+        const uint64_t ones = 0x0101010101010101ULL;
+        uint64_t w, quotes, backslashes;
+        memcpy(&w, s, 8);
+        quotes = w ^ 0x2222222222222222ULL;
+        backslashes = w ^ 0x5C5C5C5C5C5C5C5CULL;
+        return ((((quotes - ones) & ~quotes) | ((backslashes - ones) & ~backslashes)
+                 | ((w - 0x2020202020202020ULL) & ~w) | w) & 0x8080808080808080ULL) ? 0 : 8;
+    }
     #endif
     """
     const int KF_PLAIN_RUN
     int kf_plain_run(const unsigned char* s) noexcept nogil
 
-cdef uint64_t _ONES = 0x0101010101010101ULL
-cdef uint64_t _HIGHS = 0x8080808080808080ULL
-cdef uint64_t _QUOTES = 0x2222222222222222ULL
-cdef uint64_t _BACKSLASHES = 0x5C5C5C5C5C5C5C5CULL
-cdef uint64_t _SPACES = 0x2020202020202020ULL
-
 
 cdef inline Py_ssize_t _skip_space(const unsigned char* s, Py_ssize_t i, Py_ssize_t n) noexcept:
-    while i < n and (s[i] == 32 or s[i] == 10 or s[i] == 13 or s[i] == 9):
+    while i < n and s[i] <= 32 and (s[i] == 32 or s[i] == 10 or s[i] == 13 or s[i] == 9):
         i += 1
     return i
 
 
-cdef inline bint _plain_word(uint64_t w) noexcept:
-    """None of these 8 bytes is a quote, a backslash, a control byte or non-ASCII."""
-    cdef uint64_t quotes = w ^ _QUOTES
-    cdef uint64_t backslashes = w ^ _BACKSLASHES
-    cdef uint64_t flagged = ((quotes - _ONES) & ~quotes) | ((backslashes - _ONES) & ~backslashes) \
-        | ((w - _SPACES) & ~w) | w
-    return (flagged & _HIGHS) == 0
-
-
 cdef inline Py_ssize_t _string_end(const unsigned char* s, Py_ssize_t i, Py_ssize_t n, bint* ascii) noexcept:
     """The index of the quote closing the string whose first byte is s[i]; -1 at an escape, a
-    control byte or the end of the input. Sixteen or eight bytes at a time while they are plain ASCII."""
+    control byte or the end of the input. Plain ASCII bytes are skipped KF_PLAIN_RUN at a time."""
     cdef unsigned char c
-    cdef uint64_t word
     cdef int plain
     ascii[0] = True
-    while KF_PLAIN_RUN and i + KF_PLAIN_RUN <= n:
-        plain = kf_plain_run(s + i)
-        i += plain
-        if plain < KF_PLAIN_RUN:
-            break
-    while i + 8 <= n:
-        memcpy(&word, s + i, 8)
-        if not _plain_word(word):
-            break
-        i += 8
-    while i < n:
+    while True:
+        if i + KF_PLAIN_RUN <= n:
+            plain = kf_plain_run(s + i)
+            i += plain
+            if plain == KF_PLAIN_RUN:
+                continue
+        elif i >= n:
+            return -1
         c = s[i]
         if c == 34:
             return i
@@ -113,12 +128,34 @@ cdef inline Py_ssize_t _string_end(const unsigned char* s, Py_ssize_t i, Py_ssiz
         if c >= 128:
             ascii[0] = False
         i += 1
-    return -1
 
 
 cdef inline bint _is_key(const unsigned char* s, Py_ssize_t start, Py_ssize_t end, const char* name,
                          Py_ssize_t size) noexcept:
     return end - start == size and memcmp(s + start, name, size) == 0
+
+
+cdef inline bint _valid_utf8(const unsigned char* s, Py_ssize_t size) noexcept:
+    cdef PyObject* text = _decode_utf8(<const char*>s, size, NULL)
+    if text == NULL:
+        PyErr_Clear()
+        return False
+    Py_DECREF_raw(text)
+    return True
+
+
+cdef class _Previous:
+    """The previous event's header names and values in order (the next event likely has the same
+    names and some of the same values: equal texts share one str), and its headers dict."""
+    cdef list names
+    cdef list values
+    cdef Py_ssize_t count
+    cdef dict headers
+
+    def __cinit__(self):
+        self.names = []
+        self.values = []
+        self.count = 0
 
 
 def json_events(bytes raw):
@@ -129,9 +166,7 @@ def json_events(bytes raw):
     cdef bint ascii
     cdef dict headers
     cdef object body
-    # the previous event's header names and values, in order: the next one likely has the same
-    cdef list names = []
-    cdef list values = []
+    cdef _Previous previous = _Previous()
     events = []
     i = _skip_space(s, 0, n)
     if i >= n or s[i] != 91:  # [
@@ -161,17 +196,14 @@ def json_events(bytes raw):
                 end = _string_end(s, i + 1, n, &ascii)
                 if end < 0:
                     return None
-                if not ascii:
-                    try:
-                        PyUnicode_DecodeUTF8(<const char*>s + i + 1, end - i - 1, NULL)
-                    except UnicodeDecodeError:
-                        return None
+                if not ascii and not _valid_utf8(s + i + 1, end - i - 1):
+                    return None
                 body = PyBytes_FromStringAndSize(<const char*>s + i + 1, end - i - 1)
                 i = end + 1
             elif _is_key(s, i + 1, name_end, "headers", 7) and headers is None:
-                headers = {}
-                i = _read_headers(s, _skip_space(s, end + 1, n), n, headers, names, values)
-                if i < 0:
+                i = _skip_space(s, end + 1, n)
+                headers = _read_headers(s, &i, n, previous)
+                if headers is None:
                     return None
             else:
                 return None
@@ -195,67 +227,114 @@ def json_events(bytes raw):
         return None
 
 
+cdef inline bint _same_text(object known, const unsigned char* s, Py_ssize_t size) noexcept:
+    """Whether the str `known` is the UTF-8 text s[0:size] (an ASCII str compared in place)."""
+    cdef Py_ssize_t known_size
+    cdef const char* utf8
+    if PyUnicode_IS_COMPACT_ASCII(known):
+        return PyUnicode_GET_LENGTH(known) == size and memcmp(PyUnicode_DATA(known), s, size) == 0
+    utf8 = _utf8_of(known, &known_size)  # kept by the str: made once
+    if utf8 == NULL:
+        PyErr_Clear()
+        return False
+    return known_size == size and memcmp(utf8, s, size) == 0
+
+
 cdef object _text(const unsigned char* s, Py_ssize_t start, Py_ssize_t end, bint ascii, list seen,
-                  Py_ssize_t index):
+                  Py_ssize_t index, bint* made):
     """The string s[start:end] as a str: the previous event's at `index` if it is the same (one str
-    shared by every event's headers), else made (and remembered). Raises UnicodeDecodeError."""
-    cdef Py_ssize_t size
-    cdef const char* known
-    if index < len(seen):
-        known = PyUnicode_AsUTF8AndSize(seen[index], &size)
-        if size == end - start and memcmp(known, s + start, size) == 0:
-            return seen[index]
+    shared by every event's headers), else made (and remembered, `made` set); None if it is not UTF-8."""
+    cdef PyObject* decoded
+    if index < len(seen) and _same_text(seen[index], s + start, end - start):
+        made[0] = False
+        return seen[index]
     if ascii:
         text = PyUnicode_New(end - start, 127)
         memcpy(PyUnicode_DATA(text), s + start, end - start)
     else:
-        text = PyUnicode_DecodeUTF8(<const char*>s + start, end - start, NULL)
+        decoded = _decode_utf8(<const char*>s + start, end - start, NULL)
+        if decoded == NULL:
+            PyErr_Clear()
+            return None
+        text = <object>decoded
+        Py_DECREF_raw(decoded)
     if index < len(seen):
         seen[index] = text
     else:
         seen.append(text)
+    made[0] = True
     return text
 
 
-cdef Py_ssize_t _read_headers(const unsigned char* s, Py_ssize_t i, Py_ssize_t n, dict headers,
-                              list names, list values) except -2:
-    """Reads `{"name": "value", ...}` at s[i] into `headers`; the index after it, or -1."""
+cdef dict _first_headers(_Previous previous, Py_ssize_t count):
+    """A dict of the first `count` names and values remembered (those of the event being read)."""
+    cdef dict headers = {}
+    cdef Py_ssize_t index
+    for index in range(count):
+        headers[previous.names[index]] = previous.values[index]
+    return headers
+
+
+cdef dict _read_headers(const unsigned char* s, Py_ssize_t* at, Py_ssize_t n, _Previous previous):
+    """Reads `{"name": "value", ...}` at s[at[0]] into a dict, moving at[0] past it; None when it is
+    not text pairs with unique names.
+
+    While the names are the previous event's, in order, the dict is a copy of the previous event's
+    (a memcpy of its table: no hashing, no growth) with the values that differ replaced. Nobody has
+    seen that dict yet, so it is as it was read."""
+    cdef Py_ssize_t i = at[0]
     cdef Py_ssize_t end
     cdef Py_ssize_t count = 0
-    cdef bint ascii
+    cdef bint ascii, made
+    cdef bint copying = previous.count > 0
+    cdef dict headers = None if copying else {}
     if i >= n or s[i] != 123:
-        return -1
+        return None
     i = _skip_space(s, i + 1, n)
     if i < n and s[i] == 125:
-        return i + 1
-    while True:
-        if i >= n or s[i] != 34:
-            return -1
-        end = _string_end(s, i + 1, n, &ascii)
-        if end < 0:
-            return -1
-        try:
-            name = _text(s, i + 1, end, ascii, names, count)
-        except UnicodeDecodeError:
-            return -1
-        i = _skip_space(s, end + 1, n)
-        if i >= n or s[i] != 58:
-            return -1
-        i = _skip_space(s, i + 1, n)
-        if i >= n or s[i] != 34:
-            return -1
-        end = _string_end(s, i + 1, n, &ascii)
-        if end < 0 or name in headers:
-            return -1
-        try:
-            headers[name] = _text(s, i + 1, end, ascii, values, count)
-        except UnicodeDecodeError:
-            return -1
-        count += 1
-        i = _skip_space(s, end + 1, n)
-        if i < n and s[i] == 44:
+        headers = {}
+    else:
+        while True:
+            if i >= n or s[i] != 34:
+                return None
+            end = _string_end(s, i + 1, n, &ascii)
+            if end < 0:
+                return None
+            name = _text(s, i + 1, end, ascii, previous.names, count, &made)
+            if name is None:
+                return None
+            if copying and (made or count >= previous.count):
+                copying = False  # the names differ from here on
+                headers = _first_headers(previous, count)
+            elif copying and count == 0:
+                headers = PyDict_Copy(previous.headers)
+            i = _skip_space(s, end + 1, n)
+            if i >= n or s[i] != 58:
+                return None
             i = _skip_space(s, i + 1, n)
-            continue
-        if i < n and s[i] == 125:
-            return i + 1
-        return -1
+            if i >= n or s[i] != 34:
+                return None
+            end = _string_end(s, i + 1, n, &ascii)
+            if end < 0:
+                return None
+            value = _text(s, i + 1, end, ascii, previous.values, count, &made)
+            if value is None:
+                return None
+            if not copying or made:
+                headers[name] = value
+            count += 1
+            if not copying and len(headers) != count:
+                return None  # a name repeated: the reference decides
+            i = _skip_space(s, end + 1, n)
+            if i < n and s[i] == 44:
+                i = _skip_space(s, i + 1, n)
+                continue
+            if i < n and s[i] == 125:
+                break
+            return None
+        if copying and count < previous.count:
+            headers = _first_headers(previous, count)  # fewer names than the previous event
+    previous.count = count
+    previous.headers = headers
+    at[0] = i + 1
+    return headers
