@@ -130,9 +130,13 @@ cdef inline Py_ssize_t _string_end(const unsigned char* s, Py_ssize_t i, Py_ssiz
         i += 1
 
 
-cdef inline bint _is_key(const unsigned char* s, Py_ssize_t start, Py_ssize_t end, const char* name,
-                         Py_ssize_t size) noexcept:
-    return end - start == size and memcmp(s + start, name, size) == 0
+cdef inline Py_ssize_t _after_key(const unsigned char* s, Py_ssize_t i, Py_ssize_t n, const char* quoted,
+                                   Py_ssize_t size) noexcept:
+    """The index after `quoted` (a key with its quotes) and its colon at s[i], or -1 if it is not there."""
+    if i + size > n or memcmp(s + i, quoted, size) != 0:
+        return -1
+    i = _skip_space(s, i + size, n)
+    return i + 1 if i < n and s[i] == 58 else -1  # :
 
 
 cdef inline bint _valid_utf8(const unsigned char* s, Py_ssize_t size) noexcept:
@@ -162,7 +166,7 @@ def json_events(bytes raw):
     """The events of a request body, or None when it is not the usual shape (see the module)."""
     cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(raw)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(raw)
-    cdef Py_ssize_t i, end, name_end
+    cdef Py_ssize_t i, end
     cdef bint ascii
     cdef dict headers
     cdef object body
@@ -181,16 +185,9 @@ def json_events(bytes raw):
         headers = None
         body = None
         while True:  # the members of one event object
-            if i >= n or s[i] != 34:
-                return None
-            name_end = _string_end(s, i + 1, n, &ascii)
-            if name_end < 0:
-                return None
-            end = _skip_space(s, name_end + 1, n)
-            if end >= n or s[end] != 58:  # :
-                return None
-            if _is_key(s, i + 1, name_end, "body", 4) and body is None:
-                i = _skip_space(s, end + 1, n)
+            end = _after_key(s, i, n, '"body"', 6) if body is None else -1
+            if end >= 0:
+                i = _skip_space(s, end, n)
                 if i >= n or s[i] != 34:
                     return None
                 end = _string_end(s, i + 1, n, &ascii)
@@ -200,13 +197,14 @@ def json_events(bytes raw):
                     return None
                 body = PyBytes_FromStringAndSize(<const char*>s + i + 1, end - i - 1)
                 i = end + 1
-            elif _is_key(s, i + 1, name_end, "headers", 7) and headers is None:
-                i = _skip_space(s, end + 1, n)
+            else:
+                end = _after_key(s, i, n, '"headers"', 9) if headers is None else -1
+                if end < 0:
+                    return None  # another member, or a key written with escapes
+                i = _skip_space(s, end, n)
                 headers = _read_headers(s, &i, n, previous)
                 if headers is None:
                     return None
-            else:
-                return None
             i = _skip_space(s, i, n)
             if i < n and s[i] == 44:  # ,
                 i = _skip_space(s, i + 1, n)
@@ -227,27 +225,43 @@ def json_events(bytes raw):
         return None
 
 
-cdef inline bint _same_text(object known, const unsigned char* s, Py_ssize_t size) noexcept:
-    """Whether the str `known` is the UTF-8 text s[0:size] (an ASCII str compared in place)."""
-    cdef Py_ssize_t known_size
+cdef inline Py_ssize_t _known_end(object known, const unsigned char* s, Py_ssize_t i, Py_ssize_t n) noexcept:
+    """The index of the closing quote if the string starting at s[i] is the str `known`, else -1.
+    `known` was read from a plain string (no quote, backslash or control byte in its UTF-8), so
+    its bytes followed by a quote are the whole string: no scanning."""
+    cdef Py_ssize_t size
     cdef const char* utf8
     if PyUnicode_IS_COMPACT_ASCII(known):
-        return PyUnicode_GET_LENGTH(known) == size and memcmp(PyUnicode_DATA(known), s, size) == 0
-    utf8 = _utf8_of(known, &known_size)  # kept by the str: made once
-    if utf8 == NULL:
-        PyErr_Clear()
-        return False
-    return known_size == size and memcmp(utf8, s, size) == 0
+        utf8 = <const char*>PyUnicode_DATA(known)
+        size = PyUnicode_GET_LENGTH(known)
+    else:
+        utf8 = _utf8_of(known, &size)  # kept by the str: made once
+        if utf8 == NULL:
+            PyErr_Clear()
+            return -1
+    if i + size < n and s[i + size] == 34 and memcmp(utf8, s + i, size) == 0:
+        return i + size
+    return -1
 
 
-cdef object _text(const unsigned char* s, Py_ssize_t start, Py_ssize_t end, bint ascii, list seen,
-                  Py_ssize_t index, bint* made):
-    """The string s[start:end] as a str: the previous event's at `index` if it is the same (one str
-    shared by every event's headers), else made (and remembered, `made` set); None if it is not UTF-8."""
+cdef object _text(const unsigned char* s, Py_ssize_t* at, Py_ssize_t n, list seen, Py_ssize_t index,
+                  bint* made):
+    """The plain string starting at s[at[0]] (after its opening quote) as a str, at[0] moved to its
+    closing quote: the previous event's at `index` if it is the same (one str shared by every
+    event's headers), else made (and remembered, `made` set). None if it is not a plain UTF-8 string."""
+    cdef Py_ssize_t start = at[0]
+    cdef Py_ssize_t end
+    cdef bint ascii
     cdef PyObject* decoded
-    if index < len(seen) and _same_text(seen[index], s + start, end - start):
-        made[0] = False
-        return seen[index]
+    if index < len(seen):
+        end = _known_end(seen[index], s, start, n)
+        if end >= 0:
+            at[0] = end
+            made[0] = False
+            return seen[index]
+    end = _string_end(s, start, n, &ascii)
+    if end < 0:
+        return None
     if ascii:
         text = PyUnicode_New(end - start, 127)
         memcpy(PyUnicode_DATA(text), s + start, end - start)
@@ -262,6 +276,7 @@ cdef object _text(const unsigned char* s, Py_ssize_t start, Py_ssize_t end, bint
         seen[index] = text
     else:
         seen.append(text)
+    at[0] = end
     made[0] = True
     return text
 
@@ -283,9 +298,8 @@ cdef dict _read_headers(const unsigned char* s, Py_ssize_t* at, Py_ssize_t n, _P
     (a memcpy of its table: no hashing, no growth) with the values that differ replaced. Nobody has
     seen that dict yet, so it is as it was read."""
     cdef Py_ssize_t i = at[0]
-    cdef Py_ssize_t end
     cdef Py_ssize_t count = 0
-    cdef bint ascii, made
+    cdef bint made
     cdef bint copying = previous.count > 0
     cdef dict headers = None if copying else {}
     if i >= n or s[i] != 123:
@@ -297,10 +311,8 @@ cdef dict _read_headers(const unsigned char* s, Py_ssize_t* at, Py_ssize_t n, _P
         while True:
             if i >= n or s[i] != 34:
                 return None
-            end = _string_end(s, i + 1, n, &ascii)
-            if end < 0:
-                return None
-            name = _text(s, i + 1, end, ascii, previous.names, count, &made)
+            i += 1
+            name = _text(s, &i, n, previous.names, count, &made)
             if name is None:
                 return None
             if copying and (made or count >= previous.count):
@@ -308,16 +320,14 @@ cdef dict _read_headers(const unsigned char* s, Py_ssize_t* at, Py_ssize_t n, _P
                 headers = _first_headers(previous, count)
             elif copying and count == 0:
                 headers = PyDict_Copy(previous.headers)
-            i = _skip_space(s, end + 1, n)
+            i = _skip_space(s, i + 1, n)
             if i >= n or s[i] != 58:
                 return None
             i = _skip_space(s, i + 1, n)
             if i >= n or s[i] != 34:
                 return None
-            end = _string_end(s, i + 1, n, &ascii)
-            if end < 0:
-                return None
-            value = _text(s, i + 1, end, ascii, previous.values, count, &made)
+            i += 1
+            value = _text(s, &i, n, previous.values, count, &made)
             if value is None:
                 return None
             if not copying or made:
@@ -325,7 +335,7 @@ cdef dict _read_headers(const unsigned char* s, Py_ssize_t* at, Py_ssize_t n, _P
             count += 1
             if not copying and len(headers) != count:
                 return None  # a name repeated: the reference decides
-            i = _skip_space(s, end + 1, n)
+            i = _skip_space(s, i + 1, n)
             if i < n and s[i] == 44:
                 i = _skip_space(s, i + 1, n)
                 continue
