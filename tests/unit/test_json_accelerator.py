@@ -132,6 +132,17 @@ def test_each_event_has_a_headers_dict_of_its_own():
     assert events[0] == Event(b"new", {"host": "h", "seq": "0"})
 
 
+def test_long_texts_with_non_ascii_bytes_are_read_and_control_bytes_after_them_refused():
+    for text in ("é" * 20 + "x" * 40, "x" * 17 + "é" + "y" * 33 + "ü", "€" * 30):
+        raw = usual([({"host": text, "seq": text[:9]}, text), ({"host": text, "seq": "1"}, text)], False, (",", ":"))
+        assert json_events(raw) == reference(raw)
+    for bad in (b"\x01", b"\x1f", b"\n"):
+        body = "é".encode() * 20 + bad + b"x" * 20
+        raw = b'[{"headers": {"h": "' + body + b'"}, "body": "x"}, {"headers": {}, "body": "' + body + b'"}]'
+        assert json_events(raw) is None, raw
+        assert json_events(raw.replace(b'"h": "' + body, b'"h": "v')) is None, raw
+
+
 def test_what_it_leaves_to_the_reference():
     for raw in (b'{"body": "x"}', b'[{"body": "x"}]', b'[{"headers": {}, "body": "x", "other": "y"}]',
                 b'[{"headers": {"a": "1", "a": "2"}, "body": "x"}]', b'[{"headers": {"n": 1}, "body": "x"}]',

@@ -69,35 +69,39 @@ cdef extern from *:
     """
     #include <stdint.h>
     #include <string.h>
-    /* How many of s[0:KF_PLAIN_RUN] come before the first quote, backslash, control byte or
-       non-ASCII byte (KF_PLAIN_RUN if none): sixteen at a time where SSE2 is (every x86-64),
-       else eight, all or nothing. */
+    /* How many of s[0:KF_PLAIN_RUN] come before the first quote, backslash or control byte, or
+       also non-ASCII byte while `ascii` (KF_PLAIN_RUN if none): sixteen at a time where SSE2 is
+       (every x86-64), else eight, all or nothing. Once a string is known not to be ASCII, its
+       other non-ASCII bytes no longer stop the run. */
     #if defined(__SSE2__)
     #include <emmintrin.h>
     #define KF_PLAIN_RUN 16
-    static inline int kf_plain_run(const unsigned char* s) {
+    static inline int kf_plain_run(const unsigned char* s, int ascii) {
         __m128i bytes = _mm_loadu_si128((const __m128i*)s);
+        __m128i controls = ascii
+            ? _mm_cmplt_epi8(bytes, _mm_set1_epi8(0x20))  /* signed: non-ASCII bytes are below 0x20 too */
+            : _mm_cmpeq_epi8(_mm_min_epu8(bytes, _mm_set1_epi8(0x1F)), bytes);  /* unsigned <= 0x1F */
         __m128i flagged = _mm_or_si128(
             _mm_or_si128(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(0x22)), _mm_cmpeq_epi8(bytes, _mm_set1_epi8(0x5C))),
-            _mm_cmplt_epi8(bytes, _mm_set1_epi8(0x20)));  /* signed: non-ASCII bytes are below 0x20 too */
+            controls);
         int mask = _mm_movemask_epi8(flagged);
         return mask ? __builtin_ctz(mask) : 16;
     }
     #else
     #define KF_PLAIN_RUN 8
-    static inline int kf_plain_run(const unsigned char* s) {
+    static inline int kf_plain_run(const unsigned char* s, int ascii) {
         const uint64_t ones = 0x0101010101010101ULL;
         uint64_t w, quotes, backslashes;
         memcpy(&w, s, 8);
         quotes = w ^ 0x2222222222222222ULL;
         backslashes = w ^ 0x5C5C5C5C5C5C5C5CULL;
         return ((((quotes - ones) & ~quotes) | ((backslashes - ones) & ~backslashes)
-                 | ((w - 0x2020202020202020ULL) & ~w) | w) & 0x8080808080808080ULL) ? 0 : 8;
+                 | ((w - 0x2020202020202020ULL) & ~w) | (ascii ? w : 0)) & 0x8080808080808080ULL) ? 0 : 8;
     }
     #endif
     """
     const int KF_PLAIN_RUN
-    int kf_plain_run(const unsigned char* s) noexcept nogil
+    int kf_plain_run(const unsigned char* s, bint ascii) noexcept nogil
 
 
 cdef inline Py_ssize_t _skip_space(const unsigned char* s, Py_ssize_t i, Py_ssize_t n) noexcept:
@@ -108,13 +112,13 @@ cdef inline Py_ssize_t _skip_space(const unsigned char* s, Py_ssize_t i, Py_ssiz
 
 cdef inline Py_ssize_t _string_end(const unsigned char* s, Py_ssize_t i, Py_ssize_t n, bint* ascii) noexcept:
     """The index of the quote closing the string whose first byte is s[i]; -1 at an escape, a
-    control byte or the end of the input. Plain ASCII bytes are skipped KF_PLAIN_RUN at a time."""
+    control byte or the end of the input. Plain bytes are skipped KF_PLAIN_RUN at a time."""
     cdef unsigned char c
     cdef int plain
     ascii[0] = True
     while True:
         if i + KF_PLAIN_RUN <= n:
-            plain = kf_plain_run(s + i)
+            plain = kf_plain_run(s + i, ascii[0])
             i += plain
             if plain == KF_PLAIN_RUN:
                 continue
