@@ -4,6 +4,7 @@ reference gives; whatever else it leaves to the reference (None), including all 
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 
@@ -141,6 +142,41 @@ def test_long_texts_with_non_ascii_bytes_are_read_and_control_bytes_after_them_r
         raw = b'[{"headers": {"h": "' + body + b'"}, "body": "x"}, {"headers": {}, "body": "' + body + b'"}]'
         assert json_events(raw) is None, raw
         assert json_events(raw.replace(b'"h": "' + body, b'"h": "v')) is None, raw
+
+
+# Bytes of a body that are neither quote, backslash nor control: UTF-8 or not, around the edges of
+# Unicode's table 3-7 (overlong forms, surrogates, beyond U+10FFFF, cut sequences).
+EDGE_BYTES = st.sampled_from([0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xE1,
+                              0xED, 0xEE, 0xEF, 0xF0, 0xF1, 0xF4, 0xF5, 0xFF])
+BODY_BYTES = st.lists(EDGE_BYTES | st.integers(0x20, 0xFF).filter(lambda byte: byte not in b'"\\'), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=BODY_BYTES.map(bytes) | PLAIN.map(str.encode), ascii_before=st.integers(0, 20))
+def test_a_body_is_read_exactly_when_it_is_utf8(body, ascii_before):
+    body = b"a" * ascii_before + body
+    raw = b'[{"headers": {}, "body": "' + body + b'"}]'
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        assert json_events(raw) is None
+    else:
+        assert json_events(raw) == reference(raw) == [Event(body, {})]
+
+
+def test_every_edge_of_utf8_is_judged_as_python_judges_it():
+    leads = (0x80, 0xC1, 0xC2, 0xDF, 0xE0, 0xE1, 0xED, 0xEF, 0xF0, 0xF3, 0xF4, 0xF5)
+    follows = (0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0)
+    for lead, length in itertools.product(leads, range(4)):
+        for rest in itertools.product(follows, repeat=length):
+            sequence = bytes((lead, *rest))
+            for body in (sequence + b"x" * 20, b"y" * 20 + sequence):
+                raw = b'[{"headers": {}, "body": "' + body + b'"}]'
+                try:
+                    expected = [Event(body.decode().encode(), {})]
+                except UnicodeDecodeError:
+                    expected = None
+                assert json_events(raw) == expected, body
 
 
 def test_what_it_leaves_to_the_reference():

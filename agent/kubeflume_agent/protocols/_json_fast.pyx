@@ -143,13 +143,53 @@ cdef inline Py_ssize_t _after_key(const unsigned char* s, Py_ssize_t i, Py_ssize
     return i + 1 if i < n and s[i] == 58 else -1  # :
 
 
-cdef inline bint _valid_utf8(const unsigned char* s, Py_ssize_t size) noexcept:
-    cdef PyObject* text = _decode_utf8(<const char*>s, size, NULL)
-    if text == NULL:
-        PyErr_Clear()
-        return False
-    Py_DECREF_raw(text)
+cdef bint _valid_utf8(const unsigned char* s, Py_ssize_t size) noexcept:
+    """Whether the text of a plain string (no quote, backslash or control byte) is UTF-8 as Python's
+    strict decoder wants it, checked in place (decoding a body only to check it cost as much as
+    reading the rest of its event). ASCII runs are skipped KF_PLAIN_RUN bytes at a time."""
+    cdef Py_ssize_t i = 0
+    while i < size:
+        if s[i] >= 128:
+            i = _utf8_sequence_end(s, i, size)
+            if i < 0:
+                return False
+        elif i + KF_PLAIN_RUN <= size:
+            i += kf_plain_run(s + i, True) or 1  # up to the next non-ASCII byte
+        else:
+            i += 1
     return True
+
+
+cdef inline Py_ssize_t _utf8_sequence_end(const unsigned char* s, Py_ssize_t i, Py_ssize_t size) noexcept:
+    """The index after the UTF-8 sequence that the non-ASCII byte s[i] starts, or -1 if it is not one
+    (Unicode's table 3-7: no overlong form, no surrogate, nothing above U+10FFFF)."""
+    cdef unsigned char lead = s[i]
+    cdef unsigned char low = 0x80, high = 0xBF  # the second byte's range
+    cdef Py_ssize_t follow, k
+    if lead < 0xC2:
+        return -1  # a continuation byte, or an overlong two-byte form
+    if lead < 0xE0:
+        follow = 1
+    elif lead < 0xF0:
+        follow = 2
+        if lead == 0xE0:
+            low = 0xA0
+        elif lead == 0xED:
+            high = 0x9F  # surrogates
+    elif lead < 0xF5:
+        follow = 3
+        if lead == 0xF0:
+            low = 0x90
+        elif lead == 0xF4:
+            high = 0x8F  # beyond U+10FFFF
+    else:
+        return -1
+    if i + follow >= size or not low <= s[i + 1] <= high:
+        return -1
+    for k in range(i + 2, i + follow + 1):
+        if not 0x80 <= s[k] <= 0xBF:
+            return -1
+    return i + follow + 1
 
 
 cdef class _Previous:
