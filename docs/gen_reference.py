@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from kubeflume_agent.core import registry
+from kubeflume_agent.runtime.runners import LINGER_SECONDS
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -159,6 +160,7 @@ PARSER_NAMES = {
 
 
 def components_page() -> str:
+    linger_ms = LINGER_SECONDS * 1000
     lines = [
         NOTICE.format(source="kubeflume_agent.core.registry and each component's typed config (`config_class`)"),
         "",
@@ -184,12 +186,12 @@ def components_page() -> str:
         "millisecond, so each read hands over hundreds of events rather than dozens: about half the CPU",
         "per event, for at most a millisecond of latency.",
         "",
-        "A sink takes a lone event at once. When it is woken again within 4 ms by less than a whole",
-        "batch (`batchSize`), small commits are coming in a stream (an HTTP client waiting for each",
-        "answer, say), and it lets up to 2 milliseconds of them gather before taking them: one take and",
-        "one write per few requests rather than per request, about an eighth less CPU per event under",
-        "the http source's 100-event requests, for at most 2 ms of latency. A whole batch waiting, a",
-        "stop or a drain ends that wait at once.",
+        f"A sink takes a lone event at once. When it is woken again within {2 * linger_ms:g} ms by less than a",
+        "whole batch (`batchSize`), small commits are coming in a stream (an HTTP client waiting for each",
+        f"answer, say), and it lets up to {linger_ms:g} ms of them gather before taking them: one take and one",
+        "write per several requests rather than per request, for at most",
+        f"{linger_ms:g} ms of latency (Logstash's `pipeline.batch.delay` is 50 ms). A whole batch waiting, a stop",
+        "or a drain ends that wait at once.",
     ]
     for kind in registry.KINDS:
         lines += ["", f"## {KIND_TITLES.get(kind, kind.title())}"]

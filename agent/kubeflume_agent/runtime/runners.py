@@ -26,7 +26,7 @@ BACKOFF_INCREMENT = 1.0
 MAX_BACKOFF = 5.0
 # A sink runner woken by small commits twice within 2 x LINGER_SECONDS waits up to LINGER_SECONDS
 # for more before taking (see SinkRunner._linger): one take and one write per few requests, not per request.
-LINGER_SECONDS = 0.002
+LINGER_SECONDS = 0.005
 
 _size = operator.attrgetter("size")
 _settled = operator.attrgetter("settled")
