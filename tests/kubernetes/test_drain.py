@@ -149,7 +149,9 @@ def test_scaling_down_drains_each_removed_claim_and_deletes_it_only_after_its_jo
         assert (owner["kind"], owner["name"], owner["controller"]) == ("FlumeAgent", NAME, True)
     wait_for(lambda: drain_phases(cluster, namespace) == {1: "Running", 2: "Running"}, "two running drains",
              operator=operator)
-    assert draining(cluster, namespace)["status"] == "True"
+    # written by a patch function of the status write (record_drains): wait for it as for the drains
+    wait_for(lambda: (draining(cluster, namespace) or {}).get("status") == "True", "the Draining condition",
+             operator=operator)
     assert claims(cluster, namespace) == wanted  # nothing deleted while the drains run
 
     finish_drain_pod(cluster, namespace, "agg-drain-2", exit_code=0, report=report(held=1234, delivered=1234))
