@@ -2,7 +2,8 @@
 is idle: sources.tcp_server, sources.http_server) share: binding their ports, the `maxConnections`
 table and the connections' deadlines.
 
-* `listen`: one listening server per port, with TLS and `reusePort`.
+* `listen`: one listening server per port, with TLS and `reusePort`; `ProtocolServer`: the base of
+  both servers, which binds its ports with it and keeps the loop, the table and the deadlines.
 
 * `ConnectionTable`: the open connections, longest-open first. At `maxConnections` a new one
   closes the longest-open connection that is not handing events over (`busy`), or is refused if
@@ -46,6 +47,42 @@ async def listen(loop: asyncio.AbstractEventLoop, make_connection: Callable[[], 
         servers.append(server)
         bound.append(server.sockets[0].getsockname()[1])
     return bound
+
+
+class ProtocolServer:
+    """What sources.tcp_server.TcpServer and sources.http_server.HttpServer share: their ports, the
+    loop and one Deadlines (set by `start`: the loop is asked for once, each asking being a getpid
+    syscall), and the ConnectionTable. A subclass makes its connections and stops."""
+
+    def __init__(self, name: str, counters: SourceCounters, warnings: RateLimitedWarnings, *,
+                 max_connections: int, ssl_context: ssl.SSLContext | None, reuse_port: bool) -> None:
+        self.name = name
+        self.counters = counters
+        self.warnings = warnings
+        self.ssl_context = ssl_context
+        self.reuse_port = reuse_port
+        self.connections = ConnectionTable(name, counters, warnings, max_connections)
+        self.stopping = False
+        self.loop: asyncio.AbstractEventLoop
+        self.deadlines: Deadlines
+        self._servers: list[asyncio.Server] = []
+
+    async def start(self, host: str | None, ports: Sequence[int]) -> list[int]:
+        """Bind every port (0 picks a free one); returns the bound port numbers, in order."""
+        self.loop = loop = asyncio.get_running_loop()
+        self.deadlines = Deadlines(loop)
+        try:
+            return await listen(loop, self._new_connection, host, ports, ssl_context=self.ssl_context,
+                                reuse_port=self.reuse_port, servers=self._servers)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    def _new_connection(self) -> asyncio.Protocol:
+        raise NotImplementedError
 
 
 class Evictable(Protocol):

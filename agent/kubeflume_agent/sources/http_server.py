@@ -42,7 +42,7 @@ from kubeflume_agent.core.counters import SourceCounters
 from kubeflume_agent.core.eager import carry_on
 from kubeflume_agent.core.log_limit import RateLimitedWarnings
 from kubeflume_agent.sources.base import ConnectionConfig, Source
-from kubeflume_agent.sources.connection_limits import ConnectionTable, Deadlines, listen
+from kubeflume_agent.sources.connection_limits import ProtocolServer
 
 log = logging.getLogger(__name__)
 
@@ -320,40 +320,23 @@ class _Encoder:
         return b"".join(lines)
 
 
-class HttpServer:
+class HttpServer(ProtocolServer):
     """One component's HTTP server on its ports (the `Server` of a ListeningSource)."""
 
     def __init__(self, name: str, handle: Handler, *, counters: SourceCounters, warnings: RateLimitedWarnings,
                  read_timeout: float, max_connections: int, max_body: int, max_head: int = DEFAULT_MAX_HEAD,
                  reuse_port: bool = False, ssl_context: ssl.SSLContext | None = None,
                  send_server_version: bool = True) -> None:
-        self.name = name
+        super().__init__(name, counters, warnings, max_connections=max_connections, ssl_context=ssl_context,
+                         reuse_port=reuse_port)
         self.handle = handle
-        self.counters = counters
-        self.warnings = warnings
         self.read_timeout = read_timeout
         self.max_body = max_body
         self.max_head = max_head
-        self.reuse_port = reuse_port
-        self.ssl_context = ssl_context
         self.encoder = _Encoder(b"Server: kubeflume\r\n" if send_server_version else b"")
-        self.connections = ConnectionTable(name, counters, warnings, max_connections)
-        self.stopping = False
-        self._servers: list[asyncio.Server] = []
-        # asked for once: each asking is a getpid syscall, which costs dearly on some machines
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.deadlines: Deadlines | None = None  # the connections' (one timer for them all)
 
-    async def start(self, host: str | None, ports: Sequence[int]) -> list[int]:
-        """Bind every port (0 picks a free one); returns the bound port numbers, in order."""
-        self.loop = loop = asyncio.get_running_loop()
-        self.deadlines = Deadlines(loop)
-        try:
-            return await listen(loop, lambda: _Connection(self), host, ports, ssl_context=self.ssl_context,
-                                reuse_port=self.reuse_port, servers=self._servers)
-        except BaseException:
-            await self.stop()
-            raise
+    def _new_connection(self) -> _Connection:
+        return _Connection(self)
 
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """Stop accepting; close idle connections at once and busy ones once their request is answered."""
@@ -403,9 +386,7 @@ class _Connection(asyncio.Protocol):
         self.peer_ip = ""
         self.queue: deque[HttpRequest | HttpResponse] = deque()
         self.worker: asyncio.Task | None = None
-        assert server.loop is not None, "connections come once the server started"
         self.loop = server.loop
-        assert server.deadlines is not None
         self.deadlines = server.deadlines
         self._continue_waiting = False
         self._discarding = False  # refused: what the client still sends is dropped

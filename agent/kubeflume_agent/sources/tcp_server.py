@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -50,7 +50,7 @@ from kubeflume_agent.core.log_limit import RateLimitedWarnings
 from kubeflume_agent.protocols.framing import FrameError
 from kubeflume_agent.protocols.ipfilter import IpFilter
 from kubeflume_agent.sources.base import REUSE_PORT_KEY, ConnectionConfig, Source
-from kubeflume_agent.sources.connection_limits import ConnectionTable, Deadlines, listen
+from kubeflume_agent.sources.connection_limits import ProtocolServer
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +309,7 @@ class Connection(asyncio.Protocol):
         self.close()
 
 
-class TcpServer:
+class TcpServer(ProtocolServer):
     def __init__(
         self,
         name: str,
@@ -324,34 +324,17 @@ class TcpServer:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         warnings: RateLimitedWarnings | None = None,
     ) -> None:
-        self.name = name
-        self.counters = counters
+        super().__init__(name, counters, warnings or RateLimitedWarnings(), max_connections=max_connections,
+                         ssl_context=ssl_context, reuse_port=reuse_port)
         self.framer = framer
         self.handle = handle
-        self.ssl_context = ssl_context
-        self.reuse_port = reuse_port
         self.ip_filter = ip_filter
         self.read_timeout = read_timeout
-        # Set by start: the loop is asked for once (each asking costs a getpid() syscall).
-        self.loop: asyncio.AbstractEventLoop
-        self.deadlines: Deadlines
-        self.warnings = warnings or RateLimitedWarnings()
-        self.stopping = False
         self.stopped = asyncio.Event()
-        self._servers: list[asyncio.Server] = []
-        self.connections = ConnectionTable(name, counters, self.warnings, max_connections)
         self._all_gone: asyncio.Future | None = None  # while stop waits for the last connection
 
-    async def start(self, host: str | None, ports: Sequence[int]) -> list[int]:
-        """Bind every port (0 picks a free one); returns the bound port numbers, in order."""
-        self.loop = loop = asyncio.get_running_loop()
-        self.deadlines = Deadlines(loop)
-        try:
-            return await listen(loop, lambda: Connection(self), host, ports, ssl_context=self.ssl_context,
-                                reuse_port=self.reuse_port, servers=self._servers)
-        except BaseException:
-            await self.stop()
-            raise
+    def _new_connection(self) -> Connection:
+        return Connection(self)
 
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         self.stopping = True
